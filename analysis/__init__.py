@@ -1,0 +1,1 @@
+"""mmmelab.analysis"""

@@ -1,0 +1,237 @@
+"""An AcqKnowledge 5 stand-in speaking Network Data Transfer (NDT), with an MP160 behind it.
+
+* XML-RPC control at ``http://127.0.0.1:<port>/RPC2`` with the ``acq.*`` methods
+  of BIOPAC's NDT (../shared/reference/devices.md 2a) and introspection.
+* On ``acq.toggleAcquisition`` (start) it connects *out* to the client's
+  single-connection data port, as AcqKnowledge does, and streams headerless
+  frames of the delivered channels - analog, then digital - as doubles in the
+  requested endianness, paced by its own (drifting) clock.
+* Analog channels come from NeuroKit2's simulators; digital input lines carry the
+  shared :class:`VirtualWire` code, bit i on line i (``digital_high`` when set).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+
+import numpy as np
+
+from mmmelab.hardware_mocks.synth import physio_signals
+from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
+
+logger = logging.getLogger(__name__)
+
+UNITS = {"ECG": "mV", "PPG": "V", "RSP": "V", "SKT": "degC", "EDA": "uS"}
+LABELS = {"ECG": "ECG - ECG100C", "PPG": "PPG - PPG100C", "RSP": "RSP - RSP100C",
+          "SKT": "SKT - SKT100C", "EDA": "EDA - EDA100C"}
+
+
+class _Handler(SimpleXMLRPCRequestHandler):
+    rpc_paths = ("/RPC2",)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.server.last_client = self.client_address[0]  # type: ignore[attr-defined]
+        super().do_POST()
+
+
+class AcqKnowledgeServer:
+    """Control server on an ephemeral port (``self.port``). Threads: ``sim-acq-rpc``,
+    ``sim-acq-data`` while acquiring."""
+
+    def __init__(self, wire: VirtualWire, clock: Callable[[], float],
+                 channels: tuple[str, ...] = ("ECG", "PPG", "RSP", "SKT", "EDA"),
+                 digital: int = 8, rate_hz: float = 1000.0, digital_high: float = 1.0,
+                 device_clock: DeviceClock | None = None, latency_s: float = 0.0005,
+                 block_samples: int = 20, seed: int = 2) -> None:
+        self.wire = wire
+        self.clock = clock
+        self.rate_hz = rate_hz
+        self.digital_high = digital_high
+        self.device_clock = device_clock or DeviceClock(epoch=clock())
+        self.latency_s = latency_s
+        self.block = block_samples
+        sig = physio_signals(rate_hz, 60.0, seed=seed)
+        self._analog = np.stack([sig.get(c, np.zeros(int(rate_hz * 60), np.float32))
+                                 for c in channels], axis=1).astype(np.float64)
+        self.channels: list[dict[str, Any]] = (
+            [{"type": "analog", "index": i, "label": LABELS.get(c, c)}
+             for i, c in enumerate(channels)]
+            + [{"type": "digital", "index": i, "label": f"Digital input {i}"}
+               for i in range(digital)])
+        for ch in self.channels:
+            ch.update(divider=1, delivery=False, dtype="double", endian="little")
+        self.method = "multiple"
+        self.transport = "tcp"
+        self.single_port = 15020
+        self.hostname = ""
+        self.in_progress = False
+        self.samples_sent = 0
+        self.toggle_delay_s = 0.0      # fault injection: a blocking (modal) toggle
+        self._stop = threading.Event()
+        self._streaming = threading.Event()
+        self._data_thread: threading.Thread | None = None
+        self.rpc = SimpleXMLRPCServer(("127.0.0.1", 0), requestHandler=_Handler,
+                                      allow_none=True, logRequests=False)
+        self.rpc.last_client = "127.0.0.1"  # type: ignore[attr-defined]
+        self.rpc.register_introspection_functions()
+        for name in dir(self):
+            if name.startswith("acq_"):
+                self.rpc.register_function(getattr(self, name), "acq." + name[4:])
+        self.port = self.rpc.server_address[1]
+        self._rpc_thread = threading.Thread(target=self.rpc.serve_forever, args=(0.05,),
+                                            name="sim-acq-rpc", daemon=True)
+        self._rpc_thread.start()
+
+    # -------------------------------------------------------------- XML-RPC API
+
+    def _channel(self, ch: dict[str, Any]) -> dict[str, Any]:
+        for c in self.channels:
+            if c["type"] == ch.get("type") and c["index"] == ch.get("index"):
+                return c
+        raise ValueError(f"no {ch.get('type')} channel with index {ch.get('index')}")
+
+    def acq_getMPUnitType(self) -> int:  # noqa: N802 - BIOPAC's method names
+        return 160
+
+    def acq_getSamplingRate(self) -> float:  # noqa: N802
+        return self.rate_hz
+
+    def acq_getEnabledChannels(self, kind: str) -> list[dict[str, Any]]:  # noqa: N802
+        if kind not in ("analog", "digital", "calc"):
+            raise ValueError(f"unknown channel type {kind!r}")
+        return [{"type": c["type"], "index": c["index"]} for c in self.channels
+                if c["type"] == kind]
+
+    def acq_getChannelLabel(self, ch: dict[str, Any]) -> str:  # noqa: N802
+        return str(self._channel(ch)["label"])
+
+    def acq_getDownsamplingDivider(self, ch: dict[str, Any]) -> int:  # noqa: N802
+        return int(self._channel(ch)["divider"])
+
+    def acq_changeDataConnectionMethod(self, method: str) -> int:  # noqa: N802
+        if method not in ("single", "multiple"):
+            raise ValueError(f"unknown connection method {method!r}")
+        self.method = method
+        return 0
+
+    def acq_getDataConnectionMethod(self) -> str:  # noqa: N802
+        return self.method
+
+    def acq_changeTransportType(self, kind: str) -> int:  # noqa: N802
+        if kind not in ("tcp", "udp"):
+            raise ValueError(f"unknown transport {kind!r}")
+        self.transport = kind
+        return 0
+
+    def acq_changeSingleConnectionModePort(self, port: int) -> int:  # noqa: N802
+        self.single_port = int(port)
+        return 0
+
+    def acq_getSingleConnectionModePort(self) -> int:  # noqa: N802
+        return self.single_port
+
+    def acq_changeDataConnectionHostname(self, host: str) -> int:  # noqa: N802
+        self.hostname = host
+        return 0
+
+    def acq_changeDataType(self, ch: dict[str, Any], spec: dict[str, str]) -> int:  # noqa: N802
+        if spec.get("type") not in ("double", "float") or spec.get("endian") not in ("little",
+                                                                                    "big"):
+            raise ValueError(f"unsupported data type {spec!r}")
+        c = self._channel(ch)
+        c["dtype"], c["endian"] = spec["type"], spec["endian"]
+        return 0
+
+    def acq_changeDataDeliveryEnabled(self, ch: dict[str, Any], on: bool) -> int:  # noqa: N802
+        self._channel(ch)["delivery"] = bool(on)
+        return 0
+
+    def acq_setDataConnectionTimeoutSec(self, seconds: float) -> int:  # noqa: N802
+        return 0
+
+    def acq_getAcquisitionInProgress(self) -> bool:  # noqa: N802
+        return self.in_progress
+
+    def acq_insertGlobalEvent(self, label: str, kind: str, channel: str) -> int:  # noqa: N802
+        return 0
+
+    def acq_toggleAcquisition(self) -> int:  # noqa: N802
+        if self.toggle_delay_s:
+            time.sleep(self.toggle_delay_s)
+        if self.in_progress:
+            self.in_progress = False
+            self._streaming.clear()
+            return 0
+        self.in_progress = True
+        host = self.hostname or self.rpc.last_client  # type: ignore[attr-defined]
+        self._streaming.set()
+        self._data_thread = threading.Thread(target=self._stream, args=(host,),
+                                             name="sim-acq-data", daemon=True)
+        self._data_thread.start()
+        return 0
+
+    # -------------------------------------------------------------- data connection
+
+    def _stream(self, host: str) -> None:
+        try:
+            sock = socket.create_connection((host, self.single_port), timeout=1.0)
+        except OSError as exc:
+            logger.warning("AcqKnowledge simulator: cannot deliver data to %s:%d (%s); "
+                           "acquisition runs without delivery", host, self.single_port, exc)
+            return
+        delivered = [c for c in self.channels if c["delivery"]]
+        analog = [c["index"] for c in delivered if c["type"] == "analog"]
+        digital = [c["index"] for c in delivered if c["type"] == "digital"]
+        fmt = ("<" if delivered and delivered[0]["endian"] == "little" else ">") + (
+            "f8" if not delivered or delivered[0]["dtype"] == "double" else "f4")
+        loop = len(self._analog)
+        sample = 0
+        start_dev = float(self.device_clock.device_time(self.clock()))
+        try:
+            while self._streaming.is_set() and not self._stop.is_set():
+                n = self.block
+                dev_t = start_dev + (sample + np.arange(n)) / self.rate_hz
+                master_t = np.asarray(self.device_clock.master_time(dev_t))
+                wait = master_t[-1] - self.clock()
+                if wait > 0:
+                    time.sleep(wait)
+                codes = self.wire.levels_at(master_t - self.latency_s)
+                frame = np.empty((n, len(analog) + len(digital)))
+                frame[:, :len(analog)] = self._analog[(sample + np.arange(n)) % loop][:, analog]
+                for j, line in enumerate(digital):
+                    frame[:, len(analog) + j] = ((codes >> line) & 1) * self.digital_high
+                sock.sendall(frame.astype(fmt).tobytes())
+                sample += n
+                self.samples_sent = sample
+        except OSError as exc:
+            logger.debug("AcqKnowledge simulator: data connection ended (%s)", exc)
+        finally:
+            sock.close()
+
+    def stop_from_ui(self) -> None:
+        """The operator stops acquisition in AcqKnowledge (fault injection)."""
+        self.in_progress = False
+        self._streaming.clear()
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._streaming.clear()
+        self.rpc.shutdown()
+        self.rpc.server_close()
+        self._rpc_thread.join(1.0)
+        if self._data_thread is not None:
+            self._data_thread.join(1.0)
+
+    def __enter__(self) -> AcqKnowledgeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

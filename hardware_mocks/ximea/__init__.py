@@ -1,0 +1,5 @@
+"""Simulated XIMEA camera behind the official ``xiapipy`` module (see ``library``)."""
+
+from mmmelab.hardware_mocks.ximea.library import SimulatedCamera, SimulatedM3Api, install
+
+__all__ = ["SimulatedCamera", "SimulatedM3Api", "install"]

@@ -1,0 +1,415 @@
+"""Typed, validated lab configuration and protocol, loaded from TOML.
+
+Two files drive a session:
+
+* the **lab configuration** (devices and their connections, ``simulate`` per
+  device, screens, data root) - :func:`load_lab`;
+* the **protocol** (stimulus clips with their target emotion, practice block,
+  trial order and seed, phase durations) - :func:`load_protocol`.
+
+Both loaders return frozen dataclasses; every bad value raises
+:class:`~mmmelab.errors.ConfigError` naming the file, the dotted key and what is
+allowed. Nothing here is read at import time. ``to_dict`` gives the snapshot that
+each session stores in its manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import random
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mmmelab.errors import ConfigError
+from mmmelab.tomlcheck import Table, load_toml
+
+PARTICIPANT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")
+DEMO_STIMULI = "@demo"
+
+
+class Emotion(enum.StrEnum):
+    """The seven target emotions of the MMME paradigm."""
+
+    HAPPINESS = "happiness"
+    SURPRISE = "surprise"
+    SADNESS = "sadness"
+    FEAR = "fear"
+    ANGER = "anger"
+    DISGUST = "disgust"
+    CONTEMPT = "contempt"
+
+
+class TriggerBoxKind(enum.StrEnum):
+    BRAINPRODUCTS = "brainproducts"
+    MMBTS = "mmbts"
+    BBTK = "bbtk"
+    ARDUINO = "arduino"
+
+
+class EegProtocol(enum.StrEnum):
+    CURRY = "curry"
+    ACQUIRE = "acquire"
+
+
+# ---------------------------------------------------------------- lab configuration
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    simulate: bool = True
+    serial: str = ""
+    index: int = 0
+    width: int = 2040
+    height: int = 1080
+    offset_x: int = 0
+    offset_y: int = 0
+    fps: float = 150.0
+    exposure_us: float = 5000.0
+    gain_db: float = 0.0
+    queue_frames: int = 300
+    gpo_strobe: bool = True
+    timestamp_reset_on_trigger: bool = False
+    timeout_ms: int = 200
+
+
+@dataclass(frozen=True)
+class EegConfig:
+    simulate: bool = True
+    protocol: EegProtocol = EegProtocol.CURRY
+    host: str = "127.0.0.1"
+    port: int = 4455
+    channels: int = 64
+    rate_hz: float = 1000.0
+    timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class PhysioConfig:
+    simulate: bool = True
+    host: str = "127.0.0.1"
+    control_port: int = 15010
+    data_port: int = 15020
+    rate_hz: float = 1000.0
+    channels: tuple[str, ...] = ("ECG", "PPG", "RSP", "SKT", "EDA")
+    digital_channels: int = 8
+    timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class TriggerBoxConfig:
+    simulate: bool = True
+    box: TriggerBoxKind = TriggerBoxKind.BRAINPRODUCTS
+    port: str = "/dev/ttyUSB0"
+    baudrate: int = 115200
+    pulse_ms: float = 20.0
+    gap_ms: float = 20.0
+
+
+@dataclass(frozen=True)
+class ScreensConfig:
+    console: int = 0
+    stimulus: int = 1
+    reminder: int = 2
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """The whole lab: devices, screens, where data goes. See ``mmmelab/data/labs``."""
+
+    name: str
+    data_root: Path
+    stimuli_root: Path
+    camera: CameraConfig
+    eeg: EegConfig
+    physio: PhysioConfig
+    triggerbox: TriggerBoxConfig
+    screens: ScreensConfig = field(default_factory=ScreensConfig)
+    sync_interval_s: float = 5.0
+    marker_stream: str = "mmme-markers"
+    source_file: str = ""
+
+    def simulated_devices(self) -> list[str]:
+        """Names of the devices this configuration runs on simulators."""
+        devs = {"camera": self.camera, "eeg": self.eeg, "physio": self.physio,
+                "triggerbox": self.triggerbox}
+        return [name for name, dev in devs.items() if dev.simulate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _resolve_dir(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _camera(t: Table) -> CameraConfig:
+    d = CameraConfig()
+    cfg = CameraConfig(
+        simulate=t.bool("simulate", d.simulate),
+        serial=t.str("serial", d.serial),
+        index=t.int("index", d.index, lo=0),
+        width=t.int("width", d.width, lo=16, hi=8192),
+        height=t.int("height", d.height, lo=16, hi=8192),
+        offset_x=t.int("offset_x", d.offset_x, lo=0),
+        offset_y=t.int("offset_y", d.offset_y, lo=0),
+        fps=t.float("fps", d.fps, lo=1.0, hi=10000.0),
+        exposure_us=t.float("exposure_us", d.exposure_us, lo=1.0, hi=10_000_000.0),
+        gain_db=t.float("gain_db", d.gain_db, lo=-10.0, hi=48.0),
+        queue_frames=t.int("queue_frames", d.queue_frames, lo=4, hi=10_000),
+        gpo_strobe=t.bool("gpo_strobe", d.gpo_strobe),
+        timestamp_reset_on_trigger=t.bool("timestamp_reset_on_trigger",
+                                          d.timestamp_reset_on_trigger),
+        timeout_ms=t.int("timeout_ms", d.timeout_ms, lo=10, hi=10_000),
+    )
+    period_us = 1e6 / cfg.fps
+    if cfg.exposure_us >= period_us:
+        raise t.error("exposure_us", f"is {cfg.exposure_us:g} us; at fps = {cfg.fps:g} the "
+                                     f"exposure must be shorter than the frame period "
+                                     f"({period_us:.0f} us)")
+    t.done()
+    return cfg
+
+
+def _eeg(t: Table) -> EegConfig:
+    d = EegConfig()
+    cfg = EegConfig(
+        simulate=t.bool("simulate", d.simulate),
+        protocol=EegProtocol(t.str("protocol", d.protocol.value,
+                                   choices=[p.value for p in EegProtocol])),
+        host=t.str("host", d.host),
+        port=t.int("port", d.port, lo=1, hi=65535),
+        channels=t.int("channels", d.channels, lo=1, hi=299),
+        rate_hz=t.float("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
+        timeout_s=t.float("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
+    )
+    t.done()
+    return cfg
+
+
+def _physio(t: Table) -> PhysioConfig:
+    d = PhysioConfig()
+    channels = t.str_list("channels", list(d.channels))
+    if not channels:
+        raise t.error("channels", "must name at least one analog channel")
+    if len(set(channels)) != len(channels):
+        raise t.error("channels", f"has duplicate names: {channels}")
+    cfg = PhysioConfig(
+        simulate=t.bool("simulate", d.simulate),
+        host=t.str("host", d.host),
+        control_port=t.int("control_port", d.control_port, lo=1, hi=65535),
+        data_port=t.int("data_port", d.data_port, lo=0, hi=65535),
+        rate_hz=t.float("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
+        channels=tuple(channels),
+        digital_channels=t.int("digital_channels", d.digital_channels, lo=0, hi=16),
+        timeout_s=t.float("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
+    )
+    t.done()
+    return cfg
+
+
+def _triggerbox(t: Table) -> TriggerBoxConfig:
+    d = TriggerBoxConfig()
+    cfg = TriggerBoxConfig(
+        simulate=t.bool("simulate", d.simulate),
+        box=TriggerBoxKind(t.str("box", d.box.value, choices=[k.value for k in TriggerBoxKind])),
+        port=t.str("port", d.port),
+        baudrate=t.int("baudrate", d.baudrate, lo=300, hi=4_000_000),
+        pulse_ms=t.float("pulse_ms", d.pulse_ms, lo=1.0, hi=1000.0),
+        gap_ms=t.float("gap_ms", d.gap_ms, lo=0.0, hi=1000.0),
+    )
+    t.done()
+    return cfg
+
+
+def _screens(t: Table) -> ScreensConfig:
+    d = ScreensConfig()
+    cfg = ScreensConfig(console=t.int("console", d.console, lo=0, hi=16),
+                        stimulus=t.int("stimulus", d.stimulus, lo=0, hi=16),
+                        reminder=t.int("reminder", d.reminder, lo=0, hi=16))
+    t.done()
+    return cfg
+
+
+def load_lab(path: Path | str) -> LabConfig:
+    """Load and validate a lab configuration file.
+
+    Relative ``data_root`` and ``stimuli_root`` are taken relative to the file's folder.
+    """
+    path = Path(path)
+    top = Table(path, load_toml(path))
+    lab = top.table("lab", required=True)
+    name = lab.str("name")
+    data_root = _resolve_dir(path.parent, lab.str("data_root", "sessions"))
+    stimuli_root = _resolve_dir(path.parent, lab.str("stimuli_root", "stimuli"))
+    lab.done()
+    devices = top.table("devices", required=True)
+    camera = _camera(devices.table("camera", required=True))
+    eeg = _eeg(devices.table("eeg", required=True))
+    physio = _physio(devices.table("physio", required=True))
+    triggerbox = _triggerbox(devices.table("triggerbox", required=True))
+    devices.done()
+    screens = _screens(top.table("screens"))
+    sync = top.table("sync")
+    sync_interval_s = sync.float("pulse_interval_s", 5.0, lo=0.5, hi=600.0)
+    sync.done()
+    lsl = top.table("lsl")
+    marker_stream = lsl.str("marker_stream", "mmme-markers")
+    lsl.done()
+    top.done()
+    min_pulse = 2 * 1000.0 / camera.fps
+    if triggerbox.pulse_ms < min_pulse:
+        raise ConfigError(str(path), "devices.triggerbox.pulse_ms",
+                          f"is {triggerbox.pulse_ms:g} ms; the camera samples its input once "
+                          f"per frame, so at {camera.fps:g} fps a pulse must last at least two "
+                          f"frame periods ({min_pulse:.1f} ms)")
+    return LabConfig(name=name, data_root=data_root, stimuli_root=stimuli_root, camera=camera,
+                     eeg=eeg, physio=physio, triggerbox=triggerbox, screens=screens,
+                     sync_interval_s=sync_interval_s, marker_stream=marker_stream,
+                     source_file=str(path))
+
+
+# ---------------------------------------------------------------- protocol
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One stimulus clip. ``emotion`` is None for practice and neutral clips."""
+
+    id: str
+    file: str
+    duration_s: float
+    emotion: Emotion | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    rating_limit_s: float = 25.0
+    wait_space_limit_s: float = 0.0  # 0 = wait for the participant indefinitely
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A paradigm: practice block, then ``trials`` in a fixed or seeded random order."""
+
+    name: str
+    seed: int
+    stimuli_dir: str
+    timing: Timing
+    clips: tuple[Clip, ...]
+    practice: tuple[Clip, ...]
+    neutral: Clip
+    trial_order: tuple[str, ...]
+    source_file: str = ""
+
+    def clip(self, clip_id: str) -> Clip:
+        for c in self.clips:
+            if c.id == clip_id:
+                return c
+        raise KeyError(clip_id)
+
+    def trials(self) -> list[Clip]:
+        """The main-block clips in presentation order (practice excluded)."""
+        return [self.clip(cid) for cid in self.trial_order]
+
+    def planned_duration_s(self, response_s: float | None = None) -> float:
+        """Upper bound of the session length, for the pre-flight disk check."""
+        rating = self.timing.rating_limit_s if response_s is None else response_s
+        per_trial = [c.duration_s + rating + self.neutral.duration_s
+                     for c in (*self.practice, *self.trials())]
+        return sum(per_trial) + 5.0 * len(per_trial) + 10.0
+
+    def stimuli_path(self, stimuli_root: Path, demo_dir: Path) -> Path:
+        if self.stimuli_dir == DEMO_STIMULI:
+            return demo_dir
+        return _resolve_dir(stimuli_root, self.stimuli_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _clip(t: Table, emotion_required: bool) -> Clip:
+    cid = t.str("id")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,32}", cid):
+        raise t.error("id", f"is {cid!r}; use 1-32 letters, digits, '_' or '-'")
+    file = t.str("file")
+    duration = t.float("duration_s", lo=0.0, hi=3600.0, lo_open=True)
+    emotion: Emotion | None = None
+    if emotion_required or t.has("emotion"):
+        allowed = [e.value for e in Emotion]
+        emotion = Emotion(t.str("emotion", choices=allowed))
+    t.done()
+    return Clip(id=cid, file=file, duration_s=duration, emotion=emotion)
+
+
+def load_protocol(path: Path | str) -> Protocol:
+    """Load and validate a protocol file; the trial order is fixed here (seeded)."""
+    path = Path(path)
+    top = Table(path, load_toml(path))
+    head = top.table("protocol", required=True)
+    name = head.str("name")
+    seed = head.int("seed", 0, lo=0)
+    stimuli_dir = head.str("stimuli_dir")
+    order_mode = head.str("order", "random", choices=["random", "fixed"])
+    n_trials = head.int("trials", 0, lo=0, hi=10_000)
+    head.done()
+    tt = top.table("timing")
+    d = Timing()
+    timing = Timing(rating_limit_s=tt.float("rating_limit_s", d.rating_limit_s, lo=1.0, hi=600.0),
+                    wait_space_limit_s=tt.float("wait_space_limit_s", d.wait_space_limit_s,
+                                                lo=0.0, hi=3600.0))
+    tt.done()
+    clips = tuple(_clip(t, emotion_required=True) for t in top.tables("clips", required=True))
+    if not clips:
+        raise ConfigError(str(path), "clips", "must list at least one clip ([[clips]])")
+    practice = tuple(_clip(t, emotion_required=False) for t in top.tables("practice"))
+    neutral = _clip(top.table("neutral", required=True), emotion_required=False)
+    top.done()
+    ids = [c.id for c in (*clips, *practice, neutral)]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ConfigError(str(path), "clips", f"clip ids must be unique; repeated: {dupes}")
+    if n_trials and n_trials != len(clips):
+        raise ConfigError(str(path), "protocol.trials",
+                          f"is {n_trials} but {len(clips)} clips are listed; each clip is shown "
+                          f"once, so list exactly {n_trials} clips (or drop the key)")
+    order = [c.id for c in clips]
+    if order_mode == "random":
+        random.Random(seed).shuffle(order)
+    return Protocol(name=name, seed=seed, stimuli_dir=stimuli_dir, timing=timing, clips=clips,
+                    practice=practice, neutral=neutral, trial_order=tuple(order),
+                    source_file=str(path))
+
+
+# ---------------------------------------------------------------- shipped files
+
+
+def shipped(kind: str, name: str) -> Path:
+    """Path of a lab or protocol file shipped with the package (``kind``: labs|protocols)."""
+    ref = resources.files("mmmelab") / "data" / kind / f"{name}.toml"
+    return Path(str(ref))
+
+
+def check_participant_id(value: str) -> str:
+    """Validate a pseudonymous participant id: letters and digits only, at most 16."""
+    if not PARTICIPANT_ID_RE.fullmatch(value):
+        raise ConfigError("(command line)", "participant",
+                          f"is {value!r}; use a pseudonymous code of 1-16 letters and digits "
+                          f"(for example P07) - never a name")
+    return value
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    return obj

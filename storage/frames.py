@@ -1,0 +1,226 @@
+"""Camera frames on disk: append-only chunk files plus a fixed-record journal.
+
+Layout inside ``<session>/camera/``::
+
+    camera.json          geometry, pixel format, stride, journal dtype, chunking
+    frames-00000.raw     frames back to back, each padded to a 4096-byte stride
+    frames-00001.raw     (a new chunk every ``frames_per_chunk`` frames)
+    journal.bin          one 64-byte record per frame (JOURNAL_DTYPE)
+
+Frame ``i`` lives in chunk ``i // frames_per_chunk`` at byte offset
+``(i % frames_per_chunk) * stride``. The journal record of a frame is written
+only after the frame's bytes, both without user-space buffering, so a killed
+recorder leaves every journalled frame complete on disk; a torn last record is
+ignored. Padding each frame to a page multiple keeps writes aligned for direct
+I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmmelab.errors import SessionFormatError
+
+PAGE = 4096
+FRAME_FORMAT_VERSION = 1
+
+#: One record per frame; 64 bytes, little-endian.
+JOURNAL_DTYPE = np.dtype([
+    ("index", "<u8"),              # position of the frame in the chunk files
+    ("acq_nframe", "<u8"),         # camera frame counter, reset only at acquisition start
+    ("nframe", "<u4"),             # camera frame number (may reset on exposure/gain change)
+    ("gpi_level", "<u4"),          # digital input levels at exposure start (bit 0 = GPI 1)
+    ("ts_us", "<u8"),              # camera timestamp, unwrapped, microseconds
+    ("exposure_us", "<u4"),
+    ("flags", "<u4"),
+    ("host_time", "<f8"),          # master clock (LSL local_clock) when the frame arrived, s
+    ("api_skipped", "<u4"),        # API skipped-frame counter at this frame (cumulative)
+    ("transport_skipped", "<u4"),  # transport skipped-frame counter (cumulative)
+    ("gain_db", "<f4"),
+    ("reserved", "<u4"),
+])
+assert JOURNAL_DTYPE.itemsize == 64
+
+
+def frame_stride(width: int, height: int, bytes_per_pixel: int = 1) -> int:
+    """Bytes one frame occupies on disk: its pixels rounded up to a page multiple."""
+    size = width * height * bytes_per_pixel
+    return -(-size // PAGE) * PAGE
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    width: int
+    height: int
+    pixel_format: str = "RAW8"
+    bayer_pattern: str = "RGGB"
+    frames_per_chunk: int = 900
+
+    @property
+    def stride(self) -> int:
+        return frame_stride(self.width, self.height)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FRAME_FORMAT_VERSION, "width": self.width,
+                "height": self.height, "pixel_format": self.pixel_format,
+                "bayer_pattern": self.bayer_pattern, "frames_per_chunk": self.frames_per_chunk,
+                "stride_bytes": self.stride, "page_bytes": PAGE,
+                "journal_record_bytes": JOURNAL_DTYPE.itemsize,
+                "journal_fields": [[n, JOURNAL_DTYPE[n].str] for n in JOURNAL_DTYPE.names or ()]}
+
+
+def chunk_name(chunk: int) -> str:
+    return f"frames-{chunk:05d}.raw"
+
+
+class FrameWriter:
+    """Appends frames and their journal records; one instance per recording.
+
+    Called from a single thread (the camera writer). ``append`` writes the frame
+    bytes then the journal record with ``os.write``: no user-space buffer stands
+    between a frame and the page cache, so a killed process loses nothing it
+    already appended.
+    """
+
+    def __init__(self, folder: Path, geometry: FrameGeometry) -> None:
+        self.folder = folder
+        self.geometry = geometry
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "camera.json").write_text(json.dumps(geometry.to_dict(), indent=2))
+        self._journal_fd = os.open(folder / "journal.bin",
+                                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._chunk_fd = -1
+        self._chunk = -1
+        self.count = 0
+        self.bytes_written = 0
+        self._pad = np.zeros(geometry.stride - geometry.width * geometry.height, np.uint8)
+
+    def _open_chunk(self, chunk: int) -> None:
+        if self._chunk_fd >= 0:
+            os.close(self._chunk_fd)
+        self._chunk_fd = os.open(self.folder / chunk_name(chunk),
+                                 os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._chunk = chunk
+
+    def append(self, frame: np.ndarray, record: np.ndarray) -> None:
+        """Write one frame (``height x width`` uint8, or a full-stride buffer) and its record.
+
+        ``record`` is a one-element JOURNAL_DTYPE array; its ``index`` is set here.
+        """
+        chunk = self.count // self.geometry.frames_per_chunk
+        if chunk != self._chunk:
+            self._open_chunk(chunk)
+        buf = memoryview(np.ascontiguousarray(frame)).cast("B")
+        stride = self.geometry.stride
+        if buf.nbytes == stride:
+            self._write_all(self._chunk_fd, buf)
+        else:
+            self._write_all(self._chunk_fd, buf)
+            self._write_all(self._chunk_fd, memoryview(self._pad[: stride - buf.nbytes]))
+        record["index"] = self.count
+        self._write_all(self._journal_fd, memoryview(record.tobytes()))
+        self.count += 1
+        self.bytes_written += stride
+
+    @staticmethod
+    def _write_all(fd: int, data: memoryview) -> None:
+        while data.nbytes:
+            n = os.write(fd, data)
+            data = data[n:]
+
+    def sync(self) -> None:
+        """Ask the OS to put written data on the disk (protects against power loss)."""
+        for fd in (self._chunk_fd, self._journal_fd):
+            if fd >= 0:
+                os.fdatasync(fd)
+
+    def close(self) -> None:
+        for fd in (self._chunk_fd, self._journal_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._chunk_fd = self._journal_fd = -1
+
+
+class FrameStore:
+    """Read-only access to a recorded camera stream, frames memory-mapped from the files.
+
+    ``store[i]`` is a ``height x width`` uint8 view into the mapped file (no copy).
+    Only frames whose journal record is complete *and* whose bytes are on disk
+    count, so a store opened after a crash shows exactly the frames that survived.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        try:
+            meta = json.loads((folder / "camera.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise SessionFormatError(f"{folder / 'camera.json'}: cannot be read ({exc})") from None
+        if meta.get("format_version") != FRAME_FORMAT_VERSION:
+            raise SessionFormatError(f"{folder / 'camera.json'}: unknown format_version "
+                                     f"{meta.get('format_version')!r}")
+        self.meta = meta
+        self.width = int(meta["width"])
+        self.height = int(meta["height"])
+        self.stride = int(meta["stride_bytes"])
+        self.per_chunk = int(meta["frames_per_chunk"])
+        self.bayer_pattern = str(meta["bayer_pattern"])
+        raw = np.fromfile(folder / "journal.bin", dtype=np.uint8)
+        whole = len(raw) // JOURNAL_DTYPE.itemsize
+        journal = raw[: whole * JOURNAL_DTYPE.itemsize].view(JOURNAL_DTYPE)
+        self._maps: list[np.ndarray] = []
+        on_disk = 0
+        chunk = 0
+        while (folder / chunk_name(chunk)).exists():
+            size = (folder / chunk_name(chunk)).stat().st_size
+            n = min(size // self.stride, self.per_chunk)
+            if n:
+                mm = np.memmap(folder / chunk_name(chunk), dtype=np.uint8, mode="r",
+                               shape=(n, self.stride))
+                self._maps.append(mm)
+            on_disk += n
+            if n < self.per_chunk:
+                break
+            chunk += 1
+        self.journal = journal[: min(len(journal), on_disk)]
+        self.torn_records = len(raw) % JOURNAL_DTYPE.itemsize != 0
+
+    def __len__(self) -> int:
+        return len(self.journal)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"frame {index} out of range (0..{len(self) - 1})")
+        index %= len(self)
+        chunk, pos = divmod(index, self.per_chunk)
+        flat = self._maps[chunk][pos, : self.width * self.height]
+        return flat.reshape(self.height, self.width)
+
+    def rgb(self, index: int) -> np.ndarray:
+        """The frame debayered to RGB at half resolution (one pixel per 2x2 cell)."""
+        return debayer_half(self[index], self.bayer_pattern)
+
+    def close(self) -> None:
+        # The maps close when the last view into them is released.
+        self._maps.clear()
+
+
+_BAYER_OFFSETS = {"RGGB": ((0, 0), (0, 1), (1, 0), (1, 1)),
+                  "BGGR": ((1, 1), (0, 1), (1, 0), (0, 0)),
+                  "GRBG": ((0, 1), (0, 0), (1, 1), (1, 0)),
+                  "GBRG": ((1, 0), (0, 0), (1, 1), (0, 1))}
+
+
+def debayer_half(raw: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
+    """RGB image at half resolution from a Bayer mosaic: R, mean of both G, B per 2x2 cell."""
+    (ry, rx), (g1y, g1x), (g2y, g2x), (by, bx) = _BAYER_OFFSETS[pattern]
+    h, w = raw.shape[0] // 2 * 2, raw.shape[1] // 2 * 2
+    r = raw[ry:h:2, rx:w:2]
+    g = (raw[g1y:h:2, g1x:w:2].astype(np.uint16) + raw[g2y:h:2, g2x:w:2]) // 2
+    b = raw[by:h:2, bx:w:2]
+    return np.dstack([r, g.astype(np.uint8), b])

@@ -1,0 +1,71 @@
+"""``session.json``: the versioned, self-describing manifest of a session folder.
+
+It is written when the session starts (status ``recording``) and rewritten
+atomically (temporary file, fsync, rename) whenever something worth keeping
+changes; a crash therefore leaves either the old or the new manifest, never half
+of one. A manifest still saying ``recording`` after the recorder is gone means
+the recorder did not finish: the data are readable, the session is incomplete.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mmmelab.errors import SessionFormatError
+
+FORMAT = "mmme-session"
+FORMAT_VERSION = 1
+MANIFEST = "session.json"
+
+
+class SessionStatus(enum.StrEnum):
+    RECORDING = "recording"    # written at start; still there after a crash
+    COMPLETE = "complete"      # the protocol ran to its end and the session was finalised
+    ABORTED = "aborted"        # the experimenter stopped early; data finalised
+    FAILED = "failed"          # a fault ended the session; data finalised as far as possible
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Atomically replace ``folder/session.json``."""
+    tmp = folder / (MANIFEST + ".tmp")
+    data = json.dumps(manifest, indent=2, sort_keys=False, default=str).encode()
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, folder / MANIFEST)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """Read and check ``session.json``; SessionFormatError says what is wrong and where."""
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise SessionFormatError(f"{folder}: not a session folder (no such folder)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SessionFormatError(f"{folder}: not a session folder ({MANIFEST} is missing)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SessionFormatError(f"{path}: cannot be read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise SessionFormatError(f"{path}: is not valid JSON (line {exc.lineno}, column "
+                                 f"{exc.colno}: {exc.msg})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SessionFormatError(f"{path}: not an mmme-lab session manifest "
+                                 f"(\"format\" is not {FORMAT!r})")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise SessionFormatError(f"{path}: format_version {version!r} is not supported by this "
+                                 f"version of mmme-lab (it reads version {FORMAT_VERSION})")
+    status = manifest.get("status")
+    if status not in {s.value for s in SessionStatus}:
+        raise SessionFormatError(f"{path}: status {status!r} is not one of "
+                                 f"{', '.join(s.value for s in SessionStatus)}")
+    for key in ("participant", "streams", "clock"):
+        if not isinstance(manifest.get(key), dict):
+            raise SessionFormatError(f"{path}: \"{key}\" is missing or not an object")
+    return manifest

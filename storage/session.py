@@ -1,0 +1,336 @@
+"""Writing a session folder, and reading it back with :func:`open_session`.
+
+A session folder (``sub-<id>_ses-<nn>_<YYYYmmddTHHMMSS>``) holds::
+
+    session.json    the manifest (mmmelab.storage.manifest)
+    camera/         frames and their journal (mmmelab.storage.frames)
+    signals.h5      EEG, physiology, markers, trials, faults (mmmelab.storage.signals)
+    session.h5      written at finalisation: one HDF5 entry point that reads it all
+
+``open_session`` is the single reading API the analysis uses. It works on a
+finished session and on one whose recorder was killed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from mmmelab import __version__
+from mmmelab.errors import SessionFormatError
+from mmmelab.storage.frames import FrameGeometry, FrameStore, FrameWriter, chunk_name
+from mmmelab.storage.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    SessionStatus,
+    read_manifest,
+    write_manifest,
+)
+from mmmelab.storage.signals import SignalFile, SignalSpec, open_signals
+
+logger = logging.getLogger(__name__)
+
+#: One row per trial: what was shown and what the participant answered.
+TRIAL_DTYPE = np.dtype([
+    ("index", "<i4"),              # 0-based position in its block
+    ("practice", "u1"),
+    ("clip_id", "S32"),
+    ("target_emotion", "S16"),
+    ("chosen_emotion", "S16"),     # empty when missed
+    ("valence", "<i1"),            # 1-9, 0 when missed
+    ("arousal", "<i1"),            # 1-9, 0 when missed
+    ("missed", "u1"),
+    ("response_time_s", "<f8"),    # from rating onset; NaN when missed
+    ("clip_onset", "<f8"),         # master clock, s
+    ("rating_onset", "<f8"),
+])
+
+
+def session_folder_name(participant: str, session: int, when: dt.datetime) -> str:
+    return f"sub-{participant}_ses-{session:02d}_{when.strftime('%Y%m%dT%H%M%S')}"
+
+
+class SessionWriter:
+    """Creates and fills one session folder. Used by the engine's control thread.
+
+    The manifest is written at once (status ``recording``); ``finalize`` closes
+    the writers, writes ``session.h5`` and the final manifest.
+    """
+
+    def __init__(self, root: Path, manifest_fields: dict[str, Any], participant: str,
+                 session: int) -> None:
+        now = dt.datetime.now(dt.UTC)
+        root.mkdir(parents=True, exist_ok=True)
+        self.folder = root / session_folder_name(participant, session, now)
+        suffix = 1
+        while self.folder.exists():
+            suffix += 1
+            self.folder = root / f"{session_folder_name(participant, session, now)}-{suffix}"
+        self.folder.mkdir()
+        self.manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "software": {"name": "mmme-lab", "version": __version__},
+            "session_id": self.folder.name,
+            "status": SessionStatus.RECORDING.value,
+            "created_utc": now.isoformat(),
+            "ended_utc": None,
+            "streams": {},
+            "problems": [],
+            **manifest_fields,
+        }
+        write_manifest(self.folder, self.manifest)
+        self.frames: FrameWriter | None = None
+        self.signals: SignalFile | None = None
+
+    def open_streams(self, camera: FrameGeometry | None, signals: list[SignalSpec],
+                     camera_info: dict[str, Any] | None = None) -> None:
+        """Create the writers; called once all devices are connected."""
+        streams: dict[str, Any] = {}
+        if camera is not None:
+            self.frames = FrameWriter(self.folder / "camera", camera)
+            streams["camera"] = {"kind": "camera", "path": "camera/", **(camera_info or {})}
+        self.signals = SignalFile(self.folder / "signals.h5", signals,
+                                  logs={"trials": TRIAL_DTYPE})
+        for spec in signals:
+            streams[spec.name] = {"kind": spec.kind, "path": f"signals.h5:/{spec.name}",
+                                  "rate_hz": spec.rate_hz, "channels": len(spec.channels)}
+        streams["markers"] = {"kind": "markers", "path": "signals.h5:/markers/log"}
+        self.manifest["streams"] = streams
+        write_manifest(self.folder, self.manifest)
+
+    def update(self, **fields: Any) -> None:
+        self.manifest.update(fields)
+        write_manifest(self.folder, self.manifest)
+
+    def finalize(self, status: SessionStatus, extra: dict[str, Any] | None = None) -> None:
+        """Close the writers, write the ``session.h5`` entry point and the final manifest."""
+        if self.frames is not None:
+            self.frames.close()
+        if self.signals is not None:
+            self.signals.close()
+            if self.signals.error is not None:
+                self.manifest["problems"].append(f"signal writer failed: {self.signals.error}")
+        try:
+            self._write_entry_point()
+        except (OSError, ValueError, SessionFormatError) as exc:
+            logger.exception("could not write session.h5")
+            self.manifest["problems"].append(f"session.h5 not written: {exc}")
+        self.manifest.update(extra or {})
+        self.manifest["status"] = status.value
+        self.manifest["ended_utc"] = dt.datetime.now(dt.UTC).isoformat()
+        write_manifest(self.folder, self.manifest)
+
+    def _write_entry_point(self) -> None:
+        with h5py.File(self.folder / "session.h5", "w") as entry:
+            entry.attrs["manifest"] = json.dumps(self.manifest, default=str)
+            entry.attrs["note"] = ("Signals are external links into signals.h5; camera/frames "
+                                   "maps the raw frame files without copying. HDF5 looks for "
+                                   "those files relative to the working directory unless "
+                                   "HDF5_EXTFILE_PREFIX='${ORIGIN}' is set.")
+            if self.signals is not None:
+                for name in (*self.signals.specs, *self.signals.logs, "markers", "faults"):
+                    entry[name] = h5py.ExternalLink("signals.h5", f"/{name}")
+            if self.frames is not None and self.frames.count:
+                geo = self.frames.geometry
+                cam = entry.create_group("camera")
+                store = FrameStore(self.folder / "camera")
+                cam.create_dataset("journal", data=store.journal)
+                per = geo.frames_per_chunk
+                segments = []
+                for chunk in range(-(-len(store) // per)):
+                    n = min(per, len(store) - chunk * per)
+                    segments.append((f"camera/{chunk_name(chunk)}", 0, n * geo.stride))
+                cam.create_dataset("frames", shape=(len(store), geo.stride), dtype="u1",
+                                   external=segments)
+                for key, value in geo.to_dict().items():
+                    if not isinstance(value, list):
+                        cam.attrs[key] = value
+                store.close()
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class SignalStream:
+    """A sampled stream (EEG, physiology). ``data`` is read lazily from HDF5."""
+
+    name: str
+    kind: str
+    rate_hz: float
+    channels: list[str]
+    units: str
+    data: h5py.Dataset
+    blocks: np.ndarray
+    aux: dict[str, h5py.Dataset]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return int(self.blocks["count"].sum()) if len(self.blocks) else 0
+
+    @property
+    def sample_index(self) -> np.ndarray:
+        """Device sample index of every sample (gaps show as jumps)."""
+        if not len(self.blocks):
+            return np.zeros(0, np.int64)
+        counts = self.blocks["count"].astype(np.int64)
+        starts = np.repeat(self.blocks["first_sample"] - np.cumsum(counts) + counts, counts)
+        return starts + np.arange(counts.sum())
+
+    @property
+    def host_time(self) -> np.ndarray:
+        """Master-clock receive time per sample: each block's receipt time, back-dated by
+        the sample period for its earlier samples."""
+        if not len(self.blocks):
+            return np.zeros(0)
+        counts = self.blocks["count"].astype(np.int64)
+        last = np.repeat(self.blocks["host_time"], counts)
+        pos_from_end = np.repeat(np.cumsum(counts), counts) - 1 - np.arange(counts.sum())
+        return last - pos_from_end / self.rate_hz
+
+    def gaps(self) -> tuple[int, int]:
+        """(number of gaps, samples missing) from the blocks' device sample indices."""
+        if len(self.blocks) < 2:
+            return 0, 0
+        expected = self.blocks["first_sample"][:-1] + self.blocks["count"][:-1]
+        jump = self.blocks["first_sample"][1:] - expected
+        return int(np.count_nonzero(jump)), int(np.abs(jump).sum())
+
+
+@dataclass
+class CameraStream:
+    """The camera: frames memory-mapped by index, with the per-frame journal."""
+
+    name: str
+    rate_hz: float
+    frames: FrameStore
+    kind: str = "camera"
+
+    @property
+    def journal(self) -> np.ndarray:
+        return self.frames.journal
+
+    @property
+    def count(self) -> int:
+        return len(self.frames)
+
+    @property
+    def host_time(self) -> np.ndarray:
+        return self.journal["host_time"]
+
+    @property
+    def device_time_s(self) -> np.ndarray:
+        return self.journal["ts_us"] / 1e6
+
+    def dropped(self) -> tuple[int, int]:
+        """(gaps, frames missing) from acq_nframe, plus frames the API reported skipped."""
+        nf = self.journal["acq_nframe"].astype(np.int64)
+        if len(nf) < 2:
+            return 0, 0
+        jump = np.diff(nf) - 1
+        return int(np.count_nonzero(jump)), int(jump[jump > 0].sum())
+
+
+@dataclass
+class Session:
+    """A recorded session as returned by :func:`open_session`. Close it when done."""
+
+    path: Path
+    manifest: dict[str, Any]
+    streams: dict[str, SignalStream | CameraStream]
+    markers: np.ndarray
+    faults: np.ndarray
+    trials: np.ndarray
+    problems: list[str]
+    _h5: h5py.File | None = None
+
+    @property
+    def status(self) -> SessionStatus:
+        return SessionStatus(self.manifest["status"])
+
+    @property
+    def consent_level(self) -> int:
+        return int(self.manifest["participant"].get("consent_level", 2))
+
+    @property
+    def simulated(self) -> list[str]:
+        return list(self.manifest.get("simulated", []))
+
+    def close(self) -> None:
+        for stream in self.streams.values():
+            if isinstance(stream, CameraStream):
+                stream.frames.close()
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _signal_stream(name: str, grp: h5py.Group) -> SignalStream:
+    attrs = dict(grp.attrs)
+    aux = {k: grp[k] for k in grp if k not in ("data", "blocks")}
+    return SignalStream(name=name, kind=str(attrs.get("kind", name)),
+                        rate_hz=float(attrs["rate_hz"]),
+                        channels=[c.decode() if isinstance(c, bytes) else str(c)
+                                  for c in attrs.get("channels", [])],
+                        units=str(attrs.get("units", "")), data=grp["data"],
+                        blocks=grp["blocks"][()], aux=aux, attrs=attrs)
+
+
+def open_session(path: Path | str) -> Session:
+    """Open a session folder for reading: every stream with its timestamps.
+
+    Works on a finalised session and on one whose recorder died; ``problems``
+    then says what is incomplete. Raises SessionFormatError when the folder is
+    not a readable session.
+    """
+    folder = Path(path)
+    manifest = read_manifest(folder)
+    problems: list[str] = []
+    if manifest["status"] == SessionStatus.RECORDING.value:
+        problems.append("the recorder did not finish this session (status is still "
+                        "'recording'); data up to the crash are readable")
+    streams: dict[str, SignalStream | CameraStream] = {}
+    empty = np.zeros(0)
+    markers = faults = trials = empty
+    h5 = None
+    declared = manifest["streams"]
+    if (folder / "signals.h5").exists():
+        try:
+            h5 = open_signals(folder / "signals.h5")
+        except OSError as exc:
+            raise SessionFormatError(f"{folder / 'signals.h5'}: cannot be opened ({exc})") from None
+        for name in h5:
+            grp = h5[name]
+            if "data" in grp:
+                streams[name] = _signal_stream(name, grp)
+        markers = h5["markers/log"][()] if "markers" in h5 else empty
+        faults = h5["faults/log"][()] if "faults" in h5 else empty
+        trials = h5["trials/log"][()] if "trials" in h5 else empty
+    elif any(v.get("path", "").startswith("signals.h5") for v in declared.values()):
+        problems.append("signals.h5 is missing")
+    if (folder / "camera" / "camera.json").exists():
+        fps = float(declared.get("camera", {}).get("fps", 0.0))
+        store = FrameStore(folder / "camera")
+        streams["camera"] = CameraStream("camera", fps, store)
+        if store.torn_records:
+            problems.append("camera journal ends in a partial record (recorder killed "
+                            "mid-write); the partial record was ignored")
+    for name in declared:
+        if name != "markers" and name not in streams:
+            problems.append(f"stream {name!r} is declared in the manifest but has no data")
+    return Session(folder, manifest, streams, markers, faults, trials, problems, h5)

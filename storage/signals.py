@@ -1,0 +1,222 @@
+"""EEG, physiology, markers and faults in one HDF5 file, written crash-safe.
+
+``signals.h5`` layout (one group per signal stream)::
+
+    /<stream>/data        (n_samples, n_channels) float32, physical units
+    /<stream>/blocks      one row per received block: first_sample (device sample
+                          index), count, host_time (master clock at receipt)
+    /<stream>/<aux>       per-sample auxiliary arrays, e.g. trigger (uint16 event
+                          word) or digital (uint8 levels, one column per line)
+    /markers/log          every emitted event code (see mmmelab.sync.bus.MarkerRecord)
+    /faults/log           every drop, gap, fault and fallback: time, stream, kind, detail
+
+The file is written in HDF5 SWMR mode by one thread and flushed at least every
+``flush_interval_s``; a reader opening it with ``swmr=True`` sees a consistent
+file even when the recorder was killed mid-write (the status flag a killed
+writer leaves is exactly what SWMR readers accept).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+BLOCK_DTYPE = np.dtype([("first_sample", "<i8"), ("count", "<u4"), ("host_time", "<f8")])
+MARKER_DTYPE = np.dtype([("seq", "<u4"), ("code", "<u2"), ("t_request", "<f8"),
+                         ("t_on", "<f8"), ("t_off", "<f8"), ("ttl_ok", "u1"),
+                         ("label", "S64")])
+FAULT_DTYPE = np.dtype([("host_time", "<f8"), ("stream", "S16"), ("kind", "S24"),
+                        ("count", "<i8"), ("detail", "S160")])
+
+
+@dataclass(frozen=True)
+class AuxSpec:
+    """A per-sample side array of a stream (trigger word, digital lines)."""
+
+    name: str
+    dtype: str
+    width: int = 1
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """What one signal stream looks like, fixed when the device connects."""
+
+    name: str
+    kind: str
+    rate_hz: float
+    channels: tuple[str, ...]
+    units: str
+    aux: tuple[AuxSpec, ...] = ()
+    device: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Block:
+    stream: str
+    first_sample: int
+    data: np.ndarray
+    host_time: float
+    aux: dict[str, np.ndarray]
+
+
+def _string(value: str, size: int) -> bytes:
+    return value.encode("utf-8", "replace")[:size]
+
+
+class SignalFile:
+    """Writer of ``signals.h5``. ``append``/``marker``/``fault`` may be called from any thread.
+
+    All datasets are created in the constructor (SWMR forbids creating them later);
+    a writer thread (``signal-writer``) drains the queue, appends and flushes.
+    """
+
+    def __init__(self, path: Path, specs: list[SignalSpec], flush_interval_s: float = 0.5,
+                 logs: dict[str, np.dtype] | None = None) -> None:
+        self.path = path
+        self.specs = {s.name: s for s in specs}
+        self.logs = dict(logs or {})
+        self.flush_interval_s = flush_interval_s
+        self._file = h5py.File(path, "w", libver="latest")
+        for spec in specs:
+            self._create_stream(spec)
+        for name, dtype in (("markers", MARKER_DTYPE), ("faults", FAULT_DTYPE),
+                            *self.logs.items()):
+            grp = self._file.create_group(name)
+            grp.create_dataset("log", shape=(0,), maxshape=(None,), chunks=(256,), dtype=dtype)
+        self._file.swmr_mode = True
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self.samples: dict[str, int] = defaultdict(int)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="signal-writer", daemon=True)
+        self._thread.start()
+
+    def _create_stream(self, spec: SignalSpec) -> None:
+        grp = self._file.create_group(spec.name)
+        n_ch = len(spec.channels)
+        rows = max(64, int(spec.rate_hz))
+        grp.create_dataset("data", shape=(0, n_ch), maxshape=(None, n_ch), chunks=(rows, n_ch),
+                           dtype="<f4")
+        grp.create_dataset("blocks", shape=(0,), maxshape=(None,), chunks=(256,),
+                           dtype=BLOCK_DTYPE)
+        for aux in spec.aux:
+            grp.create_dataset(aux.name, shape=(0, aux.width), maxshape=(None, aux.width),
+                               chunks=(rows, aux.width), dtype=aux.dtype)
+        grp.attrs["kind"] = spec.kind
+        grp.attrs["rate_hz"] = spec.rate_hz
+        grp.attrs["channels"] = np.array(spec.channels, dtype=h5py.string_dtype())
+        grp.attrs["units"] = spec.units
+        for key, value in spec.device.items():
+            grp.attrs[f"device_{key}"] = value
+
+    # ------------------------------------------------------------ producers
+
+    def append(self, stream: str, first_sample: int, data: np.ndarray, host_time: float,
+               aux: dict[str, np.ndarray] | None = None) -> None:
+        """Queue one block: ``data`` is (n, channels); ``first_sample`` the device index."""
+        self._queue.put(_Block(stream, first_sample, data, host_time, aux or {}))
+
+    def marker(self, seq: int, code: int, label: str, t_request: float, t_on: float,
+               t_off: float, ttl_ok: bool) -> None:
+        row = np.array([(seq, code, t_request, t_on, t_off, ttl_ok, _string(label, 64))],
+                       dtype=MARKER_DTYPE)
+        self._queue.put(("markers", row))
+
+    def fault(self, host_time: float, stream: str, kind: str, count: int, detail: str) -> None:
+        row = np.array([(host_time, _string(stream, 16), _string(kind, 24), count,
+                         _string(detail, 160))], dtype=FAULT_DTYPE)
+        self._queue.put(("faults", row))
+
+    def log(self, name: str, row: np.ndarray) -> None:
+        """Append rows to one of the tables declared in ``logs``."""
+        if name not in self.logs:
+            raise KeyError(f"no log table {name!r} in {self.path.name}")
+        self._queue.put((name, np.asarray(row, dtype=self.logs[name]).reshape(-1)))
+
+    # ------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        import time
+
+        last_flush = time.monotonic()
+        stop = False
+        while not stop:
+            items: list[Any] = []
+            try:
+                items.append(self._queue.get(timeout=self.flush_interval_s / 2))
+                while True:
+                    items.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            if items and items[-1] is None:
+                items.pop()
+                stop = True
+            elif None in items:
+                items = [i for i in items if i is not None]
+                stop = True
+            try:
+                self._write(items)
+                if stop or time.monotonic() - last_flush >= self.flush_interval_s:
+                    self._file.flush()
+                    last_flush = time.monotonic()
+            except (OSError, ValueError, RuntimeError) as exc:
+                logger.exception("signal writer failed; signals after this point are lost")
+                self.error = exc
+                return
+
+    def _write(self, items: list[Any]) -> None:
+        blocks: dict[str, list[_Block]] = defaultdict(list)
+        logs: dict[str, list[np.ndarray]] = defaultdict(list)
+        for item in items:
+            if isinstance(item, _Block):
+                blocks[item.stream].append(item)
+            else:
+                logs[item[0]].append(item[1])
+        for stream, group in blocks.items():
+            self._append_blocks(stream, group)
+        for name, rows in logs.items():
+            self._extend(self._file[name]["log"], np.concatenate(rows))
+
+    @staticmethod
+    def _extend(ds: h5py.Dataset, rows: np.ndarray) -> None:
+        n = ds.shape[0]
+        ds.resize(n + len(rows), axis=0)
+        ds[n:] = rows
+
+    def _append_blocks(self, stream: str, group: list[_Block]) -> None:
+        grp = self._file[stream]
+        data = np.concatenate([b.data for b in group]).astype("<f4", copy=False)
+        self._extend(grp["data"], data)
+        table = np.array([(b.first_sample, len(b.data), b.host_time) for b in group],
+                         dtype=BLOCK_DTYPE)
+        self._extend(grp["blocks"], table)
+        for aux in self.specs[stream].aux:
+            parts = [b.aux[aux.name].reshape(len(b.data), aux.width) for b in group]
+            self._extend(grp[aux.name], np.concatenate(parts).astype(aux.dtype, copy=False))
+        self.samples[stream] += len(data)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued, flush and close. Idempotent."""
+        if not self._file:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            logger.error("signal writer did not finish within %.1f s", timeout_s)
+            return
+        self._file.close()
+
+
+def open_signals(path: Path) -> h5py.File:
+    """Open ``signals.h5`` for reading, whether or not its writer finished cleanly."""
+    return h5py.File(path, "r", libver="latest", swmr=True)

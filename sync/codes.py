@@ -1,0 +1,117 @@
+"""The event-code table shared by the trigger box (TTL byte) and the LSL marker stream.
+
+Every code is one byte (1-255; 0 is "line low"). The same code goes out as a TTL
+level on the trigger box, which the camera GPI, the SynAmps event channel and the
+MP160 digital inputs all see, and as an LSL string marker ``"<code>|<NAME>|<label>"``.
+
+=====  ===================  ====================================================
+code   name                 when
+=====  ===================  ====================================================
+1      SESSION_START        recording has started on every device
+2      SESSION_END          last event before devices stop
+3      PRACTICE_START       the practice block begins (not analysed)
+4      PRACTICE_END         the practice block is over
+10     TRIAL_START          a trial begins; the "press Space" screen is shown
+11     CLIP_ONSET           first frame of the emotional clip is shown
+12     CLIP_OFFSET          the clip has ended
+13     RATING_ONSET         the self-report screen is shown
+14     RATING_RESPONSE      the participant submitted the rating in time
+15     RATING_MISSED        the rating time limit ran out (answer recorded as missed)
+16     NEUTRAL_ONSET        the neutral (relaxation) clip starts
+17     NEUTRAL_OFFSET       the neutral clip has ended; the trial is over
+20     REMINDER_ON          the CMRR reminder is shown on the auxiliary display
+21     REMINDER_OFF         the CMRR reminder is hidden
+30     NOTE                 the experimenter marked a moment (free text in the label)
+31     PAUSE                the experimenter paused the session
+32     RESUME               the session continues after a pause
+33     ABORT                the experimenter aborted the session
+200    SYNC                 periodic sync pulse, keeps alignment through quiet stretches
+=====  ===================  ====================================================
+
+Pulses are host-timed (``pulse_ms``, at least two camera frame periods) and separated
+by ``gap_ms`` so that a camera sampling its input once per frame sees every code.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+
+
+class EventCode(enum.IntEnum):
+    SESSION_START = 1
+    SESSION_END = 2
+    PRACTICE_START = 3
+    PRACTICE_END = 4
+    TRIAL_START = 10
+    CLIP_ONSET = 11
+    CLIP_OFFSET = 12
+    RATING_ONSET = 13
+    RATING_RESPONSE = 14
+    RATING_MISSED = 15
+    NEUTRAL_ONSET = 16
+    NEUTRAL_OFFSET = 17
+    REMINDER_ON = 20
+    REMINDER_OFF = 21
+    NOTE = 30
+    PAUSE = 31
+    RESUME = 32
+    ABORT = 33
+    SYNC = 200
+
+
+#: Codes the experimenter or the bus adds on top of the paradigm's own sequence.
+UNPLANNED = frozenset({EventCode.REMINDER_ON, EventCode.REMINDER_OFF, EventCode.NOTE,
+                       EventCode.PAUSE, EventCode.RESUME, EventCode.SYNC})
+
+#: One step of a plan: the codes acceptable at that point.
+PlanStep = frozenset[EventCode]
+
+_RATING_END: PlanStep = frozenset({EventCode.RATING_RESPONSE, EventCode.RATING_MISSED})
+
+
+def _one(code: EventCode) -> PlanStep:
+    return frozenset({code})
+
+
+def trial_plan() -> list[PlanStep]:
+    """The codes one trial emits, in order."""
+    return [_one(EventCode.TRIAL_START), _one(EventCode.CLIP_ONSET), _one(EventCode.CLIP_OFFSET),
+            _one(EventCode.RATING_ONSET), _RATING_END, _one(EventCode.NEUTRAL_ONSET),
+            _one(EventCode.NEUTRAL_OFFSET)]
+
+
+def session_plan(n_practice: int, n_trials: int) -> list[PlanStep]:
+    """Every code a complete session of the paradigm emits, in order (unplanned codes aside)."""
+    plan = [_one(EventCode.SESSION_START)]
+    if n_practice:
+        plan.append(_one(EventCode.PRACTICE_START))
+        for _ in range(n_practice):
+            plan += trial_plan()
+        plan.append(_one(EventCode.PRACTICE_END))
+    for _ in range(n_trials):
+        plan += trial_plan()
+    plan.append(_one(EventCode.SESSION_END))
+    return plan
+
+
+def match_plan(plan: Sequence[PlanStep], codes: Iterable[int]) -> int:
+    """How many steps of ``plan`` the recorded ``codes`` fulfil, in order.
+
+    Unplanned codes (sync, reminders, notes, pauses) are skipped. The count is the
+    longest common subsequence of plan and codes, so one missing or spurious
+    marker costs one step, not the rest of the session.
+    """
+    seq = [c for c in codes if c not in UNPLANNED]
+    prev = [0] * (len(seq) + 1)
+    for step in plan:
+        cur = [0] * (len(seq) + 1)
+        for j, code in enumerate(seq, start=1):
+            cur[j] = prev[j - 1] + 1 if code in step else max(prev[j], cur[j - 1])
+        prev = cur
+    return prev[-1]
+
+
+def marker_text(code: EventCode, label: str = "") -> str:
+    """The LSL marker string for a code: ``"<code>|<NAME>|<label>"``."""
+    return f"{int(code)}|{code.name}|{label}"
