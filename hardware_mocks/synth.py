@@ -51,6 +51,7 @@ def physio_signals(rate_hz: float, seconds: float, heart_rate: float = 70.0,
     import neurokit2 as nk
 
     fs = int(rate_hz)
+    seconds = int(np.ceil(seconds))   # NeuroKit2's simulators need whole seconds
     n = int(rate_hz * seconds)
     rng = np.random.default_rng(seed)
     ecg = nk.ecg_simulate(duration=seconds, sampling_rate=fs, heart_rate=heart_rate,

@@ -17,7 +17,10 @@ I/O.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from mmmelab.errors import SessionFormatError
+
+logger = logging.getLogger(__name__)
 
 PAGE = 4096
 FRAME_FORMAT_VERSION = 1
@@ -79,33 +84,67 @@ def chunk_name(chunk: int) -> str:
     return f"frames-{chunk:05d}.raw"
 
 
+def aligned_buffer(nbytes: int) -> np.ndarray:
+    """A page-aligned uint8 buffer (anonymous mmap), as direct I/O requires."""
+    return np.frombuffer(mmap.mmap(-1, -(-nbytes // PAGE) * PAGE), dtype=np.uint8)[:nbytes]
+
+
 class FrameWriter:
     """Appends frames and their journal records; one instance per recording.
 
-    Called from a single thread (the camera writer). ``append`` writes the frame
-    bytes then the journal record with ``os.write``: no user-space buffer stands
-    between a frame and the page cache, so a killed process loses nothing it
-    already appended.
+    Called from a single thread (the camera writer). Frames go to disk with direct
+    I/O (``O_DIRECT``) where the filesystem allows it: on this class of machine
+    buffered writes with write-back reach about 0.3 GB/s, direct sequential
+    writes several times that, and direct writes skip a copy through the page
+    cache. A frame given as a page-aligned, full-stride buffer
+    (:func:`aligned_buffer`) is written directly; anything else goes through a
+    bounce buffer. Where direct I/O is refused the writer falls back to buffered
+    writes, logs it and records ``direct_io: false`` in ``camera.json``. The
+    journal record follows the frame with a plain ``os.write``, so a killed
+    process loses nothing it already appended.
     """
 
-    def __init__(self, folder: Path, geometry: FrameGeometry) -> None:
+    def __init__(self, folder: Path, geometry: FrameGeometry, direct: bool = True) -> None:
         self.folder = folder
         self.geometry = geometry
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "camera.json").write_text(json.dumps(geometry.to_dict(), indent=2))
+        self.direct = direct and hasattr(os, "O_DIRECT") and self._direct_works(folder)
+        if direct and not self.direct:
+            logger.warning("direct I/O is not available in %s; frames are written through the "
+                           "page cache (slower, more CPU)", folder)
+        meta = geometry.to_dict() | {"direct_io": self.direct}
+        (folder / "camera.json").write_text(json.dumps(meta, indent=2))
+        self._bounce = aligned_buffer(geometry.stride)
         self._journal_fd = os.open(folder / "journal.bin",
                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._chunk_fd = -1
         self._chunk = -1
         self.count = 0
         self.bytes_written = 0
-        self._pad = np.zeros(geometry.stride - geometry.width * geometry.height, np.uint8)
+
+    @staticmethod
+    def _direct_works(folder: Path) -> bool:
+        probe = folder / ".direct-probe"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                return False
+            raise
+        try:
+            os.write(fd, aligned_buffer(PAGE))
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+            probe.unlink()
 
     def _open_chunk(self, chunk: int) -> None:
         if self._chunk_fd >= 0:
             os.close(self._chunk_fd)
-        self._chunk_fd = os.open(self.folder / chunk_name(chunk),
-                                 os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_DIRECT if self.direct else 0)
+        self._chunk_fd = os.open(self.folder / chunk_name(chunk), flags, 0o644)
         self._chunk = chunk
 
     def append(self, frame: np.ndarray, record: np.ndarray) -> None:
@@ -116,13 +155,16 @@ class FrameWriter:
         chunk = self.count // self.geometry.frames_per_chunk
         if chunk != self._chunk:
             self._open_chunk(chunk)
-        buf = memoryview(np.ascontiguousarray(frame)).cast("B")
         stride = self.geometry.stride
-        if buf.nbytes == stride:
-            self._write_all(self._chunk_fd, buf)
+        flat = frame.reshape(-1) if frame.flags.c_contiguous else np.ravel(frame)
+        if flat.nbytes == stride and flat.ctypes.data % PAGE == 0:
+            out = flat
         else:
-            self._write_all(self._chunk_fd, buf)
-            self._write_all(self._chunk_fd, memoryview(self._pad[: stride - buf.nbytes]))
+            n = min(flat.nbytes, stride)
+            self._bounce[:n] = flat[:n]
+            self._bounce[n:] = 0
+            out = self._bounce
+        self._write_all(self._chunk_fd, memoryview(out))
         record["index"] = self.count
         self._write_all(self._journal_fd, memoryview(record.tobytes()))
         self.count += 1

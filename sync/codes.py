@@ -102,9 +102,13 @@ def match_plan(plan: Sequence[PlanStep], codes: Iterable[int]) -> int:
     longest common subsequence of plan and codes, so one missing or spurious
     marker costs one step, not the rest of the session.
     """
-    seq = [c for c in codes if c not in UNPLANNED]
+    return common_subsequence(plan, [c for c in codes if c not in UNPLANNED])
+
+
+def common_subsequence(steps: Sequence[PlanStep], seq: Sequence[int]) -> int:
+    """Length of the longest in-order matching of ``steps`` (sets of codes) within ``seq``."""
     prev = [0] * (len(seq) + 1)
-    for step in plan:
+    for step in steps:
         cur = [0] * (len(seq) + 1)
         for j, code in enumerate(seq, start=1):
             cur[j] = prev[j - 1] + 1 if code in step else max(prev[j], cur[j - 1])

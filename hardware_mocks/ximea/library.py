@@ -66,13 +66,17 @@ class SimulatedCamera:
 
     def __init__(self, wire: VirtualWire, clock: Callable[[], float], serial: str = "SIM22CG01",
                  device_clock: DeviceClock | None = None, ts_offset_us: int = 0,
-                 gpi_latency_s: float = 0.0, schedule: MotionSchedule | None = None) -> None:
+                 gpi_latency_s: float = 0.0, schedule: MotionSchedule | None = None,
+                 gpi_mask: int = 0xFF) -> None:
         self.wire = wire
         self.clock = clock
         self.serial = serial
         self.device_clock = device_clock or DeviceClock(epoch=clock())
         self.ts_offset_us = ts_offset_us
         self.gpi_latency_s = gpi_latency_s
+        # The camera's single input sees "any of these trigger lines high" (wired
+        # through a diode-OR or from the box's strobe line), so every code is visible.
+        self.gpi_mask = gpi_mask
         self.schedule = schedule or MotionSchedule()
         self.params: dict[str, Param] = {
             "exposure": Param(10000.0, T_FLOAT, 15.0, 1_000_000.0, 1.0),
@@ -175,7 +179,7 @@ class SimulatedCamera:
                      2: self.delivered}.get(sel, 0)
             return XI_OK, value, T_INT
         if base == "gpi_level":
-            return XI_OK, self.wire.level_at(self.clock()) & 1, T_INT
+            return XI_OK, int(bool(self.wire.level_at(self.clock()) & self.gpi_mask)), T_INT
         if base == "timestamp":
             return XI_OK, int(self._ts_us(self.clock())), T_INT64
         if suffix in ("min", "max", "inc"):
@@ -237,7 +241,7 @@ class SimulatedCamera:
                 self.transport_skipped += 1
                 continue
             t_exp = self._exposure_start(k)
-            gpi = self.wire.level_at(t_exp - self.gpi_latency_s) & 1
+            gpi = int(bool(self.wire.level_at(t_exp - self.gpi_latency_s) & self.gpi_mask))
             if len(self._queue) >= cap:
                 self._queue.popleft()
                 self.api_skipped += 1

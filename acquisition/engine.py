@@ -1,0 +1,374 @@
+"""The headless session engine: connect, pre-flight, record, run the paradigm, stop, finalise.
+
+``SessionEngine`` owns the devices, the trigger bus, the recorders and the session
+writer. It has no Qt; the GUI (later) and the CLI drive it through the same few
+methods: ``connect``, ``start``, ``space``/``rate`` (participant input),
+``remind``/``mark`` (experimenter), ``stop``, ``close``, ``telemetry``.
+
+Threads: the caller's thread is the control thread (everything here), plus one
+recorder thread per device, the trigger-bus thread and the signal-writer thread.
+``stop`` takes well under 2 s whatever the session length: nothing in it waits
+on the amount of data recorded.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import platform
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmmelab import __version__
+from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
+from mmmelab.acquisition.participant import SimulatedParticipant
+from mmmelab.acquisition.recorders import CameraRecorder, Recorder, RecorderState, SignalRecorder
+from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
+from mmmelab.config import DEMO_STIMULI, EegProtocol, LabConfig, Protocol
+from mmmelab.drivers.base import SignalDriver, SignalLayout
+from mmmelab.drivers.biopac import BiopacNdt
+from mmmelab.drivers.lsl import MarkerOutlet, local_clock
+from mmmelab.drivers.neuroscan import CurryClient
+from mmmelab.drivers.triggerbox import TriggerBox
+from mmmelab.drivers.ximea import XimeaCamera
+from mmmelab.errors import DeviceError, DeviceTimeoutError, LabError
+from mmmelab.storage.frames import FrameGeometry
+from mmmelab.storage.manifest import SessionStatus
+from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
+from mmmelab.storage.signals import AuxSpec, SignalSpec
+from mmmelab.sync.bus import MarkerRecord, TriggerBus
+from mmmelab.sync.codes import EventCode
+
+logger = logging.getLogger(__name__)
+
+SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5   # EEG + physio on disk, generous
+DISK_MARGIN = 1.25
+
+
+class EngineState(enum.StrEnum):
+    IDLE = "idle"
+    CONNECTED = "connected"
+    RECORDING = "recording"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    id: str
+    session: int = 1
+    consent_level: int = 2
+    notes: str = ""
+
+
+class SessionEngine:
+    """One session from connection to finalisation. Context manager; ``close`` is idempotent."""
+
+    def __init__(self, lab: LabConfig, protocol: Protocol, participant: ParticipantInfo,
+                 out_root: Path | None = None, clock: Callable[[], float] = local_clock,
+                 seed: int = 0, sim_clocks: dict[str, Any] | None = None) -> None:
+        self.lab_requested = lab
+        self.lab = lab
+        self.protocol = protocol
+        self.participant = participant
+        self.out_root = Path(out_root) if out_root is not None else lab.data_root
+        self.clock = clock
+        self.seed = seed
+        self.sim_clocks = sim_clocks
+        self.state = EngineState.IDLE
+        self.simlab: Any = None
+        self.triggerbox: TriggerBox | None = None
+        self.outlet: MarkerOutlet | None = None
+        self.camera: XimeaCamera | None = None
+        self.signal_drivers: dict[str, SignalDriver] = {}
+        self.layouts: dict[str, SignalLayout] = {}
+        self.device_info: dict[str, Any] = {}
+        self.writer: SessionWriter | None = None
+        self.bus: TriggerBus | None = None
+        self.recorders: dict[str, Recorder] = {}
+        self.paradigm = Paradigm(protocol, self._emit)
+        self.participant_sim: SimulatedParticipant | None = None
+        self.on_marker: list[Callable[[MarkerRecord], None]] = []
+        self.problems: list[str] = []
+        self.t_start = float("nan")
+
+    # ------------------------------------------------------------ connect
+
+    def connect(self) -> None:
+        """Start simulators where configured, open every device, run the pre-flight checks."""
+        if self.state is not EngineState.IDLE:
+            raise LabError(f"connect() in state {self.state.value}")
+        simulated = self.lab.simulated_devices()
+        if simulated:
+            from mmmelab.acquisition.simulation import start_simulated_lab
+
+            logger.warning("SIMULATED DEVICES: %s", ", ".join(simulated))
+            self.simlab = start_simulated_lab(self.lab, self.clock, seed=self.seed,
+                                              clocks=self.sim_clocks)
+            self.lab = self.simlab.configured(self.lab)
+        try:
+            self._prepare_stimuli()
+            self._open_devices()
+            self._check_disk()
+        except BaseException:
+            self._close_devices()
+            raise
+        self.state = EngineState.CONNECTED
+
+    def _prepare_stimuli(self) -> None:
+        folder = stimuli_folder(self.protocol, self.lab)
+        if self.protocol.stimuli_dir == DEMO_STIMULI:
+            ensure_demo_clips(self.protocol, folder)
+        missing = missing_clips(self.protocol, folder)
+        if missing:
+            shown = ", ".join(str(m) for m in missing[:3])
+            raise LabError(f"{len(missing)} stimulus clip(s) of protocol "
+                           f"{self.protocol.name!r} are missing, e.g. {shown}; put the licensed "
+                           f"clips there or point stimuli_dir/stimuli_root at them")
+        self.stimuli_dir = folder
+
+    def _open_devices(self) -> None:
+        lab = self.lab
+        self.triggerbox = TriggerBox(lab.triggerbox, self.clock)
+        self.triggerbox.open()
+        self.device_info["triggerbox"] = self.triggerbox.info()
+        self.outlet = MarkerOutlet(lab.marker_stream, session_id="pending")
+        self.device_info["lsl"] = self.outlet.info()
+        self.camera = XimeaCamera(lab.camera, self.clock)
+        self.device_info["camera"] = self.camera.open()
+        if lab.eeg.protocol is not EegProtocol.CURRY:
+            raise DeviceError("eeg", f"protocol {lab.eeg.protocol.value!r} is not available in "
+                                     f"this version; use \"curry\"")
+        drivers: list[SignalDriver] = [CurryClient(lab.eeg, self.clock),
+                                       BiopacNdt(lab.physio, self.clock)]
+        for driver in drivers:
+            self.layouts[driver.name] = driver.connect()
+            self.signal_drivers[driver.name] = driver
+            self.device_info[driver.name] = driver.info()
+
+    def _check_disk(self) -> None:
+        self.out_root.mkdir(parents=True, exist_ok=True)
+        cam = self.lab.camera
+        rate = FrameGeometry(cam.width, cam.height).stride * cam.fps + SIGNALS_BYTES_PER_S
+        planned = self.protocol.planned_duration_s()
+        need = rate * planned * DISK_MARGIN
+        free = shutil.disk_usage(self.out_root).free
+        self.disk = {"free_bytes": free, "planned_s": planned, "bytes_per_s": rate,
+                     "needed_bytes": int(need)}
+        if free < need:
+            raise LabError(f"not enough disk space in {self.out_root}: the protocol may run "
+                           f"{planned / 60:.1f} min at {rate / 1e6:.0f} MB/s, which needs "
+                           f"{need / 1e9:.1f} GB (with margin) but {free / 1e9:.1f} GB are free")
+
+    # ------------------------------------------------------------ start
+
+    def start(self, simulate_participant: bool = True, first_data_timeout_s: float = 3.0) -> Path:
+        """Create the session folder, start every recorder, then the paradigm.
+
+        Returns the session folder. The paradigm starts only once every device
+        has delivered data (the "devices answering" pre-flight check).
+        """
+        if self.state is not EngineState.CONNECTED:
+            raise LabError(f"start() in state {self.state.value}")
+        assert self.camera is not None and self.triggerbox is not None
+        assert self.outlet is not None
+        self.writer = SessionWriter(self.out_root, self._manifest_fields(), self.participant.id,
+                                    self.participant.session)
+        cam = self.lab.camera
+        specs = [SignalSpec(name, name, lay.rate_hz, lay.channels, lay.units,
+                            tuple(AuxSpec(a.name, a.dtype, a.width) for a in lay.aux),
+                            device={k: str(v) for k, v in self.device_info[name].items()})
+                 for name, lay in self.layouts.items()]
+        self.writer.open_streams(FrameGeometry(cam.width, cam.height), specs,
+                                 camera_info=self.device_info["camera"])
+        signals, frames = self.writer.signals, self.writer.frames
+        assert signals is not None and frames is not None
+        self.recorders["camera"] = CameraRecorder(self.camera, frames, signals, self.clock)
+        for name, driver in self.signal_drivers.items():
+            driver.start()
+            self.recorders[name] = SignalRecorder(driver, signals, self.clock)
+        for rec in self.recorders.values():
+            rec.start()
+        self.state = EngineState.RECORDING
+        deadline = time.monotonic() + first_data_timeout_s
+        for name, rec in self.recorders.items():
+            if not rec.first_data.wait(max(0.0, deadline - time.monotonic())):
+                self.stop(SessionStatus.FAILED)
+                raise DeviceTimeoutError(name, f"no data within {first_data_timeout_s:g} s of "
+                                               f"the start ({rec.error or 'silent'})")
+        self.bus = TriggerBus(self.triggerbox, self.outlet, self.clock,
+                              pulse_s=self.lab.triggerbox.pulse_ms / 1000.0,
+                              gap_s=self.lab.triggerbox.gap_ms / 1000.0,
+                              sync_interval_s=self.lab.sync_interval_s)
+        self.bus.listeners.append(self._on_marker)
+        self.bus.start()
+        self.paradigm.on_trial_done.append(self._on_trial_done)
+        if simulate_participant:
+            self.participant_sim = SimulatedParticipant(self.paradigm, seed=self.seed)
+        self.t_start = self.clock()
+        self.paradigm.start(self.t_start)
+        return self.writer.folder
+
+    def _manifest_fields(self) -> dict[str, Any]:
+        import h5py
+        import pylsl
+
+        return {
+            "participant": {"id": self.participant.id, "session": self.participant.session,
+                            "consent_level": self.participant.consent_level,
+                            "notes": self.participant.notes},
+            "simulated": self.lab.simulated_devices(),
+            "clock": {"master": "pylsl.local_clock", "start_master_s": self.clock(),
+                      "start_unix_s": time.time(), "host": socket.gethostname()},
+            "lab": self.lab.to_dict(),
+            "lab_requested": self.lab_requested.to_dict(),
+            "protocol": self.protocol.to_dict(),
+            "devices": self.device_info,
+            "disk_check": getattr(self, "disk", {}),
+            "environment": {"python": platform.python_version(), "numpy": np.__version__,
+                            "h5py": h5py.__version__, "pylsl": pylsl.__version__,
+                            "mmme_lab": __version__, "platform": platform.platform()},
+        }
+
+    # ------------------------------------------------------------ inputs
+
+    def _emit(self, code: EventCode, label: str) -> None:
+        if self.bus is None:
+            raise LabError("the trigger bus is not running")
+        self.bus.emit(code, label)
+
+    def _on_marker(self, rec: MarkerRecord) -> None:
+        if self.writer is not None and self.writer.signals is not None:
+            self.writer.signals.marker(rec.seq, int(rec.code), rec.label, rec.t_request,
+                                       rec.t_on, rec.t_off, rec.ttl_ok)
+        for cb in self.on_marker:
+            cb(rec)
+
+    def _on_trial_done(self, trial: TrialResult) -> None:
+        assert self.writer is not None and self.writer.signals is not None
+        r = trial.rating
+        row = np.array([(trial.index, trial.practice, trial.clip.id.encode(),
+                         (trial.clip.emotion.value if trial.clip.emotion else "").encode(),
+                         (r.emotion.value if r else "").encode(), r.valence if r else 0,
+                         r.arousal if r else 0, trial.missed, trial.response_time_s,
+                         trial.clip_onset, trial.rating_onset)], dtype=TRIAL_DTYPE)
+        self.writer.signals.log("trials", row)
+
+    def space(self) -> None:
+        self.paradigm.space(self.clock())
+
+    def rate(self, rating: Rating) -> None:
+        self.paradigm.rate(rating, self.clock())
+
+    def remind(self, on: bool, label: str = "") -> None:
+        self._emit(EventCode.REMINDER_ON if on else EventCode.REMINDER_OFF, label)
+
+    def mark(self, note: str) -> None:
+        self._emit(EventCode.NOTE, note[:60])
+
+    # ------------------------------------------------------------ running
+
+    def step(self, max_wait_s: float = 0.05) -> Phase:
+        """Advance timers and the simulated participant; sleep until the next due moment."""
+        now = self.clock()
+        self.paradigm.tick(now)
+        if self.participant_sim is not None:
+            self.participant_sim.act(now)
+        due = [d for d in (self.paradigm.next_deadline(),
+                           self.participant_sim.next_action(now) if self.participant_sim else None)
+               if d is not None]
+        wait = min([max_wait_s, *[d - self.clock() for d in due]])
+        if wait > 0:
+            time.sleep(wait)
+        return self.paradigm.phase
+
+    def run(self, progress: Callable[[Phase, TrialResult | None], None] | None = None) -> None:
+        """Run the paradigm to its end (headless)."""
+        if progress is not None:
+            self.paradigm.on_phase.append(progress)
+        while self.paradigm.phase not in (Phase.DONE, Phase.ABORTED):
+            self.step()
+            failed = [n for n, r in self.recorders.items() if r.state is RecorderState.FAILED]
+            for name in failed:
+                msg = f"{name} stopped during the session: {self.recorders[name].error}"
+                if msg not in self.problems:
+                    self.problems.append(msg)
+
+    def telemetry(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state.value, "phase": self.paradigm.phase.value}
+        for name, rec in self.recorders.items():
+            entry: dict[str, Any] = {"state": rec.state.value, "faults": rec.faults_recorded}
+            if isinstance(rec, SignalRecorder):
+                entry["samples"] = rec.samples
+            elif isinstance(rec, CameraRecorder):
+                entry.update(frames=rec.frames.count, dropped=rec.camera.dropped,
+                             api_skipped=rec.api_skipped)
+            out[name] = entry
+        return out
+
+    # ------------------------------------------------------------ stop
+
+    def stop(self, status: SessionStatus | None = None) -> Path | None:
+        """Stop recording and finalise the session folder (under 2 s). Idempotent."""
+        if self.state not in (EngineState.RECORDING, EngineState.CONNECTED):
+            return self.writer.folder if self.writer else None
+        self.state = EngineState.STOPPING
+        if status is None:
+            status = (SessionStatus.COMPLETE if self.paradigm.phase is Phase.DONE
+                      else SessionStatus.ABORTED)
+        if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):
+            self.paradigm.abort(self.clock())
+        if self.bus is not None:
+            self.bus.close()
+            time.sleep(0.15)   # let the last pulse reach every device's next block
+        for rec in self.recorders.values():
+            rec.stop()
+        if self.bus is not None and self.bus.ttl_failures:
+            self.problems.append(f"{self.bus.ttl_failures} trigger-box writes failed")
+        if any(r.state is RecorderState.FAILED for r in self.recorders.values()) and \
+                status is SessionStatus.COMPLETE:
+            status = SessionStatus.FAILED
+        self._close_devices()
+        folder = None
+        if self.writer is not None:
+            extra = {"problems": self.problems, "telemetry": self.telemetry(),
+                     "markers_emitted": len(self.bus.records) if self.bus else 0,
+                     "duration_s": self.clock() - self.t_start}
+            if self.simlab is not None:
+                extra["simulation_truth"] = self.simlab.ground_truth()
+            self.writer.finalize(status, extra)
+            folder = self.writer.folder
+        self.state = EngineState.FINISHED
+        return folder
+
+    def _close_devices(self) -> None:
+        for closer in [d.close for d in self.signal_drivers.values()] + [
+                c.close for c in (self.camera, self.triggerbox, self.outlet) if c is not None]:
+            try:
+                closer()
+            except LabError as exc:
+                logger.warning("closing a device: %s", exc)
+        if self.simlab is not None:
+            self.simlab.close()
+            self.simlab = None
+
+    def close(self) -> None:
+        if self.state in (EngineState.RECORDING, EngineState.CONNECTED):
+            self.stop()
+        self._close_devices()
+
+    def __enter__(self) -> SessionEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self.state is EngineState.RECORDING:
+            self.stop(SessionStatus.FAILED)
+        self.close()

@@ -1,0 +1,120 @@
+"""Integrity check of a recorded session (``mmme check``).
+
+For every stream: how many frames or samples, the rate, gaps in the device's
+own index, dropped frames; how many of the emitted trigger codes appear as
+edges in that stream's trigger input; and whether every marker the protocol
+implies was emitted. ``ok`` is true only for a finished, complete session with
+nothing missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmmelab.storage import CameraStream, SignalStream, open_session
+from mmmelab.storage.manifest import SessionStatus
+from mmmelab.sync.codes import common_subsequence, match_plan, session_plan
+
+
+def trigger_codes(stream: SignalStream) -> np.ndarray | None:
+    """Per-sample trigger code of a signal stream (stimulus byte), or None without trigger input."""
+    if "trigger" in stream.aux:
+        return stream.aux["trigger"][()].reshape(-1).astype(np.int64) & 0xFF
+    if "digital" in stream.aux:
+        bits = stream.aux["digital"][()].astype(np.int64)
+        return (bits << np.arange(bits.shape[1])).sum(axis=1)
+    return None
+
+
+def rising_edges(levels: np.ndarray) -> np.ndarray:
+    """The new level at every change to a non-zero level."""
+    if not len(levels):
+        return levels
+    prev = np.concatenate([[0], levels[:-1]])
+    return levels[(levels != prev) & (levels != 0)]
+
+
+def count_trigger_edges(stream: SignalStream, sent: list[int]) -> int:
+    """How many of the ``sent`` codes appear, in order, as edges in the stream's trigger input."""
+    levels = trigger_codes(stream)
+    if levels is None:
+        return 0
+    return common_subsequence([frozenset({c}) for c in sent], rising_edges(levels).tolist())
+
+
+def count_camera_edges(stream: CameraStream, markers: np.ndarray,
+                       latency_s: float = 0.05) -> int:
+    """How many sent pulses the camera saw: a frame with GPI high arriving during the pulse.
+
+    The camera samples its single input once per frame, so it sees that a pulse
+    happened (and between which exposures), not which code it carried.
+    """
+    if not len(markers) or not stream.count:
+        return 0
+    high = stream.journal["gpi_level"] & 1 == 1
+    t_high = np.sort(stream.host_time[high])
+    lo = np.searchsorted(t_high, markers["t_on"])
+    hi = np.searchsorted(t_high, markers["t_off"] + latency_s)
+    return int(np.count_nonzero(hi > lo))
+
+
+def check_session(path: Path | str) -> dict[str, Any]:
+    """The ``mmme check --json`` report for one session folder."""
+    with open_session(path) as session:
+        problems = list(session.problems)
+        status = session.status
+        if status is not SessionStatus.COMPLETE:
+            problems.append(f"session status is {status.value!r}, not 'complete'")
+        sent = [int(c) for c in session.markers["code"]] if len(session.markers) else []
+        streams: dict[str, Any] = {}
+        for name, stream in session.streams.items():
+            entry = _stream_report(stream, session.markers)
+            streams[name] = entry
+            if entry["count"] == 0:
+                problems.append(f"stream {name!r} recorded nothing")
+            if entry["gaps"]:
+                problems.append(f"stream {name!r} has {entry['gaps']} gap(s)")
+            if entry["dropped"]:
+                problems.append(f"stream {name!r} dropped {entry['dropped']} frame(s)/sample(s)")
+            if entry["trigger_edges"] < len(sent):
+                problems.append(f"stream {name!r} shows {entry['trigger_edges']} of the "
+                                f"{len(sent)} trigger codes sent")
+        streams["markers"] = {"kind": "markers", "count": len(sent), "rate_hz": 0.0,
+                              "gaps": 0, "dropped": 0, "channels": 1,
+                              "trigger_edges": int(np.sum(session.markers["ttl_ok"]))
+                              if len(sent) else 0}
+        for kind in ("camera", "eeg", "physio"):
+            if not any(s["kind"] == kind for s in streams.values()):
+                problems.append(f"no {kind} stream in the session")
+        proto = session.manifest.get("protocol", {})
+        plan = session_plan(len(proto.get("practice", [])), len(proto.get("trial_order", [])))
+        found = match_plan(plan, sent)
+        if found < len(plan):
+            problems.append(f"{len(plan) - found} of the {len(plan)} markers the protocol "
+                            f"implies are missing")
+        for row in session.faults:
+            problems.append(f"{row['stream'].decode()}: {row['kind'].decode()} "
+                            f"({int(row['count'])}): {row['detail'].decode()}")
+        return {"ok": not problems, "session": str(Path(path)), "status": status.value,
+                "simulated": session.simulated, "streams": streams,
+                "markers": {"expected": len(plan), "found": found}, "problems": problems}
+
+
+def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> dict[str, Any]:
+    sent = [int(c) for c in markers["code"]] if len(markers) else []
+    if isinstance(stream, CameraStream):
+        gaps, dropped = stream.dropped()
+        ts = stream.device_time_s
+        rate = float(1.0 / np.median(np.diff(ts))) if len(ts) > 1 else 0.0
+        skipped = int(stream.journal["api_skipped"][-1] + stream.journal["transport_skipped"][-1]
+                      ) if len(ts) else 0
+        return {"kind": "camera", "count": stream.count, "rate_hz": round(rate, 3),
+                "gaps": gaps, "dropped": max(dropped, skipped), "channels": 1,
+                "trigger_edges": count_camera_edges(stream, markers)}
+    gaps, missing = stream.gaps()
+    return {"kind": stream.kind, "count": stream.count, "rate_hz": stream.rate_hz, "gaps": gaps,
+            "dropped": missing, "channels": len(stream.channels),
+            "trigger_edges": count_trigger_edges(stream, sent)}

@@ -1,0 +1,119 @@
+"""The simulated lab: every simulated device of a lab configuration, on one trigger wire.
+
+``SimulatedLab(lab, clock)`` starts a simulator for each device whose config says
+``simulate = true`` - a camera behind ``xiapipy``, a Curry NetStreaming server, an
+AcqKnowledge NDT stand-in, a trigger box on a pseudo-terminal - all sampling one
+:class:`VirtualWire`. ``configured(lab)`` returns the lab configuration with the
+simulators' real endpoints (ports, pty path, camera serial) filled in, so the
+drivers connect to them exactly as they would to the rig. ``ground_truth()``
+gives what the simulators know and the recording must recover.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mmmelab.config import LabConfig
+from mmmelab.hardware_mocks.acqknowledge import AcqKnowledgeServer
+from mmmelab.hardware_mocks.curry import CurryServer
+from mmmelab.hardware_mocks.triggerbox import TriggerBoxSimulator
+from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
+from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClockModel:
+    offset_s: float = 0.0
+    drift_ppm: float = 0.0
+
+
+class SimulatedLab:
+    """Context manager; ``close`` stops every simulator (idempotent)."""
+
+    def __init__(self, lab: LabConfig, clock: Callable[[], float],
+                 clocks: dict[str, ClockModel] | None = None, seed: int = 0) -> None:
+        self.clock = clock
+        self.wire = VirtualWire()
+        clocks = clocks or {}
+        epoch = clock()
+
+        def dev_clock(name: str) -> DeviceClock:
+            model = clocks.get(name, ClockModel())
+            return DeviceClock(epoch=epoch, offset_s=model.offset_s, drift_ppm=model.drift_ppm)
+
+        self.device_clocks = {n: dev_clock(n) for n in ("camera", "eeg", "physio")}
+        self.triggerbox: TriggerBoxSimulator | None = None
+        self.curry: CurryServer | None = None
+        self.acq: AcqKnowledgeServer | None = None
+        self.camera: SimulatedCamera | None = None
+        try:
+            if lab.triggerbox.simulate:
+                self.triggerbox = TriggerBoxSimulator(self.wire, clock, box=lab.triggerbox.box.value,
+                                                      seed=seed)
+            if lab.eeg.simulate:
+                self.curry = CurryServer(self.wire, clock, n_channels=lab.eeg.channels,
+                                         rate_hz=lab.eeg.rate_hz,
+                                         device_clock=self.device_clocks["eeg"], seed=seed + 1)
+            if lab.physio.simulate:
+                self.acq = AcqKnowledgeServer(self.wire, clock, channels=lab.physio.channels,
+                                              digital=lab.physio.digital_channels,
+                                              rate_hz=lab.physio.rate_hz,
+                                              device_clock=self.device_clocks["physio"],
+                                              seed=seed + 2)
+            if lab.camera.simulate:
+                library = install()
+                self.camera = SimulatedCamera(self.wire, clock, serial=f"SIM22CG{seed:02d}",
+                                              device_clock=self.device_clocks["camera"])
+                library.cameras.append(self.camera)
+        except BaseException:
+            self.close()
+            raise
+
+    def configured(self, lab: LabConfig) -> LabConfig:
+        """``lab`` with the simulators' endpoints in place of the configured ones."""
+        out = lab
+        if self.triggerbox is not None:
+            out = dataclasses.replace(out, triggerbox=dataclasses.replace(
+                out.triggerbox, port=self.triggerbox.port))
+        if self.curry is not None:
+            out = dataclasses.replace(out, eeg=dataclasses.replace(
+                out.eeg, host="127.0.0.1", port=self.curry.port))
+        if self.acq is not None:
+            out = dataclasses.replace(out, physio=dataclasses.replace(
+                out.physio, host="127.0.0.1", control_port=self.acq.port, data_port=0))
+        if self.camera is not None:
+            out = dataclasses.replace(out, camera=dataclasses.replace(
+                out.camera, serial=self.camera.serial))
+        return out
+
+    def ground_truth(self) -> dict[str, Any]:
+        truth: dict[str, Any] = {
+            "clocks": {n: {"offset_s": c.offset_s, "drift_ppm": c.drift_ppm, "epoch": c.epoch}
+                       for n, c in self.device_clocks.items()},
+            "trigger_wire": self.wire.history(),
+        }
+        if self.camera is not None:
+            truth["camera_motion_events_s"] = self.camera.schedule.events[:50]
+        return truth
+
+    def close(self) -> None:
+        for sim in (self.triggerbox, self.curry, self.acq):
+            if sim is not None:
+                sim.close()
+        if self.camera is not None:
+            self.camera.unplug()
+            library = install()
+            if self.camera in library.cameras:
+                library.cameras.remove(self.camera)
+            self.camera = None
+
+    def __enter__(self) -> SimulatedLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

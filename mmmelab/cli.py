@@ -1,0 +1,168 @@
+"""The ``mmme`` command line.
+
+    mmme demo [--headless] [--out DIR]        the 2-trial protocol on the simulated lab
+    mmme record --lab L --protocol P --out D  a headless recording with a given configuration
+    mmme check SESSION [--json]               integrity check (exit code 1 when not ok)
+    mmme --version
+
+Errors the user can fix (a bad config file, a device that does not answer, a
+corrupt session) print one clear line and exit with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mmmelab import __version__
+from mmmelab.errors import LabError
+
+logger = logging.getLogger("mmmelab.cli")
+
+EXIT_OK, EXIT_NOT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmme", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"mmme-lab {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def participant_args(sp: argparse.ArgumentParser, default_id: str | None) -> None:
+        sp.add_argument("--participant", default=default_id, required=default_id is None,
+                        help="pseudonymous participant id, letters and digits (e.g. P07)")
+        sp.add_argument("--session", type=int, default=1, help="session number (default 1)")
+        sp.add_argument("--consent", type=int, choices=(1, 2), default=2,
+                        help="1: faces may be shown; 2: research use only (default)")
+        sp.add_argument("--notes", default="", help="free notes stored in the manifest")
+
+    demo = sub.add_parser("demo", help="record the 2-trial protocol on the simulated lab")
+    demo.add_argument("--headless", action="store_true", help="no GUI, even with a display")
+    demo.add_argument("--out", type=Path, default=Path("demo-sessions"),
+                      help="folder for the session (default ./demo-sessions)")
+    participant_args(demo, "demo01")
+
+    rec = sub.add_parser("record", help="headless recording with a lab and protocol file")
+    rec.add_argument("--lab", type=Path, required=True, help="lab configuration (TOML)")
+    rec.add_argument("--protocol", type=Path, required=True, help="protocol (TOML)")
+    rec.add_argument("--out", type=Path, default=None,
+                     help="folder for the session (default: the lab's data_root)")
+    participant_args(rec, None)
+
+    chk = sub.add_parser("check", help="integrity check of a session folder")
+    chk.add_argument("session", type=Path)
+    chk.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _progress(started: float) -> Any:
+    from mmmelab.acquisition.paradigm import Phase
+
+    def show(phase: Phase, trial: Any) -> None:
+        elapsed = time.monotonic() - started
+        what = ""
+        if trial is not None:
+            block = "practice" if trial.practice else "trial"
+            what = f"{block} {trial.index + 1}  {trial.clip.id}"
+        print(f"[{elapsed:7.1f} s] {phase.value:<10} {what}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse.Namespace) -> int:
+    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+    from mmmelab.config import check_participant_id, load_lab, load_protocol
+
+    lab = load_lab(lab_path)
+    protocol = load_protocol(protocol_path)
+    participant = ParticipantInfo(check_participant_id(args.participant), args.session,
+                                  args.consent, args.notes)
+    simulated = lab.simulated_devices()
+    if simulated:
+        print(f"*** SIMULATED DEVICES: {', '.join(simulated)} - this is not a real "
+              f"recording ***", file=sys.stderr, flush=True)
+    with SessionEngine(lab, protocol, participant, out_root=out) as engine:
+        print(f"connecting devices ({lab.name}) ...", file=sys.stderr, flush=True)
+        engine.connect()
+        folder = engine.start()
+        print(f"recording {protocol.name!r}: {len(protocol.practice)} practice + "
+              f"{len(protocol.trial_order)} trials into {folder}", file=sys.stderr, flush=True)
+        try:
+            engine.run(_progress(time.monotonic()))
+        except KeyboardInterrupt:
+            print("interrupted: stopping and saving ...", file=sys.stderr, flush=True)
+            engine.stop()
+            print(f"session saved (aborted): {folder}")
+            return EXIT_INTERRUPTED
+        t0 = time.monotonic()
+        engine.stop()
+        stop_s = time.monotonic() - t0
+    from mmmelab.analysis.check import check_session
+
+    report = check_session(folder)
+    _print_summary(report, stop_s)
+    return EXIT_OK if report["ok"] else EXIT_NOT_OK
+
+
+def _print_summary(report: dict[str, Any], stop_s: float) -> None:
+    print(f"session: {report['session']}")
+    print(f"status:  {report['status']} (stopped in {stop_s:.2f} s)"
+          + (f"  SIMULATED: {', '.join(report['simulated'])}" if report["simulated"] else ""))
+    for name, s in report["streams"].items():
+        print(f"  {name:<8} {s['kind']:<8} {s['count']:>9} at {s['rate_hz']:>8.2f} Hz  "
+              f"{s['channels']:>3} ch  gaps {s['gaps']}  dropped {s['dropped']}  "
+              f"trigger edges {s['trigger_edges']}")
+    m = report["markers"]
+    print(f"  markers: {m['found']}/{m['expected']} of those the protocol implies")
+    for problem in report["problems"]:
+        print(f"  problem: {problem}")
+    print("check:   " + ("ok" if report["ok"] else "NOT OK"))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mmmelab.config import shipped
+
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if has_display and not args.headless:
+        print("the experimenter console is not part of this version yet; recording headless",
+              file=sys.stderr)
+    return _record(shipped("labs", "simulated"), shipped("protocols", "quick"), args.out, args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mmmelab.analysis.check import check_session
+
+    report = check_session(args.session)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_summary(report, float("nan"))
+    return EXIT_OK if report["ok"] else EXIT_NOT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "record":
+            return _record(args.lab, args.protocol, args.out, args)
+        return _check(args)
+    except LabError as exc:
+        print(f"mmme {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
