@@ -9,6 +9,7 @@ silently ignored setting.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -64,7 +65,10 @@ class Table:
         if name in self.data:
             return self.data[name]
         if default is _MISSING:
-            raise self.error(name, "is required but missing")
+            near = difflib.get_close_matches(name, [k for k in self.data if k not in self._seen],
+                                             n=1, cutoff=0.6)
+            hint = f" (found {near[0]!r} instead - a typo?)" if near else ""
+            raise self.error(name, f"is required but missing{hint}")
         return default
 
     def has(self, name: str) -> bool:

@@ -118,14 +118,16 @@ class SessionWriter:
             self.signals.close()
             if self.signals.error is not None:
                 self.manifest["problems"].append(f"signal writer failed: {self.signals.error}")
+        extra = dict(extra or {})
+        self.manifest["problems"] = [*self.manifest["problems"], *extra.pop("problems", [])]
+        self.manifest.update(extra)
+        self.manifest["status"] = status.value
+        self.manifest["ended_utc"] = dt.datetime.now(dt.UTC).isoformat()
         try:
             self._write_entry_point()
         except (OSError, ValueError, SessionFormatError) as exc:
             logger.exception("could not write session.h5")
             self.manifest["problems"].append(f"session.h5 not written: {exc}")
-        self.manifest.update(extra or {})
-        self.manifest["status"] = status.value
-        self.manifest["ended_utc"] = dt.datetime.now(dt.UTC).isoformat()
         write_manifest(self.folder, self.manifest)
 
     def _write_entry_point(self) -> None:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the wheel and prove it works on its own: the package, its subpackages and
+# shipped data come from the wheel (not the source tree) and the CLI runs.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+if ! .venv/bin/python -m build --wheel --outdir "$tmp/dist" . >"$tmp/build.log" 2>&1; then
+    cat "$tmp/build.log" >&2; echo "wheel build failed" >&2; exit 1
+fi
+wheel="$(ls "$tmp"/dist/*.whl)"
+.venv/bin/python -m pip install -q --no-deps --target "$tmp/site" "$wheel"
+cd "$tmp"
+PYTHONPATH="$tmp/site" "$here/.venv/bin/python" - "$tmp/site" <<'PY'
+import importlib, pathlib, sys
+site = pathlib.Path(sys.argv[1]).resolve()
+import mmmelab
+assert pathlib.Path(mmmelab.__file__).resolve().is_relative_to(site), mmmelab.__file__
+for sub in ("acquisition", "drivers", "sync", "storage", "gui", "analysis", "hardware_mocks",
+            "hardware_mocks.ximea", "cli", "config"):
+    mod = importlib.import_module(f"mmmelab.{sub}")
+    assert pathlib.Path(mod.__file__).resolve().is_relative_to(site), mod.__file__
+from mmmelab.config import load_lab, load_protocol, shipped
+assert len(load_protocol(shipped("protocols", "mmme")).trial_order) == 42
+load_lab(shipped("labs", "simulated"))
+print("wheel ok:", pathlib.Path(sys.argv[1]).name, mmmelab.__version__)
+PY
+PYTHONPATH="$tmp/site" "$here/.venv/bin/python" -m mmmelab --version

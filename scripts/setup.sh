@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Set up mmme-lab on a fresh Debian/Ubuntu machine: the system libraries Qt needs,
+# a virtual environment in .venv, and the package with its dependencies.
+# Idempotent: re-running only installs what is missing or changed.
+#   scripts/setup.sh          runtime dependencies
+#   scripts/setup.sh --dev    plus the test and lint tools
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+extras=""
+[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- Python >= 3.11 -----------------------------------------------------------
+python=""
+for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+    [[ -n "$candidate" ]] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        python="$(command -v "$candidate")"; break
+    fi
+done
+[[ -n "$python" ]] || die "Python 3.11 or newer is needed (apt-get install python3.11 python3.11-venv)"
+
+# --- system packages (Qt's libraries, venv) -----------------------------------
+apt_install() {
+    local runner=""
+    if [[ $(id -u) -eq 0 ]]; then runner=""
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then runner="sudo"
+    else
+        die "missing system packages: $* - install them with: sudo apt-get install $*"
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "missing system libraries ($*) and no apt-get here; install their equivalents"
+    say "installing system packages: $*"
+    $runner apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $runner apt-get install -y -qq "$@" >/dev/null
+}
+
+missing=()
+have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+have_lib 'libEGL.so.1'           || missing+=(libegl1)
+have_lib 'libGL.so.1'            || missing+=(libgl1)
+have_lib 'libxkbcommon.so.0'     || missing+=(libxkbcommon0)
+have_lib 'libxkbcommon-x11.so.0' || missing+=(libxkbcommon-x11-0)
+have_lib 'libfontconfig.so.1'    || missing+=(libfontconfig1)
+have_lib 'libdbus-1.so.3'        || missing+=(libdbus-1-3)
+have_lib 'libglib-2.0.so.0'      || missing+=(libglib2.0-0)
+have_lib 'libxcb-cursor.so.0'    || missing+=(libxcb-cursor0)
+have_lib 'libxcb-icccm.so.4'     || missing+=(libxcb-icccm4)
+have_lib 'libxcb-keysyms.so.1'   || missing+=(libxcb-keysyms1)
+have_lib 'libxcb-shape.so.0'     || missing+=(libxcb-shape0)
+"$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3-venv")
+if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+
+# --- virtual environment and the package --------------------------------------
+if [[ ! -x .venv/bin/python ]]; then
+    say "creating .venv with $python"
+    "$python" -m venv .venv
+fi
+stamp=".venv/.mmme-installed${extras}"
+want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    say "installing mmme-lab${extras} and its dependencies into .venv (a few minutes the first time)"
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e ".${extras}" 2>&1 | grep -v -i "warning" >&2 || true
+    .venv/bin/python -c 'import mmmelab, pylsl, PyQt6, h5py, numba, xiapipy.xidefs' ||
+        die "the installation is incomplete (see the messages above)"
+    echo "$want" > "$stamp"
+fi
+say "ready: $here/.venv"

@@ -1,0 +1,104 @@
+"""Shared fixtures: a small simulated lab, a tiny protocol, and a leak guard.
+
+Every test runs under a timeout (pytest-timeout, see pyproject) and must leave no
+thread of ours running: the ``no_leftover_threads`` guard fails it otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped  # noqa: E402
+
+OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer")
+
+TINY_PROTOCOL = """
+[protocol]
+name = "tiny"
+seed = 3
+stimuli_dir = "@demo"
+trials = 2
+
+[timing]
+rating_limit_s = 25.0
+
+[[practice]]
+id = "practice"
+file = "practice.mp4"
+duration_s = 0.6
+
+[[clips]]
+id = "happiness_1"
+emotion = "happiness"
+file = "happiness_1.mp4"
+duration_s = 0.8
+
+[[clips]]
+id = "fear_1"
+emotion = "fear"
+file = "fear_1.mp4"
+duration_s = 0.8
+
+[neutral]
+id = "neutral"
+file = "neutral.mp4"
+duration_s = 0.5
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads():
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3.0
+    while True:
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()
+                 and t.name.startswith(OUR_THREADS)]
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not extra, f"threads left running: {[t.name for t in extra]}"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Demo clips go to a per-session temporary cache, not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def small_lab(tmp_path: Path) -> LabConfig:
+    """The simulated lab with a small camera ROI, so tests move little data."""
+    lab = load_lab(shipped("labs", "simulated"))
+    camera = dataclasses.replace(lab.camera, width=256, height=128, queue_frames=300)
+    return dataclasses.replace(lab, camera=camera, data_root=tmp_path / "sessions",
+                               sync_interval_s=1.0)
+
+
+@pytest.fixture
+def tiny_protocol_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_PROTOCOL)
+    return path
+
+
+@pytest.fixture
+def tiny_protocol(tiny_protocol_file: Path) -> Protocol:
+    return load_protocol(tiny_protocol_file)
+
+
+def write_small_lab_toml(path: Path, data_root: Path) -> Path:
+    """A lab TOML file like the shipped simulated lab, with a small camera ROI."""
+    text = shipped("labs", "simulated").read_text()
+    text = text.replace("width = 2040", "width = 256").replace("height = 1080", "height = 128")
+    text = text.replace('data_root = "~/mmme-data/sessions"', f'data_root = "{data_root}"')
+    path.write_text(text)
+    return path

@@ -1,0 +1,102 @@
+"""The layering rules of style.md, checked mechanically.
+
+* Nothing outside ``gui/`` imports Qt: every other module imports with Qt blocked.
+* Imports point down: drivers, sync and storage import no acquisition, gui or
+  analysis; analysis imports no acquisition or gui; nothing imports gui.
+* Only ``acquisition/simulation.py`` in the product imports hardware_mocks.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import mmmelab
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = ("acquisition", "drivers", "sync", "storage", "gui", "analysis", "hardware_mocks")
+
+
+def product_modules() -> list[tuple[str, Path]]:
+    mods = []
+    for layer in ("mmmelab", *LAYERS):
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            rel = path.relative_to(ROOT / layer).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            prefix = "mmmelab" if layer == "mmmelab" else f"mmmelab.{layer}"
+            if parts and parts[-1] == "__main__":
+                continue
+            mods.append((".".join([prefix, *parts]), path))
+    return mods
+
+
+def imported_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_every_module_outside_gui_imports_without_qt():
+    mods = [m for m, _ in product_modules() if not m.startswith("mmmelab.gui")]
+    assert len(mods) > 25
+    script = f"""
+import importlib, importlib.abc, sys
+BLOCKED = ("PyQt6", "PyQt5", "PySide6", "PySide2", "pyqtgraph", "qtpy")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"Qt is not allowed here: {{name}}")
+        return None
+sys.meta_path.insert(0, Block())
+for mod in {mods!r}:
+    importlib.import_module(mod)
+loaded = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
+assert not loaded, loaded
+print("ok", len({mods!r}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok")
+
+
+def test_imports_point_down():
+    forbidden = {
+        "drivers": ("acquisition", "gui", "analysis", "storage", "hardware_mocks"),
+        "sync": ("acquisition", "gui", "analysis", "drivers", "hardware_mocks"),
+        "storage": ("acquisition", "gui", "analysis", "drivers", "hardware_mocks"),
+        "analysis": ("acquisition", "gui", "drivers", "hardware_mocks"),
+        "acquisition": ("gui",),
+        "hardware_mocks": ("acquisition", "gui", "analysis", "storage"),
+    }
+    bad = []
+    for mod, path in product_modules():
+        layer = mod.split(".")[1] if mod.count(".") else ""
+        for name in imported_names(path):
+            for target in forbidden.get(layer, ()):
+                if name.startswith(f"mmmelab.{target}"):
+                    bad.append(f"{mod} imports {name}")
+    assert not bad, bad
+
+
+def test_only_the_simulation_launcher_imports_hardware_mocks():
+    allowed = {"mmmelab.acquisition.simulation"}
+    users = {mod for mod, path in product_modules()
+             if not mod.startswith("mmmelab.hardware_mocks")
+             and any(n.startswith("mmmelab.hardware_mocks") for n in imported_names(path))}
+    assert users == allowed
+
+
+def test_package_layout_maps_the_fixed_folders():
+    import importlib
+
+    for layer in LAYERS:
+        mod = importlib.import_module(f"mmmelab.{layer}")
+        assert Path(mod.__file__).resolve().parent == ROOT / layer
+    assert Path(mmmelab.__file__).resolve().parent == ROOT / "mmmelab"
