@@ -25,20 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mmmelab import __version__
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
 from mmmelab.acquisition.recorders import CameraRecorder, Recorder, RecorderState, SignalRecorder
 from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
-from mmmelab.config import DEMO_STIMULI, EegProtocol, LabConfig, Protocol
 from mmmelab.drivers.base import SignalDriver, SignalLayout
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import MarkerOutlet, local_clock
 from mmmelab.drivers.neuroscan import CurryClient
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.drivers.ximea import XimeaCamera
-from mmmelab.errors import DeviceError, DeviceTimeoutError, LabError
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
@@ -46,9 +42,13 @@ from mmmelab.storage.signals import AuxSpec, SignalSpec
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode
 
+from mmmelab import __version__
+from mmmelab.config import DEMO_STIMULI, EegProtocol, LabConfig, Protocol
+from mmmelab.errors import DeviceError, DeviceTimeoutError, LabError
+
 logger = logging.getLogger(__name__)
 
-SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5   # EEG + physio on disk, generous
+SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5  # EEG + physio on disk, generous
 DISK_MARGIN = 1.25
 
 
@@ -72,9 +72,16 @@ class ParticipantInfo:
 class SessionEngine:
     """One session from connection to finalisation. Context manager; ``close`` is idempotent."""
 
-    def __init__(self, lab: LabConfig, protocol: Protocol, participant: ParticipantInfo,
-                 out_root: Path | None = None, clock: Callable[[], float] = local_clock,
-                 seed: int = 0, sim_clocks: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        lab: LabConfig,
+        protocol: Protocol,
+        participant: ParticipantInfo,
+        out_root: Path | None = None,
+        clock: Callable[[], float] = local_clock,
+        seed: int = 0,
+        sim_clocks: dict[str, Any] | None = None,
+    ) -> None:
         self.lab_requested = lab
         self.lab = lab
         self.protocol = protocol
@@ -111,8 +118,9 @@ class SessionEngine:
             from mmmelab.acquisition.simulation import start_simulated_lab
 
             logger.warning("SIMULATED DEVICES: %s", ", ".join(simulated))
-            self.simlab = start_simulated_lab(self.lab, self.clock, seed=self.seed,
-                                              clocks=self.sim_clocks)
+            self.simlab = start_simulated_lab(
+                self.lab, self.clock, seed=self.seed, clocks=self.sim_clocks
+            )
             self.lab = self.simlab.configured(self.lab)
         try:
             self._prepare_stimuli()
@@ -130,9 +138,11 @@ class SessionEngine:
         missing = missing_clips(self.protocol, folder)
         if missing:
             shown = ", ".join(str(m) for m in missing[:3])
-            raise LabError(f"{len(missing)} stimulus clip(s) of protocol "
-                           f"{self.protocol.name!r} are missing, e.g. {shown}; put the licensed "
-                           f"clips there or point stimuli_dir/stimuli_root at them")
+            raise LabError(
+                f"{len(missing)} stimulus clip(s) of protocol "
+                f"{self.protocol.name!r} are missing, e.g. {shown}; put the licensed "
+                f"clips there or point stimuli_dir/stimuli_root at them"
+            )
         self.stimuli_dir = folder
 
     def _open_devices(self) -> None:
@@ -145,10 +155,15 @@ class SessionEngine:
         self.camera = XimeaCamera(lab.camera, self.clock)
         self.device_info["camera"] = self.camera.open()
         if lab.eeg.protocol is not EegProtocol.CURRY:
-            raise DeviceError("eeg", f"protocol {lab.eeg.protocol.value!r} is not available in "
-                                     f"this version; use \"curry\"")
-        drivers: list[SignalDriver] = [CurryClient(lab.eeg, self.clock),
-                                       BiopacNdt(lab.physio, self.clock)]
+            raise DeviceError(
+                "eeg",
+                f"protocol {lab.eeg.protocol.value!r} is not available in "
+                f'this version; use "curry"',
+            )
+        drivers: list[SignalDriver] = [
+            CurryClient(lab.eeg, self.clock),
+            BiopacNdt(lab.physio, self.clock),
+        ]
         for driver in drivers:
             self.layouts[driver.name] = driver.connect()
             self.signal_drivers[driver.name] = driver
@@ -161,12 +176,18 @@ class SessionEngine:
         planned = self.protocol.planned_duration_s()
         need = rate * planned * DISK_MARGIN
         free = shutil.disk_usage(self.out_root).free
-        self.disk = {"free_bytes": free, "planned_s": planned, "bytes_per_s": rate,
-                     "needed_bytes": int(need)}
+        self.disk = {
+            "free_bytes": free,
+            "planned_s": planned,
+            "bytes_per_s": rate,
+            "needed_bytes": int(need),
+        }
         if free < need:
-            raise LabError(f"not enough disk space in {self.out_root}: the protocol may run "
-                           f"{planned / 60:.1f} min at {rate / 1e6:.0f} MB/s, which needs "
-                           f"{need / 1e9:.1f} GB (with margin) but {free / 1e9:.1f} GB are free")
+            raise LabError(
+                f"not enough disk space in {self.out_root}: the protocol may run "
+                f"{planned / 60:.1f} min at {rate / 1e6:.0f} MB/s, which needs "
+                f"{need / 1e9:.1f} GB (with margin) but {free / 1e9:.1f} GB are free"
+            )
 
     # ------------------------------------------------------------ start
 
@@ -180,15 +201,25 @@ class SessionEngine:
             raise LabError(f"start() in state {self.state.value}")
         assert self.camera is not None and self.triggerbox is not None
         assert self.outlet is not None
-        self.writer = SessionWriter(self.out_root, self._manifest_fields(), self.participant.id,
-                                    self.participant.session)
+        self.writer = SessionWriter(
+            self.out_root, self._manifest_fields(), self.participant.id, self.participant.session
+        )
         cam = self.lab.camera
-        specs = [SignalSpec(name, name, lay.rate_hz, lay.channels, lay.units,
-                            tuple(AuxSpec(a.name, a.dtype, a.width) for a in lay.aux),
-                            device={k: str(v) for k, v in self.device_info[name].items()})
-                 for name, lay in self.layouts.items()]
-        self.writer.open_streams(FrameGeometry(cam.width, cam.height), specs,
-                                 camera_info=self.device_info["camera"])
+        specs = [
+            SignalSpec(
+                name,
+                name,
+                lay.rate_hz,
+                lay.channels,
+                lay.units,
+                tuple(AuxSpec(a.name, a.dtype, a.width) for a in lay.aux),
+                device={k: str(v) for k, v in self.device_info[name].items()},
+            )
+            for name, lay in self.layouts.items()
+        ]
+        self.writer.open_streams(
+            FrameGeometry(cam.width, cam.height), specs, camera_info=self.device_info["camera"]
+        )
         signals, frames = self.writer.signals, self.writer.frames
         assert signals is not None and frames is not None
         self.recorders["camera"] = CameraRecorder(self.camera, frames, signals, self.clock)
@@ -202,12 +233,19 @@ class SessionEngine:
         for name, rec in self.recorders.items():
             if not rec.first_data.wait(max(0.0, deadline - time.monotonic())):
                 self.stop(SessionStatus.FAILED)
-                raise DeviceTimeoutError(name, f"no data within {first_data_timeout_s:g} s of "
-                                               f"the start ({rec.error or 'silent'})")
-        self.bus = TriggerBus(self.triggerbox, self.outlet, self.clock,
-                              pulse_s=self.lab.triggerbox.pulse_ms / 1000.0,
-                              gap_s=self.lab.triggerbox.gap_ms / 1000.0,
-                              sync_interval_s=self.lab.sync_interval_s)
+                raise DeviceTimeoutError(
+                    name,
+                    f"no data within {first_data_timeout_s:g} s of "
+                    f"the start ({rec.error or 'silent'})",
+                )
+        self.bus = TriggerBus(
+            self.triggerbox,
+            self.outlet,
+            self.clock,
+            pulse_s=self.lab.triggerbox.pulse_ms / 1000.0,
+            gap_s=self.lab.triggerbox.gap_ms / 1000.0,
+            sync_interval_s=self.lab.sync_interval_s,
+        )
         self.bus.listeners.append(self._on_marker)
         self.bus.start()
         self.paradigm.on_trial_done.append(self._on_trial_done)
@@ -222,20 +260,32 @@ class SessionEngine:
         import pylsl
 
         return {
-            "participant": {"id": self.participant.id, "session": self.participant.session,
-                            "consent_level": self.participant.consent_level,
-                            "notes": self.participant.notes},
+            "participant": {
+                "id": self.participant.id,
+                "session": self.participant.session,
+                "consent_level": self.participant.consent_level,
+                "notes": self.participant.notes,
+            },
             "simulated": self.lab.simulated_devices(),
-            "clock": {"master": "pylsl.local_clock", "start_master_s": self.clock(),
-                      "start_unix_s": time.time(), "host": socket.gethostname()},
+            "clock": {
+                "master": "pylsl.local_clock",
+                "start_master_s": self.clock(),
+                "start_unix_s": time.time(),
+                "host": socket.gethostname(),
+            },
             "lab": self.lab.to_dict(),
             "lab_requested": self.lab_requested.to_dict(),
             "protocol": self.protocol.to_dict(),
             "devices": self.device_info,
             "disk_check": getattr(self, "disk", {}),
-            "environment": {"python": platform.python_version(), "numpy": np.__version__,
-                            "h5py": h5py.__version__, "pylsl": pylsl.__version__,
-                            "mmme_lab": __version__, "platform": platform.platform()},
+            "environment": {
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "h5py": h5py.__version__,
+                "pylsl": pylsl.__version__,
+                "mmme_lab": __version__,
+                "platform": platform.platform(),
+            },
         }
 
     # ------------------------------------------------------------ inputs
@@ -247,19 +297,33 @@ class SessionEngine:
 
     def _on_marker(self, rec: MarkerRecord) -> None:
         if self.writer is not None and self.writer.signals is not None:
-            self.writer.signals.marker(rec.seq, int(rec.code), rec.label, rec.t_request,
-                                       rec.t_on, rec.t_off, rec.ttl_ok)
+            self.writer.signals.marker(
+                rec.seq, int(rec.code), rec.label, rec.t_request, rec.t_on, rec.t_off, rec.ttl_ok
+            )
         for cb in self.on_marker:
             cb(rec)
 
     def _on_trial_done(self, trial: TrialResult) -> None:
         assert self.writer is not None and self.writer.signals is not None
         r = trial.rating
-        row = np.array([(trial.index, trial.practice, trial.clip.id.encode(),
-                         (trial.clip.emotion.value if trial.clip.emotion else "").encode(),
-                         (r.emotion.value if r else "").encode(), r.valence if r else 0,
-                         r.arousal if r else 0, trial.missed, trial.response_time_s,
-                         trial.clip_onset, trial.rating_onset)], dtype=TRIAL_DTYPE)
+        row = np.array(
+            [
+                (
+                    trial.index,
+                    trial.practice,
+                    trial.clip.id.encode(),
+                    (trial.clip.emotion.value if trial.clip.emotion else "").encode(),
+                    (r.emotion.value if r else "").encode(),
+                    r.valence if r else 0,
+                    r.arousal if r else 0,
+                    trial.missed,
+                    trial.response_time_s,
+                    trial.clip_onset,
+                    trial.rating_onset,
+                )
+            ],
+            dtype=TRIAL_DTYPE,
+        )
         self.writer.signals.log("trials", row)
 
     def space(self) -> None:
@@ -282,9 +346,14 @@ class SessionEngine:
         self.paradigm.tick(now)
         if self.participant_sim is not None:
             self.participant_sim.act(now)
-        due = [d for d in (self.paradigm.next_deadline(),
-                           self.participant_sim.next_action(now) if self.participant_sim else None)
-               if d is not None]
+        due = [
+            d
+            for d in (
+                self.paradigm.next_deadline(),
+                self.participant_sim.next_action(now) if self.participant_sim else None,
+            )
+            if d is not None
+        ]
         wait = min([max_wait_s, *[d - self.clock() for d in due]])
         if wait > 0:
             time.sleep(wait)
@@ -309,8 +378,9 @@ class SessionEngine:
             if isinstance(rec, SignalRecorder):
                 entry["samples"] = rec.samples
             elif isinstance(rec, CameraRecorder):
-                entry.update(frames=rec.frames.count, dropped=rec.camera.dropped,
-                             api_skipped=rec.api_skipped)
+                entry.update(
+                    frames=rec.frames.count, dropped=rec.camera.dropped, api_skipped=rec.api_skipped
+                )
             out[name] = entry
         return out
 
@@ -322,26 +392,34 @@ class SessionEngine:
             return self.writer.folder if self.writer else None
         self.state = EngineState.STOPPING
         if status is None:
-            status = (SessionStatus.COMPLETE if self.paradigm.phase is Phase.DONE
-                      else SessionStatus.ABORTED)
+            status = (
+                SessionStatus.COMPLETE
+                if self.paradigm.phase is Phase.DONE
+                else SessionStatus.ABORTED
+            )
         if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):
             self.paradigm.abort(self.clock())
         if self.bus is not None:
             self.bus.close()
-            time.sleep(0.15)   # let the last pulse reach every device's next block
+            time.sleep(0.15)  # let the last pulse reach every device's next block
         for rec in self.recorders.values():
             rec.stop()
         if self.bus is not None and self.bus.ttl_failures:
             self.problems.append(f"{self.bus.ttl_failures} trigger-box writes failed")
-        if any(r.state is RecorderState.FAILED for r in self.recorders.values()) and \
-                status is SessionStatus.COMPLETE:
+        if (
+            any(r.state is RecorderState.FAILED for r in self.recorders.values())
+            and status is SessionStatus.COMPLETE
+        ):
             status = SessionStatus.FAILED
         self._close_devices()
         folder = None
         if self.writer is not None:
-            extra = {"problems": self.problems, "telemetry": self.telemetry(),
-                     "markers_emitted": len(self.bus.records) if self.bus else 0,
-                     "duration_s": self.clock() - self.t_start}
+            extra = {
+                "problems": self.problems,
+                "telemetry": self.telemetry(),
+                "markers_emitted": len(self.bus.records) if self.bus else 0,
+                "duration_s": self.clock() - self.t_start,
+            }
             if self.simlab is not None:
                 extra["simulation_truth"] = self.simlab.ground_truth()
             self.writer.finalize(status, extra)
@@ -351,7 +429,8 @@ class SessionEngine:
 
     def _close_devices(self) -> None:
         for closer in [d.close for d in self.signal_drivers.values()] + [
-                c.close for c in (self.camera, self.triggerbox, self.outlet) if c is not None]:
+            c.close for c in (self.camera, self.triggerbox, self.outlet) if c is not None
+        ]:
             try:
                 closer()
             except LabError as exc:

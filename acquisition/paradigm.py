@@ -20,8 +20,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mmmelab.config import Clip, Emotion, Protocol
 from mmmelab.sync.codes import EventCode
+
+from mmmelab.config import Clip, Emotion, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ class Paradigm:
     def __init__(self, protocol: Protocol, emit: Callable[[EventCode, str], None]) -> None:
         self.protocol = protocol
         self._emit = emit
-        self.schedule: list[tuple[bool, Clip]] = (
-            [(True, c) for c in protocol.practice] + [(False, c) for c in protocol.trials()])
+        self.schedule: list[tuple[bool, Clip]] = [(True, c) for c in protocol.practice] + [
+            (False, c) for c in protocol.trials()
+        ]
         self.phase = Phase.IDLE
         self.position = -1
         self.deadline: float | None = None
@@ -80,8 +82,11 @@ class Paradigm:
 
     @property
     def current(self) -> TrialResult | None:
-        return self.results[-1] if self.results and self.phase not in (Phase.IDLE,
-                                                                        Phase.DONE) else None
+        return (
+            self.results[-1]
+            if self.results and self.phase not in (Phase.IDLE, Phase.DONE)
+            else None
+        )
 
     @property
     def n_practice(self) -> int:
@@ -123,8 +128,9 @@ class Paradigm:
         trial = self.results[-1]
         trial.rating = rating
         trial.response_time_s = now - trial.rating_onset
-        self._emit(EventCode.RATING_RESPONSE,
-                   f"{rating.emotion.value} v{rating.valence} a{rating.arousal}")
+        self._emit(
+            EventCode.RATING_RESPONSE, f"{rating.emotion.value} v{rating.valence} a{rating.arousal}"
+        )
         self._start_neutral(now)
 
     def abort(self, now: float) -> None:
@@ -150,7 +156,7 @@ class Paradigm:
             elif self.phase is Phase.NEUTRAL:
                 self._end_trial(due)
             elif self.phase is Phase.WAIT_SPACE:
-                self.space(due)   # the wait limit ran out: the clip starts anyway
+                self.space(due)  # the wait limit ran out: the clip starts anyway
             else:
                 break
 
@@ -164,8 +170,9 @@ class Paradigm:
         practice, clip = self.schedule[self.position]
         index = self.position if practice else self.position - self.n_practice
         self.results.append(TrialResult(index=index, practice=practice, clip=clip))
-        self._emit(EventCode.TRIAL_START, f"{'practice' if practice else 'trial'} {index + 1} "
-                                          f"{clip.id}")
+        self._emit(
+            EventCode.TRIAL_START, f"{'practice' if practice else 'trial'} {index + 1} {clip.id}"
+        )
         limit = self.protocol.timing.wait_space_limit_s
         self._set(Phase.WAIT_SPACE, now + limit if limit else None)
 

@@ -10,18 +10,32 @@ from __future__ import annotations
 import random
 
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating
+
 from mmmelab.config import Emotion
 
-_VALENCE = {Emotion.HAPPINESS: 8, Emotion.SURPRISE: 6, Emotion.SADNESS: 2, Emotion.FEAR: 2,
-            Emotion.ANGER: 2, Emotion.DISGUST: 2, Emotion.CONTEMPT: 3}
+_VALENCE = {
+    Emotion.HAPPINESS: 8,
+    Emotion.SURPRISE: 6,
+    Emotion.SADNESS: 2,
+    Emotion.FEAR: 2,
+    Emotion.ANGER: 2,
+    Emotion.DISGUST: 2,
+    Emotion.CONTEMPT: 3,
+}
 
 
 class SimulatedParticipant:
     """Acts on a :class:`Paradigm` when ``act(now)`` is called; ``next_action()`` says when."""
 
-    def __init__(self, paradigm: Paradigm, seed: int = 0, space_delay_s: tuple[float, float] =
-                 (0.3, 0.8), rating_delay_s: tuple[float, float] = (0.8, 1.6),
-                 accuracy: float = 0.7, miss_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        paradigm: Paradigm,
+        seed: int = 0,
+        space_delay_s: tuple[float, float] = (0.3, 0.8),
+        rating_delay_s: tuple[float, float] = (0.8, 1.6),
+        accuracy: float = 0.7,
+        miss_rate: float = 0.0,
+    ) -> None:
         self.paradigm = paradigm
         self._rng = random.Random(seed)
         self.space_delay_s = space_delay_s
@@ -41,8 +55,9 @@ class SimulatedParticipant:
                 self._due = now + self._rng.uniform(*self.space_delay_s)
             elif phase is Phase.RATING:
                 self._will_miss = self._rng.random() < self.miss_rate
-                self._due = None if self._will_miss else now + self._rng.uniform(
-                    *self.rating_delay_s)
+                self._due = (
+                    None if self._will_miss else now + self._rng.uniform(*self.rating_delay_s)
+                )
         return self._due
 
     def act(self, now: float) -> None:

@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-
 from mmmelab.drivers.base import DeviceFault, SignalDriver
 from mmmelab.drivers.ximea import XimeaCamera
-from mmmelab.errors import LabError
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameWriter, aligned_buffer
 from mmmelab.storage.signals import SignalFile
+
+from mmmelab.errors import LabError
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ class Recorder:
 class SignalRecorder(Recorder):
     """Reads sample blocks from an EEG or physiology driver into ``signals.h5``."""
 
-    def __init__(self, driver: SignalDriver, signals: SignalFile,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, driver: SignalDriver, signals: SignalFile, clock: Callable[[], float]
+    ) -> None:
         super().__init__(driver.name, signals, clock)
         self.driver = driver
         self.samples = 0
@@ -90,8 +91,9 @@ class SignalRecorder(Recorder):
         while not self._stop.is_set():
             blocks = self.driver.read(0.1)
             for block in blocks:
-                self.signals.append(self.name, block.first_sample, block.data, block.host_time,
-                                    block.aux)
+                self.signals.append(
+                    self.name, block.first_sample, block.data, block.host_time, block.aux
+                )
                 self.samples += len(block.data)
                 self.last_block_time = block.host_time
                 self.first_data.set()
@@ -105,8 +107,13 @@ class CameraRecorder(Recorder):
     skipped-frame counters are read once a second and any increase is recorded.
     """
 
-    def __init__(self, camera: XimeaCamera, frames: FrameWriter, signals: SignalFile,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        camera: XimeaCamera,
+        frames: FrameWriter,
+        signals: SignalFile,
+        clock: Callable[[], float],
+    ) -> None:
         super().__init__("camera", signals, clock)
         self.camera = camera
         self.frames = frames
@@ -150,9 +157,16 @@ class CameraRecorder(Recorder):
 
     def _check_counters(self) -> None:
         api, transport = self.camera.skipped_counters()
-        for kind, new, old in (("api_skipped", api, self.api_skipped),
-                               ("transport_skipped", transport, self.transport_skipped)):
+        for kind, new, old in (
+            ("api_skipped", api, self.api_skipped),
+            ("transport_skipped", transport, self.transport_skipped),
+        ):
             if new > old:
-                self.signals.fault(self.clock(), "camera", kind, new - old,
-                                   f"the camera API reports {new - old} more skipped frames")
+                self.signals.fault(
+                    self.clock(),
+                    "camera",
+                    kind,
+                    new - old,
+                    f"the camera API reports {new - old} more skipped frames",
+                )
         self.api_skipped, self.transport_skipped = api, transport

@@ -12,8 +12,9 @@ from typing import Any
 from mmmelab.config import LabConfig
 
 
-def start_simulated_lab(lab: LabConfig, clock: Callable[[], float], seed: int = 0,
-                        clocks: dict[str, Any] | None = None) -> Any:
+def start_simulated_lab(
+    lab: LabConfig, clock: Callable[[], float], seed: int = 0, clocks: dict[str, Any] | None = None
+) -> Any:
     """Start simulators for every device the lab marks ``simulate = true``.
 
     Returns a ``SimulatedLab`` (context manager with ``configured(lab)``,
@@ -21,6 +22,7 @@ def start_simulated_lab(lab: LabConfig, clock: Callable[[], float], seed: int = 
     """
     from mmmelab.hardware_mocks.lab import ClockModel, SimulatedLab
 
-    models = {k: v if isinstance(v, ClockModel) else ClockModel(**v)
-              for k, v in (clocks or {}).items()}
+    models = {
+        k: v if isinstance(v, ClockModel) else ClockModel(**v) for k, v in (clocks or {}).items()
+    }
     return SimulatedLab(lab, clock, clocks=models, seed=seed)

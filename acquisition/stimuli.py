@@ -19,13 +19,26 @@ from mmmelab.config import Clip, Emotion, LabConfig, Protocol
 
 logger = logging.getLogger(__name__)
 
-_COLOURS = {None: (90, 90, 90), Emotion.HAPPINESS: (230, 190, 40),
-            Emotion.SURPRISE: (240, 120, 200), Emotion.SADNESS: (50, 80, 170),
-            Emotion.FEAR: (60, 40, 80), Emotion.ANGER: (200, 40, 30),
-            Emotion.DISGUST: (110, 140, 40), Emotion.CONTEMPT: (150, 110, 90)}
-_TONES = {None: 220.0, Emotion.HAPPINESS: 523.3, Emotion.SURPRISE: 659.3,
-          Emotion.SADNESS: 261.6, Emotion.FEAR: 311.1, Emotion.ANGER: 392.0,
-          Emotion.DISGUST: 293.7, Emotion.CONTEMPT: 349.2}
+_COLOURS = {
+    None: (90, 90, 90),
+    Emotion.HAPPINESS: (230, 190, 40),
+    Emotion.SURPRISE: (240, 120, 200),
+    Emotion.SADNESS: (50, 80, 170),
+    Emotion.FEAR: (60, 40, 80),
+    Emotion.ANGER: (200, 40, 30),
+    Emotion.DISGUST: (110, 140, 40),
+    Emotion.CONTEMPT: (150, 110, 90),
+}
+_TONES = {
+    None: 220.0,
+    Emotion.HAPPINESS: 523.3,
+    Emotion.SURPRISE: 659.3,
+    Emotion.SADNESS: 261.6,
+    Emotion.FEAR: 311.1,
+    Emotion.ANGER: 392.0,
+    Emotion.DISGUST: 293.7,
+    Emotion.CONTEMPT: 349.2,
+}
 
 
 def demo_stimuli_dir() -> Path:
@@ -46,8 +59,9 @@ def missing_clips(protocol: Protocol, folder: Path) -> list[Path]:
     return [folder / c.file for c in all_clips(protocol) if not (folder / c.file).is_file()]
 
 
-def ensure_demo_clips(protocol: Protocol, folder: Path, width: int = 320, height: int = 180,
-                      fps: int = 30) -> list[Path]:
+def ensure_demo_clips(
+    protocol: Protocol, folder: Path, width: int = 320, height: int = 180, fps: int = 30
+) -> list[Path]:
     """Generate the protocol's clips that are missing from ``folder``; returns the new files."""
     folder.mkdir(parents=True, exist_ok=True)
     made = []
@@ -59,8 +73,14 @@ def ensure_demo_clips(protocol: Protocol, folder: Path, width: int = 320, height
     return made
 
 
-def write_synthetic_clip(path: Path, clip: Clip, width: int = 320, height: int = 180,
-                         fps: int = 30, audio_rate: int = 44100) -> None:
+def write_synthetic_clip(
+    path: Path,
+    clip: Clip,
+    width: int = 320,
+    height: int = 180,
+    fps: int = 30,
+    audio_rate: int = 44100,
+) -> None:
     """Write one synthetic MPEG-4 clip with sound, ``clip.duration_s`` long (atomic rename)."""
     import av
 
@@ -76,13 +96,13 @@ def write_synthetic_clip(path: Path, clip: Clip, width: int = 320, height: int =
         audio.layout = "mono"
         for i in range(n_frames):
             t = i / fps
-            shade = 0.75 + 0.25 * np.sin(2 * np.pi * t / 4.0)
+            shade = 0.75 + 0.25 * float(np.sin(2 * np.pi * t / 4.0))
             img = np.empty((height, width, 3), np.float32)
             img[:] = colour * shade
             cx = width * (0.5 + 0.35 * np.sin(2 * np.pi * t / 3.0))
             disc = (xx - cx) ** 2 + (yy - height / 2) ** 2 < (height / 6) ** 2
             img[disc] = 255.0
-            img[height - 8:, : int(width * (t % 1.0))] = 0.0   # 1 s progress bar
+            img[height - 8 :, : int(width * (t % 1.0))] = 0.0  # 1 s progress bar
             frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
             frame.pts = i
             frame.time_base = Fraction(1, fps)
@@ -91,11 +111,11 @@ def write_synthetic_clip(path: Path, clip: Clip, width: int = 320, height: int =
         for packet in video.encode():
             container.mux(packet)
         n_audio = round(clip.duration_s * audio_rate)
-        t = np.arange(n_audio) / audio_rate
-        tone = 0.2 * np.sin(2 * np.pi * _TONES[clip.emotion] * t) * np.minimum(1.0, t * 10)
+        ta = np.arange(n_audio) / audio_rate
+        tone = 0.2 * np.sin(2 * np.pi * _TONES[clip.emotion] * ta) * np.minimum(1.0, ta * 10)
         step = 1024
         for start in range(0, n_audio, step):
-            chunk = tone[start:start + step].astype(np.float32)[None, :]
+            chunk = tone[start : start + step].astype(np.float32)[None, :]
             aframe = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
             aframe.sample_rate = audio_rate
             aframe.pts = start
@@ -116,4 +136,6 @@ def probe_duration_s(path: Path) -> float:
         if container.duration is not None:
             return float(container.duration) / 1e6
         stream = container.streams.video[0]
-        return float(stream.duration * stream.time_base) if stream.duration else 0.0
+        if stream.duration is None or stream.time_base is None:
+            return 0.0
+        return float(stream.duration * stream.time_base)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.sync.codes import common_subsequence, match_plan, session_plan
@@ -45,8 +44,7 @@ def count_trigger_edges(stream: SignalStream, sent: list[int]) -> int:
     return common_subsequence([frozenset({c}) for c in sent], rising_edges(levels).tolist())
 
 
-def count_camera_edges(stream: CameraStream, markers: np.ndarray,
-                       latency_s: float = 0.05) -> int:
+def count_camera_edges(stream: CameraStream, markers: np.ndarray, latency_s: float = 0.05) -> int:
     """How many sent pulses the camera saw: a frame with GPI high arriving during the pulse.
 
     The camera samples its single input once per frame, so it sees that a pulse
@@ -80,12 +78,19 @@ def check_session(path: Path | str) -> dict[str, Any]:
             if entry["dropped"]:
                 problems.append(f"stream {name!r} dropped {entry['dropped']} frame(s)/sample(s)")
             if entry["trigger_edges"] < len(sent):
-                problems.append(f"stream {name!r} shows {entry['trigger_edges']} of the "
-                                f"{len(sent)} trigger codes sent")
-        streams["markers"] = {"kind": "markers", "count": len(sent), "rate_hz": 0.0,
-                              "gaps": 0, "dropped": 0, "channels": 1,
-                              "trigger_edges": int(np.sum(session.markers["ttl_ok"]))
-                              if len(sent) else 0}
+                problems.append(
+                    f"stream {name!r} shows {entry['trigger_edges']} of the "
+                    f"{len(sent)} trigger codes sent"
+                )
+        streams["markers"] = {
+            "kind": "markers",
+            "count": len(sent),
+            "rate_hz": 0.0,
+            "gaps": 0,
+            "dropped": 0,
+            "channels": 1,
+            "trigger_edges": int(np.sum(session.markers["ttl_ok"])) if len(sent) else 0,
+        }
         for kind in ("camera", "eeg", "physio"):
             if not any(s["kind"] == kind for s in streams.values()):
                 problems.append(f"no {kind} stream in the session")
@@ -93,14 +98,23 @@ def check_session(path: Path | str) -> dict[str, Any]:
         plan = session_plan(len(proto.get("practice", [])), len(proto.get("trial_order", [])))
         found = match_plan(plan, sent)
         if found < len(plan):
-            problems.append(f"{len(plan) - found} of the {len(plan)} markers the protocol "
-                            f"implies are missing")
+            problems.append(
+                f"{len(plan) - found} of the {len(plan)} markers the protocol implies are missing"
+            )
         for row in session.faults:
-            problems.append(f"{row['stream'].decode()}: {row['kind'].decode()} "
-                            f"({int(row['count'])}): {row['detail'].decode()}")
-        return {"ok": not problems, "session": str(Path(path)), "status": status.value,
-                "simulated": session.simulated, "streams": streams,
-                "markers": {"expected": len(plan), "found": found}, "problems": problems}
+            problems.append(
+                f"{row['stream'].decode()}: {row['kind'].decode()} "
+                f"({int(row['count'])}): {row['detail'].decode()}"
+            )
+        return {
+            "ok": not problems,
+            "session": str(Path(path)),
+            "status": status.value,
+            "simulated": session.simulated,
+            "streams": streams,
+            "markers": {"expected": len(plan), "found": found},
+            "problems": problems,
+        }
 
 
 def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> dict[str, Any]:
@@ -109,12 +123,27 @@ def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> 
         gaps, dropped = stream.dropped()
         ts = stream.device_time_s
         rate = float(1.0 / np.median(np.diff(ts))) if len(ts) > 1 else 0.0
-        skipped = int(stream.journal["api_skipped"][-1] + stream.journal["transport_skipped"][-1]
-                      ) if len(ts) else 0
-        return {"kind": "camera", "count": stream.count, "rate_hz": round(rate, 3),
-                "gaps": gaps, "dropped": max(dropped, skipped), "channels": 1,
-                "trigger_edges": count_camera_edges(stream, markers)}
+        skipped = (
+            int(stream.journal["api_skipped"][-1] + stream.journal["transport_skipped"][-1])
+            if len(ts)
+            else 0
+        )
+        return {
+            "kind": "camera",
+            "count": stream.count,
+            "rate_hz": round(rate, 3),
+            "gaps": gaps,
+            "dropped": max(dropped, skipped),
+            "channels": 1,
+            "trigger_edges": count_camera_edges(stream, markers),
+        }
     gaps, missing = stream.gaps()
-    return {"kind": stream.kind, "count": stream.count, "rate_hz": stream.rate_hz, "gaps": gaps,
-            "dropped": missing, "channels": len(stream.channels),
-            "trigger_edges": count_trigger_edges(stream, sent)}
+    return {
+        "kind": stream.kind,
+        "count": stream.count,
+        "rate_hz": stream.rate_hz,
+        "gaps": gaps,
+        "dropped": missing,
+        "channels": len(stream.channels),
+        "trigger_edges": count_trigger_edges(stream, sent),
+    }

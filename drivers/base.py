@@ -38,15 +38,15 @@ class SampleBlock:
     """Consecutive samples. ``first_sample`` is the device's own sample index."""
 
     first_sample: int
-    data: np.ndarray                  # (n, channels) float32
-    host_time: float                  # master clock when the block arrived
+    data: np.ndarray  # (n, channels) float32
+    host_time: float  # master clock when the block arrived
     aux: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DeviceFault:
     host_time: float
-    kind: str                         # gap | resync | reconnect | malformed | lost
+    kind: str  # gap | resync | reconnect | malformed | lost
     count: int
     detail: str
 
@@ -79,8 +79,9 @@ def recv_exact(sock: socket.socket, n: int, device: str, max_stalls: int = 20) -
                 raise DeviceTimeoutError(device, "no data within the timeout") from None
             stalls += 1
             if stalls > max_stalls:
-                raise DeviceLostError(device, f"stalled mid-message ({len(buf)}/{n} bytes)"
-                                      ) from None
+                raise DeviceLostError(
+                    device, f"stalled mid-message ({len(buf)}/{n} bytes)"
+                ) from None
             continue
         except OSError as exc:
             raise DeviceLostError(device, f"connection lost ({exc})") from None

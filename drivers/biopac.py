@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout
 
 from mmmelab.config import PhysioConfig
-from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,9 @@ class BiopacNdt:
         self.clock = clock
         self.faults: list[DeviceFault] = []
         url = f"http://{config.host}:{config.control_port}/RPC2"
-        self._rpc = xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(config.timeout_s),
-                                              allow_none=True)
+        self._rpc = xmlrpc.client.ServerProxy(
+            url, transport=_TimeoutTransport(config.timeout_s), allow_none=True
+        )
         self._listener: socket.socket | None = None
         self._data: socket.socket | None = None
         self._buf = bytearray()
@@ -66,46 +67,70 @@ class BiopacNdt:
         try:
             return getattr(self._rpc.acq, method)(*args)
         except TimeoutError:
-            raise DeviceTimeoutError(self.name, f"acq.{method} did not return within "
-                                                f"{self.config.timeout_s:g} s (a dialog open "
-                                                f"in AcqKnowledge?)") from None
+            raise DeviceTimeoutError(
+                self.name,
+                f"acq.{method} did not return within "
+                f"{self.config.timeout_s:g} s (a dialog open "
+                f"in AcqKnowledge?)",
+            ) from None
         except xmlrpc.client.Fault as exc:
             raise DeviceError(self.name, f"acq.{method} refused: {exc.faultString}") from None
         except (OSError, xmlrpc.client.ProtocolError) as exc:
-            raise DeviceError(self.name, f"cannot reach AcqKnowledge at {self.config.host}:"
-                                         f"{self.config.control_port} ({exc}); is network data "
-                                         f"transfer enabled?") from None
+            raise DeviceError(
+                self.name,
+                f"cannot reach AcqKnowledge at {self.config.host}:"
+                f"{self.config.control_port} ({exc}); is network data "
+                f"transfer enabled?",
+            ) from None
 
     def connect(self) -> SignalLayout:
         cfg = self.config
         self.unit_type = int(self._call("getMPUnitType"))
         rate = float(self._call("getSamplingRate"))
         if abs(rate - cfg.rate_hz) > 1e-6:
-            raise DeviceError(self.name, f"AcqKnowledge samples at {rate:g} Hz but the lab "
-                                         f"config expects {cfg.rate_hz:g} Hz")
+            raise DeviceError(
+                self.name,
+                f"AcqKnowledge samples at {rate:g} Hz but the lab "
+                f"config expects {cfg.rate_hz:g} Hz",
+            )
         if self._call("getAcquisitionInProgress"):
-            raise DeviceError(self.name, "AcqKnowledge is already acquiring; stop it there so "
-                                         "that mmme-lab starts it with data delivery on")
+            raise DeviceError(
+                self.name,
+                "AcqKnowledge is already acquiring; stop it there so "
+                "that mmme-lab starts it with data delivery on",
+            )
         analog = list(self._call("getEnabledChannels", "analog"))
         labels = {(c["type"], c["index"]): str(self._call("getChannelLabel", c)) for c in analog}
         self.analog = []
         for name in cfg.channels:
-            match = [c for c in analog if labels[(c["type"], c["index"])].upper()
-                     .startswith(name.upper())]
+            match = [
+                c
+                for c in analog
+                if labels[(c["type"], c["index"])].upper().startswith(name.upper())
+            ]
             if not match:
-                raise DeviceError(self.name, f"no enabled analog channel labelled {name!r}; "
-                                             f"AcqKnowledge has: {sorted(labels.values())}")
+                raise DeviceError(
+                    self.name,
+                    f"no enabled analog channel labelled {name!r}; "
+                    f"AcqKnowledge has: {sorted(labels.values())}",
+                )
             self.analog.append(match[0])
         self.digital = list(self._call("getEnabledChannels", "digital"))[: cfg.digital_channels]
         if len(self.digital) < cfg.digital_channels:
-            raise DeviceError(self.name, f"{cfg.digital_channels} digital channels configured "
-                                         f"but AcqKnowledge has {len(self.digital)} enabled")
+            raise DeviceError(
+                self.name,
+                f"{cfg.digital_channels} digital channels configured "
+                f"but AcqKnowledge has {len(self.digital)} enabled",
+            )
         wanted = [*self.analog, *self.digital]
         for ch in wanted:
             divider = int(self._call("getDownsamplingDivider", ch))
             if divider != 1:
-                raise DeviceError(self.name, f"channel {ch} is downsampled by {divider}; set it "
-                                             f"to the full {rate:g} Hz in AcqKnowledge")
+                raise DeviceError(
+                    self.name,
+                    f"channel {ch} is downsampled by {divider}; set it "
+                    f"to the full {rate:g} Hz in AcqKnowledge",
+                )
         self._call("changeDataConnectionMethod", "single")
         self._call("changeTransportType", "tcp")
         for ch in [*analog, *self._call("getEnabledChannels", "digital")]:
@@ -118,8 +143,12 @@ class BiopacNdt:
         self._call("changeSingleConnectionModePort", port)
         self._call("changeDataConnectionHostname", "")
         self.labels = [labels[(c["type"], c["index"])] for c in self.analog]
-        return SignalLayout(channels=tuple(cfg.channels), units="device units",
-                            rate_hz=rate, aux=(AuxLayout("digital", "u1", len(self.digital)),))
+        return SignalLayout(
+            channels=tuple(cfg.channels),
+            units="device units",
+            rate_hz=rate,
+            aux=(AuxLayout("digital", "u1", len(self.digital)),),
+        )
 
     def start(self) -> None:
         assert self._listener is not None
@@ -129,8 +158,9 @@ class BiopacNdt:
         try:
             self._data, _ = self._listener.accept()
         except TimeoutError:
-            raise DeviceTimeoutError(self.name, "AcqKnowledge started but did not open the "
-                                                "data connection") from None
+            raise DeviceTimeoutError(
+                self.name, "AcqKnowledge started but did not open the data connection"
+            ) from None
         self._data.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     @property
@@ -148,8 +178,10 @@ class BiopacNdt:
         except OSError as exc:
             raise DeviceLostError(self.name, f"data connection lost ({exc})") from None
         if not chunk:
-            raise DeviceLostError(self.name, "AcqKnowledge closed the data connection "
-                                             "(acquisition stopped in AcqKnowledge?)")
+            raise DeviceLostError(
+                self.name,
+                "AcqKnowledge closed the data connection (acquisition stopped in AcqKnowledge?)",
+            )
         now = self.clock()
         self._buf += chunk
         n = len(self._buf) // self.frame_bytes
@@ -160,8 +192,9 @@ class BiopacNdt:
         frames = raw.reshape(n, -1)
         n_an = len(self.analog)
         digital = (frames[:, n_an:] > 0.5).astype(np.uint8)
-        block = SampleBlock(self._sample, frames[:, :n_an].astype(np.float32), now,
-                            {"digital": digital})
+        block = SampleBlock(
+            self._sample, frames[:, :n_an].astype(np.float32), now, {"digital": digital}
+        )
         self._sample += n
         return [block]
 
@@ -173,9 +206,14 @@ class BiopacNdt:
             self.faults.append(DeviceFault(self.clock(), "event", 1, str(exc)))
 
     def info(self) -> dict[str, object]:
-        return {"host": self.config.host, "control_port": self.config.control_port,
-                "mp_unit_type": self.unit_type, "analog_labels": self.labels,
-                "digital_channels": len(self.digital), "rate_hz": self.config.rate_hz}
+        return {
+            "host": self.config.host,
+            "control_port": self.config.control_port,
+            "mp_unit_type": self.unit_type,
+            "analog_labels": self.labels,
+            "digital_channels": len(self.digital),
+            "rate_hz": self.config.rate_hz,
+        }
 
     def close(self) -> None:
         if self._started:

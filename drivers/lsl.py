@@ -31,8 +31,9 @@ class MarkerOutlet:
     def __init__(self, stream_name: str, session_id: str) -> None:
         self.stream_name = stream_name
         self.source_id = f"mmme-lab@{socket.gethostname()}:{stream_name}"
-        info = pylsl.StreamInfo(stream_name, "Markers", 1, pylsl.IRREGULAR_RATE,
-                                pylsl.cf_string, self.source_id)
+        info = pylsl.StreamInfo(
+            stream_name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, self.source_id
+        )
         desc = info.desc()
         desc.append_child_value("session", session_id)
         desc.append_child_value("software", "mmme-lab")

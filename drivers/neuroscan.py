@@ -18,9 +18,9 @@ import struct
 from collections.abc import Callable
 
 import numpy as np
+from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout, recv_exact
 
 from mmmelab.config import EegConfig
-from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout, recv_exact
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class CurryClient:
         self.rate_hz = config.rate_hz
         self.version = 0
         self._next_sample: int | None = None
-        self.events: list[tuple[int, int]] = []   # (sample index, code) from event packets
+        self.events: list[tuple[int, int]] = []  # (sample index, code) from event packets
         self.skipped_bytes = 0
 
     # -------------------------------------------------------------- packets
@@ -76,12 +76,20 @@ class CurryClient:
             head = head[drop:] + recv_exact(self._sock, drop, self.name)
         if skipped:
             self.skipped_bytes += skipped
-            self.faults.append(DeviceFault(self.clock(), "resync", skipped,
-                                           f"skipped {skipped} bytes of garbage before a header"))
+            self.faults.append(
+                DeviceFault(
+                    self.clock(),
+                    "resync",
+                    skipped,
+                    f"skipped {skipped} bytes of garbage before a header",
+                )
+            )
         chan, code, request, sample, size, _ = HEADER.unpack(head)
         if size > MAX_BODY:
-            raise DeviceError(self.name, f"packet announces {size} bytes (limit {MAX_BODY}); "
-                                         f"the stream is corrupt")
+            raise DeviceError(
+                self.name,
+                f"packet announces {size} bytes (limit {MAX_BODY}); the stream is corrupt",
+            )
         body = recv_exact(self._sock, size, self.name) if size else b""
         return code, request, sample, body
 
@@ -99,11 +107,15 @@ class CurryClient:
         try:
             self._sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.timeout_s)
         except TimeoutError:
-            raise DeviceTimeoutError(self.name, f"Curry at {cfg.host}:{cfg.port} did not answer "
-                                                f"within {cfg.timeout_s:g} s") from None
+            raise DeviceTimeoutError(
+                self.name,
+                f"Curry at {cfg.host}:{cfg.port} did not answer within {cfg.timeout_s:g} s",
+            ) from None
         except OSError as exc:
-            raise DeviceError(self.name, f"cannot reach Curry at {cfg.host}:{cfg.port} ({exc}); "
-                                         f"is NetStreaming enabled?") from None
+            raise DeviceError(
+                self.name,
+                f"cannot reach Curry at {cfg.host}:{cfg.port} ({exc}); is NetStreaming enabled?",
+            ) from None
         self._send(REQ_VERSION)
         body = self._expect_info(INFO_VERSION)
         self.version = struct.unpack_from("<I", body)[0] if len(body) >= 4 else 0
@@ -111,8 +123,9 @@ class CurryClient:
         body = self._expect_info(INFO_BASIC)
         _, n_chan, rate, data_size, _, _ = struct.unpack_from("<6I", body)
         if not 0 < n_chan < 300 or data_size not in (2, 4):
-            raise DeviceError(self.name, f"implausible basic info: {n_chan} channels, "
-                                         f"{data_size}-byte samples")
+            raise DeviceError(
+                self.name, f"implausible basic info: {n_chan} channels, {data_size}-byte samples"
+            )
         self.rate_hz = float(rate)
         self._send(REQ_CHANNEL_INFO)
         body = self._expect_info(INFO_CHANNELS)
@@ -122,15 +135,26 @@ class CurryClient:
         self.trigger_index = hits[-1] if hits else None
         eeg = tuple(lab for i, lab in enumerate(self.labels) if i != self.trigger_index)
         if abs(self.rate_hz - cfg.rate_hz) > 1e-6:
-            raise DeviceError(self.name, f"Curry streams at {self.rate_hz:g} Hz but the lab "
-                                         f"config expects {cfg.rate_hz:g} Hz")
+            raise DeviceError(
+                self.name,
+                f"Curry streams at {self.rate_hz:g} Hz but the lab "
+                f"config expects {cfg.rate_hz:g} Hz",
+            )
         if len(eeg) != cfg.channels:
-            raise DeviceError(self.name, f"Curry streams {len(eeg)} EEG channels but the lab "
-                                         f"config expects {cfg.channels}")
-        logger.info("Curry %s: %d channels at %g Hz, trigger channel %s", self.version,
-                    len(eeg), self.rate_hz, self.trigger_index)
-        return SignalLayout(channels=eeg, units="uV", rate_hz=self.rate_hz,
-                            aux=(AuxLayout("trigger", "<u2"),))
+            raise DeviceError(
+                self.name,
+                f"Curry streams {len(eeg)} EEG channels but the lab config expects {cfg.channels}",
+            )
+        logger.info(
+            "Curry %s: %d channels at %g Hz, trigger channel %s",
+            self.version,
+            len(eeg),
+            self.rate_hz,
+            self.trigger_index,
+        )
+        return SignalLayout(
+            channels=eeg, units="uV", rate_hz=self.rate_hz, aux=(AuxLayout("trigger", "<u2"),)
+        )
 
     @staticmethod
     def _parse_channels(body: bytes, n_chan: int) -> list[str]:
@@ -139,7 +163,7 @@ class CurryClient:
             raise DeviceError("eeg", f"channel info of {len(body)} bytes for {n_chan} channels")
         labels = []
         for i in range(n_chan):
-            raw = body[i * size + 4: i * size + 84]
+            raw = body[i * size + 4 : i * size + 84]
             labels.append(raw.decode("utf-16-le", "replace").split("\0", 1)[0].strip())
         return labels
 
@@ -163,21 +187,32 @@ class CurryClient:
         if code != DATA_EEG:
             return []
         if request != 1:
-            raise DeviceError(self.name, f"unsupported block type {request} (only float32 "
-                                         f"blocks are supported; switch off compression)")
+            raise DeviceError(
+                self.name,
+                f"unsupported block type {request} (only float32 "
+                f"blocks are supported; switch off compression)",
+            )
         n_all = len(self.labels)
         values = np.frombuffer(body, dtype="<f4")
         if values.size % n_all:
-            self.faults.append(DeviceFault(now, "malformed", 1,
-                                           f"block of {len(body)} bytes is not a whole number "
-                                           f"of {n_all}-channel samples; dropped"))
+            self.faults.append(
+                DeviceFault(
+                    now,
+                    "malformed",
+                    1,
+                    f"block of {len(body)} bytes is not a whole number "
+                    f"of {n_all}-channel samples; dropped",
+                )
+            )
             return []
         block = values.reshape(-1, n_all)
         if self._next_sample is not None and sample != self._next_sample:
             missing = sample - self._next_sample
-            self.faults.append(DeviceFault(now, "gap", missing,
-                                           f"sample index jumped from {self._next_sample} to "
-                                           f"{sample}"))
+            self.faults.append(
+                DeviceFault(
+                    now, "gap", missing, f"sample index jumped from {self._next_sample} to {sample}"
+                )
+            )
         self._next_sample = sample + len(block)
         aux = {}
         if self.trigger_index is not None:
@@ -190,11 +225,17 @@ class CurryClient:
         return [SampleBlock(sample, np.ascontiguousarray(data, dtype=np.float32), now, aux)]
 
     def info(self) -> dict[str, object]:
-        return {"protocol": "curry", "host": self.config.host, "port": self.config.port,
-                "server_version": self.version, "channels": len(self.labels) -
-                (self.trigger_index is not None), "rate_hz": self.rate_hz,
-                "trigger_channel": None if self.trigger_index is None
-                else self.labels[self.trigger_index]}
+        return {
+            "protocol": "curry",
+            "host": self.config.host,
+            "port": self.config.port,
+            "server_version": self.version,
+            "channels": len(self.labels) - (self.trigger_index is not None),
+            "rate_hz": self.rate_hz,
+            "trigger_channel": None
+            if self.trigger_index is None
+            else self.labels[self.trigger_index],
+        }
 
     def close(self) -> None:
         if self._sock is None:

@@ -65,8 +65,9 @@ class TriggerBox:
 
     name = "triggerbox"
 
-    def __init__(self, config: TriggerBoxConfig, clock: Callable[[], float],
-                 write_timeout_s: float = 0.1) -> None:
+    def __init__(
+        self, config: TriggerBoxConfig, clock: Callable[[], float], write_timeout_s: float = 0.1
+    ) -> None:
         self.config = config
         self.clock = clock
         self.codec = CODECS[config.box]
@@ -78,11 +79,15 @@ class TriggerBox:
     def open(self) -> None:
         baud = self.codec.baudrate or self.config.baudrate
         try:
-            self._port = serial.serial_for_url(self.config.port, baudrate=baud, timeout=0.05,
-                                               write_timeout=self.write_timeout_s)
+            self._port = serial.serial_for_url(
+                self.config.port, baudrate=baud, timeout=0.05, write_timeout=self.write_timeout_s
+            )
         except (serial.SerialException, ValueError) as exc:
-            raise DeviceError(self.name, f"cannot open {self.config.port!r} ({exc}); check the "
-                                         f"cable and devices.triggerbox.port") from None
+            raise DeviceError(
+                self.name,
+                f"cannot open {self.config.port!r} ({exc}); check the "
+                f"cable and devices.triggerbox.port",
+            ) from None
         if self.codec.boot_s:
             time.sleep(self.codec.boot_s)
         if self.codec.open_bytes:
@@ -112,8 +117,11 @@ class TriggerBox:
         return t
 
     def info(self) -> dict[str, object]:
-        return {"box": self.config.box.value, "port": self.config.port,
-                "baudrate": self.codec.baudrate or self.config.baudrate}
+        return {
+            "box": self.config.box.value,
+            "port": self.config.port,
+            "baudrate": self.codec.baudrate or self.config.baudrate,
+        }
 
     def close(self) -> None:
         if self._port is None:

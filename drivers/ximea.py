@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from mmmelab.drivers.base import DeviceFault
 
 from mmmelab.config import CameraConfig
-from mmmelab.drivers.base import DeviceFault
 from mmmelab.errors import DeviceError, DeviceLostError
 
 logger = logging.getLogger(__name__)
 
 XI_TIMEOUT = 10
-LOST_CODES = {1, 45, 46, 49, 56}   # invalid handle, acquisition stopped/failed, not ready, gone
+LOST_CODES = {1, 45, 46, 49, 56}  # invalid handle, acquisition stopped/failed, not ready, gone
 TS_WRAP_US = 1 << 32
 
 
@@ -41,7 +41,7 @@ TS_WRAP_US = 1 << 32
 class FrameInfo:
     acq_nframe: int
     nframe: int
-    ts_us: int            # unwrapped camera timestamp
+    ts_us: int  # unwrapped camera timestamp
     gpi_level: int
     exposure_us: int
     gain_db: float
@@ -90,14 +90,18 @@ class XimeaCamera:
         try:
             from xiapipy import xiapi
         except (ImportError, OSError) as exc:
-            raise DeviceError(self.name, f"XIMEA's xiAPI is not available ({exc}); install the "
-                                         f"XIMEA software package (libm3api) or set "
-                                         f"devices.camera.simulate = true") from None
+            raise DeviceError(
+                self.name,
+                f"XIMEA's xiAPI is not available ({exc}); install the "
+                f"XIMEA software package (libm3api) or set "
+                f"devices.camera.simulate = true",
+            ) from None
         self._xiapi = xiapi
         cam = xiapi.Camera(self.config.index)
         if self.config.serial:
-            self._call(f"opening camera {self.config.serial}", cam.open_device_by_SN,
-                       self.config.serial)
+            self._call(
+                f"opening camera {self.config.serial}", cam.open_device_by_SN, self.config.serial
+            )
         else:
             self._call(f"opening camera {self.config.index}", cam.open_device)
         self._cam = cam
@@ -105,16 +109,25 @@ class XimeaCamera:
         self.model = self._call("reading model", cam.get_device_name).decode()
         self._configure()
         self._img = xiapi.Image()
-        logger.info("camera %s (%s) open: %dx%d at %g fps", self.model, self.serial,
-                    self.config.width, self.config.height, self.config.fps)
+        logger.info(
+            "camera %s (%s) open: %dx%d at %g fps",
+            self.model,
+            self.serial,
+            self.config.width,
+            self.config.height,
+            self.config.fps,
+        )
         return self.info()
 
     def _check_increment(self, name: str, value: int) -> None:
         inc = int(self._call(f"reading {name}:inc", self._cam.get_param, f"{name}:inc"))
         if inc > 1 and value % inc:
             lower = value - value % inc
-            raise DeviceError(self.name, f"{name} = {value} is not a multiple of the camera's "
-                                         f"increment {inc}; use {lower} or {lower + inc}")
+            raise DeviceError(
+                self.name,
+                f"{name} = {value} is not a multiple of the camera's "
+                f"increment {inc}; use {lower} or {lower + inc}",
+            )
 
     def _configure(self) -> None:
         c, cam = self.config, self._cam
@@ -127,13 +140,19 @@ class XimeaCamera:
             self._call(f"setting {name} = {value}", cam.set_param, name, value)
         self._call(f"setting exposure = {c.exposure_us:g} us", cam.set_exposure, c.exposure_us)
         self._call(f"setting gain = {c.gain_db:g} dB", cam.set_gain, c.gain_db)
-        self._call("setting frame-rate timing mode", cam.set_acq_timing_mode,
-                   "XI_ACQ_TIMING_MODE_FRAME_RATE")
+        self._call(
+            "setting frame-rate timing mode",
+            cam.set_acq_timing_mode,
+            "XI_ACQ_TIMING_MODE_FRAME_RATE",
+        )
         max_fps = float(self._call("reading framerate:max", cam.get_framerate_maximum))
         if c.fps > max_fps + 1e-3:
-            raise DeviceError(self.name, f"fps = {c.fps:g} is above this camera's maximum of "
-                                         f"{max_fps:.1f} fps at {c.height} lines and "
-                                         f"{c.exposure_us:g} us exposure")
+            raise DeviceError(
+                self.name,
+                f"fps = {c.fps:g} is above this camera's maximum of "
+                f"{max_fps:.1f} fps at {c.height} lines and "
+                f"{c.exposure_us:g} us exposure",
+            )
         self._call(f"setting framerate = {c.fps:g}", cam.set_framerate, c.fps)
         self._call("setting safe buffer policy", cam.set_buffer_policy, "XI_BP_SAFE")
         self._call("setting the queue depth", cam.set_buffers_queue_size, c.queue_frames)
@@ -148,12 +167,20 @@ class XimeaCamera:
             self._call("timestamp reset on GPI 1", cam.set_ts_rst_source, "XI_TS_RST_SRC_GPI_1")
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.model, "serial": self.serial, "width": self.config.width,
-                "height": self.config.height, "offset_x": self.config.offset_x,
-                "offset_y": self.config.offset_y, "fps": self.config.fps,
-                "exposure_us": self.config.exposure_us, "gain_db": self.config.gain_db,
-                "pixel_format": "RAW8", "bayer_pattern": "RGGB",
-                "queue_frames": self.config.queue_frames}
+        return {
+            "model": self.model,
+            "serial": self.serial,
+            "width": self.config.width,
+            "height": self.config.height,
+            "offset_x": self.config.offset_x,
+            "offset_y": self.config.offset_y,
+            "fps": self.config.fps,
+            "exposure_us": self.config.exposure_us,
+            "gain_db": self.config.gain_db,
+            "pixel_format": "RAW8",
+            "bayer_pattern": "RGGB",
+            "queue_frames": self.config.queue_frames,
+        }
 
     def start(self) -> None:
         self._call("starting acquisition", self._cam.start_acquisition)
@@ -183,20 +210,31 @@ class XimeaCamera:
         gap = nframe - self._last_nframe - 1
         if gap > 0:
             self.dropped += gap
-            self.faults.append(DeviceFault(host, "dropped", gap, f"acq_nframe jumped from "
-                                                                 f"{self._last_nframe} to {nframe}"))
+            self.faults.append(
+                DeviceFault(
+                    host, "dropped", gap, f"acq_nframe jumped from {self._last_nframe} to {nframe}"
+                )
+            )
         self._last_nframe = nframe
         self.frames += 1
-        return FrameInfo(nframe, int(img.nframe), raw_ts + self._wraps * TS_WRAP_US,
-                         int(img.GPI_level), int(img.exposure_time_us), float(img.gain_db), host)
+        return FrameInfo(
+            nframe,
+            int(img.nframe),
+            raw_ts + self._wraps * TS_WRAP_US,
+            int(img.GPI_level),
+            int(img.exposure_time_us),
+            float(img.gain_db),
+            host,
+        )
 
     def skipped_counters(self) -> tuple[int, int]:
         """(API skipped, transport skipped) frame counters since acquisition start."""
         cam = self._cam
         self._call("selecting counter", cam.set_counter_selector, "XI_CNT_SEL_API_SKIPPED_FRAMES")
         api = int(self._call("reading counter", cam.get_counter_value))
-        self._call("selecting counter", cam.set_counter_selector,
-                   "XI_CNT_SEL_TRANSPORT_SKIPPED_FRAMES")
+        self._call(
+            "selecting counter", cam.set_counter_selector, "XI_CNT_SEL_TRANSPORT_SKIPPED_FRAMES"
+        )
         transport = int(self._call("reading counter", cam.get_counter_value))
         return api, transport
 

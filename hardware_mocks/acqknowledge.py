@@ -21,21 +21,25 @@ from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import numpy as np
-
 from mmmelab.hardware_mocks.synth import physio_signals
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 
 logger = logging.getLogger(__name__)
 
 UNITS = {"ECG": "mV", "PPG": "V", "RSP": "V", "SKT": "degC", "EDA": "uS"}
-LABELS = {"ECG": "ECG - ECG100C", "PPG": "PPG - PPG100C", "RSP": "RSP - RSP100C",
-          "SKT": "SKT - SKT100C", "EDA": "EDA - EDA100C"}
+LABELS = {
+    "ECG": "ECG - ECG100C",
+    "PPG": "PPG - PPG100C",
+    "RSP": "RSP - RSP100C",
+    "SKT": "SKT - SKT100C",
+    "EDA": "EDA - EDA100C",
+}
 
 
 class _Handler(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/RPC2",)
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         self.server.last_client = self.client_address[0]  # type: ignore[attr-defined]
         super().do_POST()
 
@@ -44,11 +48,19 @@ class AcqKnowledgeServer:
     """Control server on an ephemeral port (``self.port``). Threads: ``sim-acq-rpc``,
     ``sim-acq-data`` while acquiring."""
 
-    def __init__(self, wire: VirtualWire, clock: Callable[[], float],
-                 channels: tuple[str, ...] = ("ECG", "PPG", "RSP", "SKT", "EDA"),
-                 digital: int = 8, rate_hz: float = 1000.0, digital_high: float = 1.0,
-                 device_clock: DeviceClock | None = None, latency_s: float = 0.0005,
-                 block_samples: int = 20, seed: int = 2) -> None:
+    def __init__(
+        self,
+        wire: VirtualWire,
+        clock: Callable[[], float],
+        channels: tuple[str, ...] = ("ECG", "PPG", "RSP", "SKT", "EDA"),
+        digital: int = 8,
+        rate_hz: float = 1000.0,
+        digital_high: float = 1.0,
+        device_clock: DeviceClock | None = None,
+        latency_s: float = 0.0005,
+        block_samples: int = 20,
+        seed: int = 2,
+    ) -> None:
         self.wire = wire
         self.clock = clock
         self.rate_hz = rate_hz
@@ -57,13 +69,13 @@ class AcqKnowledgeServer:
         self.latency_s = latency_s
         self.block = block_samples
         sig = physio_signals(rate_hz, 60.0, seed=seed)
-        self._analog = np.stack([sig.get(c, np.zeros(int(rate_hz * 60), np.float32))
-                                 for c in channels], axis=1).astype(np.float64)
-        self.channels: list[dict[str, Any]] = (
-            [{"type": "analog", "index": i, "label": LABELS.get(c, c)}
-             for i, c in enumerate(channels)]
-            + [{"type": "digital", "index": i, "label": f"Digital input {i}"}
-               for i in range(digital)])
+        self._analog = np.stack(
+            [sig.get(c, np.zeros(int(rate_hz * 60), np.float32)) for c in channels], axis=1
+        ).astype(np.float64)
+        self.channels: list[dict[str, Any]] = [
+            {"type": "analog", "index": i, "label": LABELS.get(c, c)}
+            for i, c in enumerate(channels)
+        ] + [{"type": "digital", "index": i, "label": f"Digital input {i}"} for i in range(digital)]
         for ch in self.channels:
             ch.update(divider=1, delivery=False, dtype="double", endian="little")
         self.method = "multiple"
@@ -72,20 +84,22 @@ class AcqKnowledgeServer:
         self.hostname = ""
         self.in_progress = False
         self.samples_sent = 0
-        self.toggle_delay_s = 0.0      # fault injection: a blocking (modal) toggle
+        self.toggle_delay_s = 0.0  # fault injection: a blocking (modal) toggle
         self._stop = threading.Event()
         self._streaming = threading.Event()
         self._data_thread: threading.Thread | None = None
-        self.rpc = SimpleXMLRPCServer(("127.0.0.1", 0), requestHandler=_Handler,
-                                      allow_none=True, logRequests=False)
+        self.rpc = SimpleXMLRPCServer(
+            ("127.0.0.1", 0), requestHandler=_Handler, allow_none=True, logRequests=False
+        )
         self.rpc.last_client = "127.0.0.1"  # type: ignore[attr-defined]
         self.rpc.register_introspection_functions()
         for name in dir(self):
             if name.startswith("acq_"):
                 self.rpc.register_function(getattr(self, name), "acq." + name[4:])
         self.port = self.rpc.server_address[1]
-        self._rpc_thread = threading.Thread(target=self.rpc.serve_forever, args=(0.05,),
-                                            name="sim-acq-rpc", daemon=True)
+        self._rpc_thread = threading.Thread(
+            target=self.rpc.serve_forever, args=(0.05,), name="sim-acq-rpc", daemon=True
+        )
         self._rpc_thread.start()
 
     # -------------------------------------------------------------- XML-RPC API
@@ -96,72 +110,75 @@ class AcqKnowledgeServer:
                 return c
         raise ValueError(f"no {ch.get('type')} channel with index {ch.get('index')}")
 
-    def acq_getMPUnitType(self) -> int:  # noqa: N802 - BIOPAC's method names
+    def acq_getMPUnitType(self) -> int:
         return 160
 
-    def acq_getSamplingRate(self) -> float:  # noqa: N802
+    def acq_getSamplingRate(self) -> float:
         return self.rate_hz
 
-    def acq_getEnabledChannels(self, kind: str) -> list[dict[str, Any]]:  # noqa: N802
+    def acq_getEnabledChannels(self, kind: str) -> list[dict[str, Any]]:
         if kind not in ("analog", "digital", "calc"):
             raise ValueError(f"unknown channel type {kind!r}")
-        return [{"type": c["type"], "index": c["index"]} for c in self.channels
-                if c["type"] == kind]
+        return [
+            {"type": c["type"], "index": c["index"]} for c in self.channels if c["type"] == kind
+        ]
 
-    def acq_getChannelLabel(self, ch: dict[str, Any]) -> str:  # noqa: N802
+    def acq_getChannelLabel(self, ch: dict[str, Any]) -> str:
         return str(self._channel(ch)["label"])
 
-    def acq_getDownsamplingDivider(self, ch: dict[str, Any]) -> int:  # noqa: N802
+    def acq_getDownsamplingDivider(self, ch: dict[str, Any]) -> int:
         return int(self._channel(ch)["divider"])
 
-    def acq_changeDataConnectionMethod(self, method: str) -> int:  # noqa: N802
+    def acq_changeDataConnectionMethod(self, method: str) -> int:
         if method not in ("single", "multiple"):
             raise ValueError(f"unknown connection method {method!r}")
         self.method = method
         return 0
 
-    def acq_getDataConnectionMethod(self) -> str:  # noqa: N802
+    def acq_getDataConnectionMethod(self) -> str:
         return self.method
 
-    def acq_changeTransportType(self, kind: str) -> int:  # noqa: N802
+    def acq_changeTransportType(self, kind: str) -> int:
         if kind not in ("tcp", "udp"):
             raise ValueError(f"unknown transport {kind!r}")
         self.transport = kind
         return 0
 
-    def acq_changeSingleConnectionModePort(self, port: int) -> int:  # noqa: N802
+    def acq_changeSingleConnectionModePort(self, port: int) -> int:
         self.single_port = int(port)
         return 0
 
-    def acq_getSingleConnectionModePort(self) -> int:  # noqa: N802
+    def acq_getSingleConnectionModePort(self) -> int:
         return self.single_port
 
-    def acq_changeDataConnectionHostname(self, host: str) -> int:  # noqa: N802
+    def acq_changeDataConnectionHostname(self, host: str) -> int:
         self.hostname = host
         return 0
 
-    def acq_changeDataType(self, ch: dict[str, Any], spec: dict[str, str]) -> int:  # noqa: N802
-        if spec.get("type") not in ("double", "float") or spec.get("endian") not in ("little",
-                                                                                    "big"):
+    def acq_changeDataType(self, ch: dict[str, Any], spec: dict[str, str]) -> int:
+        if spec.get("type") not in ("double", "float") or spec.get("endian") not in (
+            "little",
+            "big",
+        ):
             raise ValueError(f"unsupported data type {spec!r}")
         c = self._channel(ch)
         c["dtype"], c["endian"] = spec["type"], spec["endian"]
         return 0
 
-    def acq_changeDataDeliveryEnabled(self, ch: dict[str, Any], on: bool) -> int:  # noqa: N802
+    def acq_changeDataDeliveryEnabled(self, ch: dict[str, Any], on: bool) -> int:
         self._channel(ch)["delivery"] = bool(on)
         return 0
 
-    def acq_setDataConnectionTimeoutSec(self, seconds: float) -> int:  # noqa: N802
+    def acq_setDataConnectionTimeoutSec(self, seconds: float) -> int:
         return 0
 
-    def acq_getAcquisitionInProgress(self) -> bool:  # noqa: N802
+    def acq_getAcquisitionInProgress(self) -> bool:
         return self.in_progress
 
-    def acq_insertGlobalEvent(self, label: str, kind: str, channel: str) -> int:  # noqa: N802
+    def acq_insertGlobalEvent(self, label: str, kind: str, channel: str) -> int:
         return 0
 
-    def acq_toggleAcquisition(self) -> int:  # noqa: N802
+    def acq_toggleAcquisition(self) -> int:
         if self.toggle_delay_s:
             time.sleep(self.toggle_delay_s)
         if self.in_progress:
@@ -171,8 +188,9 @@ class AcqKnowledgeServer:
         self.in_progress = True
         host = self.hostname or self.rpc.last_client  # type: ignore[attr-defined]
         self._streaming.set()
-        self._data_thread = threading.Thread(target=self._stream, args=(host,),
-                                             name="sim-acq-data", daemon=True)
+        self._data_thread = threading.Thread(
+            target=self._stream, args=(host,), name="sim-acq-data", daemon=True
+        )
         self._data_thread.start()
         return 0
 
@@ -182,14 +200,20 @@ class AcqKnowledgeServer:
         try:
             sock = socket.create_connection((host, self.single_port), timeout=1.0)
         except OSError as exc:
-            logger.warning("AcqKnowledge simulator: cannot deliver data to %s:%d (%s); "
-                           "acquisition runs without delivery", host, self.single_port, exc)
+            logger.warning(
+                "AcqKnowledge simulator: cannot deliver data to %s:%d (%s); "
+                "acquisition runs without delivery",
+                host,
+                self.single_port,
+                exc,
+            )
             return
         delivered = [c for c in self.channels if c["delivery"]]
         analog = [c["index"] for c in delivered if c["type"] == "analog"]
         digital = [c["index"] for c in delivered if c["type"] == "digital"]
         fmt = ("<" if delivered and delivered[0]["endian"] == "little" else ">") + (
-            "f8" if not delivered or delivered[0]["dtype"] == "double" else "f4")
+            "f8" if not delivered or delivered[0]["dtype"] == "double" else "f4"
+        )
         loop = len(self._analog)
         sample = 0
         start_dev = float(self.device_clock.device_time(self.clock()))
@@ -203,7 +227,7 @@ class AcqKnowledgeServer:
                     time.sleep(wait)
                 codes = self.wire.levels_at(master_t - self.latency_s)
                 frame = np.empty((n, len(analog) + len(digital)))
-                frame[:, :len(analog)] = self._analog[(sample + np.arange(n)) % loop][:, analog]
+                frame[:, : len(analog)] = self._analog[(sample + np.arange(n)) % loop][:, analog]
                 for j, line in enumerate(digital):
                     frame[:, len(analog) + j] = ((codes >> line) & 1) * self.digital_high
                 sock.sendall(frame.astype(fmt).tobytes())

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from mmmelab.hardware_mocks.synth import eeg_background, eeg_labels
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 
@@ -43,10 +42,18 @@ class CurryServer:
     Threads: ``sim-curry-accept`` plus one ``sim-curry-client`` per connection.
     """
 
-    def __init__(self, wire: VirtualWire, clock: Callable[[], float], n_channels: int = 64,
-                 rate_hz: float = 1000.0, block_samples: int = 40, idle_word: int = 0,
-                 device_clock: DeviceClock | None = None, latency_s: float = 0.0005,
-                 seed: int = 1) -> None:
+    def __init__(
+        self,
+        wire: VirtualWire,
+        clock: Callable[[], float],
+        n_channels: int = 64,
+        rate_hz: float = 1000.0,
+        block_samples: int = 40,
+        idle_word: int = 0,
+        device_clock: DeviceClock | None = None,
+        latency_s: float = 0.0005,
+        seed: int = 1,
+    ) -> None:
         self.wire = wire
         self.clock = clock
         self.n_channels = n_channels
@@ -57,7 +64,7 @@ class CurryServer:
         self.latency_s = latency_s
         self.labels = [*eeg_labels(n_channels), "Trigger"]
         self._signal = eeg_background(n_channels, rate_hz, 10.0, seed)
-        self.drop_blocks: set[int] = set()   # block numbers to leave out (fault injection)
+        self.drop_blocks: set[int] = set()  # block numbers to leave out (fault injection)
         self.blocks_sent = 0
         self._stop = threading.Event()
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -65,8 +72,9 @@ class CurryServer:
         self.port = self._sock.getsockname()[1]
         self._clients: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
-        self._accept = threading.Thread(target=self._accept_loop, name="sim-curry-accept",
-                                        daemon=True)
+        self._accept = threading.Thread(
+            target=self._accept_loop, name="sim-curry-accept", daemon=True
+        )
         self._accept.start()
 
     # -------------------------------------------------------------- sockets
@@ -80,8 +88,9 @@ class CurryServer:
             except OSError:
                 return
             self._clients.append(conn)
-            th = threading.Thread(target=self._serve, args=(conn,), name="sim-curry-client",
-                                  daemon=True)
+            th = threading.Thread(
+                target=self._serve, args=(conn,), name="sim-curry-client", daemon=True
+            )
             self._threads.append(th)
             th.start()
 
@@ -103,13 +112,17 @@ class CurryServer:
                     chan, code, request, _, size, _ = HEADER.unpack_from(buf)
                     if len(buf) < HEADER.size + size:
                         break
-                    buf = buf[HEADER.size + size:]
+                    buf = buf[HEADER.size + size :]
                     if chan != b"CTRL" or code != 2:
                         raise ConnectionError(f"unexpected packet {chan!r} {code}")
                     if request == 8 and streamer is None:
                         streaming.set()
-                        streamer = threading.Thread(target=self._stream, args=(conn, streaming),
-                                                    name="sim-curry-stream", daemon=True)
+                        streamer = threading.Thread(
+                            target=self._stream,
+                            args=(conn, streaming),
+                            name="sim-curry-stream",
+                            daemon=True,
+                        )
                         streamer.start()
                     elif request == 9:
                         streaming.clear()
@@ -124,20 +137,21 @@ class CurryServer:
             conn.close()
 
     def _answer(self, conn: socket.socket, request: int) -> None:
-        if request == 1:      # version
+        if request == 1:  # version
             conn.sendall(_packet(b"DATA", 1, 1, 0, struct.pack("<I", 900)))
-        elif request == 6:    # basic info: size, channels, rate, data size, amp ctl, rec ctl
+        elif request == 6:  # basic info: size, channels, rate, data size, amp ctl, rec ctl
             body = struct.pack("<6I", 24, len(self.labels), int(self.rate_hz), 4, 0, 0)
             conn.sendall(_packet(b"DATA", 1, 2, 0, body))
-        elif request == 3:    # channel info, 136 bytes per channel
+        elif request == 3:  # channel info, 136 bytes per channel
             body = b"".join(self._channel_info(i, lab) for i, lab in enumerate(self.labels))
             conn.sendall(_packet(b"DATA", 1, 4, 0, body))
 
     def _channel_info(self, index: int, label: str) -> bytes:
         name = label.encode("utf-16-le")[:78].ljust(80, b"\0")
         chan_type = 2 if label == "Trigger" else 1
-        return struct.pack("<I80sIII3dIIfI", index + 1, name, chan_type, 1, 0, 0.0, 0.0, 0.0,
-                           0, 0, 1.0, 0)
+        return struct.pack(
+            "<I80sIII3dIIfI", index + 1, name, chan_type, 1, 0, 0.0, 0.0, 0.0, 0, 0, 1.0, 0
+        )
 
     # -------------------------------------------------------------- streaming
 
@@ -165,8 +179,9 @@ class CurryServer:
                 out += _packet(b"DATA", 2, 1, sample, block.astype("<f4").tobytes())
                 for k in np.flatnonzero(np.diff(np.concatenate([[last_code], codes])) != 0):
                     if codes[k]:
-                        ev = EVENT.pack(int(codes[k]), 0, sample + int(k), sample + int(k),
-                                        b"\0" * 520)
+                        ev = EVENT.pack(
+                            int(codes[k]), 0, sample + int(k), sample + int(k), b"\0" * 520
+                        )
                         out += _packet(b"DATA", 3, 3, sample, ev)
             last_code = int(codes[-1])
             try:

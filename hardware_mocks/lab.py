@@ -16,12 +16,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mmmelab.config import LabConfig
 from mmmelab.hardware_mocks.acqknowledge import AcqKnowledgeServer
 from mmmelab.hardware_mocks.curry import CurryServer
 from mmmelab.hardware_mocks.triggerbox import TriggerBoxSimulator
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
+
+from mmmelab.config import LabConfig
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,13 @@ class ClockModel:
 class SimulatedLab:
     """Context manager; ``close`` stops every simulator (idempotent)."""
 
-    def __init__(self, lab: LabConfig, clock: Callable[[], float],
-                 clocks: dict[str, ClockModel] | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        lab: LabConfig,
+        clock: Callable[[], float],
+        clocks: dict[str, ClockModel] | None = None,
+        seed: int = 0,
+    ) -> None:
         self.clock = clock
         self.wire = VirtualWire()
         clocks = clocks or {}
@@ -53,22 +59,36 @@ class SimulatedLab:
         self.camera: SimulatedCamera | None = None
         try:
             if lab.triggerbox.simulate:
-                self.triggerbox = TriggerBoxSimulator(self.wire, clock, box=lab.triggerbox.box.value,
-                                                      seed=seed)
+                self.triggerbox = TriggerBoxSimulator(
+                    self.wire, clock, box=lab.triggerbox.box.value, seed=seed
+                )
             if lab.eeg.simulate:
-                self.curry = CurryServer(self.wire, clock, n_channels=lab.eeg.channels,
-                                         rate_hz=lab.eeg.rate_hz,
-                                         device_clock=self.device_clocks["eeg"], seed=seed + 1)
+                self.curry = CurryServer(
+                    self.wire,
+                    clock,
+                    n_channels=lab.eeg.channels,
+                    rate_hz=lab.eeg.rate_hz,
+                    device_clock=self.device_clocks["eeg"],
+                    seed=seed + 1,
+                )
             if lab.physio.simulate:
-                self.acq = AcqKnowledgeServer(self.wire, clock, channels=lab.physio.channels,
-                                              digital=lab.physio.digital_channels,
-                                              rate_hz=lab.physio.rate_hz,
-                                              device_clock=self.device_clocks["physio"],
-                                              seed=seed + 2)
+                self.acq = AcqKnowledgeServer(
+                    self.wire,
+                    clock,
+                    channels=lab.physio.channels,
+                    digital=lab.physio.digital_channels,
+                    rate_hz=lab.physio.rate_hz,
+                    device_clock=self.device_clocks["physio"],
+                    seed=seed + 2,
+                )
             if lab.camera.simulate:
                 library = install()
-                self.camera = SimulatedCamera(self.wire, clock, serial=f"SIM22CG{seed:02d}",
-                                              device_clock=self.device_clocks["camera"])
+                self.camera = SimulatedCamera(
+                    self.wire,
+                    clock,
+                    serial=f"SIM22CG{seed:02d}",
+                    device_clock=self.device_clocks["camera"],
+                )
                 library.cameras.append(self.camera)
         except BaseException:
             self.close()
@@ -78,23 +98,32 @@ class SimulatedLab:
         """``lab`` with the simulators' endpoints in place of the configured ones."""
         out = lab
         if self.triggerbox is not None:
-            out = dataclasses.replace(out, triggerbox=dataclasses.replace(
-                out.triggerbox, port=self.triggerbox.port))
+            out = dataclasses.replace(
+                out, triggerbox=dataclasses.replace(out.triggerbox, port=self.triggerbox.port)
+            )
         if self.curry is not None:
-            out = dataclasses.replace(out, eeg=dataclasses.replace(
-                out.eeg, host="127.0.0.1", port=self.curry.port))
+            out = dataclasses.replace(
+                out, eeg=dataclasses.replace(out.eeg, host="127.0.0.1", port=self.curry.port)
+            )
         if self.acq is not None:
-            out = dataclasses.replace(out, physio=dataclasses.replace(
-                out.physio, host="127.0.0.1", control_port=self.acq.port, data_port=0))
+            out = dataclasses.replace(
+                out,
+                physio=dataclasses.replace(
+                    out.physio, host="127.0.0.1", control_port=self.acq.port, data_port=0
+                ),
+            )
         if self.camera is not None:
-            out = dataclasses.replace(out, camera=dataclasses.replace(
-                out.camera, serial=self.camera.serial))
+            out = dataclasses.replace(
+                out, camera=dataclasses.replace(out.camera, serial=self.camera.serial)
+            )
         return out
 
     def ground_truth(self) -> dict[str, Any]:
         truth: dict[str, Any] = {
-            "clocks": {n: {"offset_s": c.offset_s, "drift_ppm": c.drift_ppm, "epoch": c.epoch}
-                       for n, c in self.device_clocks.items()},
+            "clocks": {
+                n: {"offset_s": c.offset_s, "drift_ppm": c.drift_ppm, "epoch": c.epoch}
+                for n, c in self.device_clocks.items()
+            },
             "trigger_wire": self.wire.history(),
         }
         if self.camera is not None:

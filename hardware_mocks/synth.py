@@ -14,7 +14,8 @@ import numpy as np
 QUICKCAP64 = (
     "FP1 FPZ FP2 AF3 AF4 F7 F5 F3 F1 FZ F2 F4 F6 F8 FT7 FC5 FC3 FC1 FCZ FC2 FC4 FC6 FT8 "
     "T7 C5 C3 C1 CZ C2 C4 C6 T8 TP7 CP5 CP3 CP1 CPZ CP2 CP4 CP6 TP8 P7 P5 P3 P1 PZ P2 "
-    "P4 P6 P8 PO7 PO5 PO3 POZ PO4 PO6 PO8 CB1 O1 OZ O2 CB2 HEO VEO").split()
+    "P4 P6 P8 PO7 PO5 PO3 POZ PO4 PO6 PO8 CB1 O1 OZ O2 CB2 HEO VEO"
+).split()
 
 
 def eeg_labels(n: int) -> list[str]:
@@ -41,28 +42,41 @@ def eeg_background(n_channels: int, rate_hz: float, seconds: float, seed: int = 
     front = np.array([lab.startswith(("FP", "AF", "VEO")) for lab in labels])
     blink = 150.0 * np.exp(-0.5 * ((np.arange(400) - 200) / 60.0) ** 2)
     for start in rng.integers(0, max(1, n - 400), size=max(1, int(seconds / 4))):
-        eeg[start:start + 400, front] += blink[:, None]
+        eeg[start : start + 400, front] += blink[:, None]
     return eeg.astype(np.float32)
 
 
-def physio_signals(rate_hz: float, seconds: float, heart_rate: float = 70.0,
-                   seed: int = 0) -> dict[str, np.ndarray]:
+def physio_signals(
+    rate_hz: float, seconds: float, heart_rate: float = 70.0, seed: int = 0
+) -> dict[str, np.ndarray]:
     """ECG (mV), PPG, RSP, EDA (uS) from NeuroKit2 and SKT (degC), float32 each."""
     import neurokit2 as nk
 
     fs = int(rate_hz)
-    seconds = int(np.ceil(seconds))   # NeuroKit2's simulators need whole seconds
+    seconds = int(np.ceil(seconds))  # NeuroKit2's simulators need whole seconds
     n = int(rate_hz * seconds)
     rng = np.random.default_rng(seed)
-    ecg = nk.ecg_simulate(duration=seconds, sampling_rate=fs, heart_rate=heart_rate,
-                          random_state=seed)
-    ppg = nk.ppg_simulate(duration=seconds, sampling_rate=fs, heart_rate=heart_rate,
-                          random_state=seed)
-    rsp = nk.rsp_simulate(duration=seconds, sampling_rate=fs, respiratory_rate=15,
-                          random_state=seed)
-    eda = nk.eda_simulate(duration=seconds, sampling_rate=fs, scr_number=max(1, int(seconds / 20)),
-                          random_state=seed) + 2.0
+    ecg = nk.ecg_simulate(
+        duration=seconds, sampling_rate=fs, heart_rate=heart_rate, random_state=seed
+    )
+    ppg = nk.ppg_simulate(
+        duration=seconds, sampling_rate=fs, heart_rate=heart_rate, random_state=seed
+    )
+    rsp = nk.rsp_simulate(
+        duration=seconds, sampling_rate=fs, respiratory_rate=15, random_state=seed
+    )
+    eda = (
+        nk.eda_simulate(
+            duration=seconds,
+            sampling_rate=fs,
+            scr_number=max(1, int(seconds / 20)),
+            random_state=seed,
+        )
+        + 2.0
+    )
     t = np.arange(n) / rate_hz
     skt = 33.0 + 0.05 * np.sin(2 * np.pi * t / max(seconds, 1.0)) + 0.002 * rng.standard_normal(n)
-    return {k: np.asarray(v[:n], dtype=np.float32)
-            for k, v in {"ECG": ecg, "PPG": ppg, "RSP": rsp, "SKT": skt, "EDA": eda}.items()}
+    return {
+        k: np.asarray(v[:n], dtype=np.float32)
+        for k, v in {"ECG": ecg, "PPG": ppg, "RSP": rsp, "SKT": skt, "EDA": eda}.items()
+    }

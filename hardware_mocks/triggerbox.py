@@ -32,9 +32,17 @@ logger = logging.getLogger(__name__)
 class TriggerBoxSimulator:
     """Runs one reader thread on the pty master. Context manager; ``close`` is idempotent."""
 
-    def __init__(self, wire: VirtualWire, clock: Callable[[], float], box: str = "brainproducts",
-                 latency_s: float = 0.001, jitter_s: float = 0.0002, p_mode: bool = False,
-                 boot_s: float = 1.5, seed: int = 0) -> None:
+    def __init__(
+        self,
+        wire: VirtualWire,
+        clock: Callable[[], float],
+        box: str = "brainproducts",
+        latency_s: float = 0.001,
+        jitter_s: float = 0.0002,
+        p_mode: bool = False,
+        boot_s: float = 1.5,
+        seed: int = 0,
+    ) -> None:
         self.wire = wire
         self.clock = clock
         self.box = box

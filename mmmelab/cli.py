@@ -35,24 +35,41 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def participant_args(sp: argparse.ArgumentParser, default_id: str | None) -> None:
-        sp.add_argument("--participant", default=default_id, required=default_id is None,
-                        help="pseudonymous participant id, letters and digits (e.g. P07)")
+        sp.add_argument(
+            "--participant",
+            default=default_id,
+            required=default_id is None,
+            help="pseudonymous participant id, letters and digits (e.g. P07)",
+        )
         sp.add_argument("--session", type=int, default=1, help="session number (default 1)")
-        sp.add_argument("--consent", type=int, choices=(1, 2), default=2,
-                        help="1: faces may be shown; 2: research use only (default)")
+        sp.add_argument(
+            "--consent",
+            type=int,
+            choices=(1, 2),
+            default=2,
+            help="1: faces may be shown; 2: research use only (default)",
+        )
         sp.add_argument("--notes", default="", help="free notes stored in the manifest")
 
     demo = sub.add_parser("demo", help="record the 2-trial protocol on the simulated lab")
     demo.add_argument("--headless", action="store_true", help="no GUI, even with a display")
-    demo.add_argument("--out", type=Path, default=Path("demo-sessions"),
-                      help="folder for the session (default ./demo-sessions)")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-sessions"),
+        help="folder for the session (default ./demo-sessions)",
+    )
     participant_args(demo, "demo01")
 
     rec = sub.add_parser("record", help="headless recording with a lab and protocol file")
     rec.add_argument("--lab", type=Path, required=True, help="lab configuration (TOML)")
     rec.add_argument("--protocol", type=Path, required=True, help="protocol (TOML)")
-    rec.add_argument("--out", type=Path, default=None,
-                     help="folder for the session (default: the lab's data_root)")
+    rec.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the session (default: the lab's data_root)",
+    )
     participant_args(rec, None)
 
     chk = sub.add_parser("check", help="integrity check of a session folder")
@@ -81,18 +98,26 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
 
     lab = load_lab(lab_path)
     protocol = load_protocol(protocol_path)
-    participant = ParticipantInfo(check_participant_id(args.participant), args.session,
-                                  args.consent, args.notes)
+    participant = ParticipantInfo(
+        check_participant_id(args.participant), args.session, args.consent, args.notes
+    )
     simulated = lab.simulated_devices()
     if simulated:
-        print(f"*** SIMULATED DEVICES: {', '.join(simulated)} - this is not a real "
-              f"recording ***", file=sys.stderr, flush=True)
+        print(
+            f"*** SIMULATED DEVICES: {', '.join(simulated)} - this is not a real recording ***",
+            file=sys.stderr,
+            flush=True,
+        )
     with SessionEngine(lab, protocol, participant, out_root=out) as engine:
         print(f"connecting devices ({lab.name}) ...", file=sys.stderr, flush=True)
         engine.connect()
         folder = engine.start()
-        print(f"recording {protocol.name!r}: {len(protocol.practice)} practice + "
-              f"{len(protocol.trial_order)} trials into {folder}", file=sys.stderr, flush=True)
+        print(
+            f"recording {protocol.name!r}: {len(protocol.practice)} practice + "
+            f"{len(protocol.trial_order)} trials into {folder}",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             engine.run(_progress(time.monotonic()))
         except KeyboardInterrupt:
@@ -112,12 +137,16 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
 
 def _print_summary(report: dict[str, Any], stop_s: float) -> None:
     print(f"session: {report['session']}")
-    print(f"status:  {report['status']} (stopped in {stop_s:.2f} s)"
-          + (f"  SIMULATED: {', '.join(report['simulated'])}" if report["simulated"] else ""))
+    print(
+        f"status:  {report['status']} (stopped in {stop_s:.2f} s)"
+        + (f"  SIMULATED: {', '.join(report['simulated'])}" if report["simulated"] else "")
+    )
     for name, s in report["streams"].items():
-        print(f"  {name:<8} {s['kind']:<8} {s['count']:>9} at {s['rate_hz']:>8.2f} Hz  "
-              f"{s['channels']:>3} ch  gaps {s['gaps']}  dropped {s['dropped']}  "
-              f"trigger edges {s['trigger_edges']}")
+        print(
+            f"  {name:<8} {s['kind']:<8} {s['count']:>9} at {s['rate_hz']:>8.2f} Hz  "
+            f"{s['channels']:>3} ch  gaps {s['gaps']}  dropped {s['dropped']}  "
+            f"trigger edges {s['trigger_edges']}"
+        )
     m = report["markers"]
     print(f"  markers: {m['found']}/{m['expected']} of those the protocol implies")
     for problem in report["problems"]:
@@ -130,8 +159,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if has_display and not args.headless:
-        print("the experimenter console is not part of this version yet; recording headless",
-              file=sys.stderr)
+        print(
+            "the experimenter console is not part of this version yet; recording headless",
+            file=sys.stderr,
+        )
     return _record(shipped("labs", "simulated"), shipped("protocols", "quick"), args.out, args)
 
 
@@ -149,8 +180,10 @@ def _check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR

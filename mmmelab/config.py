@@ -134,9 +134,13 @@ class LabConfig:
 
     def simulated_devices(self) -> list[str]:
         """Names of the devices this configuration runs on simulators."""
-        devs = {"camera": self.camera, "eeg": self.eeg, "physio": self.physio,
-                "triggerbox": self.triggerbox}
-        return [name for name, dev in devs.items() if dev.simulate]
+        flags = {
+            "camera": self.camera.simulate,
+            "eeg": self.eeg.simulate,
+            "physio": self.physio.simulate,
+            "triggerbox": self.triggerbox.simulate,
+        }
+        return [name for name, simulated in flags.items() if simulated]
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -150,27 +154,31 @@ def _resolve_dir(base: Path, value: str) -> Path:
 def _camera(t: Table) -> CameraConfig:
     d = CameraConfig()
     cfg = CameraConfig(
-        simulate=t.bool("simulate", d.simulate),
-        serial=t.str("serial", d.serial),
-        index=t.int("index", d.index, lo=0),
-        width=t.int("width", d.width, lo=16, hi=8192),
-        height=t.int("height", d.height, lo=16, hi=8192),
-        offset_x=t.int("offset_x", d.offset_x, lo=0),
-        offset_y=t.int("offset_y", d.offset_y, lo=0),
-        fps=t.float("fps", d.fps, lo=1.0, hi=10000.0),
-        exposure_us=t.float("exposure_us", d.exposure_us, lo=1.0, hi=10_000_000.0),
-        gain_db=t.float("gain_db", d.gain_db, lo=-10.0, hi=48.0),
-        queue_frames=t.int("queue_frames", d.queue_frames, lo=4, hi=10_000),
-        gpo_strobe=t.bool("gpo_strobe", d.gpo_strobe),
-        timestamp_reset_on_trigger=t.bool("timestamp_reset_on_trigger",
-                                          d.timestamp_reset_on_trigger),
-        timeout_ms=t.int("timeout_ms", d.timeout_ms, lo=10, hi=10_000),
+        simulate=t.flag("simulate", d.simulate),
+        serial=t.text("serial", d.serial),
+        index=t.integer("index", d.index, lo=0),
+        width=t.integer("width", d.width, lo=16, hi=8192),
+        height=t.integer("height", d.height, lo=16, hi=8192),
+        offset_x=t.integer("offset_x", d.offset_x, lo=0),
+        offset_y=t.integer("offset_y", d.offset_y, lo=0),
+        fps=t.number("fps", d.fps, lo=1.0, hi=10000.0),
+        exposure_us=t.number("exposure_us", d.exposure_us, lo=1.0, hi=10_000_000.0),
+        gain_db=t.number("gain_db", d.gain_db, lo=-10.0, hi=48.0),
+        queue_frames=t.integer("queue_frames", d.queue_frames, lo=4, hi=10_000),
+        gpo_strobe=t.flag("gpo_strobe", d.gpo_strobe),
+        timestamp_reset_on_trigger=t.flag(
+            "timestamp_reset_on_trigger", d.timestamp_reset_on_trigger
+        ),
+        timeout_ms=t.integer("timeout_ms", d.timeout_ms, lo=10, hi=10_000),
     )
     period_us = 1e6 / cfg.fps
     if cfg.exposure_us >= period_us:
-        raise t.error("exposure_us", f"is {cfg.exposure_us:g} us; at fps = {cfg.fps:g} the "
-                                     f"exposure must be shorter than the frame period "
-                                     f"({period_us:.0f} us)")
+        raise t.error(
+            "exposure_us",
+            f"is {cfg.exposure_us:g} us; at fps = {cfg.fps:g} the "
+            f"exposure must be shorter than the frame period "
+            f"({period_us:.0f} us)",
+        )
     t.done()
     return cfg
 
@@ -178,14 +186,15 @@ def _camera(t: Table) -> CameraConfig:
 def _eeg(t: Table) -> EegConfig:
     d = EegConfig()
     cfg = EegConfig(
-        simulate=t.bool("simulate", d.simulate),
-        protocol=EegProtocol(t.str("protocol", d.protocol.value,
-                                   choices=[p.value for p in EegProtocol])),
-        host=t.str("host", d.host),
-        port=t.int("port", d.port, lo=1, hi=65535),
-        channels=t.int("channels", d.channels, lo=1, hi=299),
-        rate_hz=t.float("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
-        timeout_s=t.float("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
+        simulate=t.flag("simulate", d.simulate),
+        protocol=EegProtocol(
+            t.text("protocol", d.protocol.value, choices=[p.value for p in EegProtocol])
+        ),
+        host=t.text("host", d.host),
+        port=t.integer("port", d.port, lo=1, hi=65535),
+        channels=t.integer("channels", d.channels, lo=1, hi=299),
+        rate_hz=t.number("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
+        timeout_s=t.number("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
     )
     t.done()
     return cfg
@@ -199,14 +208,14 @@ def _physio(t: Table) -> PhysioConfig:
     if len(set(channels)) != len(channels):
         raise t.error("channels", f"has duplicate names: {channels}")
     cfg = PhysioConfig(
-        simulate=t.bool("simulate", d.simulate),
-        host=t.str("host", d.host),
-        control_port=t.int("control_port", d.control_port, lo=1, hi=65535),
-        data_port=t.int("data_port", d.data_port, lo=0, hi=65535),
-        rate_hz=t.float("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
+        simulate=t.flag("simulate", d.simulate),
+        host=t.text("host", d.host),
+        control_port=t.integer("control_port", d.control_port, lo=1, hi=65535),
+        data_port=t.integer("data_port", d.data_port, lo=0, hi=65535),
+        rate_hz=t.number("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
         channels=tuple(channels),
-        digital_channels=t.int("digital_channels", d.digital_channels, lo=0, hi=16),
-        timeout_s=t.float("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
+        digital_channels=t.integer("digital_channels", d.digital_channels, lo=0, hi=16),
+        timeout_s=t.number("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
     )
     t.done()
     return cfg
@@ -215,12 +224,12 @@ def _physio(t: Table) -> PhysioConfig:
 def _triggerbox(t: Table) -> TriggerBoxConfig:
     d = TriggerBoxConfig()
     cfg = TriggerBoxConfig(
-        simulate=t.bool("simulate", d.simulate),
-        box=TriggerBoxKind(t.str("box", d.box.value, choices=[k.value for k in TriggerBoxKind])),
-        port=t.str("port", d.port),
-        baudrate=t.int("baudrate", d.baudrate, lo=300, hi=4_000_000),
-        pulse_ms=t.float("pulse_ms", d.pulse_ms, lo=1.0, hi=1000.0),
-        gap_ms=t.float("gap_ms", d.gap_ms, lo=0.0, hi=1000.0),
+        simulate=t.flag("simulate", d.simulate),
+        box=TriggerBoxKind(t.text("box", d.box.value, choices=[k.value for k in TriggerBoxKind])),
+        port=t.text("port", d.port),
+        baudrate=t.integer("baudrate", d.baudrate, lo=300, hi=4_000_000),
+        pulse_ms=t.number("pulse_ms", d.pulse_ms, lo=1.0, hi=1000.0),
+        gap_ms=t.number("gap_ms", d.gap_ms, lo=0.0, hi=1000.0),
     )
     t.done()
     return cfg
@@ -228,9 +237,11 @@ def _triggerbox(t: Table) -> TriggerBoxConfig:
 
 def _screens(t: Table) -> ScreensConfig:
     d = ScreensConfig()
-    cfg = ScreensConfig(console=t.int("console", d.console, lo=0, hi=16),
-                        stimulus=t.int("stimulus", d.stimulus, lo=0, hi=16),
-                        reminder=t.int("reminder", d.reminder, lo=0, hi=16))
+    cfg = ScreensConfig(
+        console=t.integer("console", d.console, lo=0, hi=16),
+        stimulus=t.integer("stimulus", d.stimulus, lo=0, hi=16),
+        reminder=t.integer("reminder", d.reminder, lo=0, hi=16),
+    )
     t.done()
     return cfg
 
@@ -243,9 +254,9 @@ def load_lab(path: Path | str) -> LabConfig:
     path = Path(path)
     top = Table(path, load_toml(path))
     lab = top.table("lab", required=True)
-    name = lab.str("name")
-    data_root = _resolve_dir(path.parent, lab.str("data_root", "sessions"))
-    stimuli_root = _resolve_dir(path.parent, lab.str("stimuli_root", "stimuli"))
+    name = lab.text("name")
+    data_root = _resolve_dir(path.parent, lab.text("data_root", "sessions"))
+    stimuli_root = _resolve_dir(path.parent, lab.text("stimuli_root", "stimuli"))
     lab.done()
     devices = top.table("devices", required=True)
     camera = _camera(devices.table("camera", required=True))
@@ -255,22 +266,34 @@ def load_lab(path: Path | str) -> LabConfig:
     devices.done()
     screens = _screens(top.table("screens"))
     sync = top.table("sync")
-    sync_interval_s = sync.float("pulse_interval_s", 5.0, lo=0.5, hi=600.0)
+    sync_interval_s = sync.number("pulse_interval_s", 5.0, lo=0.5, hi=600.0)
     sync.done()
     lsl = top.table("lsl")
-    marker_stream = lsl.str("marker_stream", "mmme-markers")
+    marker_stream = lsl.text("marker_stream", "mmme-markers")
     lsl.done()
     top.done()
     min_pulse = 2 * 1000.0 / camera.fps
     if triggerbox.pulse_ms < min_pulse:
-        raise ConfigError(str(path), "devices.triggerbox.pulse_ms",
-                          f"is {triggerbox.pulse_ms:g} ms; the camera samples its input once "
-                          f"per frame, so at {camera.fps:g} fps a pulse must last at least two "
-                          f"frame periods ({min_pulse:.1f} ms)")
-    return LabConfig(name=name, data_root=data_root, stimuli_root=stimuli_root, camera=camera,
-                     eeg=eeg, physio=physio, triggerbox=triggerbox, screens=screens,
-                     sync_interval_s=sync_interval_s, marker_stream=marker_stream,
-                     source_file=str(path))
+        raise ConfigError(
+            str(path),
+            "devices.triggerbox.pulse_ms",
+            f"is {triggerbox.pulse_ms:g} ms; the camera samples its input once "
+            f"per frame, so at {camera.fps:g} fps a pulse must last at least two "
+            f"frame periods ({min_pulse:.1f} ms)",
+        )
+    return LabConfig(
+        name=name,
+        data_root=data_root,
+        stimuli_root=stimuli_root,
+        camera=camera,
+        eeg=eeg,
+        physio=physio,
+        triggerbox=triggerbox,
+        screens=screens,
+        sync_interval_s=sync_interval_s,
+        marker_stream=marker_stream,
+        source_file=str(path),
+    )
 
 
 # ---------------------------------------------------------------- protocol
@@ -319,8 +342,10 @@ class Protocol:
     def planned_duration_s(self, response_s: float | None = None) -> float:
         """Upper bound of the session length, for the pre-flight disk check."""
         rating = self.timing.rating_limit_s if response_s is None else response_s
-        per_trial = [c.duration_s + rating + self.neutral.duration_s
-                     for c in (*self.practice, *self.trials())]
+        per_trial = [
+            c.duration_s + rating + self.neutral.duration_s
+            for c in (*self.practice, *self.trials())
+        ]
         return sum(per_trial) + 5.0 * len(per_trial) + 10.0
 
     def stimuli_path(self, stimuli_root: Path, demo_dir: Path) -> Path:
@@ -333,15 +358,15 @@ class Protocol:
 
 
 def _clip(t: Table, emotion_required: bool) -> Clip:
-    cid = t.str("id")
+    cid = t.text("id")
     if not re.fullmatch(r"[A-Za-z0-9_\-]{1,32}", cid):
         raise t.error("id", f"is {cid!r}; use 1-32 letters, digits, '_' or '-'")
-    file = t.str("file")
-    duration = t.float("duration_s", lo=0.0, hi=3600.0, lo_open=True)
+    file = t.text("file")
+    duration = t.number("duration_s", lo=0.0, hi=3600.0, lo_open=True)
     emotion: Emotion | None = None
     if emotion_required or t.has("emotion"):
         allowed = [e.value for e in Emotion]
-        emotion = Emotion(t.str("emotion", choices=allowed))
+        emotion = Emotion(t.text("emotion", choices=allowed))
     t.done()
     return Clip(id=cid, file=file, duration_s=duration, emotion=emotion)
 
@@ -351,17 +376,18 @@ def load_protocol(path: Path | str) -> Protocol:
     path = Path(path)
     top = Table(path, load_toml(path))
     head = top.table("protocol", required=True)
-    name = head.str("name")
-    seed = head.int("seed", 0, lo=0)
-    stimuli_dir = head.str("stimuli_dir")
-    order_mode = head.str("order", "random", choices=["random", "fixed"])
-    n_trials = head.int("trials", 0, lo=0, hi=10_000)
+    name = head.text("name")
+    seed = head.integer("seed", 0, lo=0)
+    stimuli_dir = head.text("stimuli_dir")
+    order_mode = head.text("order", "random", choices=["random", "fixed"])
+    n_trials = head.integer("trials", 0, lo=0, hi=10_000)
     head.done()
     tt = top.table("timing")
     d = Timing()
-    timing = Timing(rating_limit_s=tt.float("rating_limit_s", d.rating_limit_s, lo=1.0, hi=600.0),
-                    wait_space_limit_s=tt.float("wait_space_limit_s", d.wait_space_limit_s,
-                                                lo=0.0, hi=3600.0))
+    timing = Timing(
+        rating_limit_s=tt.number("rating_limit_s", d.rating_limit_s, lo=1.0, hi=600.0),
+        wait_space_limit_s=tt.number("wait_space_limit_s", d.wait_space_limit_s, lo=0.0, hi=3600.0),
+    )
     tt.done()
     clips = tuple(_clip(t, emotion_required=True) for t in top.tables("clips", required=True))
     if not clips:
@@ -374,15 +400,26 @@ def load_protocol(path: Path | str) -> Protocol:
     if dupes:
         raise ConfigError(str(path), "clips", f"clip ids must be unique; repeated: {dupes}")
     if n_trials and n_trials != len(clips):
-        raise ConfigError(str(path), "protocol.trials",
-                          f"is {n_trials} but {len(clips)} clips are listed; each clip is shown "
-                          f"once, so list exactly {n_trials} clips (or drop the key)")
+        raise ConfigError(
+            str(path),
+            "protocol.trials",
+            f"is {n_trials} but {len(clips)} clips are listed; each clip is shown "
+            f"once, so list exactly {n_trials} clips (or drop the key)",
+        )
     order = [c.id for c in clips]
     if order_mode == "random":
         random.Random(seed).shuffle(order)
-    return Protocol(name=name, seed=seed, stimuli_dir=stimuli_dir, timing=timing, clips=clips,
-                    practice=practice, neutral=neutral, trial_order=tuple(order),
-                    source_file=str(path))
+    return Protocol(
+        name=name,
+        seed=seed,
+        stimuli_dir=stimuli_dir,
+        timing=timing,
+        clips=clips,
+        practice=practice,
+        neutral=neutral,
+        trial_order=tuple(order),
+        source_file=str(path),
+    )
 
 
 # ---------------------------------------------------------------- shipped files
@@ -397,9 +434,12 @@ def shipped(kind: str, name: str) -> Path:
 def check_participant_id(value: str) -> str:
     """Validate a pseudonymous participant id: letters and digits only, at most 16."""
     if not PARTICIPANT_ID_RE.fullmatch(value):
-        raise ConfigError("(command line)", "participant",
-                          f"is {value!r}; use a pseudonymous code of 1-16 letters and digits "
-                          f"(for example P07) - never a name")
+        raise ConfigError(
+            "(command line)",
+            "participant",
+            f"is {value!r}; use a pseudonymous code of 1-16 letters and digits "
+            f"(for example P07) - never a name",
+        )
     return value
 
 

@@ -38,8 +38,14 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 class Table:
@@ -49,8 +55,9 @@ class Table:
         self.path = str(path)
         self.prefix = prefix
         if not isinstance(data, dict):
-            raise ConfigError(self.path, prefix or "(top level)",
-                              f"must be a table, got {_type_name(data)}")
+            raise ConfigError(
+                self.path, prefix or "(top level)", f"must be a table, got {_type_name(data)}"
+            )
         self.data: dict[str, Any] = data
         self._seen: set[str] = set()
 
@@ -65,8 +72,9 @@ class Table:
         if name in self.data:
             return self.data[name]
         if default is _MISSING:
-            near = difflib.get_close_matches(name, [k for k in self.data if k not in self._seen],
-                                             n=1, cutoff=0.6)
+            near = difflib.get_close_matches(
+                name, [k for k in self.data if k not in self._seen], n=1, cutoff=0.6
+            )
             hint = f" (found {near[0]!r} instead - a typo?)" if near else ""
             raise self.error(name, f"is required but missing{hint}")
         return default
@@ -82,18 +90,18 @@ class Table:
         """An array of tables (``[[name]]``)."""
         value = self._get(name, _MISSING if required else [])
         if not isinstance(value, list):
-            raise self.error(name, f"must be an array of tables ([[{name}]]), "
-                                   f"got {_type_name(value)}")
+            raise self.error(
+                name, f"must be an array of tables ([[{name}]]), got {_type_name(value)}"
+            )
         return [Table(self.path, item, f"{self.key(name)}[{i}]") for i, item in enumerate(value)]
 
-    def bool(self, name: str, default: Any = _MISSING) -> bool:
+    def flag(self, name: str, default: Any = _MISSING) -> bool:
         value = self._get(name, default)
         if not isinstance(value, bool):
             raise self.error(name, f"must be true or false, got {value!r}")
         return value
 
-    def str(self, name: str, default: Any = _MISSING,
-            choices: Iterable[str] | None = None) -> str:
+    def text(self, name: str, default: Any = _MISSING, choices: Iterable[str] | None = None) -> str:
         value = self._get(name, default)
         if not isinstance(value, str):
             raise self.error(name, f"must be a string, got {_type_name(value)} {value!r}")
@@ -103,16 +111,23 @@ class Table:
                 raise self.error(name, f"is {value!r}; allowed: {', '.join(allowed)}")
         return value
 
-    def int(self, name: str, default: Any = _MISSING, lo: int | None = None,
-            hi: int | None = None) -> int:
+    def integer(
+        self, name: str, default: Any = _MISSING, lo: int | None = None, hi: int | None = None
+    ) -> int:
         value = self._get(name, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(name, f"must be an integer, got {_type_name(value)} {value!r}")
         self._range(name, value, lo, hi)
         return value
 
-    def float(self, name: str, default: Any = _MISSING, lo: float | None = None,
-              hi: float | None = None, lo_open: bool = False) -> float:
+    def number(
+        self,
+        name: str,
+        default: Any = _MISSING,
+        lo: float | None = None,
+        hi: float | None = None,
+        lo_open: bool = False,
+    ) -> float:
         value = self._get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(name, f"must be a number, got {_type_name(value)} {value!r}")
@@ -141,5 +156,6 @@ class Table:
         unknown = sorted(set(self.data) - self._seen)
         if unknown:
             allowed = ", ".join(sorted(self._seen)) or "(none)"
-            raise ConfigError(self.path, self.key(unknown[0]),
-                              f"unknown key; allowed here: {allowed}")
+            raise ConfigError(
+                self.path, self.key(unknown[0]), f"unknown key; allowed here: {allowed}"
+            )

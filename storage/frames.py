@@ -36,20 +36,22 @@ PAGE = 4096
 FRAME_FORMAT_VERSION = 1
 
 #: One record per frame; 64 bytes, little-endian.
-JOURNAL_DTYPE = np.dtype([
-    ("index", "<u8"),              # position of the frame in the chunk files
-    ("acq_nframe", "<u8"),         # camera frame counter, reset only at acquisition start
-    ("nframe", "<u4"),             # camera frame number (may reset on exposure/gain change)
-    ("gpi_level", "<u4"),          # digital input levels at exposure start (bit 0 = GPI 1)
-    ("ts_us", "<u8"),              # camera timestamp, unwrapped, microseconds
-    ("exposure_us", "<u4"),
-    ("flags", "<u4"),
-    ("host_time", "<f8"),          # master clock (LSL local_clock) when the frame arrived, s
-    ("api_skipped", "<u4"),        # API skipped-frame counter at this frame (cumulative)
-    ("transport_skipped", "<u4"),  # transport skipped-frame counter (cumulative)
-    ("gain_db", "<f4"),
-    ("reserved", "<u4"),
-])
+JOURNAL_DTYPE = np.dtype(
+    [
+        ("index", "<u8"),  # position of the frame in the chunk files
+        ("acq_nframe", "<u8"),  # camera frame counter, reset only at acquisition start
+        ("nframe", "<u4"),  # camera frame number (may reset on exposure/gain change)
+        ("gpi_level", "<u4"),  # digital input levels at exposure start (bit 0 = GPI 1)
+        ("ts_us", "<u8"),  # camera timestamp, unwrapped, microseconds
+        ("exposure_us", "<u4"),
+        ("flags", "<u4"),
+        ("host_time", "<f8"),  # master clock (LSL local_clock) when the frame arrived, s
+        ("api_skipped", "<u4"),  # API skipped-frame counter at this frame (cumulative)
+        ("transport_skipped", "<u4"),  # transport skipped-frame counter (cumulative)
+        ("gain_db", "<f4"),
+        ("reserved", "<u4"),
+    ]
+)
 assert JOURNAL_DTYPE.itemsize == 64
 
 
@@ -72,12 +74,18 @@ class FrameGeometry:
         return frame_stride(self.width, self.height)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FRAME_FORMAT_VERSION, "width": self.width,
-                "height": self.height, "pixel_format": self.pixel_format,
-                "bayer_pattern": self.bayer_pattern, "frames_per_chunk": self.frames_per_chunk,
-                "stride_bytes": self.stride, "page_bytes": PAGE,
-                "journal_record_bytes": JOURNAL_DTYPE.itemsize,
-                "journal_fields": [[n, JOURNAL_DTYPE[n].str] for n in JOURNAL_DTYPE.names or ()]}
+        return {
+            "format_version": FRAME_FORMAT_VERSION,
+            "width": self.width,
+            "height": self.height,
+            "pixel_format": self.pixel_format,
+            "bayer_pattern": self.bayer_pattern,
+            "frames_per_chunk": self.frames_per_chunk,
+            "stride_bytes": self.stride,
+            "page_bytes": PAGE,
+            "journal_record_bytes": JOURNAL_DTYPE.itemsize,
+            "journal_fields": [[n, JOURNAL_DTYPE[n].str] for n in JOURNAL_DTYPE.names or ()],
+        }
 
 
 def chunk_name(chunk: int) -> str:
@@ -110,13 +118,17 @@ class FrameWriter:
         folder.mkdir(parents=True, exist_ok=True)
         self.direct = direct and hasattr(os, "O_DIRECT") and self._direct_works(folder)
         if direct and not self.direct:
-            logger.warning("direct I/O is not available in %s; frames are written through the "
-                           "page cache (slower, more CPU)", folder)
+            logger.warning(
+                "direct I/O is not available in %s; frames are written through the "
+                "page cache (slower, more CPU)",
+                folder,
+            )
         meta = geometry.to_dict() | {"direct_io": self.direct}
         (folder / "camera.json").write_text(json.dumps(meta, indent=2))
         self._bounce = aligned_buffer(geometry.stride)
-        self._journal_fd = os.open(folder / "journal.bin",
-                                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._journal_fd = os.open(
+            folder / "journal.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+        )
         self._chunk_fd = -1
         self._chunk = -1
         self.count = 0
@@ -132,7 +144,7 @@ class FrameWriter:
                 return False
             raise
         try:
-            os.write(fd, aligned_buffer(PAGE))
+            os.write(fd, aligned_buffer(PAGE).data)
             return True
         except OSError:
             return False
@@ -164,7 +176,7 @@ class FrameWriter:
             self._bounce[:n] = flat[:n]
             self._bounce[n:] = 0
             out = self._bounce
-        self._write_all(self._chunk_fd, memoryview(out))
+        self._write_all(self._chunk_fd, out.data)
         record["index"] = self.count
         self._write_all(self._journal_fd, memoryview(record.tobytes()))
         self.count += 1
@@ -204,8 +216,9 @@ class FrameStore:
         except (OSError, ValueError) as exc:
             raise SessionFormatError(f"{folder / 'camera.json'}: cannot be read ({exc})") from None
         if meta.get("format_version") != FRAME_FORMAT_VERSION:
-            raise SessionFormatError(f"{folder / 'camera.json'}: unknown format_version "
-                                     f"{meta.get('format_version')!r}")
+            raise SessionFormatError(
+                f"{folder / 'camera.json'}: unknown format_version {meta.get('format_version')!r}"
+            )
         self.meta = meta
         self.width = int(meta["width"])
         self.height = int(meta["height"])
@@ -222,8 +235,9 @@ class FrameStore:
             size = (folder / chunk_name(chunk)).stat().st_size
             n = min(size // self.stride, self.per_chunk)
             if n:
-                mm = np.memmap(folder / chunk_name(chunk), dtype=np.uint8, mode="r",
-                               shape=(n, self.stride))
+                mm = np.memmap(
+                    folder / chunk_name(chunk), dtype=np.uint8, mode="r", shape=(n, self.stride)
+                )
                 self._maps.append(mm)
             on_disk += n
             if n < self.per_chunk:
@@ -252,10 +266,12 @@ class FrameStore:
         self._maps.clear()
 
 
-_BAYER_OFFSETS = {"RGGB": ((0, 0), (0, 1), (1, 0), (1, 1)),
-                  "BGGR": ((1, 1), (0, 1), (1, 0), (0, 0)),
-                  "GRBG": ((0, 1), (0, 0), (1, 1), (1, 0)),
-                  "GBRG": ((1, 0), (0, 0), (1, 1), (0, 1))}
+_BAYER_OFFSETS = {
+    "RGGB": ((0, 0), (0, 1), (1, 0), (1, 1)),
+    "BGGR": ((1, 1), (0, 1), (1, 0), (0, 0)),
+    "GRBG": ((0, 1), (0, 0), (1, 1), (1, 0)),
+    "GBRG": ((1, 0), (0, 0), (1, 1), (0, 1)),
+}
 
 
 def debayer_half(raw: np.ndarray, pattern: str = "RGGB") -> np.ndarray:

@@ -23,10 +23,10 @@ MANIFEST = "session.json"
 
 
 class SessionStatus(enum.StrEnum):
-    RECORDING = "recording"    # written at start; still there after a crash
-    COMPLETE = "complete"      # the protocol ran to its end and the session was finalised
-    ABORTED = "aborted"        # the experimenter stopped early; data finalised
-    FAILED = "failed"          # a fault ended the session; data finalised as far as possible
+    RECORDING = "recording"  # written at start; still there after a crash
+    COMPLETE = "complete"  # the protocol ran to its end and the session was finalised
+    ABORTED = "aborted"  # the experimenter stopped early; data finalised
+    FAILED = "failed"  # a fault ended the session; data finalised as far as possible
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -48,24 +48,31 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SessionFormatError(f"{folder}: not a session folder ({MANIFEST} is missing)") from None
+        raise SessionFormatError(
+            f"{folder}: not a session folder ({MANIFEST} is missing)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SessionFormatError(f"{path}: cannot be read ({exc})") from None
     except json.JSONDecodeError as exc:
-        raise SessionFormatError(f"{path}: is not valid JSON (line {exc.lineno}, column "
-                                 f"{exc.colno}: {exc.msg})") from None
+        raise SessionFormatError(
+            f"{path}: is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SessionFormatError(f"{path}: not an mmme-lab session manifest "
-                                 f"(\"format\" is not {FORMAT!r})")
+        raise SessionFormatError(
+            f'{path}: not an mmme-lab session manifest ("format" is not {FORMAT!r})'
+        )
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise SessionFormatError(f"{path}: format_version {version!r} is not supported by this "
-                                 f"version of mmme-lab (it reads version {FORMAT_VERSION})")
+        raise SessionFormatError(
+            f"{path}: format_version {version!r} is not supported by this "
+            f"version of mmme-lab (it reads version {FORMAT_VERSION})"
+        )
     status = manifest.get("status")
     if status not in {s.value for s in SessionStatus}:
-        raise SessionFormatError(f"{path}: status {status!r} is not one of "
-                                 f"{', '.join(s.value for s in SessionStatus)}")
+        raise SessionFormatError(
+            f"{path}: status {status!r} is not one of {', '.join(s.value for s in SessionStatus)}"
+        )
     for key in ("participant", "streams", "clock"):
         if not isinstance(manifest.get(key), dict):
-            raise SessionFormatError(f"{path}: \"{key}\" is missing or not an object")
+            raise SessionFormatError(f'{path}: "{key}" is missing or not an object')
     return manifest

@@ -22,9 +22,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-
-from mmmelab import __version__
-from mmmelab.errors import SessionFormatError
 from mmmelab.storage.frames import FrameGeometry, FrameStore, FrameWriter, chunk_name
 from mmmelab.storage.manifest import (
     FORMAT,
@@ -35,22 +32,27 @@ from mmmelab.storage.manifest import (
 )
 from mmmelab.storage.signals import SignalFile, SignalSpec, open_signals
 
+from mmmelab import __version__
+from mmmelab.errors import SessionFormatError
+
 logger = logging.getLogger(__name__)
 
 #: One row per trial: what was shown and what the participant answered.
-TRIAL_DTYPE = np.dtype([
-    ("index", "<i4"),              # 0-based position in its block
-    ("practice", "u1"),
-    ("clip_id", "S32"),
-    ("target_emotion", "S16"),
-    ("chosen_emotion", "S16"),     # empty when missed
-    ("valence", "<i1"),            # 1-9, 0 when missed
-    ("arousal", "<i1"),            # 1-9, 0 when missed
-    ("missed", "u1"),
-    ("response_time_s", "<f8"),    # from rating onset; NaN when missed
-    ("clip_onset", "<f8"),         # master clock, s
-    ("rating_onset", "<f8"),
-])
+TRIAL_DTYPE = np.dtype(
+    [
+        ("index", "<i4"),  # 0-based position in its block
+        ("practice", "u1"),
+        ("clip_id", "S32"),
+        ("target_emotion", "S16"),
+        ("chosen_emotion", "S16"),  # empty when missed
+        ("valence", "<i1"),  # 1-9, 0 when missed
+        ("arousal", "<i1"),  # 1-9, 0 when missed
+        ("missed", "u1"),
+        ("response_time_s", "<f8"),  # from rating onset; NaN when missed
+        ("clip_onset", "<f8"),  # master clock, s
+        ("rating_onset", "<f8"),
+    ]
+)
 
 
 def session_folder_name(participant: str, session: int, when: dt.datetime) -> str:
@@ -64,8 +66,9 @@ class SessionWriter:
     the writers, writes ``session.h5`` and the final manifest.
     """
 
-    def __init__(self, root: Path, manifest_fields: dict[str, Any], participant: str,
-                 session: int) -> None:
+    def __init__(
+        self, root: Path, manifest_fields: dict[str, Any], participant: str, session: int
+    ) -> None:
         now = dt.datetime.now(dt.UTC)
         root.mkdir(parents=True, exist_ok=True)
         self.folder = root / session_folder_name(participant, session, now)
@@ -90,18 +93,25 @@ class SessionWriter:
         self.frames: FrameWriter | None = None
         self.signals: SignalFile | None = None
 
-    def open_streams(self, camera: FrameGeometry | None, signals: list[SignalSpec],
-                     camera_info: dict[str, Any] | None = None) -> None:
+    def open_streams(
+        self,
+        camera: FrameGeometry | None,
+        signals: list[SignalSpec],
+        camera_info: dict[str, Any] | None = None,
+    ) -> None:
         """Create the writers; called once all devices are connected."""
         streams: dict[str, Any] = {}
         if camera is not None:
             self.frames = FrameWriter(self.folder / "camera", camera)
             streams["camera"] = {"kind": "camera", "path": "camera/", **(camera_info or {})}
-        self.signals = SignalFile(self.folder / "signals.h5", signals,
-                                  logs={"trials": TRIAL_DTYPE})
+        self.signals = SignalFile(self.folder / "signals.h5", signals, logs={"trials": TRIAL_DTYPE})
         for spec in signals:
-            streams[spec.name] = {"kind": spec.kind, "path": f"signals.h5:/{spec.name}",
-                                  "rate_hz": spec.rate_hz, "channels": len(spec.channels)}
+            streams[spec.name] = {
+                "kind": spec.kind,
+                "path": f"signals.h5:/{spec.name}",
+                "rate_hz": spec.rate_hz,
+                "channels": len(spec.channels),
+            }
         streams["markers"] = {"kind": "markers", "path": "signals.h5:/markers/log"}
         self.manifest["streams"] = streams
         write_manifest(self.folder, self.manifest)
@@ -133,10 +143,12 @@ class SessionWriter:
     def _write_entry_point(self) -> None:
         with h5py.File(self.folder / "session.h5", "w") as entry:
             entry.attrs["manifest"] = json.dumps(self.manifest, default=str)
-            entry.attrs["note"] = ("Signals are external links into signals.h5; camera/frames "
-                                   "maps the raw frame files without copying. HDF5 looks for "
-                                   "those files relative to the working directory unless "
-                                   "HDF5_EXTFILE_PREFIX='${ORIGIN}' is set.")
+            entry.attrs["note"] = (
+                "Signals are external links into signals.h5; camera/frames "
+                "maps the raw frame files without copying. HDF5 looks for "
+                "those files relative to the working directory unless "
+                "HDF5_EXTFILE_PREFIX='${ORIGIN}' is set."
+            )
             if self.signals is not None:
                 for name in (*self.signals.specs, *self.signals.logs, "markers", "faults"):
                     entry[name] = h5py.ExternalLink("signals.h5", f"/{name}")
@@ -150,8 +162,9 @@ class SessionWriter:
                 for chunk in range(-(-len(store) // per)):
                     n = min(per, len(store) - chunk * per)
                     segments.append((f"camera/{chunk_name(chunk)}", 0, n * geo.stride))
-                cam.create_dataset("frames", shape=(len(store), geo.stride), dtype="u1",
-                                   external=segments)
+                cam.create_dataset(
+                    "frames", shape=(len(store), geo.stride), dtype="u1", external=segments
+                )
                 for key, value in geo.to_dict().items():
                     if not isinstance(value, list):
                         cam.attrs[key] = value
@@ -285,12 +298,19 @@ class Session:
 def _signal_stream(name: str, grp: h5py.Group) -> SignalStream:
     attrs = dict(grp.attrs)
     aux = {k: grp[k] for k in grp if k not in ("data", "blocks")}
-    return SignalStream(name=name, kind=str(attrs.get("kind", name)),
-                        rate_hz=float(attrs["rate_hz"]),
-                        channels=[c.decode() if isinstance(c, bytes) else str(c)
-                                  for c in attrs.get("channels", [])],
-                        units=str(attrs.get("units", "")), data=grp["data"],
-                        blocks=grp["blocks"][()], aux=aux, attrs=attrs)
+    return SignalStream(
+        name=name,
+        kind=str(attrs.get("kind", name)),
+        rate_hz=float(attrs["rate_hz"]),
+        channels=[
+            c.decode() if isinstance(c, bytes) else str(c) for c in attrs.get("channels", [])
+        ],
+        units=str(attrs.get("units", "")),
+        data=grp["data"],
+        blocks=grp["blocks"][()],
+        aux=aux,
+        attrs=attrs,
+    )
 
 
 def open_session(path: Path | str) -> Session:
@@ -304,8 +324,10 @@ def open_session(path: Path | str) -> Session:
     manifest = read_manifest(folder)
     problems: list[str] = []
     if manifest["status"] == SessionStatus.RECORDING.value:
-        problems.append("the recorder did not finish this session (status is still "
-                        "'recording'); data up to the crash are readable")
+        problems.append(
+            "the recorder did not finish this session (status is still "
+            "'recording'); data up to the crash are readable"
+        )
     streams: dict[str, SignalStream | CameraStream] = {}
     empty = np.zeros(0)
     markers = faults = trials = empty
@@ -330,8 +352,10 @@ def open_session(path: Path | str) -> Session:
         store = FrameStore(folder / "camera")
         streams["camera"] = CameraStream("camera", fps, store)
         if store.torn_records:
-            problems.append("camera journal ends in a partial record (recorder killed "
-                            "mid-write); the partial record was ignored")
+            problems.append(
+                "camera journal ends in a partial record (recorder killed "
+                "mid-write); the partial record was ignored"
+            )
     for name in declared:
         if name != "markers" and name not in streams:
             problems.append(f"stream {name!r} is declared in the manifest but has no data")

@@ -32,11 +32,20 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 BLOCK_DTYPE = np.dtype([("first_sample", "<i8"), ("count", "<u4"), ("host_time", "<f8")])
-MARKER_DTYPE = np.dtype([("seq", "<u4"), ("code", "<u2"), ("t_request", "<f8"),
-                         ("t_on", "<f8"), ("t_off", "<f8"), ("ttl_ok", "u1"),
-                         ("label", "S64")])
-FAULT_DTYPE = np.dtype([("host_time", "<f8"), ("stream", "S16"), ("kind", "S24"),
-                        ("count", "<i8"), ("detail", "S160")])
+MARKER_DTYPE = np.dtype(
+    [
+        ("seq", "<u4"),
+        ("code", "<u2"),
+        ("t_request", "<f8"),
+        ("t_on", "<f8"),
+        ("t_off", "<f8"),
+        ("ttl_ok", "u1"),
+        ("label", "S64"),
+    ]
+)
+FAULT_DTYPE = np.dtype(
+    [("host_time", "<f8"), ("stream", "S16"), ("kind", "S24"), ("count", "<i8"), ("detail", "S160")]
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +90,13 @@ class SignalFile:
     a writer thread (``signal-writer``) drains the queue, appends and flushes.
     """
 
-    def __init__(self, path: Path, specs: list[SignalSpec], flush_interval_s: float = 0.5,
-                 logs: dict[str, np.dtype] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        specs: list[SignalSpec],
+        flush_interval_s: float = 0.5,
+        logs: dict[str, np.dtype] | None = None,
+    ) -> None:
         self.path = path
         self.specs = {s.name: s for s in specs}
         self.logs = dict(logs or {})
@@ -90,8 +104,7 @@ class SignalFile:
         self._file = h5py.File(path, "w", libver="latest")
         for spec in specs:
             self._create_stream(spec)
-        for name, dtype in (("markers", MARKER_DTYPE), ("faults", FAULT_DTYPE),
-                            *self.logs.items()):
+        for name, dtype in (("markers", MARKER_DTYPE), ("faults", FAULT_DTYPE), *self.logs.items()):
             grp = self._file.create_group(name)
             grp.create_dataset("log", shape=(0,), maxshape=(None,), chunks=(256,), dtype=dtype)
         self._file.swmr_mode = True
@@ -105,13 +118,18 @@ class SignalFile:
         grp = self._file.create_group(spec.name)
         n_ch = len(spec.channels)
         rows = max(64, int(spec.rate_hz))
-        grp.create_dataset("data", shape=(0, n_ch), maxshape=(None, n_ch), chunks=(rows, n_ch),
-                           dtype="<f4")
-        grp.create_dataset("blocks", shape=(0,), maxshape=(None,), chunks=(256,),
-                           dtype=BLOCK_DTYPE)
+        grp.create_dataset(
+            "data", shape=(0, n_ch), maxshape=(None, n_ch), chunks=(rows, n_ch), dtype="<f4"
+        )
+        grp.create_dataset("blocks", shape=(0,), maxshape=(None,), chunks=(256,), dtype=BLOCK_DTYPE)
         for aux in spec.aux:
-            grp.create_dataset(aux.name, shape=(0, aux.width), maxshape=(None, aux.width),
-                               chunks=(rows, aux.width), dtype=aux.dtype)
+            grp.create_dataset(
+                aux.name,
+                shape=(0, aux.width),
+                maxshape=(None, aux.width),
+                chunks=(rows, aux.width),
+                dtype=aux.dtype,
+            )
         grp.attrs["kind"] = spec.kind
         grp.attrs["rate_hz"] = spec.rate_hz
         grp.attrs["channels"] = np.array(spec.channels, dtype=h5py.string_dtype())
@@ -121,20 +139,37 @@ class SignalFile:
 
     # ------------------------------------------------------------ producers
 
-    def append(self, stream: str, first_sample: int, data: np.ndarray, host_time: float,
-               aux: dict[str, np.ndarray] | None = None) -> None:
+    def append(
+        self,
+        stream: str,
+        first_sample: int,
+        data: np.ndarray,
+        host_time: float,
+        aux: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """Queue one block: ``data`` is (n, channels); ``first_sample`` the device index."""
         self._queue.put(_Block(stream, first_sample, data, host_time, aux or {}))
 
-    def marker(self, seq: int, code: int, label: str, t_request: float, t_on: float,
-               t_off: float, ttl_ok: bool) -> None:
-        row = np.array([(seq, code, t_request, t_on, t_off, ttl_ok, _string(label, 64))],
-                       dtype=MARKER_DTYPE)
+    def marker(
+        self,
+        seq: int,
+        code: int,
+        label: str,
+        t_request: float,
+        t_on: float,
+        t_off: float,
+        ttl_ok: bool,
+    ) -> None:
+        row = np.array(
+            [(seq, code, t_request, t_on, t_off, ttl_ok, _string(label, 64))], dtype=MARKER_DTYPE
+        )
         self._queue.put(("markers", row))
 
     def fault(self, host_time: float, stream: str, kind: str, count: int, detail: str) -> None:
-        row = np.array([(host_time, _string(stream, 16), _string(kind, 24), count,
-                         _string(detail, 160))], dtype=FAULT_DTYPE)
+        row = np.array(
+            [(host_time, _string(stream, 16), _string(kind, 24), count, _string(detail, 160))],
+            dtype=FAULT_DTYPE,
+        )
         self._queue.put(("faults", row))
 
     def log(self, name: str, row: np.ndarray) -> None:
@@ -197,8 +232,9 @@ class SignalFile:
         grp = self._file[stream]
         data = np.concatenate([b.data for b in group]).astype("<f4", copy=False)
         self._extend(grp["data"], data)
-        table = np.array([(b.first_sample, len(b.data), b.host_time) for b in group],
-                         dtype=BLOCK_DTYPE)
+        table = np.array(
+            [(b.first_sample, len(b.data), b.host_time) for b in group], dtype=BLOCK_DTYPE
+        )
         self._extend(grp["blocks"], table)
         for aux in self.specs[stream].aux:
             parts = [b.aux[aux.name].reshape(len(b.data), aux.width) for b in group]

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from mmmelab.errors import LabError
 from mmmelab.sync.codes import EventCode, marker_text
+
+from mmmelab.errors import LabError
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,15 @@ class TriggerBus:
     they must be quick (append to a queue).
     """
 
-    def __init__(self, output: TriggerOutput, markers: MarkerOutput, clock: Callable[[], float],
-                 pulse_s: float = 0.020, gap_s: float = 0.020,
-                 sync_interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        output: TriggerOutput,
+        markers: MarkerOutput,
+        clock: Callable[[], float],
+        pulse_s: float = 0.020,
+        gap_s: float = 0.020,
+        sync_interval_s: float = 5.0,
+    ) -> None:
         self._output = output
         self._markers = markers
         self._clock = clock
@@ -101,8 +108,11 @@ class TriggerBus:
         self._queue.put(None)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            logger.error("trigger bus did not drain within %.1f s; %d events not sent",
-                         timeout_s, self._queue.qsize())
+            logger.error(
+                "trigger bus did not drain within %.1f s; %d events not sent",
+                timeout_s,
+                self._queue.qsize(),
+            )
             self._stop.set()
             self._thread.join(1.0)
         self._thread = None

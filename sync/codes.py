@@ -61,8 +61,16 @@ class EventCode(enum.IntEnum):
 
 
 #: Codes the experimenter or the bus adds on top of the paradigm's own sequence.
-UNPLANNED = frozenset({EventCode.REMINDER_ON, EventCode.REMINDER_OFF, EventCode.NOTE,
-                       EventCode.PAUSE, EventCode.RESUME, EventCode.SYNC})
+UNPLANNED = frozenset(
+    {
+        EventCode.REMINDER_ON,
+        EventCode.REMINDER_OFF,
+        EventCode.NOTE,
+        EventCode.PAUSE,
+        EventCode.RESUME,
+        EventCode.SYNC,
+    }
+)
 
 #: One step of a plan: the codes acceptable at that point.
 PlanStep = frozenset[EventCode]
@@ -76,9 +84,15 @@ def _one(code: EventCode) -> PlanStep:
 
 def trial_plan() -> list[PlanStep]:
     """The codes one trial emits, in order."""
-    return [_one(EventCode.TRIAL_START), _one(EventCode.CLIP_ONSET), _one(EventCode.CLIP_OFFSET),
-            _one(EventCode.RATING_ONSET), _RATING_END, _one(EventCode.NEUTRAL_ONSET),
-            _one(EventCode.NEUTRAL_OFFSET)]
+    return [
+        _one(EventCode.TRIAL_START),
+        _one(EventCode.CLIP_ONSET),
+        _one(EventCode.CLIP_OFFSET),
+        _one(EventCode.RATING_ONSET),
+        _RATING_END,
+        _one(EventCode.NEUTRAL_ONSET),
+        _one(EventCode.NEUTRAL_OFFSET),
+    ]
 
 
 def session_plan(n_practice: int, n_trials: int) -> list[PlanStep]:

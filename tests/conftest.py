@@ -16,7 +16,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped  # noqa: E402
+from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
 
 OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer")
 
@@ -60,8 +60,11 @@ def no_leftover_threads():
     yield
     deadline = time.monotonic() + 3.0
     while True:
-        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()
-                 and t.name.startswith(OUR_THREADS)]
+        extra = [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and t.name.startswith(OUR_THREADS)
+        ]
         if not extra or time.monotonic() > deadline:
             break
         time.sleep(0.02)
@@ -79,8 +82,9 @@ def small_lab(tmp_path: Path) -> LabConfig:
     """The simulated lab with a small camera ROI, so tests move little data."""
     lab = load_lab(shipped("labs", "simulated"))
     camera = dataclasses.replace(lab.camera, width=256, height=128, queue_frames=300)
-    return dataclasses.replace(lab, camera=camera, data_root=tmp_path / "sessions",
-                               sync_interval_s=1.0)
+    return dataclasses.replace(
+        lab, camera=camera, data_root=tmp_path / "sessions", sync_interval_s=1.0
+    )
 
 
 @pytest.fixture

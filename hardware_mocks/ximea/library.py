@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 from mmmelab.hardware_mocks.ximea.scene import MotionSchedule, Scene
 
@@ -64,10 +63,17 @@ class SimulatedCamera:
     sensor_width = 2048
     sensor_height = 1088
 
-    def __init__(self, wire: VirtualWire, clock: Callable[[], float], serial: str = "SIM22CG01",
-                 device_clock: DeviceClock | None = None, ts_offset_us: int = 0,
-                 gpi_latency_s: float = 0.0, schedule: MotionSchedule | None = None,
-                 gpi_mask: int = 0xFF) -> None:
+    def __init__(
+        self,
+        wire: VirtualWire,
+        clock: Callable[[], float],
+        serial: str = "SIM22CG01",
+        device_clock: DeviceClock | None = None,
+        ts_offset_us: int = 0,
+        gpi_latency_s: float = 0.0,
+        schedule: MotionSchedule | None = None,
+        gpi_mask: int = 0xFF,
+    ) -> None:
         self.wire = wire
         self.clock = clock
         self.serial = serial
@@ -112,7 +118,7 @@ class SimulatedCamera:
         self.acquiring = False
         self.unplugged = False
         self._t0 = 0.0
-        self._next = 0                    # acq_nframe of the next frame to expose
+        self._next = 0  # acq_nframe of the next frame to expose
         self._queue: deque[tuple[int, float, int]] = deque()
         self.api_skipped = 0
         self.delivered = 0
@@ -175,23 +181,23 @@ class SimulatedCamera:
         self._update_ranges()
         if base == "counter_value":
             sel = self.params["counter_selector"].value
-            value = {0: self.transport_skipped, 1: self.api_skipped,
-                     2: self.delivered}.get(sel, 0)
+            value = {0: self.transport_skipped, 1: self.api_skipped, 2: self.delivered}.get(sel, 0)
             return XI_OK, value, T_INT
         if base == "gpi_level":
             return XI_OK, int(bool(self.wire.level_at(self.clock()) & self.gpi_mask)), T_INT
         if base == "timestamp":
             return XI_OK, int(self._ts_us(self.clock())), T_INT64
         if suffix in ("min", "max", "inc"):
-            value = {"min": p.lo, "max": p.hi, "inc": p.inc}[suffix]
-            return XI_OK, value, p.kind
+            limit: Any = {"min": p.lo, "max": p.hi, "inc": p.inc}[suffix]
+            return XI_OK, limit, p.kind
         if suffix:
             return XI_UNKNOWN_PARAM, None, T_INT
         return XI_OK, p.value, p.kind
 
     def _ts_us(self, master: float) -> int:
-        return (int(float(self.device_clock.device_time(master)) * 1e6)
-                + self.ts_offset_us) % TS_WRAP_US
+        return (
+            int(float(self.device_clock.device_time(master)) * 1e6) + self.ts_offset_us
+        ) % TS_WRAP_US
 
     # ------------------------------------------------------------ acquisition
 
@@ -266,8 +272,7 @@ class SimulatedCamera:
                         item = self._queue.popleft()
                     self.delivered += 1
                     return XI_OK, item
-                due = (self._exposure_start(self._next) + self.readout_us() * 1e-6
-                       - self.clock())
+                due = self._exposure_start(self._next) + self.readout_us() * 1e-6 - self.clock()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return XI_TIMEOUT, None
@@ -338,15 +343,16 @@ class SimulatedM3Api:
             self.calls[name] = self.calls.get(name, 0) + 1
             try:
                 return impl(*args)
-            except Exception:  # noqa: BLE001 - an exception cannot cross the C boundary
+            except Exception:
                 logger.exception("simulated %s failed", name)
                 return XI_INVALID_ARG
+
         return call
 
     def _camera(self, handle: int | None) -> SimulatedCamera | None:
         return self._handles.get(handle or 0)
 
-    def _xiGetNumberDevices(self, count: Any) -> int:  # noqa: N802 - C names
+    def _xiGetNumberDevices(self, count: Any) -> int:
         count[0] = sum(not c.unplugged for c in self.cameras)
         return XI_OK
 
@@ -358,19 +364,19 @@ class SimulatedM3Api:
         handle_out[0] = self._next_handle
         return XI_OK
 
-    def _xiOpenDevice(self, dev_id: int, handle_out: Any) -> int:  # noqa: N802
+    def _xiOpenDevice(self, dev_id: int, handle_out: Any) -> int:
         if dev_id >= len(self.cameras):
             return XI_NO_DEVICES_FOUND
         return self._open(self.cameras[dev_id], handle_out)
 
-    def _xiOpenDeviceBy(self, how: int, value: bytes, handle_out: Any) -> int:  # noqa: N802
+    def _xiOpenDeviceBy(self, how: int, value: bytes, handle_out: Any) -> int:
         key = (value or b"").decode()
         for cam in self.cameras:
             if how == 1 and cam.serial == key:
                 return self._open(cam, handle_out)
         return XI_NO_DEVICES_FOUND
 
-    def _xiCloseDevice(self, handle: int) -> int:  # noqa: N802
+    def _xiCloseDevice(self, handle: int) -> int:
         cam = self._handles.pop(handle or 0, None)
         if cam is None:
             return XI_INVALID_HANDLE
@@ -378,15 +384,15 @@ class SimulatedM3Api:
             cam.stop()
         return XI_OK
 
-    def _xiStartAcquisition(self, handle: int) -> int:  # noqa: N802
+    def _xiStartAcquisition(self, handle: int) -> int:
         cam = self._camera(handle)
         return XI_INVALID_HANDLE if cam is None else cam.start()
 
-    def _xiStopAcquisition(self, handle: int) -> int:  # noqa: N802
+    def _xiStopAcquisition(self, handle: int) -> int:
         cam = self._camera(handle)
         return XI_INVALID_HANDLE if cam is None else cam.stop()
 
-    def _xiGetImage(self, handle: int, timeout_ms: int, img_ptr: int) -> int:  # noqa: N802
+    def _xiGetImage(self, handle: int, timeout_ms: int, img_ptr: int) -> int:
         cam = self._camera(handle)
         if cam is None:
             return XI_INVALID_HANDLE
@@ -396,8 +402,7 @@ class SimulatedM3Api:
         img = ctypes.cast(img_ptr, ctypes.POINTER(self._xi_img)).contents
         return cam.fill_image(img, item)
 
-    def _xiGetDeviceInfoString(self, dev_id: int, prm: bytes, out: int,  # noqa: N802
-                               size: int) -> int:
+    def _xiGetDeviceInfoString(self, dev_id: int, prm: bytes, out: int, size: int) -> int:
         if dev_id >= len(self.cameras):
             return XI_NO_DEVICES_FOUND
         status, value, _ = self.cameras[dev_id].get_param(prm.decode())
@@ -407,8 +412,7 @@ class SimulatedM3Api:
         ctypes.memmove(out, data, len(data))
         return XI_OK
 
-    def _xiSetParam(self, handle: int, prm: bytes, val: int, size: int,  # noqa: N802
-                    kind: int) -> int:
+    def _xiSetParam(self, handle: int, prm: bytes, val: int, size: int, kind: int) -> int:
         cam = self._camera(handle)
         if cam is None:
             return XI_INVALID_HANDLE
@@ -422,15 +426,17 @@ class SimulatedM3Api:
             value = ctypes.cast(val, ctypes.POINTER(ctypes.c_int))[0]
         name = prm.decode()
         expected = cam.params.get(name.partition(":")[0])
-        if expected is not None and expected.kind != kind and not (
-                expected.kind == T_FLOAT and kind == T_INT):
+        if (
+            expected is not None
+            and expected.kind != kind
+            and not (expected.kind == T_FLOAT and kind == T_INT)
+        ):
             return XI_WRONG_PARAM_TYPE
         if expected is not None and expected.kind == T_FLOAT:
             value = float(value)
         return cam.set_param(name, value)
 
-    def _xiGetParam(self, handle: int, prm: bytes, val: int, size: Any,  # noqa: N802
-                    kind: Any) -> int:
+    def _xiGetParam(self, handle: int, prm: bytes, val: int, size: Any, kind: Any) -> int:
         cam = self._camera(handle)
         if cam is None:
             return XI_INVALID_HANDLE
@@ -472,8 +478,10 @@ def install() -> SimulatedM3Api:
         import sys
 
         if "xiapipy.xiapi" in sys.modules:
-            raise RuntimeError("xiapipy.xiapi was imported against the real libm3api before "
-                               "the simulator was installed")
+            raise RuntimeError(
+                "xiapipy.xiapi was imported against the real libm3api before "
+                "the simulator was installed"
+            )
         library = SimulatedM3Api()
         real_cdll = ctypes.CDLL
 
@@ -486,12 +494,12 @@ def install() -> SimulatedM3Api:
         # xiapi star-imports ctypes and xidefs; both must hand it the interposer.
         import xiapipy.xidefs as xidefs
 
-        ctypes.CDLL = _InterposingCDLL  # type: ignore[misc]
-        xidefs.CDLL = _InterposingCDLL  # type: ignore[attr-defined]
+        ctypes.CDLL = _InterposingCDLL  # type: ignore[misc, assignment]
+        xidefs.CDLL = _InterposingCDLL
         try:
             import xiapipy.xiapi  # noqa: F401 - the import is the point
         finally:
             ctypes.CDLL = real_cdll  # type: ignore[misc]
-            xidefs.CDLL = real_cdll  # type: ignore[attr-defined]
+            xidefs.CDLL = real_cdll
         _active = library
         return library

@@ -23,7 +23,7 @@ def _ellipse(h: int, w: int, cy: float, cx: float, ry: float, rx: float) -> np.n
 def face_rgb(height: int, width: int, expression: float = 0.0, seed: int = 3) -> np.ndarray:
     """An RGB uint8 face image; ``expression`` in [0, 1] raises brows and mouth corners."""
     img = np.empty((height, width, 3), np.float32)
-    img[:] = (40, 170, 60)                              # green backdrop
+    img[:] = (40, 170, 60)  # green backdrop
     cy, cx = height * 0.5, width * 0.5
     s = min(height, width)
     img[_ellipse(height, width, cy, cx, 0.40 * s, 0.30 * s)] = (225, 180, 150)
@@ -33,8 +33,9 @@ def face_rgb(height: int, width: int, expression: float = 0.0, seed: int = 3) ->
         img[_ellipse(height, width, cy - 0.08 * s, ex, 0.025 * s, 0.05 * s)] = (250, 250, 250)
         img[_ellipse(height, width, cy - 0.08 * s, ex, 0.02 * s, 0.02 * s)] = (60, 40, 30)
         img[_ellipse(height, width, cy - 0.15 * s - lift, ex, 0.01 * s, 0.06 * s)] = (90, 60, 40)
-        img[_ellipse(height, width, cy + 0.17 * s - lift, cx + side * 0.09 * s,
-                     0.015 * s, 0.03 * s)] = (170, 60, 70)
+        img[
+            _ellipse(height, width, cy + 0.17 * s - lift, cx + side * 0.09 * s, 0.015 * s, 0.03 * s)
+        ] = (170, 60, 70)
     img[_ellipse(height, width, cy + 0.18 * s, cx, 0.02 * s, 0.09 * s)] = (170, 60, 70)
     rng = np.random.default_rng(seed)
     img += rng.normal(0.0, 3.0, img.shape).astype(np.float32)
@@ -57,7 +58,8 @@ class MotionSchedule:
     """Micro-expression events, seconds after acquisition start: (onset, duration)."""
 
     events: list[tuple[float, float]] = field(
-        default_factory=lambda: [(3.0 + 7.0 * k, 0.2) for k in range(2000)])
+        default_factory=lambda: [(3.0 + 7.0 * k, 0.2) for k in range(2000)]
+    )
 
     def variant_at(self, t: float) -> int:
         """0 = neutral, 1 = micro-expression, for a frame exposed ``t`` s after start."""

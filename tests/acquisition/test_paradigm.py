@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from mmmelab.acquisition.paradigm import Paradigm, ParadigmError, Phase, Rating
 from mmmelab.acquisition.participant import SimulatedParticipant
-from mmmelab.config import Emotion, Protocol
 from mmmelab.sync.codes import EventCode, match_plan, session_plan
+
+from mmmelab.config import Emotion, Protocol
 
 E = EventCode
 
@@ -21,7 +21,7 @@ def test_one_trial_step_by_step(tiny_protocol):
     p, out = make(tiny_protocol)
     p.start(0.0)
     assert [c for c, _ in out] == [E.SESSION_START, E.PRACTICE_START, E.TRIAL_START]
-    assert p.phase is Phase.WAIT_SPACE and p.next_deadline() is None   # waits indefinitely
+    assert p.phase is Phase.WAIT_SPACE and p.next_deadline() is None  # waits indefinitely
     p.tick(1000.0)
     assert p.phase is Phase.WAIT_SPACE
     with pytest.raises(ParadigmError):
@@ -34,7 +34,7 @@ def test_one_trial_step_by_step(tiny_protocol):
     p.tick(10.6)
     assert p.phase is Phase.RATING
     assert [c for c, _ in out[-2:]] == [E.CLIP_OFFSET, E.RATING_ONSET]
-    assert p.next_deadline() == pytest.approx(35.6)                   # 25 s limit
+    assert p.next_deadline() == pytest.approx(35.6)  # 25 s limit
     with pytest.raises(ParadigmError, match="valence 0 is outside 1-9"):
         p.rate(Rating(Emotion.FEAR, 0, 5), 11.0)
     p.rate(Rating(Emotion.FEAR, 3, 7), 12.6)

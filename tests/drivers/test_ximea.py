@@ -7,16 +7,17 @@ import time
 
 import numpy as np
 import pytest
-
-from mmmelab.config import CameraConfig
 from mmmelab.drivers.lsl import local_clock
 from mmmelab.drivers.ximea import XimeaCamera
-from mmmelab.errors import DeviceError, DeviceLostError
 from mmmelab.hardware_mocks.wire import VirtualWire
 from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
 
-CFG = CameraConfig(width=256, height=128, fps=150.0, exposure_us=5000.0, serial="SIMTEST1",
-                   queue_frames=300)
+from mmmelab.config import CameraConfig
+from mmmelab.errors import DeviceError, DeviceLostError
+
+CFG = CameraConfig(
+    width=256, height=128, fps=150.0, exposure_us=5000.0, serial="SIMTEST1", queue_frames=300
+)
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_configuration_reaches_the_camera_through_xiapipy(sim):
         info = driver.info()
         assert info["model"] == "MQ022CG-CM" and info["serial"] == "SIMTEST1"
         p = {k: v.value for k, v in cam.params.items()}
-        assert (p["width"], p["height"], p["imgdataformat"]) == (256, 128, 5)      # RAW8
+        assert (p["width"], p["height"], p["imgdataformat"]) == (256, 128, 5)  # RAW8
         assert p["framerate"] == pytest.approx(150.0) and p["acq_timing_mode"] == 1
         assert p["exposure"] == pytest.approx(5000.0)
         assert p["buffer_policy"] == 1 and p["buffers_queue_size"] == 300
@@ -69,8 +70,8 @@ def test_frames_arrive_with_their_metadata_at_the_set_rate(sim):
     assert np.allclose(dts, 1e6 / 150, atol=2)
     assert all(i.exposure_us == 5000 for i in infos)
     gpi = [i.gpi_level for i in infos]
-    assert 4 <= sum(gpi) <= 5                 # a 30 ms pulse seen in 4-5 frames at 150 fps
-    assert frames[0][1].reshape(128, 256)[0, 0] < 120     # green backdrop, RGGB red pixel
+    assert 4 <= sum(gpi) <= 5  # a 30 ms pulse seen in 4-5 frames at 150 fps
+    assert frames[0][1].reshape(128, 256)[0, 0] < 120  # green backdrop, RGGB red pixel
     host = [i.host_time for i in infos]
     assert host[-1] - host[0] == pytest.approx(44 / 150, abs=0.03)
 
@@ -82,7 +83,7 @@ def test_timestamp_wrap_is_unwrapped(sim):
         driver.start()
         infos = [f for f, _ in grab(driver, 30)]
     ts = np.array([i.ts_us for i in infos])
-    assert ts.max() > (1 << 32)                # the 32-bit counter wrapped in between
+    assert ts.max() > (1 << 32)  # the 32-bit counter wrapped in between
     assert np.all(np.diff(ts) > 0)
     assert np.allclose(np.diff(ts), 1e6 / 150, atol=2)
 
@@ -92,21 +93,29 @@ def test_a_slow_consumer_loses_frames_and_every_loss_is_counted(sim):
     with XimeaCamera(cfg, local_clock) as driver:
         driver.start()
         grab(driver, 1)
-        time.sleep(0.2)                         # ~30 frames while the queue holds 4
+        time.sleep(0.2)  # ~30 frames while the queue holds 4
         grab(driver, 10)
         api, transport = driver.skipped_counters()
     assert api > 10 and transport == 0
-    assert driver.dropped == api                # acq_nframe gaps == the API's own count
+    assert driver.dropped == api  # acq_nframe gaps == the API's own count
     assert sum(f.count for f in driver.faults if f.kind == "dropped") == api
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"width": 250}, "width = 250 is not a multiple of the camera's increment 8; use 248 or 256"),
-    ({"height": 1088, "fps": 200.0, "exposure_us": 1000.0},
-     "fps = 200 is above this camera's maximum of 169.9 fps at 1088 lines"),
-    ({"gain_db": 40.0}, "setting gain = 40 dB: Parameter value cannot be set"),
-    ({"serial": "NOPE"}, "opening camera NOPE: No Devices Found"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (
+            {"width": 250},
+            "width = 250 is not a multiple of the camera's increment 8; use 248 or 256",
+        ),
+        (
+            {"height": 1088, "fps": 200.0, "exposure_us": 1000.0},
+            "fps = 200 is above this camera's maximum of 169.9 fps at 1088 lines",
+        ),
+        ({"gain_db": 40.0}, "setting gain = 40 dB: Parameter value cannot be set"),
+        ({"serial": "NOPE"}, "opening camera NOPE: No Devices Found"),
+    ],
+)
 def test_invalid_settings_give_clear_errors(sim, change, words):
     with pytest.raises(DeviceError) as info:
         XimeaCamera(dataclasses.replace(CFG, **change), local_clock).open()

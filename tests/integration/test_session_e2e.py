@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mmmelab.acquisition.engine import EngineState, ParticipantInfo, SessionEngine
 from mmmelab.analysis.check import check_session
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.frames import JOURNAL_DTYPE
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.sync.codes import EventCode
+
 from tests.conftest import write_small_lab_toml
 
 pytestmark = pytest.mark.slow
@@ -30,8 +30,9 @@ pytestmark = pytest.mark.slow
 
 def test_engine_records_a_complete_session(small_lab, tiny_protocol, tmp_path):
     out = tmp_path / "out"
-    with SessionEngine(small_lab, tiny_protocol, ParticipantInfo("P01", 2, 1), out_root=out,
-                       seed=5) as engine:
+    with SessionEngine(
+        small_lab, tiny_protocol, ParticipantInfo("P01", 2, 1), out_root=out, seed=5
+    ) as engine:
         engine.connect()
         folder = engine.start()
         engine.remind(True)
@@ -57,8 +58,12 @@ def test_engine_records_a_complete_session(small_lab, tiny_protocol, tmp_path):
     with open_session(folder) as s:
         assert s.status is SessionStatus.COMPLETE
         assert s.manifest["simulated"] == ["camera", "eeg", "physio", "triggerbox"]
-        assert s.manifest["participant"] == {"id": "P01", "session": 2, "consent_level": 1,
-                                             "notes": ""}
+        assert s.manifest["participant"] == {
+            "id": "P01",
+            "session": 2,
+            "consent_level": 1,
+            "notes": "",
+        }
         codes = [int(c) for c in s.markers["code"]]
         assert EventCode.REMINDER_ON in codes and EventCode.NOTE in codes
         assert len(s.trials) == 3 and list(s.trials["practice"]) == [1, 0, 0]
@@ -82,22 +87,43 @@ def test_cli_demo_then_check_json(tmp_path):
     from tests.conftest import TINY_PROTOCOL
 
     proto.write_text(TINY_PROTOCOL)
-    rec = subprocess.run([sys.executable, "-m", "mmmelab", "record", "--lab", str(lab),
-                          "--protocol", str(proto), "--participant", "P02", "--out",
-                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
-                         env=env)
+    rec = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmmelab",
+            "record",
+            "--lab",
+            str(lab),
+            "--protocol",
+            str(proto),
+            "--participant",
+            "P02",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert rec.returncode == 0, rec.stderr[-2000:]
     assert "SIMULATED DEVICES" in rec.stderr and "check:   ok" in rec.stdout
     folder = next((tmp_path / "out").iterdir())
-    chk = subprocess.run([sys.executable, "-m", "mmmelab", "check", str(folder), "--json"],
-                         capture_output=True, text=True, timeout=60)
+    chk = subprocess.run(
+        [sys.executable, "-m", "mmmelab", "check", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert chk.returncode == 0
     report = json.loads(chk.stdout)
     assert set(report) >= {"ok", "streams", "markers", "problems"}
     assert report["ok"] is True and report["problems"] == []
     for entry in report["streams"].values():
-        assert {"kind", "count", "rate_hz", "gaps", "dropped", "channels",
-                "trigger_edges"} <= set(entry)
+        assert {"kind", "count", "rate_hz", "gaps", "dropped", "channels", "trigger_edges"} <= set(
+            entry
+        )
     kinds = {e["kind"] for e in report["streams"].values()}
     assert kinds == {"camera", "eeg", "physio", "markers"}
     assert report["markers"]["expected"] == report["markers"]["found"] == 25
@@ -107,8 +133,12 @@ def test_check_fails_with_nonzero_exit_on_a_broken_session(tmp_path):
     folder = tmp_path / "broken"
     folder.mkdir()
     (folder / "session.json").write_text("{")
-    chk = subprocess.run([sys.executable, "-m", "mmmelab", "check", str(folder), "--json"],
-                         capture_output=True, text=True, timeout=60)
+    chk = subprocess.run(
+        [sys.executable, "-m", "mmmelab", "check", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert chk.returncode == 2 and "Traceback" not in chk.stderr
     assert "session.json: is not valid JSON" in chk.stderr
 
@@ -121,13 +151,32 @@ def _journal_frames(folder: Path) -> int:
 def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
     lab = write_small_lab_toml(tmp_path / "lab.toml", tmp_path / "data")
     proto = tmp_path / "p.toml"
-    proto.write_text((Path(__file__).parent.parent / "conftest.py").read_text()
-                     .split('TINY_PROTOCOL = """')[1].split('"""')[0]
-                     .replace("duration_s = 0.8", "duration_s = 30.0"))
+    proto.write_text(
+        (Path(__file__).parent.parent / "conftest.py")
+        .read_text()
+        .split('TINY_PROTOCOL = """')[1]
+        .split('"""')[0]
+        .replace("duration_s = 0.8", "duration_s = 30.0")
+    )
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "mmmelab", "record", "--lab", str(lab),
-                             "--protocol", str(proto), "--participant", "P03", "--out",
-                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mmmelab",
+            "record",
+            "--lab",
+            str(lab),
+            "--protocol",
+            str(proto),
+            "--participant",
+            "P03",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         folder = None
@@ -138,7 +187,7 @@ def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
                 break
             time.sleep(0.05)
         assert folder is not None, "the recorder never got going"
-        time.sleep(1.5)                      # let signals.h5 flush at least once more
+        time.sleep(1.5)  # let signals.h5 flush at least once more
         before = _journal_frames(folder)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -151,8 +200,8 @@ def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
         assert any("did not finish" in p for p in s.problems)
         cam = s.streams["camera"]
         assert isinstance(cam, CameraStream)
-        assert cam.count >= before          # nothing journalled before the kill was lost
-        last = cam.frames[cam.count - 1]    # and the last frame's bytes are all there
+        assert cam.count >= before  # nothing journalled before the kill was lost
+        last = cam.frames[cam.count - 1]  # and the last frame's bytes are all there
         assert last.shape == (128, 256) and last.max() > 0
         eeg = s.streams["eeg"]
         assert eeg.count > 1000 and eeg.data.shape[1] == 64

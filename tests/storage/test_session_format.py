@@ -7,13 +7,13 @@ import json
 import h5py
 import numpy as np
 import pytest
-
-from mmmelab.errors import SessionFormatError
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameStore, frame_stride
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import AuxSpec, SignalSpec
+
+from mmmelab.errors import SessionFormatError
 
 W, H = 64, 48
 
@@ -23,29 +23,43 @@ def _frame(i: int) -> np.ndarray:
 
 
 def write_session(root, n_frames=25, per_chunk=10, blocks=((0, 40), (40, 40), (100, 40))):
-    fields = {"participant": {"id": "P01", "session": 1, "consent_level": 1, "notes": ""},
-              "clock": {"master": "test"}, "simulated": ["camera"],
-              "protocol": {"practice": [], "trial_order": []}}
+    fields = {
+        "participant": {"id": "P01", "session": 1, "consent_level": 1, "notes": ""},
+        "clock": {"master": "test"},
+        "simulated": ["camera"],
+        "protocol": {"practice": [], "trial_order": []},
+    }
     w = SessionWriter(root, fields, "P01", 1)
     eeg = SignalSpec("eeg", "eeg", 1000.0, ("C3", "C4"), "uV", (AuxSpec("trigger", "<u2"),))
-    w.open_streams(FrameGeometry(W, H, frames_per_chunk=per_chunk), [eeg],
-                   camera_info={"fps": 150.0})
+    w.open_streams(
+        FrameGeometry(W, H, frames_per_chunk=per_chunk), [eeg], camera_info={"fps": 150.0}
+    )
     assert w.frames is not None and w.signals is not None
     rec = np.zeros(1, JOURNAL_DTYPE)
     for i in range(n_frames):
-        rec["acq_nframe"] = i + 1 + (i >= 20)       # one frame lost after frame 20
+        rec["acq_nframe"] = i + 1 + (i >= 20)  # one frame lost after frame 20
         rec["ts_us"] = i * 6667
         rec["host_time"] = 100.0 + i / 150
         rec["gpi_level"] = i % 2
         w.frames.append(_frame(i), rec)
     for first, n in blocks:
         data = np.arange(first, first + n, dtype=np.float32)[:, None].repeat(2, axis=1)
-        w.signals.append("eeg", first, data, host_time=200.0 + (first + n) / 1000,
-                         aux={"trigger": np.full(n, first % 256, np.uint16)})
+        w.signals.append(
+            "eeg",
+            first,
+            data,
+            host_time=200.0 + (first + n) / 1000,
+            aux={"trigger": np.full(n, first % 256, np.uint16)},
+        )
     w.signals.marker(1, 11, "happiness_1", 1.0, 1.001, 1.021, True)
     w.signals.fault(2.0, "camera", "dropped", 1, "acq_nframe jumped from 20 to 22")
-    w.signals.log("trials", np.array([(0, 0, b"happiness_1", b"happiness", b"fear", 3, 7, 0,
-                                       1.5, 10.0, 70.0)], dtype=TRIAL_DTYPE))
+    w.signals.log(
+        "trials",
+        np.array(
+            [(0, 0, b"happiness_1", b"happiness", b"fear", 3, 7, 0, 1.5, 10.0, 70.0)],
+            dtype=TRIAL_DTYPE,
+        ),
+    )
     return w
 
 
@@ -60,15 +74,16 @@ def test_round_trip(tmp_path):
         assert cam.count == 25 and cam.rate_hz == 150.0
         for i in (0, 9, 10, 24, -1):
             np.testing.assert_array_equal(cam.frames[i], _frame(i % 25))
-        assert not cam.frames[3].flags.owndata          # memory-mapped, not copied
+        assert not cam.frames[3].flags.owndata  # memory-mapped, not copied
         assert cam.dropped() == (1, 1)
         np.testing.assert_allclose(cam.host_time, 100.0 + np.arange(25) / 150)
         assert cam.frames.rgb(0).shape == (H // 2, W // 2, 3)
         eeg = s.streams["eeg"]
         assert isinstance(eeg, SignalStream)
         assert eeg.count == 120 and eeg.channels == ["C3", "C4"] and eeg.rate_hz == 1000.0
-        np.testing.assert_array_equal(eeg.sample_index,
-                                      np.r_[np.arange(0, 80), np.arange(100, 140)])
+        np.testing.assert_array_equal(
+            eeg.sample_index, np.r_[np.arange(0, 80), np.arange(100, 140)]
+        )
         np.testing.assert_array_equal(eeg.data[:, 0], eeg.sample_index.astype(np.float32))
         assert eeg.gaps() == (1, 20)
         ht = eeg.host_time
@@ -82,7 +97,7 @@ def test_round_trip(tmp_path):
 def test_entry_point_reads_everything(tmp_path, monkeypatch):
     w = write_session(tmp_path)
     w.finalize(SessionStatus.COMPLETE)
-    monkeypatch.chdir(tmp_path.parent)    # the external frame files must not depend on the cwd
+    monkeypatch.chdir(tmp_path.parent)  # the external frame files must not depend on the cwd
     with h5py.File(w.folder / "session.h5", "r") as f:
         assert f["eeg/data"].shape == (120, 2)
         assert f["markers/log"].shape == (1,)
@@ -99,7 +114,7 @@ def test_entry_point_reads_everything(tmp_path, monkeypatch):
 def test_unfinished_session_opens_and_says_so(tmp_path):
     w = write_session(tmp_path)
     assert w.signals is not None
-    w.signals.close()        # data flushed, but finalize never ran (like a crash)
+    w.signals.close()  # data flushed, but finalize never ran (like a crash)
     with open_session(w.folder) as s:
         assert s.status is SessionStatus.RECORDING
         assert any("did not finish" in p for p in s.problems)
@@ -117,14 +132,19 @@ def test_torn_journal_record_is_ignored(tmp_path):
     assert len(store) == 5 and store.torn_records
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "session.json is missing"),
-    ("{not json", "is not valid JSON (line 1"),
-    ('{"format": "other"}', "not an mmme-lab session manifest"),
-    ('{"format": "mmme-session", "format_version": 99}', "format_version 99 is not supported"),
-    ('{"format": "mmme-session", "format_version": 1, "status": "weird"}',
-     "status 'weird' is not one of"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "session.json is missing"),
+        ("{not json", "is not valid JSON (line 1"),
+        ('{"format": "other"}', "not an mmme-lab session manifest"),
+        ('{"format": "mmme-session", "format_version": 99}', "format_version 99 is not supported"),
+        (
+            '{"format": "mmme-session", "format_version": 1, "status": "weird"}',
+            "status 'weird' is not one of",
+        ),
+    ],
+)
 def test_bad_manifests_get_clear_errors(tmp_path, content, words):
     folder = tmp_path / "s"
     folder.mkdir()

@@ -6,11 +6,11 @@ import threading
 import time
 
 import pylsl
-
 from mmmelab.drivers.lsl import MarkerOutlet, local_clock
-from mmmelab.errors import DeviceLostError
 from mmmelab.sync.bus import TriggerBus
 from mmmelab.sync.codes import EventCode
+
+from mmmelab.errors import DeviceLostError
 
 
 class FakeOutput:
@@ -42,14 +42,14 @@ def test_pulses_are_serialised_with_width_and_gap():
         bus.emit(code, "x")
     bus.close()
     codes = [c for _, c in out.levels]
-    assert codes == [10, 0, 11, 0, 12, 0, 0]        # each code, line low, ...; low at close
+    assert codes == [10, 0, 11, 0, 12, 0, 0]  # each code, line low, ...; low at close
     ons = [r.t_on for r in bus.records]
     offs = [r.t_off for r in bus.records]
     for r in bus.records:
         assert r.t_off - r.t_on >= 0.019
     for prev_off, next_on in zip(offs, ons[1:], strict=False):
-        assert next_on - prev_off >= 0.009          # never overlapping
-    assert [t for _, t in markers.pushed] == ons      # marker stamped at the code write
+        assert next_on - prev_off >= 0.009  # never overlapping
+    assert [t for _, t in markers.pushed] == ons  # marker stamped at the code write
     assert markers.pushed[1][0] == "11|CLIP_ONSET|x"
 
 

@@ -38,7 +38,7 @@ def test_trial_order_is_seeded_and_reproducible(tmp_path):
     a = load_protocol(shipped("protocols", "mmme"))
     b = load_protocol(shipped("protocols", "mmme"))
     assert a.trial_order == b.trial_order
-    assert list(a.trial_order) != [c.id for c in a.clips]     # shuffled
+    assert list(a.trial_order) != [c.id for c in a.clips]  # shuffled
     text = shipped("protocols", "mmme").read_text().replace("seed = 20240601", "seed = 1")
     (tmp_path / "p.toml").write_text(text)
     assert load_protocol(tmp_path / "p.toml").trial_order != a.trial_order
@@ -47,24 +47,45 @@ def test_trial_order_is_seeded_and_reproducible(tmp_path):
 LAB = shipped("labs", "simulated").read_text()
 
 
-@pytest.mark.parametrize("edit, key, words", [
-    (("fps = 150.0", "fps = \"fast\""), "devices.camera.fps", "must be a number"),
-    (("fps = 150.0", "fps = 0.5"), "devices.camera.fps", "allowed: 1 to 10000"),
-    (("fps = 150.0", "fsp = 150.0"), "devices.camera.fsp", "unknown key"),
-    (("protocol = \"curry\"", "protocol = \"brainvision\""), "devices.eeg.protocol",
-     "allowed: curry, acquire"),
-    (("box = \"brainproducts\"", "box = \"parallel\""), "devices.triggerbox.box",
-     "allowed: brainproducts, mmbts, bbtk, arduino"),
-    (("exposure_us = 5000.0", "exposure_us = 9000.0"), "devices.camera.exposure_us",
-     "shorter than the frame period"),
-    (("pulse_ms = 20.0", "pulse_ms = 5.0"), "devices.triggerbox.pulse_ms",
-     "at least two frame periods"),
-    (("simulate = true\nwidth", "simulate = \"yes\"\nwidth"), "devices.camera.simulate",
-     "must be true or false"),
-    (("channels = 64", "channels = 0"), "devices.eeg.channels", "allowed: 1 to 299"),
-    (("[devices.physio]", "[devices.physiology]"), "devices.physio",
-     "is required but missing (found 'physiology' instead - a typo?)"),
-])
+@pytest.mark.parametrize(
+    "edit, key, words",
+    [
+        (("fps = 150.0", 'fps = "fast"'), "devices.camera.fps", "must be a number"),
+        (("fps = 150.0", "fps = 0.5"), "devices.camera.fps", "allowed: 1 to 10000"),
+        (("fps = 150.0", "fsp = 150.0"), "devices.camera.fsp", "unknown key"),
+        (
+            ('protocol = "curry"', 'protocol = "brainvision"'),
+            "devices.eeg.protocol",
+            "allowed: curry, acquire",
+        ),
+        (
+            ('box = "brainproducts"', 'box = "parallel"'),
+            "devices.triggerbox.box",
+            "allowed: brainproducts, mmbts, bbtk, arduino",
+        ),
+        (
+            ("exposure_us = 5000.0", "exposure_us = 9000.0"),
+            "devices.camera.exposure_us",
+            "shorter than the frame period",
+        ),
+        (
+            ("pulse_ms = 20.0", "pulse_ms = 5.0"),
+            "devices.triggerbox.pulse_ms",
+            "at least two frame periods",
+        ),
+        (
+            ("simulate = true\nwidth", 'simulate = "yes"\nwidth'),
+            "devices.camera.simulate",
+            "must be true or false",
+        ),
+        (("channels = 64", "channels = 0"), "devices.eeg.channels", "allowed: 1 to 299"),
+        (
+            ("[devices.physio]", "[devices.physiology]"),
+            "devices.physio",
+            "is required but missing (found 'physiology' instead - a typo?)",
+        ),
+    ],
+)
 def test_bad_lab_values_name_file_key_and_allowed(tmp_path, edit, key, words):
     old, new = edit
     assert old in LAB
@@ -96,17 +117,26 @@ def test_missing_section_and_broken_files(tmp_path):
 PROTO = shipped("protocols", "quick").read_text()
 
 
-@pytest.mark.parametrize("edit, key, words", [
-    (("emotion = \"disgust\"", "emotion = \"boredom\""), "clips[1].emotion",
-     "allowed: happiness, surprise, sadness, fear, anger, disgust, contempt"),
-    (("trials = 2", "trials = 3"), "protocol.trials", "list exactly 3 clips"),
-    (("id = \"disgust_1\"", "id = \"happiness_1\""), "clips", "repeated: ['happiness_1']"),
-    (("duration_s = 4.0", "duration_s = 0"), "clips[0].duration_s", "greater than 0"),
-    (("rating_limit_s = 25.0", "rating_limit_s = -1"), "timing.rating_limit_s",
-     "allowed: 1 to 600"),
-    (("order = \"random\"", "order = \"shuffled\""), "protocol.order", "allowed: random, fixed"),
-    (("id = \"happiness_1\"", "id = \"happy one!\""), "clips[0].id", "letters, digits"),
-])
+@pytest.mark.parametrize(
+    "edit, key, words",
+    [
+        (
+            ('emotion = "disgust"', 'emotion = "boredom"'),
+            "clips[1].emotion",
+            "allowed: happiness, surprise, sadness, fear, anger, disgust, contempt",
+        ),
+        (("trials = 2", "trials = 3"), "protocol.trials", "list exactly 3 clips"),
+        (('id = "disgust_1"', 'id = "happiness_1"'), "clips", "repeated: ['happiness_1']"),
+        (("duration_s = 4.0", "duration_s = 0"), "clips[0].duration_s", "greater than 0"),
+        (
+            ("rating_limit_s = 25.0", "rating_limit_s = -1"),
+            "timing.rating_limit_s",
+            "allowed: 1 to 600",
+        ),
+        (('order = "random"', 'order = "shuffled"'), "protocol.order", "allowed: random, fixed"),
+        (('id = "happiness_1"', 'id = "happy one!"'), "clips[0].id", "letters, digits"),
+    ],
+)
 def test_bad_protocol_values(tmp_path, edit, key, words):
     old, new = edit
     assert old in PROTO
@@ -129,9 +159,22 @@ def test_cli_reports_a_bad_file_in_one_line_without_traceback(tmp_path):
     path = tmp_path / "lab.toml"
     path.write_text(LAB.replace("fps = 150.0", "fps = -3"))
     result = subprocess.run(
-        [sys.executable, "-m", "mmmelab", "record", "--lab", str(path), "--protocol",
-         str(shipped("protocols", "quick")), "--participant", "P01"],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "mmmelab",
+            "record",
+            "--lab",
+            str(path),
+            "--protocol",
+            str(shipped("protocols", "quick")),
+            "--participant",
+            "P01",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -140,9 +183,22 @@ def test_cli_reports_a_bad_file_in_one_line_without_traceback(tmp_path):
 
 def test_cli_rejects_a_name_as_participant_id(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "mmmelab", "record", "--lab", str(shipped("labs", "simulated")),
-         "--protocol", str(shipped("protocols", "quick")), "--participant", "Jane Doe"],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "mmmelab",
+            "record",
+            "--lab",
+            str(shipped("labs", "simulated")),
+            "--protocol",
+            str(shipped("protocols", "quick")),
+            "--participant",
+            "Jane Doe",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "pseudonymous" in result.stderr
     assert "Traceback" not in result.stderr
     assert not Path("Jane Doe").exists()

@@ -60,8 +60,9 @@ loaded = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
 assert not loaded, loaded
 print("ok", len({mods!r}))
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok")
 
@@ -87,9 +88,12 @@ def test_imports_point_down():
 
 def test_only_the_simulation_launcher_imports_hardware_mocks():
     allowed = {"mmmelab.acquisition.simulation"}
-    users = {mod for mod, path in product_modules()
-             if not mod.startswith("mmmelab.hardware_mocks")
-             and any(n.startswith("mmmelab.hardware_mocks") for n in imported_names(path))}
+    users = {
+        mod
+        for mod, path in product_modules()
+        if not mod.startswith("mmmelab.hardware_mocks")
+        and any(n.startswith("mmmelab.hardware_mocks") for n in imported_names(path))
+    }
     assert users == allowed
 
 
