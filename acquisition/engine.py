@@ -25,26 +25,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mmmelab import __version__
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
 from mmmelab.acquisition.recorders import CameraRecorder, Recorder, RecorderState, SignalRecorder
 from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
+from mmmelab.config import DEMO_STIMULI, EegProtocol, LabConfig, Protocol
 from mmmelab.drivers.base import SignalDriver, SignalLayout
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import MarkerOutlet, local_clock
 from mmmelab.drivers.neuroscan import CurryClient
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.drivers.ximea import XimeaCamera
+from mmmelab.errors import DeviceError, DeviceTimeoutError, LabError
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import AuxSpec, SignalSpec
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode
-
-from mmmelab import __version__
-from mmmelab.config import DEMO_STIMULI, EegProtocol, LabConfig, Protocol
-from mmmelab.errors import DeviceError, DeviceTimeoutError, LabError
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mmmelab.sync.codes import EventCode
-
 from mmmelab.config import Clip, Emotion, Protocol
+from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)
 

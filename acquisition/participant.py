@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating
-
 from mmmelab.config import Emotion
 
 _VALENCE = {

@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
+
 from mmmelab.drivers.base import DeviceFault, SignalDriver
 from mmmelab.drivers.ximea import XimeaCamera
+from mmmelab.errors import LabError
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameWriter, aligned_buffer
 from mmmelab.storage.signals import SignalFile
-
-from mmmelab.errors import LabError
 
 logger = logging.getLogger(__name__)
 

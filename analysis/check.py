@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.sync.codes import common_subsequence, match_plan, session_plan

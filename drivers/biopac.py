@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout
 
 from mmmelab.config import PhysioConfig
+from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 logger = logging.getLogger(__name__)

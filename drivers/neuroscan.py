@@ -18,9 +18,9 @@ import struct
 from collections.abc import Callable
 
 import numpy as np
-from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout, recv_exact
 
 from mmmelab.config import EegConfig
+from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout, recv_exact
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 logger = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from mmmelab.drivers.base import DeviceFault
 
 from mmmelab.config import CameraConfig
+from mmmelab.drivers.base import DeviceFault
 from mmmelab.errors import DeviceError, DeviceLostError
 
 logger = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import numpy as np
+
 from mmmelab.hardware_mocks.synth import physio_signals
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from mmmelab.hardware_mocks.synth import eeg_background, eeg_labels
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 

@@ -16,13 +16,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from mmmelab.config import LabConfig
 from mmmelab.hardware_mocks.acqknowledge import AcqKnowledgeServer
 from mmmelab.hardware_mocks.curry import CurryServer
 from mmmelab.hardware_mocks.triggerbox import TriggerBoxSimulator
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
-
-from mmmelab.config import LabConfig
 
 logger = logging.getLogger(__name__)
 

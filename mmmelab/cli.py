@@ -178,6 +178,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # liblsl reads its configuration when pylsl is first imported (below, lazily).
+    from importlib import resources
+
+    os.environ.setdefault("LSLAPICFG", str(resources.files("mmmelab") / "data" / "lsl_api.cfg"))
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

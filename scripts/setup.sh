@@ -64,8 +64,12 @@ stamp=".venv/.mmme-installed${extras}"
 want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     say "installing mmme-lab${extras} and its dependencies into .venv (a few minutes the first time)"
-    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e ".${extras}" 2>&1 | grep -v -i "warning" >&2 || true
+    log=".venv/install.log"
+    if ! { .venv/bin/python -m pip install --upgrade pip &&
+           .venv/bin/python -m pip install -e ".${extras}"; } >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "pip could not install the dependencies (full log: $log)"
+    fi
     .venv/bin/python -c 'import mmmelab, pylsl, PyQt6, h5py, numba, xiapipy.xidefs' ||
         die "the installation is incomplete (see the messages above)"
     echo "$want" > "$stamp"

@@ -22,6 +22,9 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from mmmelab import __version__
+from mmmelab.errors import SessionFormatError
 from mmmelab.storage.frames import FrameGeometry, FrameStore, FrameWriter, chunk_name
 from mmmelab.storage.manifest import (
     FORMAT,
@@ -31,9 +34,6 @@ from mmmelab.storage.manifest import (
     write_manifest,
 )
 from mmmelab.storage.signals import SignalFile, SignalSpec, open_signals
-
-from mmmelab import __version__
-from mmmelab.errors import SessionFormatError
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from mmmelab.sync.codes import EventCode, marker_text
-
 from mmmelab.errors import LabError
+from mmmelab.sync.codes import EventCode, marker_text
 
 logger = logging.getLogger(__name__)
 

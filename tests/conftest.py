@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# liblsl reads this when pylsl is first imported: warnings and errors only.
+os.environ.setdefault("LSLAPICFG", str(Path(__file__).parents[1] / "mmmelab/data/lsl_api.cfg"))
 
 from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 from mmmelab.hardware_mocks.ximea.scene import MotionSchedule, Scene
 

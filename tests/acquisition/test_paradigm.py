@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
 from mmmelab.acquisition.paradigm import Paradigm, ParadigmError, Phase, Rating
 from mmmelab.acquisition.participant import SimulatedParticipant
-from mmmelab.sync.codes import EventCode, match_plan, session_plan
-
 from mmmelab.config import Emotion, Protocol
+from mmmelab.sync.codes import EventCode, match_plan, session_plan
 
 E = EventCode
 

@@ -7,17 +7,17 @@ import time
 
 import numpy as np
 import pytest
+
+from mmmelab.config import EegConfig, PhysioConfig, TriggerBoxConfig, TriggerBoxKind
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import local_clock
 from mmmelab.drivers.neuroscan import CurryClient
 from mmmelab.drivers.triggerbox import TriggerBox
+from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 from mmmelab.hardware_mocks.acqknowledge import AcqKnowledgeServer
 from mmmelab.hardware_mocks.curry import CurryServer
 from mmmelab.hardware_mocks.triggerbox import TriggerBoxSimulator
 from mmmelab.hardware_mocks.wire import VirtualWire
-
-from mmmelab.config import EegConfig, PhysioConfig, TriggerBoxConfig, TriggerBoxKind
-from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 
 def wait_for(cond, timeout_s=3.0):

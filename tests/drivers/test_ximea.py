@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 import pytest
-from mmmelab.drivers.lsl import local_clock
-from mmmelab.drivers.ximea import XimeaCamera
-from mmmelab.hardware_mocks.wire import VirtualWire
-from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
 
 from mmmelab.config import CameraConfig
+from mmmelab.drivers.lsl import local_clock
+from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceError, DeviceLostError
+from mmmelab.hardware_mocks.wire import VirtualWire
+from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
 
 CFG = CameraConfig(
     width=256, height=128, fps=150.0, exposure_us=5000.0, serial="SIMTEST1", queue_frames=300
@@ -73,7 +73,7 @@ def test_frames_arrive_with_their_metadata_at_the_set_rate(sim):
     assert 4 <= sum(gpi) <= 5  # a 30 ms pulse seen in 4-5 frames at 150 fps
     assert frames[0][1].reshape(128, 256)[0, 0] < 120  # green backdrop, RGGB red pixel
     host = [i.host_time for i in infos]
-    assert host[-1] - host[0] == pytest.approx(44 / 150, abs=0.03)
+    assert host[-1] - host[0] == pytest.approx(44 / 150, abs=0.1)  # paced, not bursted
 
 
 def test_timestamp_wrap_is_unwrapped(sim):

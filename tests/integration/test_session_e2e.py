@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mmmelab.acquisition.engine import EngineState, ParticipantInfo, SessionEngine
 from mmmelab.analysis.check import check_session
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.frames import JOURNAL_DTYPE
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.sync.codes import EventCode
-
 from tests.conftest import write_small_lab_toml
 
 pytestmark = pytest.mark.slow

@@ -7,13 +7,13 @@ import json
 import h5py
 import numpy as np
 import pytest
+
+from mmmelab.errors import SessionFormatError
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameStore, frame_stride
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import AuxSpec, SignalSpec
-
-from mmmelab.errors import SessionFormatError
 
 W, H = 64, 48
 

@@ -6,11 +6,11 @@ import threading
 import time
 
 import pylsl
+
 from mmmelab.drivers.lsl import MarkerOutlet, local_clock
+from mmmelab.errors import DeviceLostError
 from mmmelab.sync.bus import TriggerBus
 from mmmelab.sync.codes import EventCode
-
-from mmmelab.errors import DeviceLostError
 
 
 class FakeOutput:
