@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from mmmelab import __version__
+from mmmelab.acquisition.camera_pipeline import TELEMETRY_DTYPE, CameraPipeline
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
-from mmmelab.acquisition.recorders import CameraRecorder, Recorder, RecorderState, SignalRecorder
+from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
 from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
 from mmmelab.config import DEMO_STIMULI, EegProtocol, LabConfig, Protocol
 from mmmelab.drivers.base import SignalDriver, SignalLayout
@@ -101,6 +102,7 @@ class SessionEngine:
         self.writer: SessionWriter | None = None
         self.bus: TriggerBus | None = None
         self.recorders: dict[str, Recorder] = {}
+        self.pipeline: CameraPipeline | None = None
         self.paradigm = Paradigm(protocol, self._emit)
         self.participant_sim: SimulatedParticipant | None = None
         self.on_marker: list[Callable[[MarkerRecord], None]] = []
@@ -217,18 +219,32 @@ class SessionEngine:
             )
             for name, lay in self.layouts.items()
         ]
+        geometry = FrameGeometry(cam.width, cam.height)
         self.writer.open_streams(
-            FrameGeometry(cam.width, cam.height), specs, camera_info=self.device_info["camera"]
+            geometry,
+            specs,
+            camera_info=self.device_info["camera"],
+            logs={"telemetry": TELEMETRY_DTYPE},
         )
-        signals, frames = self.writer.signals, self.writer.frames
-        assert signals is not None and frames is not None
-        self.recorders["camera"] = CameraRecorder(self.camera, frames, signals, self.clock)
+        signals = self.writer.signals
+        assert signals is not None
+        self.pipeline = CameraPipeline(
+            self.camera,
+            self.writer.camera_folder,
+            geometry,
+            self.clock,
+            signals.fault,
+            telemetry_sink=lambda row: signals.log("telemetry", row),
+        )
+        self.recorders["camera"] = self.pipeline.grabber
         for name, driver in self.signal_drivers.items():
             driver.start()
             self.recorders[name] = SignalRecorder(driver, signals, self.clock)
-        for rec in self.recorders.values():
-            rec.start()
         self.state = EngineState.RECORDING
+        self.pipeline.start()
+        for rec in self.recorders.values():
+            if rec is not self.pipeline.grabber:
+                rec.start()
         deadline = time.monotonic() + first_data_timeout_s
         for name, rec in self.recorders.items():
             if not rec.first_data.wait(max(0.0, deadline - time.monotonic())):
@@ -377,10 +393,8 @@ class SessionEngine:
             entry: dict[str, Any] = {"state": rec.state.value, "faults": rec.faults_recorded}
             if isinstance(rec, SignalRecorder):
                 entry["samples"] = rec.samples
-            elif isinstance(rec, CameraRecorder):
-                entry.update(
-                    frames=rec.frames.count, dropped=rec.camera.dropped, api_skipped=rec.api_skipped
-                )
+            elif self.pipeline is not None:
+                entry.update(self.pipeline.telemetry())
             out[name] = entry
         return out
 
@@ -404,6 +418,8 @@ class SessionEngine:
             time.sleep(0.15)  # let the last pulse reach every device's next block
         for rec in self.recorders.values():
             rec.stop()
+        if self.pipeline is not None and not self.pipeline.stop():
+            self.problems.append("the frame writer did not finish cleanly; see the faults")
         if self.bus is not None and self.bus.ttl_failures:
             self.problems.append(f"{self.bus.ttl_failures} trigger-box writes failed")
         if (

@@ -1,8 +1,10 @@
-"""One recorder thread per device: read from the driver, hand to the session writers.
+"""One recorder thread per device: read from the driver, hand the data on.
 
-A recorder never touches another device. When its device fails it records the
-fault in the session, moves to ``FAILED`` and stops; the other recorders keep
-recording. ``stop()`` returns within the driver's read timeout plus a join.
+A recorder never touches another device. When its device fails it reports the
+fault, moves to ``FAILED`` and stops; the other recorders keep recording.
+``stop()`` returns within the driver's read timeout plus a join. Faults go to a
+``fault_sink(host_time, stream, kind, count, detail)`` - the session's
+``signals.h5`` in a recording, a list in a benchmark.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ import logging
 import threading
 from collections.abc import Callable
 
-import numpy as np
-
 from mmmelab.drivers.base import DeviceFault, SignalDriver
-from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import LabError
-from mmmelab.storage.frames import JOURNAL_DTYPE, FrameWriter, aligned_buffer
 from mmmelab.storage.signals import SignalFile
 
 logger = logging.getLogger(__name__)
+
+FaultSink = Callable[[float, str, str, int, str], None]
 
 
 class RecorderState(enum.StrEnum):
@@ -31,11 +31,11 @@ class RecorderState(enum.StrEnum):
 
 
 class Recorder:
-    """Base: the thread, its state, and fault reporting into ``signals.h5``."""
+    """Base: the thread, its state, and fault reporting."""
 
-    def __init__(self, name: str, signals: SignalFile, clock: Callable[[], float]) -> None:
+    def __init__(self, name: str, fault_sink: FaultSink, clock: Callable[[], float]) -> None:
         self.name = name
-        self.signals = signals
+        self.fault_sink = fault_sink
         self.clock = clock
         self.state = RecorderState.IDLE
         self.error: str | None = None
@@ -56,17 +56,20 @@ class Recorder:
             self.error = str(exc)
             self.state = RecorderState.FAILED
             logger.error("%s recorder stopped: %s", self.name, exc)
-            self.signals.fault(self.clock(), self.name, "lost", 1, str(exc))
+            self.fault(self.clock(), "lost", 1, str(exc))
 
     def _loop(self) -> None:
         raise NotImplementedError
 
+    def fault(self, host_time: float, kind: str, count: int, detail: str) -> None:
+        self.faults_recorded += 1
+        self.fault_sink(host_time, self.name, kind, count, detail)
+
     def _drain_faults(self, faults: list[DeviceFault]) -> None:
         while faults:
             f = faults.pop(0)
-            self.faults_recorded += 1
             logger.warning("%s: %s (%d): %s", self.name, f.kind, f.count, f.detail)
-            self.signals.fault(f.host_time, self.name, f.kind, f.count, f.detail)
+            self.fault(f.host_time, f.kind, f.count, f.detail)
 
     def stop(self, timeout_s: float = 1.0) -> None:
         self._stop.set()
@@ -82,8 +85,9 @@ class SignalRecorder(Recorder):
     def __init__(
         self, driver: SignalDriver, signals: SignalFile, clock: Callable[[], float]
     ) -> None:
-        super().__init__(driver.name, signals, clock)
+        super().__init__(driver.name, signals.fault, clock)
         self.driver = driver
+        self.signals = signals
         self.samples = 0
         self.last_block_time = float("nan")
 
@@ -98,75 +102,3 @@ class SignalRecorder(Recorder):
                 self.last_block_time = block.host_time
                 self.first_data.set()
             self._drain_faults(self.driver.faults)
-
-
-class CameraRecorder(Recorder):
-    """Grabs frames from the camera and appends them with their journal records.
-
-    The API's own frame queue (``queue_frames``) absorbs short disk stalls; the
-    skipped-frame counters are read once a second and any increase is recorded.
-    """
-
-    def __init__(
-        self,
-        camera: XimeaCamera,
-        frames: FrameWriter,
-        signals: SignalFile,
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__("camera", signals, clock)
-        self.camera = camera
-        self.frames = frames
-        geo = frames.geometry
-        self._buf = aligned_buffer(geo.stride)
-        self._pixels = self._buf[: geo.width * geo.height]
-        self.api_skipped = 0
-        self.transport_skipped = 0
-        self.last_gpi = 0
-
-    def _loop(self) -> None:
-        cam = self.camera
-        cam.start()
-        record = np.zeros(1, JOURNAL_DTYPE)
-        next_check = self.clock() + 1.0
-        try:
-            while not self._stop.is_set():
-                info = cam.read_into(self._pixels)
-                now = self.clock()
-                if now >= next_check:
-                    self._check_counters()
-                    next_check = now + 1.0
-                if info is None:
-                    continue
-                record["acq_nframe"] = info.acq_nframe
-                record["nframe"] = info.nframe
-                record["gpi_level"] = info.gpi_level
-                record["ts_us"] = info.ts_us
-                record["exposure_us"] = info.exposure_us
-                record["host_time"] = info.host_time
-                record["api_skipped"] = self.api_skipped
-                record["transport_skipped"] = self.transport_skipped
-                record["gain_db"] = info.gain_db
-                self.frames.append(self._buf, record)
-                self.last_gpi = info.gpi_level
-                self.first_data.set()
-                self._drain_faults(cam.faults)
-        finally:
-            cam.stop()
-            self._drain_faults(cam.faults)
-
-    def _check_counters(self) -> None:
-        api, transport = self.camera.skipped_counters()
-        for kind, new, old in (
-            ("api_skipped", api, self.api_skipped),
-            ("transport_skipped", transport, self.transport_skipped),
-        ):
-            if new > old:
-                self.signals.fault(
-                    self.clock(),
-                    "camera",
-                    kind,
-                    new - old,
-                    f"the camera API reports {new - old} more skipped frames",
-                )
-        self.api_skipped, self.transport_skipped = api, transport

@@ -2,4 +2,7 @@
 
 from mmmelab.cli import main
 
-raise SystemExit(main())
+# Guarded: the frame-writer process is started with "spawn", which imports the
+# parent's main module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -188,6 +188,11 @@ class FrameWriter:
             n = os.write(fd, data)
             data = data[n:]
 
+    def sync_journal(self) -> None:
+        """Put the journal on the disk (frames written with direct I/O already are)."""
+        if self._journal_fd >= 0:
+            os.fdatasync(self._journal_fd)
+
     def sync(self) -> None:
         """Ask the OS to put written data on the disk (protects against power loss)."""
         for fd in (self._chunk_fd, self._journal_fd):

@@ -25,7 +25,7 @@ import numpy as np
 
 from mmmelab import __version__
 from mmmelab.errors import SessionFormatError
-from mmmelab.storage.frames import FrameGeometry, FrameStore, FrameWriter, chunk_name
+from mmmelab.storage.frames import FrameGeometry, FrameStore, chunk_name
 from mmmelab.storage.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -90,21 +90,30 @@ class SessionWriter:
             **manifest_fields,
         }
         write_manifest(self.folder, self.manifest)
-        self.frames: FrameWriter | None = None
         self.signals: SignalFile | None = None
+
+    @property
+    def camera_folder(self) -> Path:
+        return self.folder / "camera"
 
     def open_streams(
         self,
         camera: FrameGeometry | None,
         signals: list[SignalSpec],
         camera_info: dict[str, Any] | None = None,
+        logs: dict[str, np.dtype] | None = None,
     ) -> None:
-        """Create the writers; called once all devices are connected."""
+        """Create the signal file and declare the streams; called once devices are connected.
+
+        Camera frames are written by a frame writer (``mmmelab.storage.writer``, its
+        own process) into ``camera_folder``; this only declares the stream.
+        """
         streams: dict[str, Any] = {}
         if camera is not None:
-            self.frames = FrameWriter(self.folder / "camera", camera)
             streams["camera"] = {"kind": "camera", "path": "camera/", **(camera_info or {})}
-        self.signals = SignalFile(self.folder / "signals.h5", signals, logs={"trials": TRIAL_DTYPE})
+        self.signals = SignalFile(
+            self.folder / "signals.h5", signals, logs={"trials": TRIAL_DTYPE, **(logs or {})}
+        )
         for spec in signals:
             streams[spec.name] = {
                 "kind": spec.kind,
@@ -121,9 +130,10 @@ class SessionWriter:
         write_manifest(self.folder, self.manifest)
 
     def finalize(self, status: SessionStatus, extra: dict[str, Any] | None = None) -> None:
-        """Close the writers, write the ``session.h5`` entry point and the final manifest."""
-        if self.frames is not None:
-            self.frames.close()
+        """Close the signal file, write the ``session.h5`` entry point and the final manifest.
+
+        The frame writer must have finished before (the engine stops it first).
+        """
         if self.signals is not None:
             self.signals.close()
             if self.signals.error is not None:
@@ -152,23 +162,27 @@ class SessionWriter:
             if self.signals is not None:
                 for name in (*self.signals.specs, *self.signals.logs, "markers", "faults"):
                     entry[name] = h5py.ExternalLink("signals.h5", f"/{name}")
-            if self.frames is not None and self.frames.count:
-                geo = self.frames.geometry
-                cam = entry.create_group("camera")
-                store = FrameStore(self.folder / "camera")
-                cam.create_dataset("journal", data=store.journal)
-                per = geo.frames_per_chunk
-                segments = []
-                for chunk in range(-(-len(store) // per)):
-                    n = min(per, len(store) - chunk * per)
-                    segments.append((f"camera/{chunk_name(chunk)}", 0, n * geo.stride))
-                cam.create_dataset(
-                    "frames", shape=(len(store), geo.stride), dtype="u1", external=segments
-                )
-                for key, value in geo.to_dict().items():
-                    if not isinstance(value, list):
-                        cam.attrs[key] = value
-                store.close()
+            if (self.camera_folder / "camera.json").exists():
+                self._link_camera(entry)
+
+    def _link_camera(self, entry: h5py.File) -> None:
+        store = FrameStore(self.camera_folder)
+        try:
+            if not len(store):
+                return
+            cam = entry.create_group("camera")
+            cam.create_dataset("journal", data=store.journal)
+            per, stride = store.per_chunk, store.stride
+            segments = [
+                (f"camera/{chunk_name(chunk)}", 0, min(per, len(store) - chunk * per) * stride)
+                for chunk in range(-(-len(store) // per))
+            ]
+            cam.create_dataset("frames", shape=(len(store), stride), dtype="u1", external=segments)
+            for key, value in store.meta.items():
+                if not isinstance(value, list):
+                    cam.attrs[key] = value
+        finally:
+            store.close()
 
 
 # ---------------------------------------------------------------- reading

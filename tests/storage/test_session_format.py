@@ -10,7 +10,13 @@ import pytest
 
 from mmmelab.errors import SessionFormatError
 from mmmelab.storage import CameraStream, SignalStream, open_session
-from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameStore, frame_stride
+from mmmelab.storage.frames import (
+    JOURNAL_DTYPE,
+    FrameGeometry,
+    FrameStore,
+    FrameWriter,
+    frame_stride,
+)
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import AuxSpec, SignalSpec
@@ -31,17 +37,18 @@ def write_session(root, n_frames=25, per_chunk=10, blocks=((0, 40), (40, 40), (1
     }
     w = SessionWriter(root, fields, "P01", 1)
     eeg = SignalSpec("eeg", "eeg", 1000.0, ("C3", "C4"), "uV", (AuxSpec("trigger", "<u2"),))
-    w.open_streams(
-        FrameGeometry(W, H, frames_per_chunk=per_chunk), [eeg], camera_info={"fps": 150.0}
-    )
-    assert w.frames is not None and w.signals is not None
+    geometry = FrameGeometry(W, H, frames_per_chunk=per_chunk)
+    w.open_streams(geometry, [eeg], camera_info={"fps": 150.0})
+    assert w.signals is not None
+    frames = FrameWriter(w.camera_folder, geometry)
     rec = np.zeros(1, JOURNAL_DTYPE)
     for i in range(n_frames):
         rec["acq_nframe"] = i + 1 + (i >= 20)  # one frame lost after frame 20
         rec["ts_us"] = i * 6667
         rec["host_time"] = 100.0 + i / 150
         rec["gpi_level"] = i % 2
-        w.frames.append(_frame(i), rec)
+        frames.append(_frame(i), rec)
+    frames.close()
     for first, n in blocks:
         data = np.arange(first, first + n, dtype=np.float32)[:, None].repeat(2, axis=1)
         w.signals.append(
@@ -123,8 +130,7 @@ def test_unfinished_session_opens_and_says_so(tmp_path):
 
 def test_torn_journal_record_is_ignored(tmp_path):
     w = write_session(tmp_path, n_frames=5)
-    assert w.frames is not None and w.signals is not None
-    w.frames.close()
+    assert w.signals is not None
     w.signals.close()
     with open(w.folder / "camera" / "journal.bin", "ab") as fh:
         fh.write(b"\x01" * 10)

@@ -1,0 +1,279 @@
+"""The camera path: grabber thread -> shared-memory ring -> writer process -> disk.
+
+::
+
+    XIMEA API queue --xiGetImage copies into--> ring slot (shared memory)
+        ring --lossless--> writer process --direct I/O--> camera/frames-*.raw + journal
+        ring --latest----> (writer process) numba debayer -> preview buffer -> GUI
+
+The grabber (thread ``rec-camera`` in the recording process) owns the camera:
+it claims a ring slot, lets the camera API copy the frame straight into it,
+fills the journal record and publishes the slot. It never waits for the disk.
+If the writer ever fell a whole ring behind, the frame is dropped, counted and
+reported; a warning goes out well before that (ring half full).
+
+Once a second the grabber computes the telemetry (fps, writer MB/s, ring fill
+and high-water mark, drops, free disk and time until full), hands it to the
+``telemetry_sink`` and raises warnings.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmmelab.acquisition.recorders import FaultSink, Recorder
+from mmmelab.drivers.ximea import XimeaCamera
+from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, aligned_buffer
+from mmmelab.storage.preview import PreviewBuffer, preview_shape
+from mmmelab.storage.ringbuffer import FrameRing
+from mmmelab.storage.writer import WRITER, FrameWriterProcess
+
+logger = logging.getLogger(__name__)
+
+TELEMETRY_DTYPE = np.dtype(
+    [
+        ("host_time", "<f8"),
+        ("fps", "<f4"),
+        ("writer_mb_s", "<f4"),
+        ("ring_fill", "<f4"),
+        ("ring_high_water", "<f4"),
+        ("frames", "<i8"),
+        ("written", "<i8"),
+        ("dropped", "<i8"),
+        ("free_disk_bytes", "<i8"),
+        ("time_to_full_s", "<f8"),
+    ]
+)
+RING_WARN_FRAC = 0.5
+DISK_WARN_S = 600.0
+
+
+@dataclass
+class CameraTelemetry:
+    fps: float = 0.0
+    writer_mb_s: float = 0.0
+    ring_fill: float = 0.0
+    ring_high_water: float = 0.0
+    frames: int = 0
+    written: int = 0
+    dropped: int = 0
+    ring_overflow: int = 0
+    api_skipped: int = 0
+    transport_skipped: int = 0
+    free_disk_bytes: int = 0
+    time_to_full_s: float = float("inf")
+    warning: str = ""
+
+
+class CameraGrabber(Recorder):
+    """The grabber thread: camera -> ring slots, plus the once-a-second telemetry."""
+
+    def __init__(
+        self, pipeline: CameraPipeline, fault_sink: FaultSink, clock: Callable[[], float]
+    ) -> None:
+        super().__init__("camera", fault_sink, clock)
+        self.p = pipeline
+
+    def _loop(self) -> None:
+        p, cam, ring = self.p, self.p.camera, self.p.ring
+        frame_bytes = p.geometry.width * p.geometry.height
+        scratch = aligned_buffer(p.geometry.stride)[:frame_bytes]
+        record = np.zeros(1, JOURNAL_DTYPE)
+        cam.start()
+        next_tick = self.clock() + 1.0
+        try:
+            while not self._stop.is_set():
+                slot = ring.claim()
+                buf = ring.slots[slot][:frame_bytes] if slot is not None else scratch
+                info = cam.read_into(buf)
+                now = self.clock()
+                if now >= next_tick:
+                    p.tick(now, self)
+                    next_tick = now + 1.0
+                if info is None:
+                    continue
+                if slot is None:
+                    ring.lost()
+                    continue
+                record["acq_nframe"] = info.acq_nframe
+                record["nframe"] = info.nframe
+                record["gpi_level"] = info.gpi_level
+                record["ts_us"] = info.ts_us
+                record["exposure_us"] = info.exposure_us
+                record["host_time"] = info.host_time
+                record["api_skipped"] = p.tel.api_skipped
+                record["transport_skipped"] = p.tel.transport_skipped
+                record["gain_db"] = info.gain_db
+                ring.commit(slot, record)
+                p.last_gpi = info.gpi_level
+                self.first_data.set()
+                self._drain_faults(cam.faults)
+        finally:
+            cam.stop()
+            self._drain_faults(cam.faults)
+
+
+class CameraPipeline:
+    """Ring, preview buffer, writer process and grabber for one recording.
+
+    Created and stopped on the control thread; ``telemetry()`` and
+    ``latest_preview()`` may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        camera: XimeaCamera,
+        folder: Path,
+        geometry: FrameGeometry,
+        clock: Callable[[], float],
+        fault_sink: FaultSink,
+        telemetry_sink: Callable[[np.ndarray], None] | None = None,
+        ring_seconds: float = 2.0,
+        preview_factor: int = 2,
+        direct: bool = True,
+    ) -> None:
+        self.camera = camera
+        self.folder = folder
+        self.geometry = geometry
+        self.clock = clock
+        self.fps = camera.config.fps
+        self.telemetry_sink = telemetry_sink
+        n_slots = max(16, int(round(self.fps * ring_seconds)))
+        self.ring = FrameRing.create(
+            n_slots, geometry.width * geometry.height, consumers=(True, False)
+        )
+        self.preview: PreviewBuffer | None = None
+        self.writer: FrameWriterProcess | None = None
+        try:
+            self.preview = PreviewBuffer.create(
+                *preview_shape(geometry.height, geometry.width, preview_factor)
+            )
+            self.writer = FrameWriterProcess(
+                folder, geometry, self.ring, self.preview, preview_factor, direct=direct
+            )
+        except BaseException:
+            self._release()
+            raise
+        self.grabber = CameraGrabber(self, fault_sink, clock)
+        self.tel = CameraTelemetry()
+        self.last_gpi = 0
+        self._last: tuple[float, int, int] | None = None
+        self._warned_ring = False
+        self._warned_disk = False
+        self._writer_failed = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._last = (self.clock(), 0, 0)
+        self.grabber.start()
+
+    def stop(self) -> bool:
+        """Stop grabbing, let the writer drain and exit, free the shared memory.
+
+        Returns True when the writer finished cleanly.
+        """
+        self.grabber.stop()
+        clean = self.writer.stop() if self.writer is not None else False
+        self._final_stats()
+        self._release()
+        return clean
+
+    def _final_stats(self) -> None:
+        if self.writer is not None:
+            self.tel.written = self.writer.stats()["frames"]
+        self.tel.ring_overflow = self.ring.overflow
+        self.tel.ring_high_water = self.ring.high_water_frac(WRITER)
+
+    def _release(self) -> None:
+        if self.preview is not None:
+            self.preview.close()
+            self.preview = None
+        if self.ring is not None:
+            self.ring.close()
+
+    # ------------------------------------------------------------ telemetry
+
+    def tick(self, now: float, grabber: CameraGrabber) -> None:
+        """Once a second on the grabber thread: counters, telemetry, warnings."""
+        tel = self.tel
+        assert self.writer is not None and self._last is not None
+        tel.api_skipped, tel.transport_skipped = self.camera.skipped_counters()
+        stats = self.writer.stats()
+        t0, frames0, bytes0 = self._last
+        dt = max(now - t0, 1e-6)
+        tel.frames = self.camera.frames
+        tel.written = stats["frames"]
+        tel.fps = (tel.frames - frames0) / dt
+        tel.writer_mb_s = (stats["bytes"] - bytes0) / dt / 1e6
+        self._last = (now, tel.frames, stats["bytes"])
+        tel.ring_fill = self.ring.fill_frac(WRITER)
+        tel.ring_high_water = self.ring.high_water_frac(WRITER)
+        tel.ring_overflow = self.ring.overflow
+        tel.dropped = self.camera.dropped + tel.ring_overflow
+        tel.free_disk_bytes = shutil.disk_usage(self.folder).free
+        need = self.geometry.stride * self.fps
+        tel.time_to_full_s = tel.free_disk_bytes / need if need else float("inf")
+        self._warn(now, grabber)
+        if self.telemetry_sink is not None:
+            row = np.array(
+                [
+                    (
+                        now,
+                        tel.fps,
+                        tel.writer_mb_s,
+                        tel.ring_fill,
+                        tel.ring_high_water,
+                        tel.frames,
+                        tel.written,
+                        tel.dropped,
+                        tel.free_disk_bytes,
+                        tel.time_to_full_s,
+                    )
+                ],
+                dtype=TELEMETRY_DTYPE,
+            )
+            self.telemetry_sink(row)
+
+    def _warn(self, now: float, grabber: CameraGrabber) -> None:
+        tel = self.tel
+        warnings = []
+        if tel.ring_fill >= RING_WARN_FRAC:
+            warnings.append(
+                f"frame ring {tel.ring_fill:.0%} full: the disk writer is falling "
+                f"behind ({tel.writer_mb_s:.0f} MB/s); frames will be lost when "
+                f"it is full"
+            )
+            if not self._warned_ring:
+                grabber.fault(now, "warning", 1, warnings[-1])
+                logger.warning(warnings[-1])
+            self._warned_ring = True
+        elif tel.ring_fill < RING_WARN_FRAC / 2:
+            self._warned_ring = False
+        if tel.time_to_full_s < DISK_WARN_S:
+            warnings.append(f"disk full in {tel.time_to_full_s / 60:.1f} min at this rate")
+            if not self._warned_disk:
+                grabber.fault(now, "warning", 1, warnings[-1])
+                logger.warning(warnings[-1])
+            self._warned_disk = True
+        if self.writer is not None and self.writer.failed and not self._writer_failed:
+            self._writer_failed = True
+            msg = "the frame writer process failed; frames are no longer saved"
+            warnings.append(msg)
+            grabber.fault(now, "lost", 1, msg)
+            logger.error(msg)
+        tel.warning = "; ".join(warnings)
+
+    def telemetry(self) -> dict[str, Any]:
+        return asdict(self.tel)
+
+    def latest_preview(self) -> tuple[int, int, np.ndarray] | None:
+        """(seq, acq_nframe, RGB image) of the newest preview frame, or None."""
+        return self.preview.latest() if self.preview is not None else None
