@@ -59,7 +59,7 @@ class PreviewBuffer:
     """Latest-frame preview in shared memory (double-buffered, sequence-checked)."""
 
     def __init__(self, shm: shared_memory.SharedMemory, owner: bool) -> None:
-        self._shm = shm
+        self._shm: shared_memory.SharedMemory | None = shm
         self.owner = owner
         self.name = shm.name
         self.header = np.ndarray((HEADER_WORDS,), dtype=np.int64, buffer=shm.buf)

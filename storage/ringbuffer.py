@@ -61,7 +61,7 @@ class FrameRing:
     """
 
     def __init__(self, shm: shared_memory.SharedMemory, owner: bool) -> None:
-        self._shm = shm
+        self._shm: shared_memory.SharedMemory | None = shm
         self.owner = owner
         self.name = shm.name
         self.header = np.ndarray((PAGE // 8,), dtype=np.int64, buffer=shm.buf)
@@ -241,11 +241,11 @@ def _attach_untracked(name: str) -> shared_memory.SharedMemory:
     from multiprocessing import resource_tracker
 
     register = resource_tracker.register
-    resource_tracker.register = lambda *args, **kwargs: None  # type: ignore[assignment]
+    resource_tracker.register = lambda *args, **kwargs: None
     try:
         return shared_memory.SharedMemory(name=name)
     finally:
-        resource_tracker.register = register  # type: ignore[assignment]
+        resource_tracker.register = register
 
 
 def _round_up(n: int) -> int:
