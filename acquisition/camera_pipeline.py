@@ -52,6 +52,7 @@ TELEMETRY_DTYPE = np.dtype(
     ]
 )
 RING_WARN_FRAC = 0.5
+RING_MAX_BYTES = 1 << 30  # at most 1 GiB of shared memory for the frame ring
 DISK_WARN_S = 600.0
 
 
@@ -145,7 +146,8 @@ class CameraPipeline:
         self.clock = clock
         self.fps = camera.config.fps
         self.telemetry_sink = telemetry_sink
-        n_slots = max(16, int(round(self.fps * ring_seconds)))
+        slot_bytes = geometry.stride
+        n_slots = max(16, min(int(round(self.fps * ring_seconds)), RING_MAX_BYTES // slot_bytes))
         self.ring = FrameRing.create(
             n_slots, geometry.width * geometry.height, consumers=(True, False)
         )

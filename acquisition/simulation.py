@@ -13,9 +13,16 @@ from mmmelab.config import LabConfig
 
 
 def start_simulated_lab(
-    lab: LabConfig, clock: Callable[[], float], seed: int = 0, clocks: dict[str, Any] | None = None
+    lab: LabConfig,
+    clock: Callable[[], float],
+    seed: int = 0,
+    clocks: dict[str, Any] | None = None,
+    camera_sensor_limited: bool = True,
 ) -> Any:
     """Start simulators for every device the lab marks ``simulate = true``.
+
+    ``camera_sensor_limited=False`` (benchmarks only) lets the simulated camera run
+    faster than its sensor's readout allows, so that the pipeline's limit is measured.
 
     Returns a ``SimulatedLab`` (context manager with ``configured(lab)``,
     ``ground_truth()`` and ``close()``).
@@ -25,4 +32,6 @@ def start_simulated_lab(
     models = {
         k: v if isinstance(v, ClockModel) else ClockModel(**v) for k, v in (clocks or {}).items()
     }
-    return SimulatedLab(lab, clock, clocks=models, seed=seed)
+    return SimulatedLab(
+        lab, clock, clocks=models, seed=seed, camera_sensor_limited=camera_sensor_limited
+    )

@@ -41,6 +41,7 @@ class SimulatedLab:
         clock: Callable[[], float],
         clocks: dict[str, ClockModel] | None = None,
         seed: int = 0,
+        camera_sensor_limited: bool = True,
     ) -> None:
         self.clock = clock
         self.wire = VirtualWire()
@@ -87,6 +88,7 @@ class SimulatedLab:
                     clock,
                     serial=f"SIM22CG{seed:02d}",
                     device_clock=self.device_clocks["camera"],
+                    sensor_limited=camera_sensor_limited,
                 )
                 library.cameras.append(self.camera)
         except BaseException:

@@ -72,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     participant_args(rec, None)
 
+    bench = sub.add_parser("bench", help="measure performance on this machine (JSON figures)")
+    what = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    cam = what.add_parser("camera", help="camera -> ring -> writer -> disk, against the disk")
+    cam.add_argument("--seconds", type=float, default=60.0, help="length of the 150 fps run")
+    cam.add_argument("--dir", type=Path, default=None, help="folder on the disk to measure")
+    cam.add_argument("--json", action="store_true", help="print only the JSON object")
+    ring = what.add_parser("ringbuffer", help="ring copy rate against numpy")
+    ring.add_argument("--json", action="store_true", help="print only the JSON object")
+
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
     chk.add_argument("--json", action="store_true", help="print one JSON object")
@@ -177,6 +186,19 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if report["ok"] else EXIT_NOT_OK
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from mmmelab import bench
+
+    if args.bench == "camera":
+        if args.dir is not None and not args.dir.is_dir():
+            raise LabError(f"--dir {args.dir} is not a folder")
+        result = bench.bench_camera(args.seconds, args.dir, bench.progress_to_stderr)
+    else:
+        result = bench.bench_ringbuffer()
+    print(json.dumps(result, indent=None if args.json else 2))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     # liblsl reads its configuration when pylsl is first imported (below, lazily).
     from importlib import resources
@@ -196,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "record":
             return _record(args.lab, args.protocol, args.out, args)
+        if args.command == "bench":
+            return _bench(args)
         return _check(args)
     except LabError as exc:
         print(f"mmme {args.command}: error: {exc}", file=sys.stderr)

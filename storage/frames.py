@@ -182,6 +182,32 @@ class FrameWriter:
         self.count += 1
         self.bytes_written += stride
 
+    def append_run(self, frames: np.ndarray, records: np.ndarray) -> None:
+        """Write consecutive full-stride frames (``(m, stride)``, C-contiguous, page-aligned)
+        with as few large writes as the chunk files allow, then their journal records.
+
+        Used by the writer process on runs of ring slots, which are contiguous in memory.
+        """
+        per = self.geometry.frames_per_chunk
+        stride = self.geometry.stride
+        if frames.ndim != 2 or frames.shape[1] != stride or frames.ctypes.data % PAGE:
+            for i in range(len(frames)):
+                self.append(frames[i], records[i : i + 1])
+            return
+        done = 0
+        while done < len(frames):
+            chunk = self.count // per
+            if chunk != self._chunk:
+                self._open_chunk(chunk)
+            take = min(len(frames) - done, per - self.count % per)
+            self._write_all(self._chunk_fd, frames[done : done + take].reshape(-1).data)
+            part = records[done : done + take]
+            part["index"] = np.arange(self.count, self.count + take)
+            self._write_all(self._journal_fd, memoryview(part.tobytes()))
+            self.count += take
+            self.bytes_written += take * stride
+            done += take
+
     @staticmethod
     def _write_all(fd: int, data: memoryview) -> None:
         while data.nbytes:

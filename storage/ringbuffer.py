@@ -205,6 +205,10 @@ class FrameRing:
         slot = seq % self.n_slots
         return self.slots[slot], self.meta[slot : slot + 1]
 
+    def read_slot(self, c: int) -> int:
+        """Slot index of consumer ``c``'s next unread frame."""
+        return self._consumer(c, C_READ) % self.n_slots
+
     def release(self, c: int, count: int = 1) -> None:
         self.header[H_CONSUMER + 8 * c + C_READ] += count
 

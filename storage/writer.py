@@ -50,7 +50,7 @@ class WriterSpec:
     preview_name: str = ""
     preview_factor: int = 2
     preview_fps: float = 30.0
-    batch: int = 16
+    batch: int = 8
 
 
 def writer_main(spec: WriterSpec) -> None:
@@ -110,10 +110,9 @@ def _loop(
             time.sleep(0.0005)
         else:
             t0 = time.perf_counter_ns()
-            take = min(n, spec.batch)
-            for k in range(take):
-                view, record = ring.get(WRITER, k)
-                writer.append(view, record)
+            first = ring.read_slot(WRITER)
+            take = min(n, spec.batch, ring.n_slots - first)  # a run of contiguous slots
+            writer.append_run(ring.slots[first : first + take], ring.meta[first : first + take])
             ring.release(WRITER, take)
             ring.user[U_FRAMES] += take
             ring.user[U_BYTES] += take * stride
