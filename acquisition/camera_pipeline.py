@@ -191,8 +191,10 @@ class CameraPipeline:
     def _final_stats(self) -> None:
         if self.writer is not None:
             self.tel.written = self.writer.stats()["frames"]
+        self.tel.frames = self.camera.frames
         self.tel.ring_overflow = self.ring.overflow
         self.tel.ring_high_water = self.ring.high_water_frac(WRITER)
+        self.tel.dropped = self.camera.dropped + self.tel.ring_overflow
 
     def _release(self) -> None:
         if self.preview is not None:

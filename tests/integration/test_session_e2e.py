@@ -23,7 +23,7 @@ from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.frames import JOURNAL_DTYPE
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.sync.codes import EventCode
-from tests.conftest import write_small_lab_toml
+from tests.conftest import TINY_PROTOCOL, write_small_lab_toml
 
 pytestmark = pytest.mark.slow
 
@@ -84,8 +84,6 @@ def test_cli_demo_then_check_json(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     lab = write_small_lab_toml(tmp_path / "lab.toml", tmp_path / "data")
     proto = tmp_path / "p.toml"
-    from tests.conftest import TINY_PROTOCOL
-
     proto.write_text(TINY_PROTOCOL)
     rec = subprocess.run(
         [
@@ -148,17 +146,20 @@ def _journal_frames(folder: Path) -> int:
     return path.stat().st_size // JOURNAL_DTYPE.itemsize if path.exists() else 0
 
 
+def _shm_segments() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("psm_*")} if Path("/dev/shm").is_dir() else set()
+
+
 def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
+    import psutil
+
+    from mmmelab.drivers.lsl import local_clock
+
     lab = write_small_lab_toml(tmp_path / "lab.toml", tmp_path / "data")
     proto = tmp_path / "p.toml"
-    proto.write_text(
-        (Path(__file__).parent.parent / "conftest.py")
-        .read_text()
-        .split('TINY_PROTOCOL = """')[1]
-        .split('"""')[0]
-        .replace("duration_s = 0.8", "duration_s = 30.0")
-    )
+    proto.write_text(TINY_PROTOCOL.replace("duration_s = 0.8", "duration_s = 30.0"))
     out = tmp_path / "out"
+    shm_before = _shm_segments()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -188,20 +189,29 @@ def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
             time.sleep(0.05)
         assert folder is not None, "the recorder never got going"
         time.sleep(1.5)  # let signals.h5 flush at least once more
-        before = _journal_frames(folder)
+        children = psutil.Process(proc.pid).children()
+        writers = [c for c in children if "mmmelab.storage.writer" in " ".join(c.cmdline())]
+        assert len(writers) == 1
+        t_kill = local_clock()
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+    # the orphaned writer drains the ring and exits by itself
+    gone, alive = psutil.wait_procs(writers, timeout=10)
+    assert not alive, "the frame writer outlived its recorder"
     with open_session(folder) as s:
         assert s.status is SessionStatus.RECORDING
         assert any("did not finish" in p for p in s.problems)
         cam = s.streams["camera"]
         assert isinstance(cam, CameraStream)
-        assert cam.count >= before  # nothing journalled before the kill was lost
-        last = cam.frames[cam.count - 1]  # and the last frame's bytes are all there
+        nf = cam.journal["acq_nframe"].astype(np.int64)
+        assert nf[0] == 1 and np.all(np.diff(nf) == 1)  # no frame missing up to the end
+        # every frame the camera delivered more than 1 s before the kill is on disk
+        assert cam.host_time[-1] >= t_kill - 1.0
+        last = cam.frames[cam.count - 1]
         assert last.shape == (128, 256) and last.max() > 0
         eeg = s.streams["eeg"]
         assert eeg.count > 1000 and eeg.data.shape[1] == 64
@@ -209,3 +219,8 @@ def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
     report = check_session(folder)
     assert report["ok"] is False
     assert any("did not finish" in p for p in report["problems"])
+    # the killed recorder's shared memory is reclaimed (by its resource tracker)
+    deadline = time.monotonic() + 10
+    while _shm_segments() - shm_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _shm_segments() - shm_before
