@@ -112,6 +112,7 @@ class CameraGrabber(Recorder):
                 record["api_skipped"] = p.tel.api_skipped
                 record["transport_skipped"] = p.tel.transport_skipped
                 record["gain_db"] = info.gain_db
+                record["flags"] = info.flags
                 ring.commit(slot, record)
                 p.last_gpi = info.gpi_level
                 self.first_data.set()

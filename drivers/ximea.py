@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 XI_TIMEOUT = 10
 LOST_CODES = {1, 45, 46, 49, 56}  # invalid handle, acquisition stopped/failed, not ready, gone
 TS_WRAP_US = 1 << 32
+WRAP_WINDOW_US = 1_000_000  # a backward jump from within 1 s of 2^32 us is a wrap
+FLAG_CLOCK_RESET = 1  # journal flag: first frame after a timestamp reset
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class FrameInfo:
     exposure_us: int
     gain_db: float
     host_time: float
+    flags: int = 0
 
 
 class XimeaCamera:
@@ -203,8 +206,24 @@ class XimeaCamera:
             raise self._error(exc, "grabbing a frame") from None
         host = self.clock()
         raw_ts = img.tsSec * 1_000_000 + img.tsUSec
+        flags = 0
         if raw_ts < self._last_raw_ts:
-            self._wraps += 1
+            if self._last_raw_ts > TS_WRAP_US - WRAP_WINDOW_US:
+                self._wraps += 1  # the 32-bit counter wrapped
+            else:
+                # The counter was zeroed (timestamp reset on a trigger edge): a new
+                # time base starts here; alignment splits its segments at this frame.
+                self._wraps = 0
+                flags |= FLAG_CLOCK_RESET
+                self.faults.append(
+                    DeviceFault(
+                        host,
+                        "clock_reset",
+                        1,
+                        f"camera timestamp reset from "
+                        f"{self._last_raw_ts} us to {raw_ts} us at acq_nframe {img.acq_nframe}",
+                    )
+                )
         self._last_raw_ts = raw_ts
         nframe = int(img.acq_nframe)
         gap = nframe - self._last_nframe - 1
@@ -225,6 +244,7 @@ class XimeaCamera:
             int(img.exposure_time_us),
             float(img.gain_db),
             host,
+            flags,
         )
 
     def skipped_counters(self) -> tuple[int, int]:

@@ -41,13 +41,13 @@ def _quiet(_: str) -> None:
 def _camera_lab(fps: float, exposure_us: float) -> LabConfig:
     lab = load_lab(shipped("labs", "simulated"))
     cam = dataclasses.replace(lab.camera, fps=fps, exposure_us=exposure_us, queue_frames=300)
-    off = {"simulate": False}
+    # only the camera is simulated (and used); nothing else is started
     return dataclasses.replace(
         lab,
         camera=cam,
-        eeg=dataclasses.replace(lab.eeg, **off),
-        physio=dataclasses.replace(lab.physio, **off),
-        triggerbox=dataclasses.replace(lab.triggerbox, **off),
+        eeg=dataclasses.replace(lab.eeg, simulate=False),
+        physio=dataclasses.replace(lab.physio, simulate=False),
+        triggerbox=dataclasses.replace(lab.triggerbox, simulate=False),
     )
 
 

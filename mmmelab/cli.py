@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(started: float) -> Any:
+def _progress(started: float, engine: Any) -> Any:
     from mmmelab.acquisition.paradigm import Phase
 
     def show(phase: Phase, trial: Any) -> None:
@@ -96,7 +96,19 @@ def _progress(started: float) -> Any:
         if trial is not None:
             block = "practice" if trial.practice else "trial"
             what = f"{block} {trial.index + 1}  {trial.clip.id}"
-        print(f"[{elapsed:7.1f} s] {phase.value:<10} {what}", file=sys.stderr, flush=True)
+        cam = engine.telemetry().get("camera", {})
+        health = ""
+        if cam.get("fps"):
+            health = (
+                f"  | camera {cam['fps']:.0f} fps, ring {cam['ring_fill']:.0%}, writer "
+                f"{cam['writer_mb_s']:.0f} MB/s, dropped {cam['dropped']}, disk full in "
+                f"{cam['time_to_full_s'] / 60:.0f} min"
+            )
+        print(
+            f"[{elapsed:7.1f} s] {phase.value:<10} {what:<24}{health}", file=sys.stderr, flush=True
+        )
+        if cam.get("warning"):
+            print(f"            WARNING: {cam['warning']}", file=sys.stderr, flush=True)
 
     return show
 
@@ -128,7 +140,7 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
             flush=True,
         )
         try:
-            engine.run(_progress(time.monotonic()))
+            engine.run(_progress(time.monotonic(), engine))
         except KeyboardInterrupt:
             print("interrupted: stopping and saving ...", file=sys.stderr, flush=True)
             engine.stop()

@@ -128,6 +128,8 @@ class SimulatedCamera:
         self.api_skipped = 0
         self.delivered = 0
         self._scene: Scene | None = None
+        self._armed_at = 0.0
+        self._reset_at: float | None = None
         self._out: np.ndarray | None = None
         self.drop_frames: set[int] = set()  # acq_nframe numbers lost in transport (faults)
         self.transport_skipped = 0
@@ -201,9 +203,30 @@ class SimulatedCamera:
         return XI_OK, p.value, p.kind
 
     def _ts_us(self, master: float) -> int:
+        reset = self._reset_time(master)
+        if reset is not None:  # counter zeroed at the trigger edge, counting since
+            dev = float(self.device_clock.device_time(master)) - float(
+                self.device_clock.device_time(reset)
+            )
+            return int(dev * 1e6) % TS_WRAP_US
         return (
             int(float(self.device_clock.device_time(master)) * 1e6) + self.ts_offset_us
         ) % TS_WRAP_US
+
+    def _reset_time(self, master: float) -> float | None:
+        """Master time of the GPI 1 rising edge that reset the timestamp, if one did by
+        ``master`` (``ts_rst_source`` = GPI 1, armed at acquisition start)."""
+        if self.params["ts_rst_source"].value != 1 or not self._armed_at:
+            return None
+        if self._reset_at is None:
+            prev = 0
+            for t, level in self.wire.history():
+                high = int(bool(level & self.gpi_mask))
+                if t > self._armed_at and high and not prev:
+                    self._reset_at = t
+                    break
+                prev = high
+        return self._reset_at if self._reset_at is not None and self._reset_at <= master else None
 
     # ------------------------------------------------------------ acquisition
 
@@ -221,6 +244,8 @@ class SimulatedCamera:
             self._next = 0
             self.api_skipped = self.delivered = self.transport_skipped = 0
             self._t0 = self.clock()
+            self._armed_at = self._t0
+            self._reset_at = None
             self.acquiring = True
             return XI_OK
 

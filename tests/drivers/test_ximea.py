@@ -10,7 +10,7 @@ import pytest
 
 from mmmelab.config import CameraConfig
 from mmmelab.drivers.lsl import local_clock
-from mmmelab.drivers.ximea import XimeaCamera
+from mmmelab.drivers.ximea import FLAG_CLOCK_RESET, XimeaCamera
 from mmmelab.errors import DeviceError, DeviceLostError
 from mmmelab.hardware_mocks.wire import VirtualWire
 from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
@@ -131,3 +131,27 @@ def test_unplugged_mid_recording_raises_device_lost(sim):
         with pytest.raises(DeviceLostError) as info:
             grab(driver, 1)
         assert info.value.code == 49 and "Device not ready" in str(info.value)
+
+
+def test_timestamp_resets_on_the_first_trigger_edge(sim):
+    cam, wire = sim
+    cam.ts_offset_us = 5_000_000  # the camera has been running a while
+    cfg = dataclasses.replace(CFG, timestamp_reset_on_trigger=True)
+    with XimeaCamera(cfg, local_clock) as driver:
+        assert cam.params["ts_rst_source"].value == 1 and cam.params["ts_rst_mode"].value == 0
+        driver.start()
+        t0 = local_clock()
+        wire.set(1, t0 + 0.1)
+        wire.set(0, t0 + 0.13)
+        wire.set(1, t0 + 0.2)  # a later edge does not reset again (armed once)
+        wire.set(0, t0 + 0.23)
+        infos = [f for f, _ in grab(driver, 60)]
+    ts = np.array([i.ts_us for i in infos])
+    host = np.array([i.host_time for i in infos])
+    after = host > t0 + 0.12
+    assert ts[after].min() < 40_000  # counting from the edge, not from boot
+    assert np.all(np.diff(ts[after]) > 0)  # and only once
+    assert ts[~after].max() > 1_000_000
+    resets = [i for i in infos if i.flags & FLAG_CLOCK_RESET]
+    assert len(resets) == 1 and resets[0].host_time > t0 + 0.1
+    assert [f.kind for f in driver.faults] == ["clock_reset"]
