@@ -53,7 +53,7 @@ TELEMETRY_DTYPE = np.dtype(
 )
 RING_WARN_FRAC = 0.5
 RING_MAX_BYTES = 1 << 30  # at most 1 GiB of shared memory for the frame ring
-DISK_WARN_S = 600.0
+DISK_WARN_S = 60.0  # warn when the disk would fill less than this after the planned end
 
 
 @dataclass
@@ -138,6 +138,7 @@ class CameraPipeline:
         fault_sink: FaultSink,
         telemetry_sink: Callable[[np.ndarray], None] | None = None,
         ring_seconds: float = 2.0,
+        planned_end: float | None = None,
         preview_factor: int = 2,
         direct: bool = True,
     ) -> None:
@@ -147,6 +148,7 @@ class CameraPipeline:
         self.clock = clock
         self.fps = camera.config.fps
         self.telemetry_sink = telemetry_sink
+        self.planned_end = planned_end  # master time the session should end, if known
         slot_bytes = geometry.stride
         n_slots = max(16, min(int(round(self.fps * ring_seconds)), RING_MAX_BYTES // slot_bytes))
         self.ring = FrameRing.create(
@@ -262,7 +264,8 @@ class CameraPipeline:
             self._warned_ring = True
         elif tel.ring_fill < RING_WARN_FRAC / 2:
             self._warned_ring = False
-        if tel.time_to_full_s < DISK_WARN_S:
+        remaining = (self.planned_end - now) if self.planned_end is not None else 0.0
+        if tel.time_to_full_s < 1.1 * max(remaining, 0.0) + DISK_WARN_S:
             warnings.append(f"disk full in {tel.time_to_full_s / 60:.1f} min at this rate")
             if not self._warned_disk:
                 grabber.fault(now, "warning", 1, warnings[-1])

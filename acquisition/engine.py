@@ -235,6 +235,7 @@ class SessionEngine:
             self.clock,
             signals.fault,
             telemetry_sink=lambda row: signals.log("telemetry", row),
+            planned_end=self.clock() + self.protocol.planned_duration_s(),
         )
         self.recorders["camera"] = self.pipeline.grabber
         for name, driver in self.signal_drivers.items():

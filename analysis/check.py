@@ -102,7 +102,11 @@ def check_session(path: Path | str) -> dict[str, Any]:
             problems.append(
                 f"{len(plan) - found} of the {len(plan)} markers the protocol implies are missing"
             )
+        warnings = []
         for row in session.faults:
+            if row["kind"].decode() == "warning":
+                warnings.append(f"{row['stream'].decode()}: {row['detail'].decode()}")
+                continue
             problems.append(
                 f"{row['stream'].decode()}: {row['kind'].decode()} "
                 f"({int(row['count'])}): {row['detail'].decode()}"
@@ -115,6 +119,7 @@ def check_session(path: Path | str) -> dict[str, Any]:
             "streams": streams,
             "markers": {"expected": len(plan), "found": found},
             "problems": problems,
+            "warnings": warnings,
         }
 
 

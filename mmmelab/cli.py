@@ -172,6 +172,8 @@ def _print_summary(report: dict[str, Any], stop_s: float) -> None:
     print(f"  markers: {m['found']}/{m['expected']} of those the protocol implies")
     for problem in report["problems"]:
         print(f"  problem: {problem}")
+    for warning in report.get("warnings", []):
+        print(f"  warning: {warning}")
     print("check:   " + ("ok" if report["ok"] else "NOT OK"))
 
 
