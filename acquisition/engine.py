@@ -32,14 +32,14 @@ from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
 from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
 from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
-from mmmelab.config import DEMO_STIMULI, EegProtocol, LabConfig, Protocol
+from mmmelab.config import DEMO_STIMULI, LabConfig, Protocol
 from mmmelab.drivers.base import SignalDriver, SignalLayout
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import MarkerOutlet, local_clock
-from mmmelab.drivers.neuroscan import CurryClient
+from mmmelab.drivers.neuroscan import make_eeg_driver
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.drivers.ximea import XimeaCamera
-from mmmelab.errors import DeviceError, DeviceTimeoutError, LabError
+from mmmelab.errors import DeviceTimeoutError, LabError
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
@@ -156,14 +156,8 @@ class SessionEngine:
         self.device_info["lsl"] = self.outlet.info()
         self.camera = XimeaCamera(lab.camera, self.clock)
         self.device_info["camera"] = self.camera.open()
-        if lab.eeg.protocol is not EegProtocol.CURRY:
-            raise DeviceError(
-                "eeg",
-                f"protocol {lab.eeg.protocol.value!r} is not available in "
-                f'this version; use "curry"',
-            )
         drivers: list[SignalDriver] = [
-            CurryClient(lab.eeg, self.clock),
+            make_eeg_driver(lab.eeg, self.clock),
             BiopacNdt(lab.physio, self.clock),
         ]
         for driver in drivers:

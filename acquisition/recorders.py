@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 
 from mmmelab.drivers.base import DeviceFault, SignalDriver
-from mmmelab.errors import LabError
+from mmmelab.errors import DeviceLostError, LabError
 from mmmelab.storage.signals import SignalFile
 
 logger = logging.getLogger(__name__)
@@ -80,20 +80,60 @@ class Recorder:
 
 
 class SignalRecorder(Recorder):
-    """Reads sample blocks from an EEG or physiology driver into ``signals.h5``."""
+    """Reads sample blocks from an EEG or physiology driver into ``signals.h5``.
+
+    A lost connection is retried (for drivers with ``reconnect()``) with back-off
+    for ``reconnect_s``; the disconnection, the reconnection and the samples lost
+    in between are recorded. If it does not come back, the stream stops with the
+    error while the others keep recording.
+    """
 
     def __init__(
-        self, driver: SignalDriver, signals: SignalFile, clock: Callable[[], float]
+        self,
+        driver: SignalDriver,
+        signals: SignalFile,
+        clock: Callable[[], float],
+        reconnect_s: float = 10.0,
     ) -> None:
         super().__init__(driver.name, signals.fault, clock)
         self.driver = driver
         self.signals = signals
         self.samples = 0
         self.last_block_time = float("nan")
+        self.reconnect_s = reconnect_s
+        self.reconnects = 0
+
+    def _reconnect(self) -> bool:
+        reconnect = getattr(self.driver, "reconnect", None)
+        if reconnect is None:
+            return False
+        lost = self.clock()
+        delay = 0.1
+        while not self._stop.is_set() and self.clock() - lost < self.reconnect_s:
+            try:
+                reconnect()
+            except LabError as exc:
+                logger.warning("%s: reconnecting failed (%s); retrying", self.name, exc)
+                self._stop.wait(delay)
+                delay = min(2 * delay, 1.0)
+                continue
+            self.reconnects += 1
+            self.fault(
+                self.clock(), "reconnect", 1, f"reconnected after {self.clock() - lost:.2f} s"
+            )
+            return True
+        return False
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            blocks = self.driver.read(0.1)
+            try:
+                blocks = self.driver.read(0.1)
+            except DeviceLostError as exc:
+                self._drain_faults(self.driver.faults)
+                self.fault(self.clock(), "disconnect", 1, str(exc))
+                if not self._reconnect():
+                    raise
+                continue
             for block in blocks:
                 self.signals.append(
                     self.name, block.first_sample, block.data, block.host_time, block.aux

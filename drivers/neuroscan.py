@@ -1,13 +1,24 @@
-"""Neuroscan SynAmps RT through Curry 8/9 NetStreaming (TCP client).
+"""Neuroscan SynAmps RT over TCP: Curry 8/9 NetStreaming or the Acquire (Scan 4.x) server.
 
-Protocol facts: ../shared/reference/devices.md section 1b. The client reads
-exact byte counts, resynchronises on garbage by searching for the next
-``DATA``/``CTRL`` id, keeps the absolute sample index of every block so gaps
-are visible (and recorded as faults), and keeps the whole 16-bit event word of
-the trigger channel; the stimulus code is its low byte.
+One client, two framings, chosen by ``devices.eeg.protocol`` (facts:
+../shared/reference/devices.md section 1b):
 
-Threads: ``connect``/``start`` run on the engine's control thread, ``read`` on
-the EEG recorder thread, ``close`` on the control thread after that thread stopped.
+* **curry** - 20-byte big-endian header with the block's absolute start sample;
+  basic and channel info; float32 microvolt blocks, channel-fastest; event
+  packets with sample indices; the trigger is the channel labelled "Trigger".
+* **acquire** - 12-byte big-endian header, little-endian bodies; BasicInfo with
+  the microvolts per count; 16- or 32-bit blocks, sample-major, the event
+  channel last. It has no sample index: samples are counted, and a gap across a
+  reconnect is estimated from the host clock (and recorded as estimated).
+
+Both read exact byte counts, resynchronise on garbage by searching for the next
+``DATA``/``CTRL`` id, keep absolute sample indices so gaps are visible (and
+recorded as faults), and keep the whole 16-bit event word: the stimulus code is
+its low byte, the high byte is kept apart (it idles at 0xFF on some setups).
+``reconnect()`` re-runs the handshake after a lost connection.
+
+Threads: ``connect``/``start``/``close`` on the control thread, ``read`` and
+``reconnect`` on the EEG recorder thread.
 """
 
 from __future__ import annotations
@@ -19,27 +30,24 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mmmelab.config import EegConfig
+from mmmelab.config import EegConfig, EegProtocol
 from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout, recv_exact
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 logger = logging.getLogger(__name__)
 
-HEADER = struct.Struct(">4sHHIII")
 IDS = (b"DATA", b"CTRL")
 MAX_BODY = 16 * 1024 * 1024
-
-REQ_VERSION, REQ_CHANNEL_INFO, REQ_BASIC_INFO = 1, 3, 6
-REQ_STREAM_START, REQ_STREAM_STOP = 8, 9
-DATA_INFO, DATA_EEG, DATA_EVENTS = 1, 2, 3
-INFO_VERSION, INFO_BASIC, INFO_CHANNELS = 1, 2, 4
 TRIGGER_LABELS = ("TRIGGER", "TRIG", "EVENT", "STATUS")
 
 
-class CurryClient:
-    """Client of Curry's NetStreaming server. Implements ``drivers.base.SignalDriver``."""
+class _NeuroscanClient:
+    """Socket, exact reads, resynchronisation and gap bookkeeping shared by both framings."""
 
     name = "eeg"
+    header: struct.Struct
+    protocol = ""
+    display = ""
 
     def __init__(self, config: EegConfig, clock: Callable[[], float]) -> None:
         self.config = config
@@ -47,33 +55,51 @@ class CurryClient:
         self.faults: list[DeviceFault] = []
         self._sock: socket.socket | None = None
         self.labels: list[str] = []
-        self.trigger_index: int | None = None
         self.rate_hz = config.rate_hz
-        self.version = 0
         self._next_sample: int | None = None
-        self.events: list[tuple[int, int]] = []  # (sample index, code) from event packets
         self.skipped_bytes = 0
+        self.layout: SignalLayout | None = None
 
-    # -------------------------------------------------------------- packets
-
-    def _send(self, request: int) -> None:
-        assert self._sock is not None
+    def _open_socket(self) -> None:
+        cfg = self.config
         try:
-            self._sock.sendall(HEADER.pack(b"CTRL", 2, request, 0, 0, 0))
+            self._sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.timeout_s)
+        except TimeoutError:
+            raise DeviceTimeoutError(
+                self.name,
+                f"{self.display} at {cfg.host}:{cfg.port} did "
+                f"not answer within {cfg.timeout_s:g} s",
+            ) from None
+        except OSError as exc:
+            raise DeviceError(
+                self.name,
+                f"cannot reach {self.display} at {cfg.host}:"
+                f"{cfg.port} ({exc}); is its TCP server enabled?",
+            ) from None
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _send(self, packet: bytes) -> None:
+        if self._sock is None:
+            raise DeviceLostError(self.name, "not connected")
+        try:
+            self._sock.sendall(packet)
         except OSError as exc:
             raise DeviceLostError(self.name, f"send failed ({exc})") from None
 
-    def _read_packet(self) -> tuple[int, int, int, bytes]:
-        """One packet (code, request, sample, body); skips garbage until a valid header."""
-        assert self._sock is not None
-        head = recv_exact(self._sock, HEADER.size, self.name)
+    def _read_packet(self) -> tuple[tuple, bytes]:
+        """One packet (header fields, body), skipping garbage until a valid header."""
+        if self._sock is None:
+            raise DeviceLostError(self.name, "not connected")
+        size = self.header.size
+        head = recv_exact(self._sock, size, self.name)
         skipped = 0
         while head[:4] not in IDS:
-            # Resynchronise: slide forward to the next packet id.
             pos = min((p for p in (head.find(i, 1) for i in IDS) if p > 0), default=-1)
-            drop = pos if pos > 0 else len(head) - 3
+            drop = pos if pos > 0 else size - 3
             skipped += drop
             head = head[drop:] + recv_exact(self._sock, drop, self.name)
+        fields = self.header.unpack(head)
+        body_size = fields[-1] if self.protocol == "acquire" else fields[4]
         if skipped:
             self.skipped_bytes += skipped
             self.faults.append(
@@ -84,67 +110,118 @@ class CurryClient:
                     f"skipped {skipped} bytes of garbage before a header",
                 )
             )
-        chan, code, request, sample, size, _ = HEADER.unpack(head)
-        if size > MAX_BODY:
+        if body_size > MAX_BODY:
+            raise DeviceLostError(
+                self.name,
+                f"packet announces {body_size} bytes (limit {MAX_BODY}); the stream is corrupt",
+            )
+        body = recv_exact(self._sock, body_size, self.name) if body_size else b""
+        return fields, body
+
+    def _check_layout(self, n_eeg: int, rate: float) -> None:
+        cfg = self.config
+        if abs(rate - cfg.rate_hz) > 1e-6:
             raise DeviceError(
                 self.name,
-                f"packet announces {size} bytes (limit {MAX_BODY}); the stream is corrupt",
+                f"the amplifier streams at {rate:g} Hz but the lab "
+                f"config expects {cfg.rate_hz:g} Hz",
             )
-        body = recv_exact(self._sock, size, self.name) if size else b""
-        return code, request, sample, body
+        if n_eeg != cfg.channels:
+            raise DeviceError(
+                self.name,
+                f"the amplifier streams {n_eeg} EEG channels but the "
+                f"lab config expects {cfg.channels}",
+            )
+
+    def _record_gap(self, now: float, sample: int) -> None:
+        if self._next_sample is not None and sample != self._next_sample:
+            self.faults.append(
+                DeviceFault(
+                    now,
+                    "gap",
+                    sample - self._next_sample,
+                    f"sample index jumped from {self._next_sample} to {sample}",
+                )
+            )
+
+    def _drop_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def connect(self) -> SignalLayout:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def reconnect(self) -> None:
+        """After a lost connection: connect, check the layout did not change, start again."""
+        self._drop_socket()
+        before = self.layout
+        layout = self.connect()
+        if before is not None and layout != before:
+            raise DeviceError(
+                self.name,
+                "the amplifier came back with a different channel "
+                "layout; the stream cannot continue",
+            )
+        self.start()
+
+    def info(self) -> dict[str, object]:
+        return {
+            "protocol": self.protocol,
+            "host": self.config.host,
+            "port": self.config.port,
+            "channels": len(self.layout.channels) if self.layout else 0,
+            "rate_hz": self.rate_hz,
+        }
+
+
+class CurryClient(_NeuroscanClient):
+    """Client of Curry's NetStreaming server. Implements ``drivers.base.SignalDriver``."""
+
+    header = struct.Struct(">4sHHIII")
+    protocol = "curry"
+    display = "Curry"
+
+    def __init__(self, config: EegConfig, clock: Callable[[], float]) -> None:
+        super().__init__(config, clock)
+        self.trigger_index: int | None = None
+        self.version = 0
+        self.events: list[tuple[int, int]] = []  # (sample index, code) from event packets
+
+    def _request(self, request: int) -> None:
+        self._send(self.header.pack(b"CTRL", 2, request, 0, 0, 0))
 
     def _expect_info(self, info_type: int) -> bytes:
         for _ in range(100):
-            code, request, _, body = self._read_packet()
-            if code == DATA_INFO and request == info_type:
+            (_, code, request, _, _, _), body = self._read_packet()
+            if code == 1 and request == info_type:
                 return body
         raise DeviceError(self.name, f"no info packet of type {info_type} in the answer")
 
-    # -------------------------------------------------------------- lifecycle
-
     def connect(self) -> SignalLayout:
-        cfg = self.config
-        try:
-            self._sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.timeout_s)
-        except TimeoutError:
-            raise DeviceTimeoutError(
-                self.name,
-                f"Curry at {cfg.host}:{cfg.port} did not answer within {cfg.timeout_s:g} s",
-            ) from None
-        except OSError as exc:
-            raise DeviceError(
-                self.name,
-                f"cannot reach Curry at {cfg.host}:{cfg.port} ({exc}); is NetStreaming enabled?",
-            ) from None
-        self._send(REQ_VERSION)
-        body = self._expect_info(INFO_VERSION)
+        self._open_socket()
+        self._request(1)
+        body = self._expect_info(1)
         self.version = struct.unpack_from("<I", body)[0] if len(body) >= 4 else 0
-        self._send(REQ_BASIC_INFO)
-        body = self._expect_info(INFO_BASIC)
-        _, n_chan, rate, data_size, _, _ = struct.unpack_from("<6I", body)
+        self._request(6)
+        _, n_chan, rate, data_size, _, _ = struct.unpack_from("<6I", self._expect_info(2))
         if not 0 < n_chan < 300 or data_size not in (2, 4):
             raise DeviceError(
                 self.name, f"implausible basic info: {n_chan} channels, {data_size}-byte samples"
             )
         self.rate_hz = float(rate)
-        self._send(REQ_CHANNEL_INFO)
-        body = self._expect_info(INFO_CHANNELS)
-        self.labels = self._parse_channels(body, n_chan)
-        upper = [lab.upper() for lab in self.labels]
-        hits = [i for i, lab in enumerate(upper) if lab in TRIGGER_LABELS]
+        self._request(3)
+        self.labels = self._parse_channels(self._expect_info(4), n_chan)
+        hits = [i for i, lab in enumerate(self.labels) if lab.upper() in TRIGGER_LABELS]
         self.trigger_index = hits[-1] if hits else None
         eeg = tuple(lab for i, lab in enumerate(self.labels) if i != self.trigger_index)
-        if abs(self.rate_hz - cfg.rate_hz) > 1e-6:
-            raise DeviceError(
-                self.name,
-                f"Curry streams at {self.rate_hz:g} Hz but the lab "
-                f"config expects {cfg.rate_hz:g} Hz",
-            )
-        if len(eeg) != cfg.channels:
-            raise DeviceError(
-                self.name,
-                f"Curry streams {len(eeg)} EEG channels but the lab config expects {cfg.channels}",
-            )
+        self._check_layout(len(eeg), self.rate_hz)
+        self.layout = SignalLayout(
+            channels=eeg, units="uV", rate_hz=self.rate_hz, aux=(AuxLayout("trigger", "<u2"),)
+        )
         logger.info(
             "Curry %s: %d channels at %g Hz, trigger channel %s",
             self.version,
@@ -152,39 +229,39 @@ class CurryClient:
             self.rate_hz,
             self.trigger_index,
         )
-        return SignalLayout(
-            channels=eeg, units="uV", rate_hz=self.rate_hz, aux=(AuxLayout("trigger", "<u2"),)
-        )
+        return self.layout
 
     @staticmethod
     def _parse_channels(body: bytes, n_chan: int) -> list[str]:
         size = len(body) // n_chan if n_chan else 0
         if size < 84:
             raise DeviceError("eeg", f"channel info of {len(body)} bytes for {n_chan} channels")
-        labels = []
-        for i in range(n_chan):
-            raw = body[i * size + 4 : i * size + 84]
-            labels.append(raw.decode("utf-16-le", "replace").split("\0", 1)[0].strip())
-        return labels
+        return [
+            body[i * size + 4 : i * size + 84]
+            .decode("utf-16-le", "replace")
+            .split("\0", 1)[0]
+            .strip()
+            for i in range(n_chan)
+        ]
 
     def start(self) -> None:
-        self._send(REQ_STREAM_START)
+        self._request(8)
 
     def read(self, timeout_s: float) -> list[SampleBlock]:
         """The next data block (or none within ``timeout_s``); event packets are kept aside."""
         assert self._sock is not None
         self._sock.settimeout(timeout_s)
         try:
-            code, request, sample, body = self._read_packet()
+            (_, code, request, sample, _, _), body = self._read_packet()
         except DeviceTimeoutError:
             return []
         now = self.clock()
-        if code == DATA_EVENTS:
+        if code == 3:
             for off in range(0, len(body) - 15, 536):
                 ev_type, _, start, _ = struct.unpack_from("<iiii", body, off)
                 self.events.append((start, ev_type))
             return []
-        if code != DATA_EEG:
+        if code != 2:
             return []
         if request != 1:
             raise DeviceError(
@@ -206,32 +283,26 @@ class CurryClient:
             )
             return []
         block = values.reshape(-1, n_all)
-        if self._next_sample is not None and sample != self._next_sample:
-            missing = sample - self._next_sample
-            self.faults.append(
-                DeviceFault(
-                    now, "gap", missing, f"sample index jumped from {self._next_sample} to {sample}"
-                )
-            )
+        self._record_gap(now, sample)
         self._next_sample = sample + len(block)
-        aux = {}
         if self.trigger_index is not None:
             word = np.rint(block[:, self.trigger_index]).astype(np.int64) & 0xFFFF
-            aux["trigger"] = word.astype(np.uint16)
             data = np.delete(block, self.trigger_index, axis=1)
         else:
-            aux["trigger"] = np.zeros(len(block), np.uint16)
+            word = np.zeros(len(block), np.int64)
             data = block
-        return [SampleBlock(sample, np.ascontiguousarray(data, dtype=np.float32), now, aux)]
+        return [
+            SampleBlock(
+                sample,
+                np.ascontiguousarray(data, dtype=np.float32),
+                now,
+                {"trigger": word.astype(np.uint16)},
+            )
+        ]
 
     def info(self) -> dict[str, object]:
-        return {
-            "protocol": "curry",
-            "host": self.config.host,
-            "port": self.config.port,
+        return super().info() | {
             "server_version": self.version,
-            "channels": len(self.labels) - (self.trigger_index is not None),
-            "rate_hz": self.rate_hz,
             "trigger_channel": None
             if self.trigger_index is None
             else self.labels[self.trigger_index],
@@ -241,8 +312,148 @@ class CurryClient:
         if self._sock is None:
             return
         try:
-            self._send(REQ_STREAM_STOP)
+            self._request(9)
         except DeviceError:
             pass
-        self._sock.close()
-        self._sock = None
+        self._drop_socket()
+
+
+class AcquireClient(_NeuroscanClient):
+    """Client of Neuroscan Acquire's TCP server. Implements ``drivers.base.SignalDriver``."""
+
+    header = struct.Struct(">4sHHI")
+    basic = struct.Struct("<Iiiiiif")
+    protocol = "acquire"
+    display = "Acquire"
+
+    def __init__(self, config: EegConfig, clock: Callable[[], float]) -> None:
+        super().__init__(config, clock)
+        self.n_eeg = self.n_evt = self.block_pts = self.data_size = 0
+        self.resolution_uv = 0.0
+        self._count = 0  # samples counted since the first block
+        self._lost_at: float | None = None
+
+    def _ctrl(self, code: int, request: int) -> None:
+        self._send(self.header.pack(b"CTRL", code, request, 0))
+
+    def connect(self) -> SignalLayout:
+        self._open_socket()
+        self._ctrl(3, 5)  # RequestBasicInfo
+        for _ in range(100):
+            (ident, code, request, _), body = self._read_packet()
+            if (ident, code, request) == (b"DATA", 1, 3):
+                break
+        else:
+            raise DeviceError(self.name, "Acquire sent no basic info")
+        if len(body) < self.basic.size:
+            raise DeviceError(self.name, f"basic info of {len(body)} bytes (28 expected)")
+        size, n_eeg, n_evt, pts, rate, dsize, res = self.basic.unpack_from(body)
+        if size != 28 or not 0 < n_eeg < 300 or n_evt < 0 or pts <= 0 or dsize not in (2, 4):
+            raise DeviceError(
+                self.name,
+                f"implausible basic info (size {size}, {n_eeg} EEG + "
+                f"{n_evt} event channels, block {pts}, {dsize}-byte "
+                f"samples)",
+            )
+        self.n_eeg, self.n_evt, self.block_pts, self.data_size = n_eeg, n_evt, pts, dsize
+        self.resolution_uv = float(res)
+        self.rate_hz = float(rate)
+        self._check_layout(n_eeg, self.rate_hz)
+        self.labels = [f"E{i + 1}" for i in range(n_eeg)]
+        self.layout = SignalLayout(
+            channels=tuple(self.labels),
+            units="uV",
+            rate_hz=self.rate_hz,
+            aux=(AuxLayout("trigger", "<u2"),),
+        )
+        logger.info(
+            "Acquire: %d EEG + %d event channels at %g Hz, %d-bit, %g uV/count",
+            n_eeg,
+            n_evt,
+            self.rate_hz,
+            8 * dsize,
+            self.resolution_uv,
+        )
+        return self.layout
+
+    def start(self) -> None:
+        self._ctrl(2, 1)  # StartAcquisition
+        self._ctrl(3, 3)  # RequestStartData
+
+    def read(self, timeout_s: float) -> list[SampleBlock]:
+        assert self._sock is not None
+        self._sock.settimeout(timeout_s)
+        try:
+            (ident, code, request, _), body = self._read_packet()
+        except DeviceTimeoutError:
+            return []
+        now = self.clock()
+        if ident != b"DATA" or code != 2:
+            return []  # CTRL in the stream: tolerated
+        n_all = self.n_eeg + self.n_evt
+        dsize = 4 if request == 2 else 2
+        if len(body) % (n_all * dsize):
+            self.faults.append(
+                DeviceFault(
+                    now,
+                    "malformed",
+                    1,
+                    f"block of {len(body)} bytes does not hold whole "
+                    f"{n_all}-channel {8 * dsize}-bit samples; dropped",
+                )
+            )
+            return []
+        counts = np.frombuffer(body, dtype="<i4" if dsize == 4 else "<i2").reshape(-1, n_all)
+        n = len(counts)
+        if self._lost_at is not None:
+            # Acquire has no sample index: estimate what the disconnection cost.
+            missing = max(0, int(round((now - self._lost_at) * self.rate_hz)) - n)
+            self._count += missing
+            self.faults.append(
+                DeviceFault(
+                    now,
+                    "gap",
+                    missing,
+                    f"about {missing} samples lost while disconnected "
+                    f"(estimated from the host clock: Acquire carries "
+                    f"no sample index)",
+                )
+            )
+            self._lost_at = None
+        first = self._count
+        self._count += n
+        data = (counts[:, : self.n_eeg] * self.resolution_uv).astype(np.float32)
+        word = (
+            counts[:, self.n_eeg].astype(np.int64) & 0xFFFF if self.n_evt else np.zeros(n, np.int64)
+        )
+        self.last_block_time = now
+        return [SampleBlock(first, data, now, {"trigger": word.astype(np.uint16)})]
+
+    def reconnect(self) -> None:
+        self._lost_at = getattr(self, "last_block_time", self.clock())
+        super().reconnect()
+
+    def info(self) -> dict[str, object]:
+        return super().info() | {
+            "resolution_uv": self.resolution_uv,
+            "data_bits": 8 * self.data_size,
+            "block_points": self.block_pts,
+            "event_channels": self.n_evt,
+        }
+
+    def close(self) -> None:
+        if self._sock is None:
+            return
+        try:
+            self._ctrl(3, 4)  # RequestStopData
+            self._ctrl(1, 2)  # ClosingUp
+        except DeviceError:
+            pass
+        self._drop_socket()
+
+
+def make_eeg_driver(config: EegConfig, clock: Callable[[], float]) -> _NeuroscanClient:
+    """The client for the configured framing."""
+    if config.protocol is EegProtocol.ACQUIRE:
+        return AcquireClient(config, clock)
+    return CurryClient(config, clock)

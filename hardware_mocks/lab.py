@@ -16,8 +16,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mmmelab.config import LabConfig
+from mmmelab.config import EegProtocol, LabConfig
 from mmmelab.hardware_mocks.acqknowledge import AcqKnowledgeServer
+from mmmelab.hardware_mocks.acquire import AcquireServer
 from mmmelab.hardware_mocks.curry import CurryServer
 from mmmelab.hardware_mocks.triggerbox import TriggerBoxSimulator
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
@@ -54,7 +55,7 @@ class SimulatedLab:
 
         self.device_clocks = {n: dev_clock(n) for n in ("camera", "eeg", "physio")}
         self.triggerbox: TriggerBoxSimulator | None = None
-        self.curry: CurryServer | None = None
+        self.eeg_server: CurryServer | AcquireServer | None = None
         self.acq: AcqKnowledgeServer | None = None
         self.camera: SimulatedCamera | None = None
         try:
@@ -63,7 +64,8 @@ class SimulatedLab:
                     self.wire, clock, box=lab.triggerbox.box.value, seed=seed
                 )
             if lab.eeg.simulate:
-                self.curry = CurryServer(
+                server = AcquireServer if lab.eeg.protocol is EegProtocol.ACQUIRE else CurryServer
+                self.eeg_server = server(
                     self.wire,
                     clock,
                     n_channels=lab.eeg.channels,
@@ -102,9 +104,9 @@ class SimulatedLab:
             out = dataclasses.replace(
                 out, triggerbox=dataclasses.replace(out.triggerbox, port=self.triggerbox.port)
             )
-        if self.curry is not None:
+        if self.eeg_server is not None:
             out = dataclasses.replace(
-                out, eeg=dataclasses.replace(out.eeg, host="127.0.0.1", port=self.curry.port)
+                out, eeg=dataclasses.replace(out.eeg, host="127.0.0.1", port=self.eeg_server.port)
             )
         if self.acq is not None:
             out = dataclasses.replace(
@@ -132,7 +134,7 @@ class SimulatedLab:
         return truth
 
     def close(self) -> None:
-        for sim in (self.triggerbox, self.curry, self.acq):
+        for sim in (self.triggerbox, self.eeg_server, self.acq):
             if sim is not None:
                 sim.close()
         if self.camera is not None:
