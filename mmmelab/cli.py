@@ -3,6 +3,8 @@
     mmme demo [--headless] [--out DIR]        the 2-trial protocol on the simulated lab
     mmme record --lab L --protocol P --out D  a headless recording with a given configuration
     mmme check SESSION [--json]               integrity check (exit code 1 when not ok)
+    mmme import FILE [--json]                 summarise a Curry, .cnt or .acq file
+    mmme bench camera|ringbuffer --json       performance figures of this machine
     mmme --version
 
 Errors the user can fix (a bad config file, a device that does not answer, a
@@ -80,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     cam.add_argument("--json", action="store_true", help="print only the JSON object")
     ring = what.add_parser("ringbuffer", help="ring copy rate against numpy")
     ring.add_argument("--json", action="store_true", help="print only the JSON object")
+
+    imp = sub.add_parser("import", help="summarise a vendor file (Curry, .cnt, .acq)")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--json", action="store_true", help="print one JSON object")
 
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
@@ -200,6 +206,20 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if report["ok"] else EXIT_NOT_OK
 
 
+def _import(args: argparse.Namespace) -> int:
+    from mmmelab.analysis.importers import import_file
+
+    summary = import_file(args.file).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    print(f"{summary['path']}: {summary['format']}, start {summary['start']}")
+    for ch in summary["channels"]:
+        print(f"  {ch['name']:<32} {ch['rate_hz']:>10g} Hz {ch['samples']:>9} samples {ch['unit']}")
+    print(f"  {summary['events']} events: {summary['event_labels']}")
+    return EXIT_OK
+
+
 def _bench(args: argparse.Namespace) -> int:
     from mmmelab import bench
 
@@ -234,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             return _record(args.lab, args.protocol, args.out, args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "import":
+            return _import(args)
         return _check(args)
     except LabError as exc:
         print(f"mmme {args.command}: error: {exc}", file=sys.stderr)

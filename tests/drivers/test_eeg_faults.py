@@ -77,8 +77,8 @@ def test_stall_then_burst_loses_nothing(framing):
     assert contiguous(blocks)
     assert [f.kind for f in driver.faults] == []
     arrivals = np.array([b.host_time for b in blocks])
-    assert np.diff(arrivals).max() > 0.5          # the stall was real ...
-    assert len(blocks) >= 35                      # ... and everything came after it
+    assert np.diff(arrivals).max() > 0.5  # the stall was real ...
+    assert len(blocks) >= 35  # ... and everything came after it
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)
@@ -92,9 +92,9 @@ def test_dropped_blocks_are_recorded_as_gaps(framing):
     gaps = [f for f in driver.faults if f.kind == "gap"]
     assert len(gaps) == 1
     if framing == "curry":
-        assert gaps[0].count == 80                # exact: from the sample index
+        assert gaps[0].count == 80  # exact: from the sample index
     else:
-        assert abs(gaps[0].count - 80) <= 12      # estimated from the arrival timing
+        assert abs(gaps[0].count - 80) <= 12  # estimated from the arrival timing
         assert "estimated" in gaps[0].detail
 
 
@@ -117,8 +117,9 @@ def test_disconnect_reconnects_and_records_the_gap(framing, tmp_path):
     with server:
         driver.connect()
         driver.start()
-        spec = SignalSpec("eeg", "eeg", 1000.0, driver.layout.channels, "uV",
-                          (AuxSpec("trigger", "<u2"),))
+        spec = SignalSpec(
+            "eeg", "eeg", 1000.0, driver.layout.channels, "uV", (AuxSpec("trigger", "<u2"),)
+        )
         signals = SignalFile(tmp_path / "s.h5", [spec])
         rec = SignalRecorder(driver, signals, local_clock, reconnect_s=5.0)
         rec.start()
@@ -137,7 +138,7 @@ def test_disconnect_reconnects_and_records_the_gap(framing, tmp_path):
         blocks = f["eeg/blocks"][()]
     assert kinds[:1] == ["disconnect"] and "reconnect" in kinds and "gap" in kinds
     jumps = blocks["first_sample"][1:] - (blocks["first_sample"] + blocks["count"])[:-1]
-    assert np.count_nonzero(jumps) == 1 and jumps.max() > 0   # the hole is in the file
+    assert np.count_nonzero(jumps) == 1 and jumps.max() > 0  # the hole is in the file
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)
@@ -155,13 +156,14 @@ def test_a_server_that_never_comes_back_stops_the_stream_with_the_error(tmp_path
     server, _, driver = serve("curry", FaultPlan())
     driver.connect()
     driver.start()
-    spec = SignalSpec("eeg", "eeg", 1000.0, driver.layout.channels, "uV",
-                      (AuxSpec("trigger", "<u2"),))
+    spec = SignalSpec(
+        "eeg", "eeg", 1000.0, driver.layout.channels, "uV", (AuxSpec("trigger", "<u2"),)
+    )
     signals = SignalFile(tmp_path / "s.h5", [spec])
     rec = SignalRecorder(driver, signals, local_clock, reconnect_s=1.0)
     rec.start()
     assert rec.first_data.wait(5)
-    server.close()                                # the acquisition PC is gone
+    server.close()  # the acquisition PC is gone
     deadline = time.monotonic() + 10
     while rec.state is RecorderState.RUNNING:
         assert time.monotonic() < deadline, "the recorder hung"
