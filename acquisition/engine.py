@@ -307,6 +307,10 @@ class SessionEngine:
         self.bus.emit(code, label)
 
     def _on_marker(self, rec: MarkerRecord) -> None:
+        physio = self.signal_drivers.get("physio")
+        mark = getattr(physio, "mark", None)
+        if mark is not None:  # the code also goes into the AcqKnowledge graph
+            mark(f"{int(rec.code)} {rec.code.name} {rec.label}".strip())
         if self.writer is not None and self.writer.signals is not None:
             self.writer.signals.marker(
                 rec.seq, int(rec.code), rec.label, rec.t_request, rec.t_on, rec.t_off, rec.ttl_ok

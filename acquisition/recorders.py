@@ -105,7 +105,8 @@ class SignalRecorder(Recorder):
 
     def _reconnect(self) -> bool:
         reconnect = getattr(self.driver, "reconnect", None)
-        if reconnect is None:
+        can = getattr(self.driver, "can_reconnect", None)
+        if reconnect is None or (can is not None and not can()):
             return False
         lost = self.clock()
         delay = 0.1

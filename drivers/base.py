@@ -89,3 +89,42 @@ def recv_exact(sock: socket.socket, n: int, device: str, max_stalls: int = 20) -
             raise DeviceLostError(device, "the server closed the connection")
         buf += chunk
     return bytes(buf)
+
+
+class ArrivalGapWatcher:
+    """Spots samples a stream without sample indices never delivered, from arrival timing.
+
+    For each block, the lag between its arrival (master clock) and its last
+    sample's time on the counted sample axis has a floor set by the transport. A
+    stall raises it only until the burst catches up, clock drift moves it by
+    fractions of a millisecond per window, but lost samples raise the floor for
+    good by their duration. ``check`` compares the floor window by window and
+    returns the estimated number of missing samples (0 when none); the caller
+    advances its sample count by that much and records an estimated gap.
+    """
+
+    def __init__(self, rate_hz: float, min_gap_s: float, window_s: float = 2.0) -> None:
+        self.rate_hz = rate_hz
+        self.min_gap_s = min_gap_s
+        self.window_s = window_s
+        self._window: tuple[float, float, float | None] | None = None
+
+    def reset(self) -> None:
+        self._window = None
+
+    def check(self, now: float, samples_after: int) -> int:
+        lag = now - samples_after / self.rate_hz
+        if self._window is None:
+            self._window = (now, lag, None)
+            return 0
+        start, floor, previous = self._window
+        floor = min(floor, lag)
+        if now - start < self.window_s:
+            self._window = (start, floor, previous)
+            return 0
+        missing = 0
+        if previous is not None and floor - previous >= self.min_gap_s:
+            missing = int(round((floor - previous) * self.rate_hz))
+            floor -= missing / self.rate_hz
+        self._window = (now, lag - missing / self.rate_hz, floor)
+        return missing

@@ -1,21 +1,36 @@
 """BIOPAC MP160 through AcqKnowledge 5 Network Data Transfer (NDT).
 
-Control is XML-RPC at ``/RPC2`` (``acq.*`` methods, every call with a timeout);
-data arrive on a TCP connection that AcqKnowledge opens *to us*, so the driver
-listens on the data port before it toggles acquisition on. Single-connection
-mode: headerless frames of the delivered channels in order analog, digital;
-little-endian doubles (set per channel with ``changeDataType``). NDT carries no
-sample index, so samples are counted from the start of delivery.
+Facts: ../shared/reference/devices.md section 2a. Control is XML-RPC at
+``/RPC2`` (``acq.*`` methods, every call with a timeout). AcqKnowledge opens the
+data connection *to us*, so the driver listens on the data port before it
+toggles acquisition on. Single-connection mode: headerless frames of the
+delivered channels in order analog, digital; a channel appears in a frame only
+on the samples its downsampling divider keeps; doubles or floats, little-endian
+(set per channel). NDT carries no sample index, so samples are counted, and
+samples that never arrive are spotted from the arrival timing and recorded as
+estimated gaps.
 
-Threads: ``connect``/``start``/``close`` on the engine's control thread,
-``read`` on the physiology recorder thread.
+* ``discover()`` finds AcqKnowledge servers by UDP ("AcqP Client" to port 15012).
+* An acquisition stopped in AcqKnowledge (not by us) ends the stream with a clear
+  error, and is not restarted behind the operator's back; a data connection lost
+  while AcqKnowledge still acquires is re-established by restarting delivery.
+* ``mark(label)`` puts an event marker into the AcqKnowledge graph (queued, sent
+  by the ``acq-events`` thread, never blocking the caller).
+
+Threads: ``connect``/``start``/``close`` on the control thread, ``read`` and
+``reconnect`` on the physiology recorder thread, ``acq-events`` for markers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import logging
+import math
+import queue
 import socket
+import threading
+import time
 import xmlrpc.client
 from collections.abc import Callable
 from typing import Any
@@ -23,10 +38,47 @@ from typing import Any
 import numpy as np
 
 from mmmelab.config import PhysioConfig
-from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout
+from mmmelab.drivers.base import (
+    ArrivalGapWatcher,
+    AuxLayout,
+    DeviceFault,
+    SampleBlock,
+    SignalLayout,
+)
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 logger = logging.getLogger(__name__)
+
+DISCOVERY_PORT = 15012
+
+
+def discover(
+    address: str = "255.255.255.255", port: int = DISCOVERY_PORT, timeout_s: float = 1.0
+) -> list[tuple[str, int]]:
+    """AcqKnowledge servers answering NDT auto-discovery: [(host, control port)].
+
+    ``address`` is the broadcast address of the lab network (or one host).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.settimeout(0.05)
+        sock.sendto(b"AcqP Client", (address, port))
+        found: list[tuple[str, int]] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                data, (host, _) = sock.recvfrom(1024)
+            except TimeoutError:
+                continue
+            text = data.decode("ascii", "replace")
+            if text.startswith("AcqP Server Port:"):
+                entry = (host, int(text.split(":", 1)[1]))
+                if entry not in found:
+                    found.append(entry)
+        return found
+    finally:
+        sock.close()
 
 
 class _TimeoutTransport(xmlrpc.client.Transport):
@@ -61,7 +113,15 @@ class BiopacNdt:
         self.analog: list[dict[str, Any]] = []
         self.digital: list[dict[str, Any]] = []
         self.labels: list[str] = []
+        self.dividers: list[int] = []
         self.unit_type = 0
+        self.stopped_by_vendor = False
+        self._itemsize = 8
+        self._last_data = 0.0
+        self._lost_at: float | None = None
+        self._gaps = ArrivalGapWatcher(config.rate_hz, min_gap_s=0.015)
+        self._events: queue.Queue[str | None] = queue.Queue()
+        self._event_thread: threading.Thread | None = None
 
     def _call(self, method: str, *args: Any) -> Any:
         try:
@@ -83,7 +143,34 @@ class BiopacNdt:
                 f"transfer enabled?",
             ) from None
 
+    # ------------------------------------------------------------ set-up
+
+    def _discover(self) -> None:
+        cfg = self.config
+        found = discover(cfg.discovery_address, cfg.discovery_port, timeout_s=cfg.timeout_s)
+        if not found:
+            raise DeviceError(
+                self.name,
+                f"no AcqKnowledge answered auto-discovery at "
+                f"{cfg.discovery_address}:{cfg.discovery_port}; tick "
+                f"'respond to auto-discovery' in its networking "
+                f"preferences, or set host and control_port",
+            )
+        host, port = found[0]
+        if len(found) > 1:
+            logger.warning(
+                "several AcqKnowledge servers answered %s; using %s:%d", found, host, port
+            )
+        self.config = dataclasses.replace(cfg, host=host, control_port=port)
+        self._rpc = xmlrpc.client.ServerProxy(
+            f"http://{host}:{port}/RPC2",
+            transport=_TimeoutTransport(cfg.timeout_s),
+            allow_none=True,
+        )
+
     def connect(self) -> SignalLayout:
+        if self.config.discover:
+            self._discover()
         cfg = self.config
         self.unit_type = int(self._call("getMPUnitType"))
         rate = float(self._call("getSamplingRate"))
@@ -115,7 +202,8 @@ class BiopacNdt:
                     f"AcqKnowledge has: {sorted(labels.values())}",
                 )
             self.analog.append(match[0])
-        self.digital = list(self._call("getEnabledChannels", "digital"))[: cfg.digital_channels]
+        all_digital = list(self._call("getEnabledChannels", "digital"))
+        self.digital = all_digital[: cfg.digital_channels]
         if len(self.digital) < cfg.digital_channels:
             raise DeviceError(
                 self.name,
@@ -123,32 +211,35 @@ class BiopacNdt:
                 f"but AcqKnowledge has {len(self.digital)} enabled",
             )
         wanted = [*self.analog, *self.digital]
-        for ch in wanted:
-            divider = int(self._call("getDownsamplingDivider", ch))
-            if divider != 1:
-                raise DeviceError(
-                    self.name,
-                    f"channel {ch} is downsampled by {divider}; set it "
-                    f"to the full {rate:g} Hz in AcqKnowledge",
-                )
+        self.dividers = [int(self._call("getDownsamplingDivider", ch)) for ch in wanted]
         self._call("changeDataConnectionMethod", "single")
         self._call("changeTransportType", "tcp")
-        for ch in [*analog, *self._call("getEnabledChannels", "digital")]:
+        for ch in [*analog, *all_digital]:
             self._call("changeDataDeliveryEnabled", ch, ch in wanted)
+        self._itemsize = 8 if cfg.data_type == "double" else 4
         for ch in wanted:
-            self._call("changeDataType", ch, {"type": "double", "endian": "little"})
+            self._call("changeDataType", ch, {"type": cfg.data_type, "endian": "little"})
         self._call("setDataConnectionTimeoutSec", 2)
-        self._listener = socket.create_server(("", cfg.data_port))
-        port = self._listener.getsockname()[1]
-        self._call("changeSingleConnectionModePort", port)
+        if self._listener is None:
+            self._listener = socket.create_server(("", cfg.data_port))
+        self._call("changeSingleConnectionModePort", self._listener.getsockname()[1])
         self._call("changeDataConnectionHostname", "")
         self.labels = [labels[(c["type"], c["index"])] for c in self.analog]
+        self._plan_frames()
         return SignalLayout(
             channels=tuple(cfg.channels),
             units="device units",
             rate_hz=rate,
             aux=(AuxLayout("digital", "u1", len(self.digital)),),
         )
+
+    def _plan_frames(self) -> None:
+        """Which channels each sample of a divider period carries (single-connection mode)."""
+        self.period = math.lcm(*self.dividers) if self.dividers else 1
+        self.present = np.array(
+            [[p % d == 0 for d in self.dividers] for p in range(self.period)], dtype=bool
+        )
+        self.period_values = int(self.present.sum())
 
     def start(self) -> None:
         assert self._listener is not None
@@ -162,48 +253,181 @@ class BiopacNdt:
                 self.name, "AcqKnowledge started but did not open the data connection"
             ) from None
         self._data.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._last_data = self.clock()
+        if self._event_thread is None:
+            self._event_thread = threading.Thread(
+                target=self._send_events, name="acq-events", daemon=True
+            )
+            self._event_thread.start()
 
-    @property
-    def frame_bytes(self) -> int:
-        return 8 * (len(self.analog) + len(self.digital))
+    # ------------------------------------------------------------ data
+
+    def _vendor_check(self) -> None:
+        """Raise a clear error when acquisition was stopped in AcqKnowledge."""
+        try:
+            running = bool(self._call("getAcquisitionInProgress"))
+        except DeviceError:
+            return  # the control connection itself is the problem; the caller reports it
+        if not running:
+            self.stopped_by_vendor = True
+            raise DeviceLostError(
+                self.name,
+                "acquisition was stopped in AcqKnowledge (not by "
+                "mmme-lab); the physiology stream ends here",
+            )
 
     def read(self, timeout_s: float) -> list[SampleBlock]:
-        """Whole frames received so far (waits up to ``timeout_s`` for the first bytes)."""
-        assert self._data is not None
+        """Whole samples received so far (waits up to ``timeout_s`` for the first bytes)."""
+        if self._data is None:
+            raise DeviceLostError(self.name, "no data connection")
         self._data.settimeout(timeout_s)
         try:
             chunk = self._data.recv(1 << 16)
         except TimeoutError:
+            if self.clock() - self._last_data > 1.0:
+                self._vendor_check()
             return []
         except OSError as exc:
             raise DeviceLostError(self.name, f"data connection lost ({exc})") from None
         if not chunk:
+            self._vendor_check()
             raise DeviceLostError(
-                self.name,
-                "AcqKnowledge closed the data connection (acquisition stopped in AcqKnowledge?)",
+                self.name, "AcqKnowledge closed the data connection while still acquiring"
             )
         now = self.clock()
+        self._last_data = now
         self._buf += chunk
-        n = len(self._buf) // self.frame_bytes
-        if not n:
-            return []
-        raw = np.frombuffer(bytes(self._buf[: n * self.frame_bytes]), dtype="<f8")
-        del self._buf[: n * self.frame_bytes]
-        frames = raw.reshape(n, -1)
+        return self._parse(now)
+
+    def _parse(self, now: float) -> list[SampleBlock]:
+        item = self._itemsize
         n_an = len(self.analog)
-        digital = (frames[:, n_an:] > 0.5).astype(np.uint8)
-        block = SampleBlock(
-            self._sample, frames[:, :n_an].astype(np.float32), now, {"digital": digital}
+        if self.period == 1:
+            n = len(self._buf) // (item * len(self.dividers))
+            if not n:
+                return []
+            raw = np.frombuffer(
+                bytes(self._buf[: n * item * len(self.dividers)]),
+                dtype="<f8" if item == 8 else "<f4",
+            )
+            del self._buf[: n * item * len(self.dividers)]
+            frames = raw.reshape(n, -1).astype(np.float64)
+        else:
+            frames = self._parse_divided(item)
+            n = len(frames)
+            if not n:
+                return []
+        first = self._sample
+        missing = self._account(now, n)
+        if missing:
+            first += missing
+        digital = np.nan_to_num(frames[:, n_an:], nan=0.0) > 0.5
+        self._sample = first + n
+        return [
+            SampleBlock(
+                first,
+                frames[:, :n_an].astype(np.float32),
+                now,
+                {"digital": digital.astype(np.uint8)},
+            )
+        ]
+
+    def _parse_divided(self, item: int) -> np.ndarray:
+        """Frames with dividers: whole samples only, absent channels as NaN."""
+        counts = self.present.sum(axis=1)
+        rows = []
+        values = np.frombuffer(bytes(self._buf), dtype="<f8" if item == 8 else "<f4")
+        used = 0
+        phase = self._sample % self.period
+        while True:
+            need = int(counts[phase])
+            if used + need > len(values):
+                break
+            row = np.full(len(self.dividers), np.nan)
+            row[self.present[phase]] = values[used : used + need]
+            rows.append(row)
+            used += need
+            phase = (phase + 1) % self.period
+        del self._buf[: used * item]
+        return np.array(rows).reshape(len(rows), len(self.dividers))
+
+    def _account(self, now: float, n: int) -> int:
+        """Samples lost before this block (after a reconnect, or from the timing)."""
+        missing = 0
+        if self._lost_at is not None:
+            missing = max(0, int(round((now - self._lost_at) * self.config.rate_hz)) - n)
+            self.faults.append(
+                DeviceFault(
+                    now,
+                    "gap",
+                    missing,
+                    f"about {missing} samples lost while delivery was "
+                    f"re-established (estimated from the host clock)",
+                )
+            )
+            self._lost_at = None
+            self._gaps.reset()
+        else:
+            missing = self._gaps.check(now, self._sample + n)
+            if missing:
+                self.faults.append(
+                    DeviceFault(
+                        now,
+                        "gap",
+                        missing,
+                        f"about {missing} samples never arrived "
+                        f"(estimated from arrival timing: NDT carries no "
+                        f"sample index)",
+                    )
+                )
+        return missing
+
+    # ------------------------------------------------------------ recovery
+
+    def can_reconnect(self) -> bool:
+        return not self.stopped_by_vendor
+
+    def reconnect(self) -> None:
+        """Re-establish delivery after the data connection dropped mid-acquisition."""
+        if self.stopped_by_vendor:
+            raise DeviceLostError(self.name, "acquisition was stopped in AcqKnowledge")
+        self._lost_at = self._last_data
+        if self._data is not None:
+            self._data.close()
+            self._data = None
+        if self._call("getAcquisitionInProgress"):
+            self._call("toggleAcquisition")  # stop, so that delivery restarts
+        self._buf.clear()
+        self.start()
+        self.faults.append(
+            DeviceFault(
+                self.clock(),
+                "restart",
+                1,
+                "acquisition restarted in "
+                "AcqKnowledge to re-open the data connection (a new "
+                "segment in the .acq file)",
+            )
         )
-        self._sample += n
-        return [block]
+
+    # ------------------------------------------------------------ events
 
     def mark(self, label: str) -> None:
-        """Put an event marker into the AcqKnowledge graph (best effort)."""
-        try:
-            self._call("insertGlobalEvent", label, "flag", "")
-        except DeviceError as exc:
-            self.faults.append(DeviceFault(self.clock(), "event", 1, str(exc)))
+        """Queue an event marker for the AcqKnowledge graph (any thread, never blocks)."""
+        if self._started:
+            self._events.put(label)
+
+    def _send_events(self) -> None:
+        while True:
+            label = self._events.get()
+            if label is None:
+                return
+            try:
+                self._call("insertGlobalEvent", label, "flag", "")
+            except DeviceError as exc:
+                self.faults.append(
+                    DeviceFault(self.clock(), "event", 1, f"marker {label!r} not placed: {exc}")
+                )
 
     def info(self) -> dict[str, object]:
         return {
@@ -213,9 +437,15 @@ class BiopacNdt:
             "analog_labels": self.labels,
             "digital_channels": len(self.digital),
             "rate_hz": self.config.rate_hz,
+            "dividers": self.dividers,
+            "data_type": self.config.data_type,
         }
 
     def close(self) -> None:
+        if self._event_thread is not None:
+            self._events.put(None)
+            self._event_thread.join(self.config.timeout_s + 1.0)
+            self._event_thread = None
         if self._started:
             self._started = False
             try:

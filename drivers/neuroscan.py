@@ -31,7 +31,14 @@ from collections.abc import Callable
 import numpy as np
 
 from mmmelab.config import EegConfig, EegProtocol
-from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout, recv_exact
+from mmmelab.drivers.base import (
+    ArrivalGapWatcher,
+    AuxLayout,
+    DeviceFault,
+    SampleBlock,
+    SignalLayout,
+    recv_exact,
+)
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -332,8 +339,7 @@ class AcquireClient(_NeuroscanClient):
         self.resolution_uv = 0.0
         self._count = 0  # samples counted since the first block
         self._lost_at: float | None = None
-        # lag floor per window: (window start, min lag so far, previous window min)
-        self._lag_window: tuple[float, float, float | None] | None = None
+        self._gaps = ArrivalGapWatcher(config.rate_hz, min_gap_s=0.03)
 
     def _ctrl(self, code: int, request: int) -> None:
         self._send(self.header.pack(b"CTRL", code, request, 0))
@@ -422,7 +428,20 @@ class AcquireClient(_NeuroscanClient):
                 )
             )
             self._lost_at = None
-        self._watch_lag(now, n)
+        missing = self._gaps.check(now, self._count + n)
+        if missing:
+            self._count += missing
+            self.faults.append(
+                DeviceFault(
+                    now,
+                    "gap",
+                    missing,
+                    f"about {missing} samples never arrived (estimated "
+                    f"from arrival timing: Acquire carries no sample "
+                    f"index; placed within the last "
+                    f"{self._gaps.window_s:g} s)",
+                )
+            )
         first = self._count
         self._count += n
         data = (counts[:, : self.n_eeg] * self.resolution_uv).astype(np.float32)
@@ -432,47 +451,9 @@ class AcquireClient(_NeuroscanClient):
         self.last_block_time = now
         return [SampleBlock(first, data, now, {"trigger": word.astype(np.uint16)})]
 
-    LAG_WINDOW_S = 2.0
-
-    def _watch_lag(self, now: float, n: int) -> None:
-        """Spot blocks the server never sent, from the arrival timing alone.
-
-        The lag between a block's arrival and its last sample's time on the counted
-        sample axis has a floor set by the transport; a stall raises it only until
-        the burst catches up, clock drift moves it by fractions of a millisecond per
-        window, but a lost block raises the floor for good by its duration. The
-        floor is compared window by window; a step of at least 0.8 blocks is
-        recorded as an estimated gap and the sample count is advanced past it.
-        """
-        lag = now - (self._count + n) / self.rate_hz
-        if self._lag_window is None:
-            self._lag_window = (now, lag, None)
-            return
-        start, floor, previous = self._lag_window
-        floor = min(floor, lag)
-        if now - start < self.LAG_WINDOW_S:
-            self._lag_window = (start, floor, previous)
-            return
-        if previous is not None and floor - previous >= 0.8 * self.block_pts / self.rate_hz:
-            missing = int(round((floor - previous) * self.rate_hz))
-            self._count += missing
-            floor -= missing / self.rate_hz
-            self.faults.append(
-                DeviceFault(
-                    now,
-                    "gap",
-                    missing,
-                    f"about {missing} samples never arrived (estimated "
-                    f"from arrival timing: Acquire carries no sample "
-                    f"index; placed within the last "
-                    f"{self.LAG_WINDOW_S:g} s)",
-                )
-            )
-        self._lag_window = (now, lag, floor)
-
     def reconnect(self) -> None:
         self._lost_at = getattr(self, "last_block_time", self.clock())
-        self._lag_window = None
+        self._gaps.reset()
         super().reconnect()
 
     def info(self) -> dict[str, object]:

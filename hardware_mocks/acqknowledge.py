@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import threading
 import time
@@ -23,6 +24,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 import numpy as np
 
 from mmmelab.hardware_mocks.synth import physio_signals
+from mmmelab.hardware_mocks.tcpserver import FaultPlan
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,14 @@ class AcqKnowledgeServer:
         latency_s: float = 0.0005,
         block_samples: int = 20,
         seed: int = 2,
+        faults: FaultPlan | None = None,
+        dividers: dict[str, int] | None = None,
+        me_onsets: tuple[float, ...] = (),
+        loop_s: float = 70.0,
     ) -> None:
+        self.faults = faults or FaultPlan()
+        self._rng = random.Random(seed)
+        self.events: list[tuple[str, str]] = []  # insertGlobalEvent calls: (label, type)
         self.wire = wire
         self.clock = clock
         self.rate_hz = rate_hz
@@ -69,9 +78,13 @@ class AcqKnowledgeServer:
         self.device_clock = device_clock or DeviceClock(epoch=clock())
         self.latency_s = latency_s
         self.block = block_samples
-        sig = physio_signals(rate_hz, 60.0, seed=seed)
+        # Physiology is indexed by master time since the lab's epoch, so the heart-rate
+        # rise after each micro-expression (onsets in seconds since the epoch, as the
+        # camera's) lands at the same moment in every stream. Loops every ``loop_s``.
+        onsets = tuple(o for o in me_onsets if o < loop_s)
+        sig = physio_signals(rate_hz, loop_s, seed=seed, me_onsets=onsets)
         self._analog = np.stack(
-            [sig.get(c, np.zeros(int(rate_hz * 60), np.float32)) for c in channels], axis=1
+            [sig.get(c, np.zeros(int(rate_hz * loop_s), np.float32)) for c in channels], axis=1
         ).astype(np.float64)
         self.channels: list[dict[str, Any]] = [
             {"type": "analog", "index": i, "label": LABELS.get(c, c)}
@@ -79,6 +92,8 @@ class AcqKnowledgeServer:
         ] + [{"type": "digital", "index": i, "label": f"Digital input {i}"} for i in range(digital)]
         for ch in self.channels:
             ch.update(divider=1, delivery=False, dtype="double", endian="little")
+        for ch, name in zip(self.channels, channels, strict=False):
+            ch["divider"] = (dividers or {}).get(name, 1)
         self.method = "multiple"
         self.transport = "tcp"
         self.single_port = 15020
@@ -102,6 +117,15 @@ class AcqKnowledgeServer:
             target=self.rpc.serve_forever, args=(0.05,), name="sim-acq-rpc", daemon=True
         )
         self._rpc_thread.start()
+        # auto-discovery responder, on loopback only (a real lab broadcasts to 15012)
+        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._udp.bind(("127.0.0.1", 0))
+        self._udp.settimeout(0.1)
+        self.discovery_port = self._udp.getsockname()[1]
+        self._udp_thread = threading.Thread(
+            target=self._discovery, name="sim-acq-discovery", daemon=True
+        )
+        self._udp_thread.start()
 
     # -------------------------------------------------------------- XML-RPC API
 
@@ -177,6 +201,9 @@ class AcqKnowledgeServer:
         return self.in_progress
 
     def acq_insertGlobalEvent(self, label: str, kind: str, channel: str) -> int:
+        if not self.in_progress:
+            raise ValueError("no acquisition in progress")
+        self.events.append((label, kind))
         return 0
 
     def acq_toggleAcquisition(self) -> int:
@@ -197,6 +224,17 @@ class AcqKnowledgeServer:
 
     # -------------------------------------------------------------- data connection
 
+    def _discovery(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self._udp.recvfrom(1024)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if data.startswith(b"AcqP Client"):
+                self._udp.sendto(f"AcqP Server Port:{self.port}".encode(), addr)
+
     def _stream(self, host: str) -> None:
         try:
             sock = socket.create_connection((host, self.single_port), timeout=1.0)
@@ -210,28 +248,54 @@ class AcqKnowledgeServer:
             )
             return
         delivered = [c for c in self.channels if c["delivery"]]
-        analog = [c["index"] for c in delivered if c["type"] == "analog"]
-        digital = [c["index"] for c in delivered if c["type"] == "digital"]
-        fmt = ("<" if delivered and delivered[0]["endian"] == "little" else ">") + (
-            "f8" if not delivered or delivered[0]["dtype"] == "double" else "f4"
+        first = delivered[0] if delivered else {"endian": "little", "dtype": "double"}
+        fmt = ("<" if first["endian"] == "little" else ">") + (
+            "f8" if first["dtype"] == "double" else "f4"
         )
         loop = len(self._analog)
+        dividers = np.array([c["divider"] for c in delivered], dtype=np.int64)
         sample = 0
         start_dev = float(self.device_clock.device_time(self.clock()))
+        f = self.faults
+        block_no = 0
         try:
             while self._streaming.is_set() and not self._stop.is_set():
                 n = self.block
-                dev_t = start_dev + (sample + np.arange(n)) / self.rate_hz
+                if block_no == f.stall_at_block and f.stall_s:
+                    time.sleep(f.stall_s)
+                if block_no == f.disconnect_at_block:
+                    f.disconnect_at_block = -1
+                    sock.shutdown(socket.SHUT_RDWR)  # acquisition goes on, delivery stops
+                    return
+                idx = sample + np.arange(n)
+                dev_t = start_dev + idx / self.rate_hz
                 master_t = np.asarray(self.device_clock.master_time(dev_t))
                 wait = master_t[-1] - self.clock()
                 if wait > 0:
                     time.sleep(wait)
                 codes = self.wire.levels_at(master_t - self.latency_s)
-                frame = np.empty((n, len(analog) + len(digital)))
-                frame[:, : len(analog)] = self._analog[(sample + np.arange(n)) % loop][:, analog]
-                for j, line in enumerate(digital):
-                    frame[:, len(analog) + j] = ((codes >> line) & 1) * self.digital_high
-                sock.sendall(frame.astype(fmt).tobytes())
+                since = np.floor((master_t - self.device_clock.epoch) * self.rate_hz)
+                phys_idx = since.astype(np.int64) % loop
+                frame = np.empty((n, len(delivered)))
+                for j, c in enumerate(delivered):
+                    if c["type"] == "analog":
+                        frame[:, j] = self._analog[phys_idx, c["index"]]
+                    else:
+                        frame[:, j] = ((codes >> c["index"]) & 1) * self.digital_high
+                # single mode: a channel appears in a frame only on its divider's samples
+                present = idx[:, None] % dividers[None, :] == 0
+                values = frame[present]
+                if block_no not in f.drop_blocks:
+                    payload = values.astype(fmt).tobytes()
+                    if f.split_writes:
+                        pos = 0
+                        while pos < len(payload):
+                            step = self._rng.randint(1, f.max_piece)
+                            sock.sendall(payload[pos : pos + step])
+                            pos += step
+                    else:
+                        sock.sendall(payload)
+                block_no += 1
                 sample += n
                 self.samples_sent = sample
         except OSError as exc:
@@ -252,6 +316,8 @@ class AcqKnowledgeServer:
         self.rpc.shutdown()
         self.rpc.server_close()
         self._rpc_thread.join(1.0)
+        self._udp.close()
+        self._udp_thread.join(1.0)
         if self._data_thread is not None:
             self._data_thread.join(1.0)
 

@@ -23,6 +23,7 @@ from mmmelab.hardware_mocks.curry import CurryServer
 from mmmelab.hardware_mocks.triggerbox import TriggerBoxSimulator
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
+from mmmelab.hardware_mocks.ximea.scene import MotionSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class SimulatedLab:
                     seed=seed + 1,
                 )
             if lab.physio.simulate:
+                schedule = MotionSchedule()
                 self.acq = AcqKnowledgeServer(
                     self.wire,
                     clock,
@@ -81,6 +83,7 @@ class SimulatedLab:
                     digital=lab.physio.digital_channels,
                     rate_hz=lab.physio.rate_hz,
                     device_clock=self.device_clocks["physio"],
+                    me_onsets=tuple(o for o, _ in schedule.events[:50]),
                     seed=seed + 2,
                 )
             if lab.camera.simulate:
@@ -122,15 +125,25 @@ class SimulatedLab:
         return out
 
     def ground_truth(self) -> dict[str, Any]:
+        from mmmelab.hardware_mocks import synth
+
         truth: dict[str, Any] = {
+            "epoch_master_s": self.device_clocks["camera"].epoch,
+            "micro_expressions_s": [list(e) for e in MotionSchedule().events[:50]],
+            "heart_rate": {
+                "base_bpm": 70.0,
+                "rise_bpm": synth.ME_HR_RISE_BPM,
+                "delay_s": synth.ME_HR_DELAY_S,
+                "width_s": synth.ME_HR_WIDTH_S,
+                "pulse_transit_s": synth.PULSE_TRANSIT_S,
+                "loop_s": 70.0,
+            },
             "clocks": {
                 n: {"offset_s": c.offset_s, "drift_ppm": c.drift_ppm, "epoch": c.epoch}
                 for n, c in self.device_clocks.items()
             },
             "trigger_wire": self.wire.history(),
         }
-        if self.camera is not None:
-            truth["camera_motion_events_s"] = self.camera.schedule.events[:50]
         return truth
 
     def close(self) -> None:

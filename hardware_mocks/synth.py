@@ -8,6 +8,8 @@ Both return float32 arrays in physical units (uV; mV, a.u., a.u., degC, uS).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # 10-10 labels of a 64-channel QuickCap (without the references).
@@ -22,8 +24,9 @@ def eeg_labels(n: int) -> list[str]:
     return QUICKCAP64[:n] if n <= len(QUICKCAP64) else [f"E{i + 1}" for i in range(n)]
 
 
+@functools.lru_cache(maxsize=8)
 def eeg_background(n_channels: int, rate_hz: float, seconds: float, seed: int = 0) -> np.ndarray:
-    """(samples, channels) float32 microvolts."""
+    """(samples, channels) float32 microvolts (cached and read-only: do not modify)."""
     rng = np.random.default_rng(seed)
     n = int(rate_hz * seconds)
     t = np.arange(n) / rate_hz
@@ -43,25 +46,92 @@ def eeg_background(n_channels: int, rate_hz: float, seconds: float, seed: int = 
     blink = 150.0 * np.exp(-0.5 * ((np.arange(400) - 200) / 60.0) ** 2)
     for start in rng.integers(0, max(1, n - 400), size=max(1, int(seconds / 4))):
         eeg[start : start + 400, front] += blink[:, None]
-    return eeg.astype(np.float32)
+    out = eeg.astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
+ME_HR_RISE_BPM = 12.0  # heart-rate rise after a micro-expression ...
+ME_HR_DELAY_S = 2.0  # ... peaking this long after its onset ...
+ME_HR_WIDTH_S = 1.2  # ... with this Gaussian width
+PULSE_TRANSIT_S = 0.25  # R peak to the systolic peak of the pulse wave at the finger
+
+
+def heart_rate_profile(t: np.ndarray, base_bpm: float, me_onsets: tuple[float, ...]) -> np.ndarray:
+    """Instantaneous heart rate (bpm) at times ``t``: a brief rise after each onset."""
+    hr = np.full(len(t), base_bpm, dtype=np.float64)
+    for onset in me_onsets:
+        hr += ME_HR_RISE_BPM * np.exp(-0.5 * ((t - onset - ME_HR_DELAY_S) / ME_HR_WIDTH_S) ** 2)
+    return hr
+
+
+def beat_times(seconds: float, base_bpm: float, me_onsets: tuple[float, ...]) -> np.ndarray:
+    """R-peak times (s) following the heart-rate profile (the ground truth)."""
+    times = [0.4]
+    while times[-1] < seconds:
+        hr = heart_rate_profile(np.array([times[-1]]), base_bpm, me_onsets)[0]
+        times.append(times[-1] + 60.0 / hr)
+    return np.array(times[:-1])
+
+
+def _template(
+    signal: np.ndarray, fs: int, peaks: np.ndarray, before_s: float, after_s: float
+) -> np.ndarray:
+    """The median beat around ``peaks``, baseline-removed and tapered (for overlap-add)."""
+    a, b = int(before_s * fs), int(after_s * fs)
+    beats = [signal[p - a : p + b] for p in peaks if p - a >= 0 and p + b <= len(signal)]
+    beat = np.median(np.array(beats), axis=0)
+    beat = beat - np.linspace(beat[0], beat[-1], len(beat))
+    taper = np.ones(len(beat))
+    ramp = max(1, len(beat) // 10)
+    taper[:ramp] = np.linspace(0, 1, ramp)
+    taper[-ramp:] = np.linspace(1, 0, ramp)
+    return beat * taper
+
+
+def _place(templ: np.ndarray, fs: int, n: int, times: np.ndarray, before_s: float) -> np.ndarray:
+    out = np.zeros(n)
+    a = int(before_s * fs)
+    for t in times:
+        start = int(round(t * fs)) - a
+        lo, hi = max(0, start), min(n, start + len(templ))
+        if lo < hi:
+            out[lo:hi] += templ[lo - start : hi - start]
+    return out
+
+
+@functools.lru_cache(maxsize=8)
 def physio_signals(
-    rate_hz: float, seconds: float, heart_rate: float = 70.0, seed: int = 0
+    rate_hz: float,
+    seconds: float,
+    heart_rate: float = 70.0,
+    seed: int = 0,
+    me_onsets: tuple[float, ...] = (),
 ) -> dict[str, np.ndarray]:
-    """ECG (mV), PPG, RSP, EDA (uS) from NeuroKit2 and SKT (degC), float32 each."""
+    """ECG (mV), PPG, RSP, EDA (uS) and SKT (degC), float32 each (cached, read-only).
+
+    ECG and PPG are built beat by beat: NeuroKit2's beats placed at R-peak times
+    that follow :func:`heart_rate_profile`, so the heart rate rises briefly after
+    each micro-expression onset in ``me_onsets`` (seconds from the start) - the
+    ground truth the analysis must recover. RSP and EDA come from NeuroKit2.
+    """
     import neurokit2 as nk
 
     fs = int(rate_hz)
     seconds = int(np.ceil(seconds))  # NeuroKit2's simulators need whole seconds
     n = int(rate_hz * seconds)
     rng = np.random.default_rng(seed)
-    ecg = nk.ecg_simulate(
-        duration=seconds, sampling_rate=fs, heart_rate=heart_rate, random_state=seed
-    )
-    ppg = nk.ppg_simulate(
-        duration=seconds, sampling_rate=fs, heart_rate=heart_rate, random_state=seed
-    )
+    ecg_ref = nk.ecg_simulate(duration=12, sampling_rate=fs, heart_rate=60, random_state=seed)
+    _, info = nk.ecg_peaks(ecg_ref, sampling_rate=fs)
+    peaks = np.asarray(info["ECG_R_Peaks"])
+    ppg_ref = nk.ppg_simulate(duration=12, sampling_rate=fs, heart_rate=60, random_state=seed)
+    beats = beat_times(seconds, heart_rate, me_onsets)
+    ecg = _place(_template(ecg_ref, fs, peaks, 0.35, 0.55), fs, n, beats, 0.35)
+    ppg_peaks = np.asarray(nk.ppg_findpeaks(ppg_ref, sampling_rate=fs)["PPG_Peaks"])
+    ppg_beat = _template(ppg_ref, fs, ppg_peaks, 0.3, 0.6)
+    ppg = _place(ppg_beat, fs, n, beats + PULSE_TRANSIT_S, 0.3)  # systolic peaks
+    ecg += 0.01 * rng.standard_normal(n)
+    ppg += 0.005 * rng.standard_normal(n)
     rsp = nk.rsp_simulate(
         duration=seconds, sampling_rate=fs, respiratory_rate=15, random_state=seed
     )
@@ -76,7 +146,10 @@ def physio_signals(
     )
     t = np.arange(n) / rate_hz
     skt = 33.0 + 0.05 * np.sin(2 * np.pi * t / max(seconds, 1.0)) + 0.002 * rng.standard_normal(n)
-    return {
+    out = {
         k: np.asarray(v[:n], dtype=np.float32)
         for k, v in {"ECG": ecg, "PPG": ppg, "RSP": rsp, "SKT": skt, "EDA": eda}.items()
     }
+    for arr in out.values():
+        arr.flags.writeable = False  # cached: shared by every caller
+    return out

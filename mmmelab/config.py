@@ -97,6 +97,10 @@ class PhysioConfig:
     channels: tuple[str, ...] = ("ECG", "PPG", "RSP", "SKT", "EDA")
     digital_channels: int = 8
     timeout_s: float = 3.0
+    data_type: str = "double"  # NDT sample type: double | float
+    discover: bool = False  # find AcqKnowledge by UDP instead of host/port
+    discovery_address: str = "255.255.255.255"
+    discovery_port: int = 15012
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,10 @@ def _physio(t: Table) -> PhysioConfig:
         channels=tuple(channels),
         digital_channels=t.integer("digital_channels", d.digital_channels, lo=0, hi=16),
         timeout_s=t.number("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
+        data_type=t.text("data_type", d.data_type, choices=["double", "float"]),
+        discover=t.flag("discover", d.discover),
+        discovery_address=t.text("discovery_address", d.discovery_address),
+        discovery_port=t.integer("discovery_port", d.discovery_port, lo=1, hi=65535),
     )
     t.done()
     return cfg

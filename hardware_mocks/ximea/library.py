@@ -314,7 +314,7 @@ class SimulatedCamera:
         assert self._scene is not None and self._out is not None
         k, t_exp, gpi = item
         w, h = self._scene.width, self._scene.height
-        src = self._scene.frame(t_exp - self._t0)
+        src = self._scene.frame(t_exp - self.device_clock.epoch)  # lab time, as physio
         need = w * h
         if img.bp and self.params["buffer_policy"].value == 1:
             if img.bp_size < need:

@@ -55,7 +55,7 @@ def mosaic_rggb(rgb: np.ndarray) -> np.ndarray:
 
 @dataclass
 class MotionSchedule:
-    """Micro-expression events, seconds after acquisition start: (onset, duration)."""
+    """Micro-expression events, seconds after the simulated lab's epoch: (onset, duration)."""
 
     events: list[tuple[float, float]] = field(
         default_factory=lambda: [(3.0 + 7.0 * k, 0.2) for k in range(2000)]

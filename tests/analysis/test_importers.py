@@ -64,7 +64,7 @@ def test_cnt_whose_header_has_no_sample_count():
     assert len(rec.channels[0].data) == 3070
     assert labels(rec) == Counter({"7": 3, "109": 2, "0": 1})
     wrong = read_cnt(DATA / "neuroscan/scan41_short.cnt", data_format="int32")
-    assert len(wrong.channels[0].data) != 3070      # MNE reads it, wrongly: auto chose well
+    assert len(wrong.channels[0].data) != 3070  # MNE reads it, wrongly: auto chose well
 
 
 @pytest.mark.parametrize("name", ["physio-5.0.1.acq", "physio-4.4.0-c.acq"])
