@@ -35,7 +35,7 @@ from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimul
 from mmmelab.config import DEMO_STIMULI, LabConfig, Protocol
 from mmmelab.drivers.base import SignalDriver, SignalLayout
 from mmmelab.drivers.biopac import BiopacNdt
-from mmmelab.drivers.lsl import MarkerOutlet, local_clock
+from mmmelab.drivers.lsl import LslInlet, MarkerOutlet, local_clock
 from mmmelab.drivers.neuroscan import make_eeg_driver
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.drivers.ximea import XimeaCamera
@@ -103,6 +103,7 @@ class SessionEngine:
         self.bus: TriggerBus | None = None
         self.recorders: dict[str, Recorder] = {}
         self.pipeline: CameraPipeline | None = None
+        self._ttl_ok = True
         self.paradigm = Paradigm(protocol, self._emit)
         self.participant_sim: SimulatedParticipant | None = None
         self.on_marker: list[Callable[[MarkerRecord], None]] = []
@@ -160,6 +161,7 @@ class SessionEngine:
             make_eeg_driver(lab.eeg, self.clock),
             BiopacNdt(lab.physio, self.clock),
         ]
+        drivers += [LslInlet(stream, self.clock) for stream in lab.lsl_streams]
         for driver in drivers:
             self.layouts[driver.name] = driver.connect()
             self.signal_drivers[driver.name] = driver
@@ -204,7 +206,7 @@ class SessionEngine:
         specs = [
             SignalSpec(
                 name,
-                name,
+                name if name in ("eeg", "physio") else "lsl",
                 lay.rate_hz,
                 lay.channels,
                 lay.units,
@@ -307,6 +309,18 @@ class SessionEngine:
         self.bus.emit(code, label)
 
     def _on_marker(self, rec: MarkerRecord) -> None:
+        if rec.ttl_ok != self._ttl_ok and self.writer is not None and self.writer.signals:
+            kind, detail = (
+                ("recovered", "TTL pulses work again")
+                if rec.ttl_ok
+                else (
+                    "lost",
+                    "trigger box write failed: TTL pulses are missing from "
+                    "the devices; LSL markers continue",
+                )
+            )
+            self.writer.signals.fault(rec.t_on, "triggerbox", kind, 1, detail)
+            self._ttl_ok = rec.ttl_ok
         physio = self.signal_drivers.get("physio")
         mark = getattr(physio, "mark", None)
         if mark is not None:  # the code also goes into the AcqKnowledge graph

@@ -78,7 +78,7 @@ def check_session(path: Path | str) -> dict[str, Any]:
                 problems.append(f"stream {name!r} has {entry['gaps']} gap(s)")
             if entry["dropped"]:
                 problems.append(f"stream {name!r} dropped {entry['dropped']} frame(s)/sample(s)")
-            if entry["trigger_edges"] < len(sent):
+            if entry.pop("has_trigger_input") and entry["trigger_edges"] < len(sent):
                 problems.append(
                     f"stream {name!r} shows {entry['trigger_edges']} of the "
                     f"{len(sent)} trigger codes sent"
@@ -142,6 +142,7 @@ def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> 
             "dropped": max(dropped, skipped),
             "channels": 1,
             "trigger_edges": count_camera_edges(stream, markers),
+            "has_trigger_input": True,
         }
     gaps, missing = stream.gaps()
     return {
@@ -152,4 +153,5 @@ def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> 
         "dropped": missing,
         "channels": len(stream.channels),
         "trigger_edges": count_trigger_edges(stream, sent),
+        "has_trigger_input": trigger_codes(stream) is not None,
     }

@@ -33,6 +33,8 @@ from mmmelab.errors import DeviceError, DeviceLostError
 
 logger = logging.getLogger(__name__)
 
+REOPEN_INTERVAL_S = 1.0
+
 
 @dataclass(frozen=True)
 class Codec:
@@ -75,6 +77,8 @@ class TriggerBox:
         self._port: serial.SerialBase | None = None
         self.writes = 0
         self.level = 0
+        self._opened = False
+        self._next_reopen = 0.0
 
     def open(self) -> None:
         baud = self.codec.baudrate or self.config.baudrate
@@ -88,6 +92,7 @@ class TriggerBox:
                 f"cannot open {self.config.port!r} ({exc}); check the "
                 f"cable and devices.triggerbox.port",
             ) from None
+        self._opened = True
         if self.codec.boot_s:
             time.sleep(self.codec.boot_s)
         if self.codec.open_bytes:
@@ -97,14 +102,34 @@ class TriggerBox:
 
     def _write(self, data: bytes) -> None:
         if self._port is None:
-            raise DeviceLostError(self.name, "port is not open")
+            self._try_reopen()
+        assert self._port is not None
         try:
             self._port.write(data)
             self._port.flush()
         except serial.SerialTimeoutException:
             raise DeviceError(self.name, f"write to {self.config.port} timed out") from None
         except (serial.SerialException, OSError) as exc:
+            self._port.close()
+            self._port = None  # unplugged: reopen attempts from now on
+            self._next_reopen = time.monotonic() + REOPEN_INTERVAL_S
             raise DeviceLostError(self.name, f"port {self.config.port} lost ({exc})") from None
+
+    def _try_reopen(self) -> None:
+        """After the box vanished: try to open the port again, at most once a second."""
+        if not self._opened or time.monotonic() < self._next_reopen:
+            raise DeviceLostError(self.name, f"port {self.config.port} is gone")
+        self._next_reopen = time.monotonic() + REOPEN_INTERVAL_S
+        try:
+            self._port = serial.serial_for_url(
+                self.config.port,
+                baudrate=self.codec.baudrate or self.config.baudrate,
+                timeout=0.05,
+                write_timeout=self.write_timeout_s,
+            )
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise DeviceLostError(self.name, f"port {self.config.port} is gone ({exc})") from None
+        logger.warning("trigger box %s is back", self.config.port)
 
     def set_level(self, code: int) -> float:
         """Drive the lines to ``code`` (0-255); returns the master time just after the write."""
@@ -124,6 +149,7 @@ class TriggerBox:
         }
 
     def close(self) -> None:
+        self._opened = False
         if self._port is None:
             return
         try:

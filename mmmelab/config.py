@@ -114,6 +114,16 @@ class TriggerBoxConfig:
 
 
 @dataclass(frozen=True)
+class LslStreamConfig:
+    """One existing LSL stream to record: found by ``source_id`` if given, else by name."""
+
+    name: str
+    label: str
+    type: str = ""
+    source_id: str = ""
+
+
+@dataclass(frozen=True)
 class ScreensConfig:
     console: int = 0
     stimulus: int = 1
@@ -134,6 +144,7 @@ class LabConfig:
     screens: ScreensConfig = field(default_factory=ScreensConfig)
     sync_interval_s: float = 5.0
     marker_stream: str = "mmme-markers"
+    lsl_streams: tuple[LslStreamConfig, ...] = ()
     source_file: str = ""
 
     def simulated_devices(self) -> list[str]:
@@ -254,6 +265,23 @@ def _screens(t: Table) -> ScreensConfig:
     return cfg
 
 
+def _lsl_stream(t: Table) -> LslStreamConfig:
+    name = t.text("name")
+    label = t.text("label", "lsl_" + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower())
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", label):
+        raise t.error(
+            "label",
+            f"is {label!r}; use 1-32 lower-case letters, digits or '_', starting with a letter",
+        )
+    if label in ("camera", "eeg", "physio", "markers", "faults", "trials", "telemetry"):
+        raise t.error("label", f"{label!r} is taken by a built-in stream")
+    cfg = LslStreamConfig(
+        name=name, label=label, type=t.text("type", ""), source_id=t.text("source_id", "")
+    )
+    t.done()
+    return cfg
+
+
 def load_lab(path: Path | str) -> LabConfig:
     """Load and validate a lab configuration file.
 
@@ -278,7 +306,11 @@ def load_lab(path: Path | str) -> LabConfig:
     sync.done()
     lsl = top.table("lsl")
     marker_stream = lsl.text("marker_stream", "mmme-markers")
+    lsl_streams = tuple(_lsl_stream(t) for t in lsl.tables("streams"))
     lsl.done()
+    labels = [s.label for s in lsl_streams]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(str(path), "lsl.streams", f"labels must be unique; got {labels}")
     top.done()
     min_pulse = 2 * 1000.0 / camera.fps
     if triggerbox.pulse_ms < min_pulse:
@@ -300,6 +332,7 @@ def load_lab(path: Path | str) -> LabConfig:
         screens=screens,
         sync_interval_s=sync_interval_s,
         marker_stream=marker_stream,
+        lsl_streams=lsl_streams,
         source_file=str(path),
     )
 

@@ -86,6 +86,7 @@ class TriggerBus:
         self.listeners: list[Callable[[MarkerRecord], None]] = []
         self.records: list[MarkerRecord] = []
         self.ttl_failures = 0
+        self.ttl_ok = True
 
     def start(self) -> None:
         if self._thread is not None:
@@ -132,11 +133,22 @@ class TriggerBus:
 
     def _safe_level(self, code: int) -> tuple[float, bool]:
         try:
-            return self._output.set_level(code), True
+            t = self._output.set_level(code)
         except LabError as exc:
             self.ttl_failures += 1
-            logger.error("trigger output failed writing code %d: %s", code, exc)
+            if self.ttl_ok:  # log the change, not every failed pulse
+                logger.error(
+                    "trigger output failed (code %d): %s; the LSL markers go on, "
+                    "TTL pulses are missing until it is back",
+                    code,
+                    exc,
+                )
+            self.ttl_ok = False
             return self._clock(), False
+        if not self.ttl_ok:
+            logger.warning("trigger output works again")
+        self.ttl_ok = True
+        return t, True
 
     def _pulse(self, code: EventCode, label: str, t_request: float) -> None:
         t_on, ok = self._safe_level(int(code))

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -224,3 +225,108 @@ def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
     while _shm_segments() - shm_before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _shm_segments() - shm_before
+
+
+def test_engine_records_with_the_acquire_framing(small_lab, tiny_protocol, tmp_path):
+    import dataclasses
+
+    from mmmelab.config import EegProtocol
+
+    lab = dataclasses.replace(
+        small_lab, eeg=dataclasses.replace(small_lab.eeg, protocol=EegProtocol.ACQUIRE)
+    )
+    with SessionEngine(lab, tiny_protocol, ParticipantInfo("P04"), out_root=tmp_path) as engine:
+        engine.connect()
+        folder = engine.start()
+        engine.run()
+        engine.stop()
+    report = check_session(folder)
+    assert report["ok"], report["problems"]
+    eeg = report["streams"]["eeg"]
+    assert eeg["channels"] == 64 and eeg["rate_hz"] == 1000.0 and eeg["gaps"] == 0
+    assert eeg["trigger_edges"] == report["streams"]["markers"]["count"]
+    with open_session(folder) as s:
+        assert s.manifest["devices"]["eeg"]["protocol"] == "acquire"
+        word = s.streams["eeg"].aux["trigger"][()].reshape(-1)
+        assert set(np.unique(word >> 8)) == {0xFF}  # the idle high byte is kept apart
+
+
+def test_trigger_box_unplugged_mid_session_is_recorded_and_the_session_finishes(
+    small_lab, tiny_protocol, tmp_path
+):
+    with SessionEngine(
+        small_lab, tiny_protocol, ParticipantInfo("P05"), out_root=tmp_path
+    ) as engine:
+        engine.connect()
+        folder = engine.start()
+        time.sleep(0.5)
+        engine.simlab.triggerbox.vanish()
+        engine.run()
+        t0 = time.monotonic()
+        engine.stop()
+        assert time.monotonic() - t0 < 2.0
+    with open_session(folder) as s:
+        assert s.status is SessionStatus.COMPLETE  # the paradigm ran to its end
+        assert not s.markers["ttl_ok"].all() and s.markers["ttl_ok"][0]
+        assert len(s.markers) >= 25  # LSL markers kept going
+        assert ("triggerbox", "lost") in {
+            (f["stream"].decode(), f["kind"].decode()) for f in s.faults
+        }
+    report = check_session(folder)
+    assert not report["ok"]
+    assert report["markers"]["found"] == report["markers"]["expected"]
+    assert any("triggerbox: lost" in p for p in report["problems"])
+    assert report["streams"]["eeg"]["trigger_edges"] < report["streams"]["markers"]["count"]
+
+
+def test_an_existing_lsl_stream_is_recorded_with_its_clock(small_lab, tiny_protocol, tmp_path):
+    import dataclasses
+
+    import pylsl
+
+    from mmmelab.config import LslStreamConfig
+    from mmmelab.drivers.lsl import local_clock
+
+    info = pylsl.StreamInfo(
+        "mmme-test-eyetracker", "Gaze", 3, 120.0, pylsl.cf_float32, "mmme-test-eyetracker-1"
+    )
+    chans = info.desc().append_child("channels")
+    for label in ("x", "y", "pupil"):
+        chans.append_child("channel").append_child_value("label", label)
+    outlet = pylsl.StreamOutlet(info)
+    stop = threading.Event()
+
+    def send() -> None:
+        k = 0
+        while not stop.is_set():
+            outlet.push_sample([k, -k, 3.5], local_clock())
+            k += 1
+            time.sleep(1 / 120)
+
+    sender = threading.Thread(target=send, name="sim-eyetracker", daemon=True)
+    sender.start()
+    lab = dataclasses.replace(
+        small_lab, lsl_streams=(LslStreamConfig(name="mmme-test-eyetracker", label="gaze"),)
+    )
+    try:
+        with SessionEngine(lab, tiny_protocol, ParticipantInfo("P06"), out_root=tmp_path) as eng:
+            eng.connect()
+            folder = eng.start()
+            eng.run()
+            eng.stop()
+    finally:
+        stop.set()
+        sender.join(2)
+    report = check_session(folder)
+    assert report["ok"], report["problems"]
+    gaze = report["streams"]["gaze"]
+    assert gaze["kind"] == "lsl" and gaze["channels"] == 3 and gaze["count"] > 100
+    with open_session(folder) as s:
+        stream = s.streams["gaze"]
+        assert stream.channels == ["x", "y", "pupil"]
+        lsl_t = stream.aux["lsl_time"][()].reshape(-1)
+        offset = stream.aux["lsl_offset"][()].reshape(-1)
+        master = lsl_t + offset
+        assert np.all(np.abs(master - stream.host_time) < 0.5)  # same clock, small latency
+        x = stream.data[:, 0]
+        assert np.all(np.diff(x) == 1)  # every sample, in order
