@@ -277,8 +277,7 @@ class CurryClient(_NeuroscanClient):
                 f"blocks are supported; switch off compression)",
             )
         n_all = len(self.labels)
-        values = np.frombuffer(body, dtype="<f4")
-        if values.size % n_all:
+        if len(body) % (4 * n_all):
             self.faults.append(
                 DeviceFault(
                     now,
@@ -289,6 +288,7 @@ class CurryClient(_NeuroscanClient):
                 )
             )
             return []
+        values = np.frombuffer(body, dtype="<f4")
         block = values.reshape(-1, n_all)
         self._record_gap(now, sample)
         self._next_sample = sample + len(block)

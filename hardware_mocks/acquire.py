@@ -70,7 +70,7 @@ class AcquireServer(StreamingServer):
                 raise ClientGone(f"unhandled packet {ident!r}")
             if (code, request) == (3, 5):  # RequestBasicInfo
                 body = BASIC.pack(
-                    28,
+                    27 if self.faults.bad_basic_info else 28,
                     self.n_channels,
                     1,
                     self.block_samples,
@@ -105,4 +105,6 @@ class AcquireServer(StreamingServer):
         if self.data_size == 2:
             counts[:, :-1] = np.clip(counts[:, :-1], -32768, 32767)
             counts[:, -1] = counts[:, -1].astype(np.uint16).view(np.int16)
-        return _packet(b"DATA", 2, 2 if self.data_size == 4 else 1, counts.astype(dtype).tobytes())
+        body = counts.astype(dtype).tobytes()
+        kind = 2 if self.data_size == 4 else 1
+        return _packet(b"DATA", 2, kind, body[:-3] if self.malformed() else body)

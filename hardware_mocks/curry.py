@@ -105,7 +105,8 @@ class CurryServer(StreamingServer):
         values = np.empty((len(data), len(self.labels)), np.float32)
         values[:, :-1] = data
         values[:, -1] = words
-        out = _packet(b"DATA", 2, 1, first_sample, values.astype("<f4").tobytes())
+        body = values.astype("<f4").tobytes()
+        out = _packet(b"DATA", 2, 1, first_sample, body[:-3] if self.malformed() else body)
         prev = np.concatenate([[self._last_code], codes[:-1]])
         for k in np.flatnonzero((codes != prev) & (codes != 0)):
             ev = EVENT.pack(

@@ -14,7 +14,9 @@ real gap in the sample index, as with the device.
 * ``drop_blocks`` - these block numbers are never sent (a hole in the sample index);
 * ``garbage_every`` - random bytes before every n-th packet;
 * ``disconnect_at_block`` - the server drops the connection (once), then accepts again;
-* ``refuse`` - the server answers nothing at all (connect succeeds, silence).
+* ``refuse`` - the server answers nothing at all (connect succeeds, silence);
+* ``malformed_blocks`` - these blocks lose 3 bytes of body (header consistent);
+* ``bad_basic_info`` - the basic-info answer is corrupt (wrong size field).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class FaultPlan:
     garbage_every: int = 0
     disconnect_at_block: int = -1
     refuse: bool = False
+    malformed_blocks: set[int] = field(default_factory=set)
+    bad_basic_info: bool = False
 
 
 class ClientGone(Exception):
@@ -95,6 +99,10 @@ class StreamingServer:
         """Consume requests from ``data``; return the unconsumed rest. May start/stop
         streaming through ``start_stream``/``stop_stream``; raise ClientGone to close."""
         raise NotImplementedError
+
+    def malformed(self) -> bool:
+        """Whether the block being built now is to be corrupted (fault injection)."""
+        return self.blocks_sent in self.faults.malformed_blocks
 
     def block(self, first_sample: int, data: np.ndarray, codes: np.ndarray) -> bytes:
         """The packets for one block (``data``: samples x channels, ``codes``: wire levels)."""

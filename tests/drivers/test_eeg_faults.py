@@ -14,7 +14,7 @@ from mmmelab.acquisition.recorders import RecorderState, SignalRecorder
 from mmmelab.config import EegConfig, EegProtocol
 from mmmelab.drivers.lsl import local_clock
 from mmmelab.drivers.neuroscan import make_eeg_driver
-from mmmelab.errors import DeviceTimeoutError
+from mmmelab.errors import DeviceError, DeviceTimeoutError
 from mmmelab.hardware_mocks.acquire import AcquireServer
 from mmmelab.hardware_mocks.curry import CurryServer
 from mmmelab.hardware_mocks.tcpserver import FaultPlan
@@ -175,3 +175,25 @@ def test_a_server_that_never_comes_back_stops_the_stream_with_the_error(tmp_path
     with open_signals(tmp_path / "s.h5") as f:
         kinds = [k.decode() for k in f["faults/log"]["kind"]]
     assert kinds[0] == "disconnect" and kinds[-1] == "lost"
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_a_malformed_block_is_dropped_and_recorded(framing):
+    server, _, driver = serve(framing, FaultPlan(malformed_blocks={4}))
+    with server:
+        driver.connect()
+        driver.start()
+        blocks = collect(driver, 400)
+        driver.close()
+    malformed = [f for f in driver.faults if f.kind == "malformed"]
+    assert len(malformed) == 1 and "dropped" in malformed[0].detail
+    if framing == "curry":
+        assert [f.kind for f in driver.faults] == ["malformed", "gap"]  # and the hole shows
+        assert not contiguous(blocks)
+
+
+def test_acquire_basic_info_of_the_wrong_size_is_refused():
+    server, _, driver = serve("acquire", FaultPlan(bad_basic_info=True))
+    with server, pytest.raises(DeviceError, match=r"implausible basic info \(size 27"):
+        driver.connect()
+    driver.close()

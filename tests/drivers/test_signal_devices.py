@@ -162,3 +162,15 @@ def test_biopac_channel_missing_names_what_exists(acq_signals, monkeypatch):
         )
         with pytest.raises(DeviceError, match="no enabled analog channel labelled 'EMG'"):
             BiopacNdt(cfg, local_clock).connect()
+
+
+def test_arduino_box_waits_for_the_board_to_boot():
+    wire = VirtualWire()
+    with TriggerBoxSimulator(wire, local_clock, box="arduino", boot_s=1.0) as sim:
+        cfg = TriggerBoxConfig(box=TriggerBoxKind.ARDUINO, port=sim.port)
+        t0 = time.monotonic()
+        with TriggerBox(cfg, local_clock) as driver:
+            assert time.monotonic() - t0 >= 1.0  # the driver waited out the boot
+            driver.set_level(9)
+            assert wait_for(lambda: wire.level_at(local_clock()) == 9)
+        assert sim.swallowed == 0
