@@ -154,4 +154,9 @@ def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> 
         "channels": len(stream.channels),
         "trigger_edges": count_trigger_edges(stream, sent),
         "has_trigger_input": trigger_codes(stream) is not None,
+        **(
+            {"digital_channels": int(stream.aux["digital"].shape[1])}
+            if "digital" in stream.aux
+            else {}
+        ),
     }

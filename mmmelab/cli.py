@@ -169,9 +169,10 @@ def _print_summary(report: dict[str, Any], stop_s: float) -> None:
         + (f"  SIMULATED: {', '.join(report['simulated'])}" if report["simulated"] else "")
     )
     for name, s in report["streams"].items():
+        digital = f" + {s['digital_channels']} digital" if "digital_channels" in s else ""
         print(
             f"  {name:<8} {s['kind']:<8} {s['count']:>9} at {s['rate_hz']:>8.2f} Hz  "
-            f"{s['channels']:>3} ch  gaps {s['gaps']}  dropped {s['dropped']}  "
+            f"{s['channels']:>3} ch{digital}  gaps {s['gaps']}  dropped {s['dropped']}  "
             f"trigger edges {s['trigger_edges']}"
         )
     m = report["markers"]

@@ -51,7 +51,8 @@ def test_engine_records_a_complete_session(small_lab, tiny_protocol, tmp_path):
     assert streams["camera"]["dropped"] == 0 and streams["camera"]["count"] > 100
     assert abs(streams["camera"]["rate_hz"] - 150.0) < 0.5
     assert streams["eeg"]["channels"] == 64 and streams["eeg"]["rate_hz"] == 1000.0
-    assert streams["physio"]["channels"] == 5
+    assert streams["physio"]["channels"] == 5 and streams["physio"]["digital_channels"] == 8
+    assert streams["physio"]["rate_hz"] == 1000.0
     sent = streams["markers"]["count"]
     for name in ("camera", "eeg", "physio"):
         assert streams[name]["trigger_edges"] == sent, name
