@@ -440,6 +440,7 @@ class SessionEngine:
             and status is SessionStatus.COMPLETE
         ):
             status = SessionStatus.FAILED
+        truth = self.simlab.ground_truth() if self.simlab is not None else None
         self._close_devices()
         folder = None
         if self.writer is not None:
@@ -449,8 +450,8 @@ class SessionEngine:
                 "markers_emitted": len(self.bus.records) if self.bus else 0,
                 "duration_s": self.clock() - self.t_start,
             }
-            if self.simlab is not None:
-                extra["simulation_truth"] = self.simlab.ground_truth()
+            if truth is not None:
+                extra["simulation_truth"] = truth
             self.writer.finalize(status, extra)
             folder = self.writer.folder
         self.state = EngineState.FINISHED

@@ -183,7 +183,18 @@ class XimeaCamera:
             "pixel_format": "RAW8",
             "bayer_pattern": "RGGB",
             "queue_frames": self.config.queue_frames,
+            "readout_us": self.readout_us(),
         }
+
+    def readout_us(self) -> float:
+        """Sensor readout time of one frame (the timestamp marks the start of readout).
+
+        For the MQ022xG-CM the xiQ manual gives (37.625 + 5.375 * lines) us at full
+        bandwidth; for other models 0 (alignment then refers to readout start).
+        """
+        if self.model.startswith("MQ022"):
+            return 37.625 + 5.375 * self.config.height
+        return 0.0
 
     def start(self) -> None:
         self._call("starting acquisition", self._cam.start_acquisition)

@@ -100,6 +100,7 @@ class AcqKnowledgeServer:
         self.hostname = ""
         self.in_progress = False
         self.samples_sent = 0
+        self.start_device_s: float | None = None
         self.toggle_delay_s = 0.0  # fault injection: a blocking (modal) toggle
         self._stop = threading.Event()
         self._streaming = threading.Event()
@@ -256,6 +257,8 @@ class AcqKnowledgeServer:
         dividers = np.array([c["divider"] for c in delivered], dtype=np.int64)
         sample = 0
         start_dev = float(self.device_clock.device_time(self.clock()))
+        if self.start_device_s is None:
+            self.start_device_s = start_dev  # ground truth: device time of sample 0
         f = self.faults
         block_no = 0
         try:

@@ -62,7 +62,11 @@ class SimulatedLab:
         try:
             if lab.triggerbox.simulate:
                 self.triggerbox = TriggerBoxSimulator(
-                    self.wire, clock, box=lab.triggerbox.box.value, seed=seed
+                    self.wire,
+                    clock,
+                    box=lab.triggerbox.box.value,
+                    seed=seed,
+                    latency_s=lab.triggerbox.latency_ms / 1000.0,
                 )
             if lab.eeg.simulate:
                 server = AcquireServer if lab.eeg.protocol is EegProtocol.ACQUIRE else CurryServer
@@ -72,6 +76,7 @@ class SimulatedLab:
                     n_channels=lab.eeg.channels,
                     rate_hz=lab.eeg.rate_hz,
                     device_clock=self.device_clocks["eeg"],
+                    latency_s=lab.eeg.trigger_latency_ms / 1000.0,
                     seed=seed + 1,
                 )
             if lab.physio.simulate:
@@ -83,6 +88,7 @@ class SimulatedLab:
                     digital=lab.physio.digital_channels,
                     rate_hz=lab.physio.rate_hz,
                     device_clock=self.device_clocks["physio"],
+                    latency_s=lab.physio.trigger_latency_ms / 1000.0,
                     me_onsets=tuple(o for o, _ in schedule.events[:50]),
                     seed=seed + 2,
                 )
@@ -93,6 +99,7 @@ class SimulatedLab:
                     clock,
                     serial=f"SIM22CG{seed:02d}",
                     device_clock=self.device_clocks["camera"],
+                    gpi_latency_s=lab.camera.trigger_latency_ms / 1000.0,
                     sensor_limited=camera_sensor_limited,
                 )
                 library.cameras.append(self.camera)
@@ -144,6 +151,21 @@ class SimulatedLab:
             },
             "trigger_wire": self.wire.history(),
         }
+        if self.camera is not None:
+            truth["camera"] = self.camera.truth()
+        if self.eeg_server is not None:
+            truth["eeg"] = {
+                "stream_start_sample": self.eeg_server.stream_start_sample,
+                "rate_hz": self.eeg_server.rate_hz,
+                "sample_index": "absolute"
+                if isinstance(self.eeg_server, CurryServer)
+                else "counted",
+            }
+        if self.acq is not None:
+            truth["physio"] = {
+                "start_device_s": self.acq.start_device_s,
+                "rate_hz": self.acq.rate_hz,
+            }
         return truth
 
     def close(self) -> None:

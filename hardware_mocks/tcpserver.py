@@ -81,6 +81,7 @@ class StreamingServer:
         self._rng = random.Random(seed)
         self.blocks_sent = 0
         self.connections = 0
+        self.stream_start_sample: int | None = None
         self._stop = threading.Event()
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.1)
@@ -190,6 +191,8 @@ class StreamingServer:
     def _stream(self, conn: socket.socket, streaming: threading.Event) -> None:
         n = self.block_samples
         sample = int(float(self.device_clock.device_time(self.clock())) * self.rate_hz)
+        if self.stream_start_sample is None:
+            self.stream_start_sample = sample  # ground truth for sample-counting clients
         f = self.faults
         try:
             while streaming.is_set() and not self._stop.is_set():

@@ -3,6 +3,7 @@
     mmme demo [--headless] [--out DIR]        the 2-trial protocol on the simulated lab
     mmme record --lab L --protocol P --out D  a headless recording with a given configuration
     mmme check SESSION [--json]               integrity check (exit code 1 when not ok)
+    mmme align SESSION [--json]               every stream onto the master clock (sync.json)
     mmme import FILE [--json]                 summarise a Curry, .cnt or .acq file
     mmme bench camera|ringbuffer --json       performance figures of this machine
     mmme --version
@@ -83,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     ring = what.add_parser("ringbuffer", help="ring copy rate against numpy")
     ring.add_argument("--json", action="store_true", help="print only the JSON object")
 
+    aln = sub.add_parser("align", help="align every stream onto the master clock (sync.json)")
+    aln.add_argument("session", type=Path)
+    aln.add_argument("--json", action="store_true", help="print the certificate as JSON")
+
     imp = sub.add_parser("import", help="summarise a vendor file (Curry, .cnt, .acq)")
     imp.add_argument("file", type=Path)
     imp.add_argument("--json", action="store_true", help="print one JSON object")
@@ -155,10 +160,13 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
         t0 = time.monotonic()
         engine.stop()
         stop_s = time.monotonic() - t0
+    from mmmelab.analysis.alignment import align_session, summary_lines
     from mmmelab.analysis.check import check_session
 
     report = check_session(folder)
     _print_summary(report, stop_s)
+    print("alignment (sync.json):")
+    print("\n".join(summary_lines(align_session(folder))))
     return EXIT_OK if report["ok"] else EXIT_NOT_OK
 
 
@@ -205,6 +213,18 @@ def _check(args: argparse.Namespace) -> int:
     else:
         _print_summary(report, float("nan"))
     return EXIT_OK if report["ok"] else EXIT_NOT_OK
+
+
+def _align(args: argparse.Namespace) -> int:
+    from mmmelab.analysis.alignment import align_session, summary_lines
+
+    cert = align_session(args.session)
+    if args.json:
+        print(json.dumps(cert, indent=2))
+    else:
+        print(f"sync certificate written to {args.session / 'sync.json'}")
+        print("\n".join(summary_lines(cert)))
+    return EXIT_OK
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -257,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             return _bench(args)
         if args.command == "import":
             return _import(args)
+        if args.command == "align":
+            return _align(args)
         return _check(args)
     except LabError as exc:
         print(f"mmme {args.command}: error: {exc}", file=sys.stderr)

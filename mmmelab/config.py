@@ -74,6 +74,7 @@ class CameraConfig:
     gpo_strobe: bool = True
     timestamp_reset_on_trigger: bool = False
     timeout_ms: int = 200
+    trigger_latency_ms: float = 0.0  # TTL edge to the GPI level the camera reports
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class EegConfig:
     channels: int = 64
     rate_hz: float = 1000.0
     timeout_s: float = 3.0
+    trigger_latency_ms: float = 0.5  # TTL edge to the sample that shows it
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class PhysioConfig:
     discover: bool = False  # find AcqKnowledge by UDP instead of host/port
     discovery_address: str = "255.255.255.255"
     discovery_port: int = 15012
+    trigger_latency_ms: float = 0.5  # TTL edge to the sample that shows it
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class TriggerBoxConfig:
     baudrate: int = 115200
     pulse_ms: float = 20.0
     gap_ms: float = 20.0
+    latency_ms: float = 1.0  # host write to the lines changing (USB serial)
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,7 @@ def _camera(t: Table) -> CameraConfig:
             "timestamp_reset_on_trigger", d.timestamp_reset_on_trigger
         ),
         timeout_ms=t.integer("timeout_ms", d.timeout_ms, lo=10, hi=10_000),
+        trigger_latency_ms=t.number("trigger_latency_ms", d.trigger_latency_ms, lo=0.0, hi=100.0),
     )
     period_us = 1e6 / cfg.fps
     if cfg.exposure_us >= period_us:
@@ -210,6 +215,7 @@ def _eeg(t: Table) -> EegConfig:
         channels=t.integer("channels", d.channels, lo=1, hi=299),
         rate_hz=t.number("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
         timeout_s=t.number("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
+        trigger_latency_ms=t.number("trigger_latency_ms", d.trigger_latency_ms, lo=0.0, hi=100.0),
     )
     t.done()
     return cfg
@@ -235,6 +241,7 @@ def _physio(t: Table) -> PhysioConfig:
         discover=t.flag("discover", d.discover),
         discovery_address=t.text("discovery_address", d.discovery_address),
         discovery_port=t.integer("discovery_port", d.discovery_port, lo=1, hi=65535),
+        trigger_latency_ms=t.number("trigger_latency_ms", d.trigger_latency_ms, lo=0.0, hi=100.0),
     )
     t.done()
     return cfg
@@ -249,6 +256,7 @@ def _triggerbox(t: Table) -> TriggerBoxConfig:
         baudrate=t.integer("baudrate", d.baudrate, lo=300, hi=4_000_000),
         pulse_ms=t.number("pulse_ms", d.pulse_ms, lo=1.0, hi=1000.0),
         gap_ms=t.number("gap_ms", d.gap_ms, lo=0.0, hi=1000.0),
+        latency_ms=t.number("latency_ms", d.latency_ms, lo=0.0, hi=100.0),
     )
     t.done()
     return cfg

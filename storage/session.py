@@ -55,6 +55,21 @@ TRIAL_DTYPE = np.dtype(
 )
 
 
+SYNC_FILE = "sync.json"
+SYNC_FORMAT_VERSION = 1
+
+
+def _apply_segments(sync: dict[str, Any] | None, device_t: np.ndarray) -> np.ndarray | None:
+    """Master times from a stream's sync.json entry (segments over index ranges)."""
+    if not sync or not sync.get("segments"):
+        return None
+    out = np.full(len(device_t), np.nan)
+    for seg in sync["segments"]:
+        lo, hi = int(seg["first"]), int(seg["last"]) + 1
+        out[lo:hi] = seg["a"] + seg["b"] * device_t[lo:hi]
+    return out
+
+
 def session_folder_name(participant: str, session: int, when: dt.datetime) -> str:
     return f"sub-{participant}_ses-{session:02d}_{when.strftime('%Y%m%dT%H%M%S')}"
 
@@ -201,6 +216,7 @@ class SignalStream:
     blocks: np.ndarray
     aux: dict[str, h5py.Dataset]
     attrs: dict[str, Any] = field(default_factory=dict)
+    sync: dict[str, Any] | None = None
 
     @property
     def count(self) -> int:
@@ -226,6 +242,21 @@ class SignalStream:
         pos_from_end = np.repeat(np.cumsum(counts), counts) - 1 - np.arange(counts.sum())
         return last - pos_from_end / self.rate_hz
 
+    @property
+    def aligned(self) -> bool:
+        if not self.sync:
+            return False
+        return bool(self.sync.get("segments")) or self.sync.get("method") == "lsl"
+
+    @property
+    def master_time(self) -> np.ndarray:
+        """Each sample's time on the master clock: from the alignment (``mmme align``) when
+        the session has been aligned, else the host receive times (``aligned`` says which)."""
+        if self.sync and self.sync.get("method") == "lsl" and "lsl_time" in self.aux:
+            return self.aux["lsl_time"][()].reshape(-1) + self.aux["lsl_offset"][()].reshape(-1)
+        aligned = _apply_segments(self.sync, self.sample_index / self.rate_hz)
+        return aligned if aligned is not None else self.host_time
+
     def gaps(self) -> tuple[int, int]:
         """(number of gaps, samples missing) from the blocks' device sample indices."""
         if len(self.blocks) < 2:
@@ -243,6 +274,7 @@ class CameraStream:
     rate_hz: float
     frames: FrameStore
     kind: str = "camera"
+    sync: dict[str, Any] | None = None
 
     @property
     def journal(self) -> np.ndarray:
@@ -259,6 +291,23 @@ class CameraStream:
     @property
     def device_time_s(self) -> np.ndarray:
         return self.journal["ts_us"] / 1e6
+
+    @property
+    def aligned(self) -> bool:
+        return bool(self.sync and self.sync.get("segments"))
+
+    @property
+    def master_time(self) -> np.ndarray:
+        """Each frame's exposure start on the master clock (after ``mmme align``), else the
+        host receive times (``aligned`` says which)."""
+        readout = float(self.sync.get("readout_us", 0.0)) if self.sync else 0.0
+        aligned = _apply_segments(self.sync, self.journal["ts_us"] / 1e6 - readout / 1e6)
+        return aligned if aligned is not None else self.host_time
+
+    @property
+    def dropped_frames(self) -> list[dict[str, Any]]:
+        """Where frames are missing and when they would have been exposed (after alignment)."""
+        return list(self.sync.get("dropped_frames", [])) if self.sync else []
 
     def dropped(self) -> tuple[int, int]:
         """(gaps, frames missing) from acq_nframe, plus frames the API reported skipped."""
@@ -281,6 +330,7 @@ class Session:
     trials: np.ndarray
     problems: list[str]
     _h5: h5py.File | None = None
+    sync: dict[str, Any] | None = None
 
     @property
     def status(self) -> SessionStatus:
@@ -373,4 +423,19 @@ def open_session(path: Path | str) -> Session:
     for name in declared:
         if name != "markers" and name not in streams:
             problems.append(f"stream {name!r} is declared in the manifest but has no data")
-    return Session(folder, manifest, streams, markers, faults, trials, problems, h5)
+    sync = None
+    if (folder / SYNC_FILE).exists():
+        try:
+            sync = json.loads((folder / SYNC_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            problems.append(f"{SYNC_FILE} cannot be read ({exc}); streams are on host times")
+        else:
+            if sync.get("format_version") != SYNC_FORMAT_VERSION:
+                problems.append(
+                    f"{SYNC_FILE} has format_version {sync.get('format_version')!r};"
+                    f" streams are on host times (run mmme align again)"
+                )
+                sync = None
+    for name, stream in streams.items():
+        stream.sync = (sync or {}).get("streams", {}).get(name)
+    return Session(folder, manifest, streams, markers, faults, trials, problems, h5, sync)

@@ -130,6 +130,7 @@ class SimulatedCamera:
         self._scene: Scene | None = None
         self._armed_at = 0.0
         self._reset_at: float | None = None
+        self.force_reset_at: float | None = None  # fault injection: reset the clock then
         self._out: np.ndarray | None = None
         self.drop_frames: set[int] = set()  # acq_nframe numbers lost in transport (faults)
         self.transport_skipped = 0
@@ -214,8 +215,11 @@ class SimulatedCamera:
         ) % TS_WRAP_US
 
     def _reset_time(self, master: float) -> float | None:
-        """Master time of the GPI 1 rising edge that reset the timestamp, if one did by
-        ``master`` (``ts_rst_source`` = GPI 1, armed at acquisition start)."""
+        """Master time of the event that reset the timestamp, if one did by ``master``:
+        a forced reset (``force_reset_at``, fault injection) or the GPI 1 rising edge
+        (``ts_rst_source`` = GPI 1, armed at acquisition start)."""
+        if self.force_reset_at is not None:
+            return self.force_reset_at if self.force_reset_at <= master else None
         if self.params["ts_rst_source"].value != 1 or not self._armed_at:
             return None
         if self._reset_at is None:
@@ -256,6 +260,15 @@ class SimulatedCamera:
             self.acquiring = False
             self._lock.notify_all()
             return XI_OK
+
+    def truth(self) -> dict[str, Any]:
+        """Exposure start of frame ``acq_nframe`` n is ``t0_master + (n - 1) / fps``."""
+        return {
+            "t0_master": self._t0,
+            "fps": self.fps(),
+            "readout_us": self.readout_us(),
+            "reset_at_master": self._reset_time(float("inf")),
+        }
 
     def unplug(self) -> None:
         """The USB cable is pulled: every later call fails."""

@@ -1,0 +1,325 @@
+"""Offline alignment: every stream's device time onto the master clock.
+
+The inputs are plain arrays: a stream's trigger edges in its own device time and
+the marker log on the master clock (the time each code went to the trigger box).
+The output is a linear map per clock segment, ``master = a + b * device``, with
+the residuals that certify it.
+
+* **Coded streams** (EEG event channel, MP160 digital inputs) see the code of
+  every pulse: edges are matched to markers first by code order (longest common
+  subsequence, robust to missing and spurious edges), then, once a first map
+  exists, by predicted time and code.
+* **The camera** sees only that its input was high at an exposure: a rising edge
+  says a pulse began between two exposure starts, a falling edge that it ended
+  between two. Each edge is placed at the midpoint of its interval (unbiased,
+  pulses being asynchronous to frames) and matched to the nearest marker onset
+  or offset by time, starting from the host receive times.
+* **Latencies** on the trigger path are known quantities, not fit parameters:
+  the box's USB latency is added to every marker, and each device's input
+  latency and half a sample period are taken off its edge times.
+* Fits are robust (iteratively trimmed least squares), and a stream's device
+  time is split into segments at clock resets, each aligned on its own.
+* **Fallback**: a stream without usable triggers is mapped by the lower envelope
+  of its host receive times (the least-delayed arrivals), and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MIN_EDGES = 3
+
+
+@dataclass
+class Segment:
+    """One stretch of device time with one clock map ``master = a + b * device``."""
+
+    device_start: float
+    device_end: float
+    a: float
+    b: float
+    method: str  # "triggers" | "host_time"
+    edges_found: int = 0
+    edges_used: int = 0
+    residual_rms_ms: float = float("nan")
+    residual_max_ms: float = float("nan")
+
+    @property
+    def drift_ppm(self) -> float:
+        """How much faster the device clock runs than the master clock (ppm)."""
+        return (1.0 / self.b - 1.0) * 1e6
+
+    def offset_s(self, device_ref: float = 0.0) -> float:
+        """Master time minus device time at ``device_ref``."""
+        return self.a + (self.b - 1.0) * device_ref
+
+    def to_master(self, device: np.ndarray) -> np.ndarray:
+        return self.a + self.b * device
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["drift_ppm"] = self.drift_ppm
+        return d
+
+
+@dataclass
+class StreamAlignment:
+    name: str
+    segments: list[Segment] = field(default_factory=list)
+    edges_expected: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        methods = {s.method for s in self.segments}
+        return methods.pop() if len(methods) == 1 else "mixed" if methods else "none"
+
+    def to_master(self, device: np.ndarray, segment_index: np.ndarray) -> np.ndarray:
+        out = np.full(len(device), np.nan)
+        for k, seg in enumerate(self.segments):
+            sel = segment_index == k
+            out[sel] = seg.to_master(device[sel])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        used = sum(s.edges_used for s in self.segments)
+        rms = [s.residual_rms_ms for s in self.segments if s.edges_used]
+        mx = [s.residual_max_ms for s in self.segments if s.edges_used]
+        return {
+            "method": self.method,
+            "edges_expected": self.edges_expected,
+            "edges_used": used,
+            "residual_rms_ms": max(rms) if rms else None,
+            "residual_max_ms": max(mx) if mx else None,
+            "warnings": self.warnings,
+            "segments": [s.to_dict() for s in self.segments],
+        }
+
+
+# ------------------------------------------------------------------ fitting
+
+
+def robust_line(
+    x: np.ndarray, y: np.ndarray, floor_s: float = 0.0005, iterations: int = 6
+) -> tuple[float, float, np.ndarray]:
+    """Fit ``y = a + b x``, trimming outliers; returns (a, b, inlier mask)."""
+    keep = np.ones(len(x), dtype=bool)
+    x0 = float(np.mean(x)) if len(x) else 0.0
+    a = b = 0.0
+    for _ in range(iterations):
+        if keep.sum() < 2:
+            break
+        xs, ys = x[keep] - x0, y[keep]
+        b = float(np.polyfit(xs, ys, 1)[0]) if np.ptp(xs) > 0 else 1.0
+        a_c = float(np.mean(ys - b * xs))
+        a = a_c - b * x0
+        r = y - (a + b * x)
+        mad = float(np.median(np.abs(r[keep] - np.median(r[keep])))) * 1.4826
+        new = np.abs(r) <= max(4.0 * mad, floor_s)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    return a, b, keep
+
+
+def lower_envelope(x: np.ndarray, y: np.ndarray, iterations: int = 8) -> tuple[float, float]:
+    """Line under the cloud of (device time, host arrival time): the least-delayed arrivals."""
+    keep = np.ones(len(x), dtype=bool)
+    a, b = 0.0, 1.0
+    x0 = float(np.mean(x))
+    for _ in range(iterations):
+        if keep.sum() < 2:
+            break
+        b = float(np.polyfit(x[keep] - x0, y[keep], 1)[0])
+        a = float(np.mean(y[keep] - b * (x[keep] - x0))) - b * x0
+        r = y - (a + b * x)
+        keep = r <= np.quantile(r, 0.2)
+    r = y - (a + b * x)
+    return a + float(r.min()), b
+
+
+def _lcs_pairs(edge_codes: np.ndarray, marker_codes: np.ndarray) -> list[tuple[int, int]]:
+    """Index pairs of a longest common subsequence of two code sequences."""
+    n, m = len(edge_codes), len(marker_codes)
+    table = np.zeros((n + 1, m + 1), dtype=np.int32)
+    for i in range(1, n + 1):
+        eq = marker_codes == edge_codes[i - 1]
+        row, prev = table[i], table[i - 1]
+        for j in range(1, m + 1):
+            row[j] = prev[j - 1] + 1 if eq[j - 1] else max(prev[j], row[j - 1])
+    pairs = []
+    i, j = n, m
+    while i and j:
+        if edge_codes[i - 1] == marker_codes[j - 1] and table[i, j] == table[i - 1, j - 1] + 1:
+            pairs.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif table[i - 1, j] >= table[i, j - 1]:
+            i -= 1
+        else:
+            j -= 1
+    return pairs[::-1]
+
+
+def _nearest_pairs(
+    predicted: np.ndarray, targets: np.ndarray, tol_s: float, same: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """Each predicted time to the nearest target within ``tol_s`` (one target per edge)."""
+    order = np.argsort(targets)
+    sorted_t = targets[order]
+    pairs, used = [], set()
+    for i, p in enumerate(predicted):
+        k = int(np.searchsorted(sorted_t, p))
+        best, best_d = -1, tol_s
+        for kk in (k - 2, k - 1, k, k + 1):
+            if 0 <= kk < len(sorted_t):
+                j = int(order[kk])
+                d = abs(sorted_t[kk] - p)
+                if d <= best_d and (same is None or bool(same[i, j])):
+                    best, best_d = j, d
+        if best >= 0 and best not in used:
+            used.add(best)
+            pairs.append((i, best))
+    return pairs
+
+
+def _finish(
+    seg_times: np.ndarray,
+    master: np.ndarray,
+    pairs: list[tuple[int, int]],
+    device_start: float,
+    device_end: float,
+    found: int,
+) -> Segment | None:
+    if len(pairs) < MIN_EDGES:
+        return None
+    x = np.array([seg_times[i] for i, _ in pairs])
+    y = np.array([master[j] for _, j in pairs])
+    a, b, keep = robust_line(x, y)
+    r = (y - (a + b * x))[keep]
+    return Segment(
+        device_start,
+        device_end,
+        a,
+        b,
+        "triggers",
+        found,
+        int(keep.sum()),
+        float(np.sqrt(np.mean(r**2)) * 1e3),
+        float(np.abs(r).max() * 1e3),
+    )
+
+
+def align_coded(
+    edge_t: np.ndarray,
+    edge_code: np.ndarray,
+    marker_t: np.ndarray,
+    marker_code: np.ndarray,
+    device_start: float,
+    device_end: float,
+    tol_s: float = 0.005,
+) -> Segment | None:
+    """Fit a segment from coded edges (device time, code) and markers (master time, code)."""
+    if len(edge_t) < MIN_EDGES:
+        return None
+    pairs = _lcs_pairs(edge_code, marker_code)
+    if len(pairs) < MIN_EDGES:
+        return None
+    x = np.array([edge_t[i] for i, _ in pairs])
+    y = np.array([marker_t[j] for _, j in pairs])
+    a, b, _ = robust_line(x, y, floor_s=0.05)
+    for tol in (0.05, tol_s, tol_s):
+        predicted = a + b * edge_t
+        same = edge_code[:, None] == marker_code[None, :]
+        pairs = _nearest_pairs(predicted, marker_t, tol, same)
+        if len(pairs) < MIN_EDGES:
+            return None
+        x = np.array([edge_t[i] for i, _ in pairs])
+        y = np.array([marker_t[j] for _, j in pairs])
+        a, b, _ = robust_line(x, y)
+    return _finish(edge_t, marker_t, pairs, device_start, device_end, len(edge_t))
+
+
+def align_timed(
+    edge_t: np.ndarray,
+    edge_host: np.ndarray,
+    edge_rising: np.ndarray,
+    marker_t: np.ndarray,
+    marker_rising: np.ndarray,
+    device_start: float,
+    device_end: float,
+    frame_period_s: float,
+) -> Segment | None:
+    """Fit a segment from uncoded edges (camera GPI) by timing alone.
+
+    ``edge_host`` is each edge's host receive time: a first map comes from it,
+    then rising edges are paired with the nearest pulse onset and falling edges
+    with the nearest pulse end, ever more tightly.
+    """
+    same = edge_rising[:, None] == marker_rising[None, :]
+    if len(edge_t) < MIN_EDGES:
+        return None
+    a, b = (
+        lower_envelope(edge_t, edge_host)
+        if len(edge_t) > 2
+        else (float(np.mean(edge_host - edge_t)), 1.0)
+    )
+    tol = max(0.05, 2 * frame_period_s)
+    pairs: list[tuple[int, int]] = []
+    for _ in range(4):
+        pairs = _nearest_pairs(a + b * edge_t, marker_t, tol, same)
+        if len(pairs) < MIN_EDGES:
+            return None
+        x = np.array([edge_t[i] for i, _ in pairs])
+        y = np.array([marker_t[j] for _, j in pairs])
+        a, b, _ = robust_line(x, y, floor_s=frame_period_s)
+        tol = max(frame_period_s, 0.002)
+    return _finish(edge_t, marker_t, pairs, device_start, device_end, len(edge_t))
+
+
+def host_time_segment(
+    device_t: np.ndarray, host_t: np.ndarray, device_start: float, device_end: float
+) -> Segment:
+    """The fallback map from host receive times (lower envelope)."""
+    a, b = lower_envelope(device_t, host_t)
+    r = host_t - (a + b * device_t)
+    return Segment(
+        device_start,
+        device_end,
+        a,
+        b,
+        "host_time",
+        0,
+        0,
+        float(np.sqrt(np.mean(r**2)) * 1e3),
+        float(np.abs(r).max() * 1e3),
+    )
+
+
+# ------------------------------------------------------------------ edges
+
+
+def coded_edges(
+    device_t: np.ndarray, codes: np.ndarray, sample_period_s: float, latency_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(times, codes) of every change to a non-zero code; the time is the middle of the
+    sample interval in which it happened, minus the input latency."""
+    if not len(codes):
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    prev = np.concatenate([[codes[0]], codes[:-1]])
+    idx = np.flatnonzero((codes != prev) & (codes != 0))
+    return device_t[idx] - 0.5 * sample_period_s - latency_s, codes[idx].astype(np.int64)
+
+
+def camera_edges(
+    exposure_t: np.ndarray, gpi: np.ndarray, host_t: np.ndarray, latency_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, host times, rising?) of every GPI change, each at the midpoint between the
+    exposure starts before and at the change."""
+    if len(gpi) < 2:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
+    k = np.flatnonzero(gpi[1:] != gpi[:-1]) + 1
+    mid = 0.5 * (exposure_t[k - 1] + exposure_t[k]) - latency_s
+    return mid, host_t[k], gpi[k].astype(bool)
