@@ -34,6 +34,7 @@ from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, aligned_buffer
 from mmmelab.storage.preview import PreviewBuffer, preview_shape
 from mmmelab.storage.ringbuffer import FrameRing
 from mmmelab.storage.writer import WRITER, FrameWriterProcess
+from mmmelab.sync.live import LiveSync
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,17 @@ class CameraGrabber(Recorder):
                 record["gain_db"] = info.gain_db
                 record["flags"] = info.flags
                 ring.commit(slot, record)
-                p.last_gpi = info.gpi_level
+                gpi = info.gpi_level & 1
+                if gpi != p.last_gpi and p.live is not None:
+                    exposure = info.ts_us / 1e6 - p.readout_s
+                    p.live.edges(
+                        "camera",
+                        np.array([exposure]),
+                        None,
+                        np.array([info.host_time]),
+                        np.array([bool(gpi)]),
+                    )
+                p.last_gpi = gpi
                 self.first_data.set()
                 self._drain_faults(cam.faults)
         finally:
@@ -138,6 +149,7 @@ class CameraPipeline:
         fault_sink: FaultSink,
         telemetry_sink: Callable[[np.ndarray], None] | None = None,
         ring_seconds: float = 2.0,
+        live: LiveSync | None = None,
         planned_end: float | None = None,
         preview_factor: int = 2,
         direct: bool = True,
@@ -149,6 +161,8 @@ class CameraPipeline:
         self.fps = camera.config.fps
         self.telemetry_sink = telemetry_sink
         self.planned_end = planned_end  # master time the session should end, if known
+        self.live = live
+        self.readout_s = camera.readout_us() / 1e6
         slot_bytes = geometry.stride
         n_slots = max(16, min(int(round(self.fps * ring_seconds)), RING_MAX_BYTES // slot_bytes))
         self.ring = FrameRing.create(

@@ -13,6 +13,7 @@ on the amount of data recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import platform
@@ -46,6 +47,7 @@ from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import AuxSpec, SignalSpec
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode
+from mmmelab.sync.live import LiveSync, StreamHealth
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,12 @@ class SessionEngine:
         self.bus: TriggerBus | None = None
         self.recorders: dict[str, Recorder] = {}
         self.pipeline: CameraPipeline | None = None
+        self.live = LiveSync(
+            box_latency_s=lab.triggerbox.latency_ms / 1000.0,
+            lost_after_s=max(15.0, 3 * lab.sync_interval_s),
+        )
+        self._sync_state: dict[str, str] = {}
+        self._next_sync_check = 0.0
         self._ttl_ok = True
         self.paradigm = Paradigm(protocol, self._emit)
         self.participant_sim: SimulatedParticipant | None = None
@@ -231,12 +239,15 @@ class SessionEngine:
             self.clock,
             signals.fault,
             telemetry_sink=lambda row: signals.log("telemetry", row),
+            live=self.live,
             planned_end=self.clock() + self.protocol.planned_duration_s(),
         )
         self.recorders["camera"] = self.pipeline.grabber
         for name, driver in self.signal_drivers.items():
             driver.start()
-            self.recorders[name] = SignalRecorder(driver, signals, self.clock)
+            self.recorders[name] = SignalRecorder(
+                driver, signals, self.clock, live=self.live, rate_hz=self.layouts[name].rate_hz
+            )
         self.state = EngineState.RECORDING
         self.pipeline.start()
         for rec in self.recorders.values():
@@ -309,6 +320,8 @@ class SessionEngine:
         self.bus.emit(code, label)
 
     def _on_marker(self, rec: MarkerRecord) -> None:
+        if rec.ttl_ok:
+            self.live.marker(rec.t_on, int(rec.code), rec.t_off)
         if rec.ttl_ok != self._ttl_ok and self.writer is not None and self.writer.signals:
             kind, detail = (
                 ("recovered", "TTL pulses work again")
@@ -394,11 +407,33 @@ class SessionEngine:
             self.paradigm.on_phase.append(progress)
         while self.paradigm.phase not in (Phase.DONE, Phase.ABORTED):
             self.step()
+            self._check_sync()
             failed = [n for n, r in self.recorders.items() if r.state is RecorderState.FAILED]
             for name in failed:
                 msg = f"{name} stopped during the session: {self.recorders[name].error}"
                 if msg not in self.problems:
                     self.problems.append(msg)
+
+    def sync_health(self) -> dict[str, StreamHealth]:
+        """Live sync health of every stream with a trigger input."""
+        names = [n for n in ("camera", *self.signal_drivers) if not n.startswith("lsl")]
+        return self.live.status(self.clock(), names)
+
+    def _check_sync(self) -> None:
+        """Once a second: report streams that lost their triggers or drifted off."""
+        now = self.clock()
+        if now < self._next_sync_check or self.writer is None or self.writer.signals is None:
+            return
+        self._next_sync_check = now + 1.0
+        for name, health in self.sync_health().items():
+            before = self._sync_state.get(name, "waiting")
+            if health.state != before:
+                self._sync_state[name] = health.state
+                if health.state in ("no_triggers", "residual_high"):
+                    logger.warning("sync: %s", health.message)
+                    self.writer.signals.fault(now, name, "sync", 1, health.message)
+                elif before in ("no_triggers", "residual_high"):
+                    self.writer.signals.fault(now, name, "sync", 0, "triggers seen again")
 
     def telemetry(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state.value, "phase": self.paradigm.phase.value}
@@ -409,6 +444,8 @@ class SessionEngine:
             elif self.pipeline is not None:
                 entry.update(self.pipeline.telemetry())
             out[name] = entry
+        if self.state is EngineState.RECORDING:
+            out["sync"] = {n: dataclasses.asdict(h) for n, h in self.sync_health().items()}
         return out
 
     # ------------------------------------------------------------ stop

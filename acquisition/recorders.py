@@ -14,9 +14,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from mmmelab.drivers.base import DeviceFault, SignalDriver
+import numpy as np
+
+from mmmelab.drivers.base import DeviceFault, SampleBlock, SignalDriver
 from mmmelab.errors import DeviceLostError, LabError
 from mmmelab.storage.signals import SignalFile
+from mmmelab.sync.live import LiveSync, new_edges
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ class SignalRecorder(Recorder):
         signals: SignalFile,
         clock: Callable[[], float],
         reconnect_s: float = 10.0,
+        live: LiveSync | None = None,
+        rate_hz: float = 1000.0,
     ) -> None:
         super().__init__(driver.name, signals.fault, clock)
         self.driver = driver
@@ -102,6 +107,9 @@ class SignalRecorder(Recorder):
         self.last_block_time = float("nan")
         self.reconnect_s = reconnect_s
         self.reconnects = 0
+        self.live = live
+        self.driver_rate_hz = rate_hz
+        self._last_level = 0
 
     def _reconnect(self) -> bool:
         reconnect = getattr(self.driver, "reconnect", None)
@@ -142,4 +150,25 @@ class SignalRecorder(Recorder):
                 self.samples += len(block.data)
                 self.last_block_time = block.host_time
                 self.first_data.set()
+                if self.live is not None:
+                    self._report_edges(block)
             self._drain_faults(self.driver.faults)
+
+    def _report_edges(self, block: SampleBlock) -> None:
+        """Trigger edges of this block to the live sync health (device and rough master)."""
+        assert self.live is not None
+        if "trigger" in block.aux:
+            levels = block.aux["trigger"].reshape(-1).astype(np.int64) & 0xFF
+        elif "digital" in block.aux:
+            bits = block.aux["digital"].astype(np.int64)
+            levels = (bits << np.arange(bits.shape[1])).sum(axis=1)
+        else:
+            return
+        idx, self._last_level = new_edges(self._last_level, levels)
+        if not len(idx):
+            return
+        rate = self.driver_rate_hz
+        n = len(levels)
+        device_t = (block.first_sample + idx) / rate
+        approx = block.host_time - (n - 1 - idx) / rate
+        self.live.edges(self.name, device_t, levels[idx], approx)

@@ -157,12 +157,12 @@ def _align_camera(
     period = 1.0 / fps if fps else 1.0 / 150.0
     for a, b in _segments_by(resets, len(exp_t)):
         t = exp_t[a:b]
-        et, eh, rising = camera_edges(t, gpi[a:b], host[a:b], latency_s)
-        seg = (
-            align_timed(et, eh, rising, marker_t, marker_rising, float(t[0]), float(t[-1]), period)
-            if len(et)
-            else None
-        )
+        et, eh, rising, lo, hi = camera_edges(t, gpi[a:b], host[a:b], latency_s)
+        seg = None
+        if len(et):
+            seg = align_timed(
+                et, eh, rising, marker_t, marker_rising, float(t[0]), float(t[-1]), period, lo, hi
+            )
         if seg is not None:
             _lost_triggers(
                 seg, alignment, on, seg.to_master(et[rising]), float(seg.to_master(t[-1:])[0])

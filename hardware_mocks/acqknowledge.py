@@ -101,6 +101,7 @@ class AcqKnowledgeServer:
         self.in_progress = False
         self.samples_sent = 0
         self.start_device_s: float | None = None
+        self.trigger_connected = True  # False: digital inputs not wired (fault injection)
         self.toggle_delay_s = 0.0  # fault injection: a blocking (modal) toggle
         self._stop = threading.Event()
         self._streaming = threading.Event()
@@ -277,6 +278,8 @@ class AcqKnowledgeServer:
                 if wait > 0:
                     time.sleep(wait)
                 codes = self.wire.levels_at(master_t - self.latency_s)
+                if not self.trigger_connected:
+                    codes = np.zeros_like(codes)
                 since = np.floor((master_t - self.device_clock.epoch) * self.rate_hz)
                 phys_idx = since.astype(np.int64) % loop
                 frame = np.empty((n, len(delivered)))

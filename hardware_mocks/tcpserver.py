@@ -82,6 +82,7 @@ class StreamingServer:
         self.blocks_sent = 0
         self.connections = 0
         self.stream_start_sample: int | None = None
+        self.trigger_connected = True  # False: the trigger cable is out (fault injection)
         self._stop = threading.Event()
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.1)
@@ -209,6 +210,8 @@ class StreamingServer:
                 if wait > 0:
                     time.sleep(wait)
                 codes = self.wire.levels_at(master_t - self.latency_s)
+                if not self.trigger_connected:
+                    codes = np.zeros_like(codes)
                 if block_no not in f.drop_blocks:
                     self.send(conn, self.block(sample, self.signal(sample, n), codes))
                 self.blocks_sent += 1

@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     cam.add_argument("--seconds", type=float, default=60.0, help="length of the 150 fps run")
     cam.add_argument("--dir", type=Path, default=None, help="folder on the disk to measure")
     cam.add_argument("--json", action="store_true", help="print only the JSON object")
+    syn = what.add_parser("sync", help="alignment of a skewed simulated session vs truth")
+    syn.add_argument("--minutes", type=float, default=5.0, help="length of the session")
+    syn.add_argument("--json", action="store_true", help="print only the JSON object")
     ring = what.add_parser("ringbuffer", help="ring copy rate against numpy")
     ring.add_argument("--json", action="store_true", help="print only the JSON object")
 
@@ -107,7 +110,8 @@ def _progress(started: float, engine: Any) -> Any:
         if trial is not None:
             block = "practice" if trial.practice else "trial"
             what = f"{block} {trial.index + 1}  {trial.clip.id}"
-        cam = engine.telemetry().get("camera", {})
+        telemetry = engine.telemetry()
+        cam = telemetry.get("camera", {})
         health = ""
         if cam.get("fps"):
             health = (
@@ -120,6 +124,13 @@ def _progress(started: float, engine: Any) -> Any:
         )
         if cam.get("warning"):
             print(f"            WARNING: {cam['warning']}", file=sys.stderr, flush=True)
+        sync = telemetry.get("sync", {})
+        if sync:
+            parts = [
+                f"{n} {h['residual_ms']:.2f} ms" if h["state"] == "ok" else f"{n} {h['state']}"
+                for n, h in sync.items()
+            ]
+            print(f"            sync: {', '.join(parts)}", file=sys.stderr, flush=True)
 
     return show
 
@@ -248,6 +259,8 @@ def _bench(args: argparse.Namespace) -> int:
         if args.dir is not None and not args.dir.is_dir():
             raise LabError(f"--dir {args.dir} is not a folder")
         result = bench.bench_camera(args.seconds, args.dir, bench.progress_to_stderr)
+    elif args.bench == "sync":
+        result = bench.bench_sync(args.minutes, bench.progress_to_stderr)
     else:
         result = bench.bench_ringbuffer()
     print(json.dumps(result, indent=None if args.json else 2))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 MIN_EDGES = 3
+INTERVAL_TOLERANCE_S = 0.0001
 
 
 @dataclass
@@ -46,6 +47,9 @@ class Segment:
     edges_used: int = 0
     residual_rms_ms: float = float("nan")
     residual_max_ms: float = float("nan")
+    # camera: margin of the interval fit (negative = worst constraint violation), ms
+    interval_margin_ms: float | None = None
+    fit: str = "least squares"  # or "interval" (camera, when its constraints agree)
 
     @property
     def drift_ppm(self) -> float:
@@ -117,8 +121,9 @@ def robust_line(
         a_c = float(np.mean(ys - b * xs))
         a = a_c - b * x0
         r = y - (a + b * x)
-        mad = float(np.median(np.abs(r[keep] - np.median(r[keep])))) * 1.4826
-        new = np.abs(r) <= max(4.0 * mad, floor_s)
+        centre = float(np.median(r[keep]))
+        mad = float(np.median(np.abs(r[keep] - centre))) * 1.4826
+        new = np.abs(r - centre) <= max(4.0 * mad, floor_s)
         if np.array_equal(new, keep):
             break
         keep = new
@@ -242,6 +247,40 @@ def align_coded(
     return _finish(edge_t, marker_t, pairs, device_start, device_end, len(edge_t))
 
 
+def interval_fit(
+    lo: np.ndarray, hi: np.ndarray, target: np.ndarray, a: float, b: float
+) -> tuple[float, float, float]:
+    """Refine ``master = a + b * device`` from interval constraints, by linear programming.
+
+    Each camera edge says its master time ``target`` fell between the master times of
+    two exposure starts: ``a + b * lo <= target <= a + b * hi``. The line that meets
+    every constraint with the widest margin (a Chebyshev-style centre of the feasible
+    set) converges as 1/N in the number of edges, where least squares on interval
+    midpoints converges as 1/sqrt(N). Returns (a, b, margin in seconds; negative
+    when jitter makes the constraints slightly inconsistent).
+    """
+    from scipy.optimize import linprog
+
+    x0 = float(np.mean(np.concatenate([lo, hi])))
+    ln, hn = lo - x0, hi - x0
+    # variables: alpha (= a + b * x0), beta (= b), margin; maximise the margin:
+    # alpha + beta*lo - target + m <= 0   and   target - alpha - beta*hi + m <= 0
+    a_ub = np.vstack(
+        [
+            np.column_stack([np.ones_like(ln), ln, np.ones_like(ln)]),
+            np.column_stack([-np.ones_like(hn), -hn, np.ones_like(hn)]),
+        ]
+    )
+    b_ub = np.concatenate([target, -target])
+    alpha0 = a + b * x0
+    bounds = [(alpha0 - 0.05, alpha0 + 0.05), (b * (1 - 1e-3), b * (1 + 1e-3)), (None, None)]
+    res = linprog(c=[0.0, 0.0, -1.0], A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if not res.success:
+        return a, b, float("nan")
+    alpha, beta, margin = res.x
+    return float(alpha - beta * x0), float(beta), float(margin)
+
+
 def align_timed(
     edge_t: np.ndarray,
     edge_host: np.ndarray,
@@ -251,6 +290,8 @@ def align_timed(
     device_start: float,
     device_end: float,
     frame_period_s: float,
+    edge_lo: np.ndarray | None = None,
+    edge_hi: np.ndarray | None = None,
 ) -> Segment | None:
     """Fit a segment from uncoded edges (camera GPI) by timing alone.
 
@@ -276,7 +317,28 @@ def align_timed(
         y = np.array([marker_t[j] for _, j in pairs])
         a, b, _ = robust_line(x, y, floor_s=frame_period_s)
         tol = max(frame_period_s, 0.002)
-    return _finish(edge_t, marker_t, pairs, device_start, device_end, len(edge_t))
+    seg = _finish(edge_t, marker_t, pairs, device_start, device_end, len(edge_t))
+    if seg is None or edge_lo is None or edge_hi is None:
+        return seg
+    # keep the pairs that agree with the fit, then solve the interval constraints
+    idx = np.array([i for i, _ in pairs])
+    tgt = np.array([marker_t[j] for _, j in pairs])
+    ok = np.abs(tgt - seg.to_master(edge_t[idx])) <= frame_period_s
+    if ok.sum() < MIN_EDGES:
+        return seg
+    a, b, margin = interval_fit(edge_lo[idx][ok], edge_hi[idx][ok], tgt[ok], seg.a, seg.b)
+    seg.interval_margin_ms = margin * 1e3
+    # The interval solution is only valid when the constraints agree (no edge later
+    # than its interval by more than a tenth of a millisecond): trigger-latency
+    # jitter makes them disagree, and then the midpoint fit, robust to it, stands.
+    if np.isfinite(margin) and margin >= -INTERVAL_TOLERANCE_S:
+        r = tgt[ok] - (a + b * edge_t[idx][ok])
+        seg.a, seg.b = a, b
+        seg.edges_used = int(ok.sum())
+        seg.residual_rms_ms = float(np.sqrt(np.mean(r**2)) * 1e3)
+        seg.residual_max_ms = float(np.abs(r).max() * 1e3)
+        seg.fit = "interval"
+    return seg
 
 
 def host_time_segment(
@@ -315,11 +377,13 @@ def coded_edges(
 
 def camera_edges(
     exposure_t: np.ndarray, gpi: np.ndarray, host_t: np.ndarray, latency_s: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(times, host times, rising?) of every GPI change, each at the midpoint between the
-    exposure starts before and at the change."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(midpoints, host times, rising?, lo, hi) of every GPI change: the change happened
+    between the exposure starts ``lo`` (before) and ``hi`` (at the change), the input
+    latency taken off; the midpoint is its first estimate."""
+    empty = np.zeros(0)
     if len(gpi) < 2:
-        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
+        return empty, empty, np.zeros(0, dtype=bool), empty, empty
     k = np.flatnonzero(gpi[1:] != gpi[:-1]) + 1
-    mid = 0.5 * (exposure_t[k - 1] + exposure_t[k]) - latency_s
-    return mid, host_t[k], gpi[k].astype(bool)
+    lo, hi = exposure_t[k - 1] - latency_s, exposure_t[k] - latency_s
+    return 0.5 * (lo + hi), host_t[k], gpi[k].astype(bool), lo, hi
