@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,17 +116,7 @@ class CameraGrabber(Recorder):
                 record["gain_db"] = info.gain_db
                 record["flags"] = info.flags
                 ring.commit(slot, record)
-                gpi = info.gpi_level & 1
-                if gpi != p.last_gpi and p.live is not None:
-                    exposure = info.ts_us / 1e6 - p.readout_s
-                    p.live.edges(
-                        "camera",
-                        np.array([exposure]),
-                        None,
-                        np.array([info.host_time]),
-                        np.array([bool(gpi)]),
-                    )
-                p.last_gpi = gpi
+                p.watch_sync(info)
                 self.first_data.set()
                 self._drain_faults(cam.faults)
         finally:
@@ -163,6 +154,8 @@ class CameraPipeline:
         self.planned_end = planned_end  # master time the session should end, if known
         self.live = live
         self.readout_s = camera.readout_us() / 1e6
+        self._lags: deque[float] = deque(maxlen=max(16, int(5 * self.fps)))
+        self._last_exposure = float("-inf")
         slot_bytes = geometry.stride
         n_slots = max(16, min(int(round(self.fps * ring_seconds)), RING_MAX_BYTES // slot_bytes))
         self.ring = FrameRing.create(
@@ -292,6 +285,26 @@ class CameraPipeline:
             grabber.fault(now, "lost", 1, msg)
             logger.error(msg)
         tel.warning = "; ".join(warnings)
+
+    def watch_sync(self, info: Any) -> None:
+        """Report GPI changes to the live sync health (grabber thread).
+
+        The rough master time of an edge is the frame's camera time plus the smallest
+        host-minus-camera lag of the last 5 s: frames that arrived promptly, so a
+        grab backlog does not mislead the matching.
+        """
+        exposure = info.ts_us / 1e6 - self.readout_s
+        if self._lags and exposure < self._last_exposure:
+            self._lags.clear()  # camera clock reset
+        self._last_exposure = exposure
+        self._lags.append(info.host_time - exposure)
+        gpi = info.gpi_level & 1
+        if gpi != self.last_gpi and self.live is not None:
+            approx = exposure + min(self._lags)
+            self.live.edges(
+                "camera", np.array([exposure]), None, np.array([approx]), np.array([bool(gpi)])
+            )
+        self.last_gpi = gpi
 
     def telemetry(self) -> dict[str, Any]:
         return asdict(self.tel)

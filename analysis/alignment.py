@@ -82,18 +82,16 @@ def _align_signal(
         seg = None
         if codes is not None:
             et, ec = coded_edges(t, codes[a:b], 1.0 / stream.rate_hz, latency_s)
-            seg = align_coded(et, ec, marker_t, marker_code, float(t[0]), float(t[-1]))
+            rough = _rough_map(stream, device_t, a, b)
+            seg = align_coded(
+                et, ec, marker_t, marker_code, float(t[0]), float(t[-1]), rough=(rough.a, rough.b)
+            )
             if seg is not None:
                 _lost_triggers(
                     seg, alignment, marker_t, seg.to_master(et), float(seg.to_master(t[-1:])[0])
                 )
         if seg is None:
-            blocks = stream.blocks
-            ends = np.cumsum(blocks["count"]) - 1
-            sel = (ends >= a) & (ends < b)
-            seg = host_time_segment(
-                device_t[ends[sel]], blocks["host_time"][sel], float(t[0]), float(t[-1])
-            )
+            seg = _rough_map(stream, device_t, a, b)
             alignment.warnings.append(
                 f"samples {a}-{b - 1}: no usable trigger edges; mapped by host receive "
                 f"times (accuracy of the order of the transport latency, "
@@ -102,6 +100,16 @@ def _align_signal(
         alignment.segments.append(seg)
         ranges.append({"first": a, "last": b - 1})
     return alignment, ranges
+
+
+def _rough_map(stream: SignalStream, device_t: np.ndarray, a: int, b: int) -> Segment:
+    """Device to master time from the host receive times of the blocks in samples a..b."""
+    blocks = stream.blocks
+    ends = np.cumsum(blocks["count"]) - 1
+    sel = (ends >= a) & (ends < b)
+    return host_time_segment(
+        device_t[ends[sel]], blocks["host_time"][sel], float(device_t[a]), float(device_t[b - 1])
+    )
 
 
 def _codes(stream: SignalStream) -> np.ndarray | None:

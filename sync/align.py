@@ -225,16 +225,26 @@ def align_coded(
     device_start: float,
     device_end: float,
     tol_s: float = 0.005,
+    rough: tuple[float, float] | None = None,
 ) -> Segment | None:
-    """Fit a segment from coded edges (device time, code) and markers (master time, code)."""
+    """Fit a segment from coded edges (device time, code) and markers (master time, code).
+
+    ``rough`` is a first map from the stream's host receive times (good to a few ms):
+    each edge then pairs with the nearest marker of its code, unambiguously, since
+    markers of one code are far apart. Without it, the pairs come from the longest
+    common subsequence of the codes, which repeated codes can make ambiguous.
+    """
     if len(edge_t) < MIN_EDGES:
         return None
-    pairs = _lcs_pairs(edge_code, marker_code)
-    if len(pairs) < MIN_EDGES:
-        return None
-    x = np.array([edge_t[i] for i, _ in pairs])
-    y = np.array([marker_t[j] for _, j in pairs])
-    a, b, _ = robust_line(x, y, floor_s=0.05)
+    if rough is not None:
+        a, b = rough
+    else:
+        pairs = _lcs_pairs(edge_code, marker_code)
+        if len(pairs) < MIN_EDGES:
+            return None
+        x = np.array([edge_t[i] for i, _ in pairs])
+        y = np.array([marker_t[j] for _, j in pairs])
+        a, b, _ = robust_line(x, y, floor_s=0.05)
     for tol in (0.05, tol_s, tol_s):
         predicted = a + b * edge_t
         same = edge_code[:, None] == marker_code[None, :]

@@ -25,6 +25,8 @@ from mmmelab.sync.codes import EventCode, marker_text
 
 logger = logging.getLogger(__name__)
 
+QUIET_S = 0.001  # after each write, before any bookkeeping
+
 
 class TriggerOutput(Protocol):
     """A TTL output: ``set_level(code)`` drives the lines and returns the host write time."""
@@ -150,17 +152,26 @@ class TriggerBus:
         self.ttl_ok = True
         return t, True
 
+    def _hold_until(self, t: float) -> None:
+        self._stop.wait(max(0.0, t - self._clock()))
+
     def _pulse(self, code: EventCode, label: str, t_request: float) -> None:
+        # Bookkeeping (the LSL push, records, listeners) waits QUIET_S after each write,
+        # so that nothing this process does competes with what must follow the write;
+        # in the simulated lab that is the trigger box itself. Widths stay exact:
+        # they are measured from the write.
         t_on, ok = self._safe_level(int(code))
+        self._hold_until(t_on + QUIET_S)
         try:
             self._markers.push(marker_text(code, label), t_on)
         except LabError as exc:
             logger.error("marker stream failed for %s: %s", code.name, exc)
-        self._stop.wait(self.pulse_s)
+        self._hold_until(t_on + self.pulse_s)
         t_off, ok_off = self._safe_level(0)
+        self._hold_until(t_off + QUIET_S)
         self._seq += 1
         record = MarkerRecord(self._seq, code, label, t_request, t_on, t_off, ok and ok_off)
         self.records.append(record)
         for listener in self.listeners:
             listener(record)
-        self._stop.wait(self.gap_s)
+        self._hold_until(t_off + self.gap_s)

@@ -23,7 +23,8 @@ import numpy as np
 
 from mmmelab.sync.align import robust_line
 
-MATCH_WINDOW_S = 0.15  # host receive time vs marker time, before a clock map exists
+MATCH_WINDOW_S = 0.015  # rough master time vs marker time, when the clock map misses
+SETTLE_S = 0.05  # an edge is matched once markers up to this much later are known
 
 
 @dataclass
@@ -56,10 +57,15 @@ class LiveSync:
         self._pairs: dict[str, deque[tuple[float, float]]] = {}
         self._last_edge: dict[str, float] = {}
         self._last_device: dict[str, float] = {}
+        self._pending: list[tuple[str, float, int | None, float, bool]] = []
+        self._now = float("-inf")
 
     def marker(self, t_on: float, code: int, t_off: float) -> None:
+        """A marker was sent. Its record arrives after the pulse, so edges wait for it."""
         with self._lock:
             self._markers.append((t_on + self.box_latency_s, int(code), t_off + self.box_latency_s))
+            self._now = max(self._now, t_off)
+            self._drain()
 
     def edges(
         self,
@@ -72,25 +78,59 @@ class LiveSync:
         """New edges of ``stream``; ``codes`` None for the camera (then ``rising`` says
         which edges are pulse onsets)."""
         with self._lock:
-            if not self._markers:
-                return
-            marks = np.array(self._markers)
-            pairs = self._pairs.setdefault(stream, deque(maxlen=self.window))
-            model = self._model(stream)
             for k in range(len(device_t)):
-                guess = model[0] + model[1] * device_t[k] if model else approx_master[k]
-                if codes is not None:
-                    cand = marks[marks[:, 1] == codes[k]][:, 0]
-                else:
-                    cand = marks[:, 0] if rising is None or rising[k] else marks[:, 2]
-                if not len(cand):
-                    continue
-                j = int(np.argmin(np.abs(cand - guess)))
-                tol = 0.02 if model else MATCH_WINDOW_S
-                if abs(cand[j] - guess) <= tol:
-                    pairs.append((float(device_t[k]), float(cand[j])))
-                    self._last_edge[stream] = float(approx_master[k])
-                    self._last_device[stream] = float(device_t[k])
+                if device_t[k] < self._last_device.get(stream, -np.inf) - 1e-3:
+                    self._pairs.pop(stream, None)  # the device clock was reset: new map
+                self._last_device[stream] = float(device_t[k])
+                self._pending.append(
+                    (
+                        stream,
+                        float(device_t[k]),
+                        None if codes is None else int(codes[k]),
+                        float(approx_master[k]),
+                        True if rising is None else bool(rising[k]),
+                    )
+                )
+                self._now = max(self._now, float(approx_master[k]))
+            self._drain()
+
+    def _drain(self) -> None:
+        """Match the edges whose marker must be known by now: a marker at least
+        ``SETTLE_S`` younger has arrived, or the edge is a second old."""
+        newest = self._markers[-1][0] if self._markers else float("-inf")
+        waiting = []
+        for edge in self._pending:
+            approx = edge[3]
+            if newest >= approx + SETTLE_S or self._now - approx > 1.0:
+                self._match(*edge)
+            else:
+                waiting.append(edge)
+        self._pending = waiting
+
+    def _match(
+        self, stream: str, device_t: float, code: int | None, approx: float, rising: bool
+    ) -> None:
+        pairs = self._pairs.setdefault(stream, deque(maxlen=self.window))
+        marks = np.array(self._markers) if self._markers else np.zeros((0, 3))
+        if code is not None:
+            cand = marks[marks[:, 1] == code][:, 0]
+        else:
+            cand = marks[:, 0] if rising else marks[:, 2]
+        if not len(cand):
+            return
+        # by the current map first; by the rough master time when the map misses
+        # (a poor early map, or one that no longer holds, must not lock us out)
+        model = self._model(stream)
+        # coded markers of one code are seconds apart; the camera's (uncoded) 40 ms apart
+        guesses = [(approx, MATCH_WINDOW_S if code is None else 2 * MATCH_WINDOW_S)]
+        if model:
+            guesses.insert(0, (model[0] + model[1] * device_t, 0.02))
+        for guess, tol in guesses:
+            j = int(np.argmin(np.abs(cand - guess)))
+            if abs(cand[j] - guess) <= tol:
+                pairs.append((device_t, float(cand[j])))
+                self._last_edge[stream] = approx
+                return
 
     def _model(self, stream: str) -> tuple[float, float] | None:
         pairs = self._pairs.get(stream)
@@ -117,7 +157,8 @@ class LiveSync:
                     a, b = model
                     x, y = np.array(pairs).T
                     r = y - (a + b * x)
-                    h.residual_ms = float(np.sqrt(np.mean(r**2)) * 1e3)
+                    _, _, inliers = robust_line(x, y, floor_s=0.002)
+                    h.residual_ms = float(np.sqrt(np.mean(r[inliers] ** 2)) * 1e3)
                     h.drift_ppm = (1.0 / b - 1.0) * 1e6
                     h.offset_ms = (a + (b - 1.0) * self._last_device[name]) * 1e3
                     h.state = "ok"
@@ -127,7 +168,13 @@ class LiveSync:
                         h.message = (
                             f"{name}: sync residual {h.residual_ms:.2f} ms (limit {limit:g} ms)"
                         )
-                if sent_recently and (not pairs or h.last_edge_age_s > self.lost_after_s):
+                first = self._markers[0][0] if self._markers else now
+                silent = (
+                    h.last_edge_age_s > self.lost_after_s
+                    if pairs
+                    else now - first > self.lost_after_s
+                )
+                if sent_recently and silent:
                     h.state = "no_triggers"
                     h.message = (
                         f"{name}: no trigger edge matched for "
