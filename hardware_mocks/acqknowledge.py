@@ -24,7 +24,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 import numpy as np
 
 from mmmelab.hardware_mocks.synth import physio_signals
-from mmmelab.hardware_mocks.tcpserver import FaultPlan
+from mmmelab.hardware_mocks.tcpserver import FaultPlan, send_with_faults
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
 
 logger = logging.getLogger(__name__)
@@ -292,15 +292,7 @@ class AcqKnowledgeServer:
                 present = idx[:, None] % dividers[None, :] == 0
                 values = frame[present]
                 if block_no not in f.drop_blocks:
-                    payload = values.astype(fmt).tobytes()
-                    if f.split_writes:
-                        pos = 0
-                        while pos < len(payload):
-                            step = self._rng.randint(1, f.max_piece)
-                            sock.sendall(payload[pos : pos + step])
-                            pos += step
-                    else:
-                        sock.sendall(payload)
+                    send_with_faults(sock, values.astype(fmt).tobytes(), f, self._rng)
                 block_no += 1
                 sample += n
                 self.samples_sent = sample

@@ -50,6 +50,20 @@ class FaultPlan:
     bad_basic_info: bool = False
 
 
+def send_with_faults(
+    sock: socket.socket, data: bytes, faults: FaultPlan, rng: random.Random
+) -> None:
+    """Send ``data``, in random pieces of 1..``max_piece`` bytes when ``split_writes``."""
+    if not faults.split_writes:
+        sock.sendall(data)
+        return
+    pos = 0
+    while pos < len(data):
+        step = rng.randint(1, faults.max_piece)
+        sock.sendall(data[pos : pos + step])
+        pos += step
+
+
 class ClientGone(Exception):
     """The client closed the connection or asked to close it."""
 
@@ -119,14 +133,7 @@ class StreamingServer:
         f = self.faults
         if f.garbage_every and self.blocks_sent and self.blocks_sent % f.garbage_every == 0:
             packet = bytes(self._rng.getrandbits(8) for _ in range(13)) + packet
-        if not f.split_writes:
-            conn.sendall(packet)
-            return
-        pos = 0
-        while pos < len(packet):
-            step = self._rng.randint(1, f.max_piece)
-            conn.sendall(packet[pos : pos + step])
-            pos += step
+        send_with_faults(conn, packet, f, self._rng)
 
     # ------------------------------------------------------------ sockets
 

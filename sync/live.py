@@ -80,7 +80,9 @@ class LiveSync:
         with self._lock:
             for k in range(len(device_t)):
                 if device_t[k] < self._last_device.get(stream, -np.inf) - 1e-3:
-                    self._pairs.pop(stream, None)  # the device clock was reset: new map
+                    # the device clock was reset: a new map, without the old-clock edges
+                    self._pairs.pop(stream, None)
+                    self._pending = [e for e in self._pending if e[0] != stream]
                 self._last_device[stream] = float(device_t[k])
                 self._pending.append(
                     (

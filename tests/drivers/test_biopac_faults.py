@@ -17,27 +17,13 @@ from mmmelab.hardware_mocks.acqknowledge import AcqKnowledgeServer
 from mmmelab.hardware_mocks.tcpserver import FaultPlan
 from mmmelab.hardware_mocks.wire import VirtualWire
 from mmmelab.storage.signals import AuxSpec, SignalFile, SignalSpec, open_signals
+from tests.helpers import collect, contiguous
 
 
 def acq(faults: FaultPlan | None = None, **kwargs):
     server = AcqKnowledgeServer(VirtualWire(), local_clock, faults=faults, **kwargs)
     cfg = PhysioConfig(control_port=server.port, data_port=0, timeout_s=1.0)
     return server, cfg
-
-
-def collect(driver, samples: int, timeout_s: float = 10.0) -> list:
-    blocks = []
-    deadline = time.monotonic() + timeout_s
-    while sum(len(b.data) for b in blocks) < samples:
-        assert time.monotonic() < deadline, "no data"
-        blocks.extend(driver.read(0.2))
-    return blocks
-
-
-def contiguous(blocks) -> bool:
-    return [b.first_sample for b in blocks[1:]] == [
-        b.first_sample + len(b.data) for b in blocks[:-1]
-    ]
 
 
 def test_short_reads_never_misframe():

@@ -20,6 +20,7 @@ from mmmelab.hardware_mocks.curry import CurryServer
 from mmmelab.hardware_mocks.tcpserver import FaultPlan
 from mmmelab.hardware_mocks.wire import VirtualWire
 from mmmelab.storage.signals import AuxSpec, SignalFile, SignalSpec, open_signals
+from tests.helpers import collect, contiguous
 
 FRAMINGS = {
     "curry": (CurryServer, EegProtocol.CURRY),
@@ -33,21 +34,6 @@ def serve(framing: str, faults: FaultPlan, n_channels: int = 8):
     server = server_cls(wire, local_clock, n_channels=n_channels, faults=faults)
     cfg = EegConfig(protocol=protocol, port=server.port, channels=n_channels, timeout_s=1.0)
     return server, wire, make_eeg_driver(cfg, local_clock)
-
-
-def collect(driver, samples: int, timeout_s: float = 10.0) -> list:
-    blocks = []
-    deadline = time.monotonic() + timeout_s
-    while sum(len(b.data) for b in blocks) < samples:
-        assert time.monotonic() < deadline, "no data"
-        blocks.extend(driver.read(0.2))
-    return blocks
-
-
-def contiguous(blocks) -> bool:
-    starts = [b.first_sample for b in blocks]
-    ends = [b.first_sample + len(b.data) for b in blocks]
-    return starts[1:] == ends[:-1]
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)

@@ -74,3 +74,32 @@ def test_new_edges_sees_level_changes_across_blocks():
     assert list(idx) == [2, 5] and last == 200
     idx, last = new_edges(last, np.array([200, 200, 0]))
     assert list(idx) == [] and last == 0
+
+
+def test_edges_waiting_for_their_marker_do_not_survive_a_clock_reset():
+    live = LiveSync()
+    for k in range(8):  # a map on the old clock
+        t = 1000.0 + k
+        live.marker(t, 11, t + 0.02)
+        live.edges("camera", np.array([dev(t)]), None, np.array([t + 0.003]), np.array([True]))
+    t_old = 1008.0  # an edge whose marker is not known yet ...
+    live.edges("camera", np.array([dev(t_old)]), None, np.array([t_old + 0.003]), np.array([True]))
+    reset = dev(t_old + 0.2)  # ... the camera clock restarts at 0 ...
+    live.edges(
+        "camera",
+        np.array([dev(t_old + 0.5) - reset]),
+        None,
+        np.array([t_old + 0.503]),
+        np.array([True]),
+    )
+    live.marker(t_old, 11, t_old + 0.02)  # ... and only then its marker arrives
+    live.marker(t_old + 0.5, 11, t_old + 0.52)
+    for k in range(1, 8):
+        t = t_old + 0.5 + k
+        live.marker(t, 11, t + 0.02)
+        live.edges(
+            "camera", np.array([dev(t) - reset]), None, np.array([t + 0.003]), np.array([True])
+        )
+    live.marker(1020.0, 11, 1020.02)
+    h = live.status(1020.0, ["camera"])["camera"]
+    assert h.state == "ok" and h.residual_ms < 0.05

@@ -1,0 +1,23 @@
+"""Helpers shared by the driver tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def collect(driver: Any, samples: int, timeout_s: float = 10.0) -> list:
+    """Read blocks from a signal driver until ``samples`` samples arrived."""
+    blocks: list = []
+    deadline = time.monotonic() + timeout_s
+    while sum(len(b.data) for b in blocks) < samples:
+        assert time.monotonic() < deadline, "no data"
+        blocks.extend(driver.read(0.2))
+    return blocks
+
+
+def contiguous(blocks: list) -> bool:
+    """Whether each block starts where the one before ended (no gap, no overlap)."""
+    starts = [b.first_sample for b in blocks]
+    ends = [b.first_sample + len(b.data) for b in blocks]
+    return starts[1:] == ends[:-1]
