@@ -31,7 +31,8 @@ def true_master(clock: dict, device: np.ndarray) -> np.ndarray:
 def test_session_alignment_with_reset_drops_lost_and_missing_triggers(
     small_lab, tiny_protocol, tmp_path
 ):
-    lab = dataclasses.replace(small_lab, sync_interval_s=0.5)
+    # frequent sync pulses: each camera clock segment gets a few dozen edges
+    lab = dataclasses.replace(small_lab, sync_interval_s=0.25)
     with SessionEngine(
         lab, tiny_protocol, ParticipantInfo("P07"), out_root=tmp_path, sim_clocks=CLOCKS
     ) as engine:
@@ -40,7 +41,7 @@ def test_session_alignment_with_reset_drops_lost_and_missing_triggers(
         sim.acq.trigger_connected = False  # MP160 digital inputs not wired
         folder = engine.start()
         t0 = local_clock()
-        sim.camera.force_reset_at = t0 + 4.0  # camera clock reset
+        sim.camera.force_reset_at = t0 + 5.0  # camera clock reset
         sim.camera.drop_frames = {300, 301, 302, 700}
         time.sleep(7.0)
         sim.eeg_server.trigger_connected = False  # EEG trigger cable pulled
