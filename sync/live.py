@@ -24,6 +24,7 @@ import numpy as np
 from mmmelab.sync.align import robust_line
 
 MATCH_WINDOW_S = 0.015  # rough master time vs marker time, when the clock map misses
+RESIDUAL_LIMIT_MS = 2.0  # live residual above this is reported (USB latency jitter ~1 ms)
 SETTLE_S = 0.05  # an edge is matched once markers up to this much later are known
 
 
@@ -164,7 +165,7 @@ class LiveSync:
                     h.drift_ppm = (1.0 / b - 1.0) * 1e6
                     h.offset_ms = (a + (b - 1.0) * self._last_device[name]) * 1e3
                     h.state = "ok"
-                    limit = self.residual_limit_ms.get(name, 1.0)
+                    limit = self.residual_limit_ms.get(name, RESIDUAL_LIMIT_MS)
                     if h.residual_ms > limit:
                         h.state = "residual_high"
                         h.message = (
