@@ -298,11 +298,12 @@ def test_an_existing_lsl_stream_is_recorded_with_its_clock(small_lab, tiny_proto
     stop = threading.Event()
 
     def send() -> None:
-        k = 0
+        # a regular-rate device: timestamps from its sample clock, not from wake-ups
+        t0, k = local_clock(), 0
         while not stop.is_set():
-            outlet.push_sample([k, -k, 3.5], local_clock())
+            outlet.push_sample([k, -k, 3.5], t0 + k / 120)
             k += 1
-            time.sleep(1 / 120)
+            time.sleep(max(0.0, t0 + k / 120 - local_clock()))
 
     sender = threading.Thread(target=send, name="sim-eyetracker", daemon=True)
     sender.start()
