@@ -266,8 +266,10 @@ def summary_lines(cert: dict[str, Any]) -> list[str]:
             lines.append(f"  {name:<8} LSL clock synchronisation (no triggers)")
             continue
         for seg in s["segments"]:
+            start = seg["device_start"]
+            offset = seg["a"] + (seg["b"] - 1.0) * start  # master minus device, at its start
             lines.append(
-                f"  {name:<8} {seg['method']:<9} offset {seg['a']:+.6f} s, drift "
+                f"  {name:<8} {seg['method']:<9} master-device {offset:+.6f} s, drift "
                 f"{seg['drift_ppm']:+8.2f} ppm, {seg['edges_used']}/{seg['edges_found']} edges, "
                 f"residual RMS {seg['residual_rms_ms']:.3f} ms, max "
                 f"{seg['residual_max_ms']:.3f} ms"
