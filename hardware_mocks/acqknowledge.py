@@ -25,7 +25,7 @@ import numpy as np
 
 from mmmelab.hardware_mocks.synth import physio_signals
 from mmmelab.hardware_mocks.tcpserver import FaultPlan, send_with_faults
-from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
+from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire, sample_wire
 
 logger = logging.getLogger(__name__)
 
@@ -272,14 +272,14 @@ class AcqKnowledgeServer:
                     sock.shutdown(socket.SHUT_RDWR)  # acquisition goes on, delivery stops
                     return
                 idx = sample + np.arange(n)
-                dev_t = start_dev + idx / self.rate_hz
-                master_t = np.asarray(self.device_clock.master_time(dev_t))
-                wait = master_t[-1] - self.clock()
-                if wait > 0:
-                    time.sleep(wait)
-                codes = self.wire.levels_at(master_t - self.latency_s)
-                if not self.trigger_connected:
-                    codes = np.zeros_like(codes)
+                master_t, codes = sample_wire(
+                    self.wire,
+                    self.device_clock,
+                    self.clock,
+                    start_dev + idx / self.rate_hz,
+                    self.latency_s,
+                    self.trigger_connected,
+                )
                 since = np.floor((master_t - self.device_clock.epoch) * self.rate_hz)
                 phys_idx = since.astype(np.int64) % loop
                 frame = np.empty((n, len(delivered)))

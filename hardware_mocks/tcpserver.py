@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
+from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire, sample_wire
 
 logger = logging.getLogger(__name__)
 
@@ -211,14 +211,14 @@ class StreamingServer:
                     f.disconnect_at_block = -1  # once
                     conn.shutdown(socket.SHUT_RDWR)
                     return
-                dev_t = (sample + np.arange(n)) / self.rate_hz
-                master_t = np.asarray(self.device_clock.master_time(dev_t))
-                wait = master_t[-1] - self.clock()
-                if wait > 0:
-                    time.sleep(wait)
-                codes = self.wire.levels_at(master_t - self.latency_s)
-                if not self.trigger_connected:
-                    codes = np.zeros_like(codes)
+                _, codes = sample_wire(
+                    self.wire,
+                    self.device_clock,
+                    self.clock,
+                    (sample + np.arange(n)) / self.rate_hz,
+                    self.latency_s,
+                    self.trigger_connected,
+                )
                 if block_no not in f.drop_blocks:
                     self.send(conn, self.block(sample, self.signal(sample, n), codes))
                 self.blocks_sent += 1

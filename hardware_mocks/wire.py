@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +55,28 @@ class VirtualWire:
     def history(self) -> list[tuple[float, int]]:
         with self._lock:
             return list(zip(self._times[1:], self._levels[1:], strict=True))
+
+
+def sample_wire(
+    wire: VirtualWire,
+    device_clock: DeviceClock,
+    clock: Callable[[], float],
+    device_t: np.ndarray,
+    latency_s: float,
+    connected: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample the trigger input as a device does, paced by the device's own clock.
+
+    Waits until the last of the sample times ``device_t`` (device clock) has happened,
+    then returns their master times and the wire's level at each, seen ``latency_s``
+    late (all zeros when the trigger input is not ``connected``).
+    """
+    master_t = np.asarray(device_clock.master_time(device_t))
+    wait = master_t[-1] - clock()
+    if wait > 0:
+        time.sleep(wait)
+    codes = wire.levels_at(master_t - latency_s)
+    return master_t, codes if connected else np.zeros_like(codes)
 
 
 @dataclass(frozen=True)
