@@ -14,11 +14,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-import numpy as np
-
 from mmmelab.drivers.base import DeviceFault, SampleBlock, SignalDriver
 from mmmelab.errors import DeviceLostError, LabError
 from mmmelab.storage.signals import SignalFile
+from mmmelab.sync.codes import trigger_levels
 from mmmelab.sync.live import LiveSync, new_edges
 
 logger = logging.getLogger(__name__)
@@ -157,12 +156,8 @@ class SignalRecorder(Recorder):
     def _report_edges(self, block: SampleBlock) -> None:
         """Trigger edges of this block to the live sync health (device and rough master)."""
         assert self.live is not None
-        if "trigger" in block.aux:
-            levels = block.aux["trigger"].reshape(-1).astype(np.int64) & 0xFF
-        elif "digital" in block.aux:
-            bits = block.aux["digital"].astype(np.int64)
-            levels = (bits << np.arange(bits.shape[1])).sum(axis=1)
-        else:
+        levels = trigger_levels(block.aux)
+        if levels is None:
             return
         idx, self._last_level = new_edges(self._last_level, levels)
         if not len(idx):

@@ -32,6 +32,7 @@ from mmmelab.sync.align import (
     coded_edges,
     host_time_segment,
 )
+from mmmelab.sync.codes import trigger_levels
 
 FLAG_CLOCK_RESET = 1
 LOST_TRIGGERS_AFTER = 3  # markers in a row a stream did not see before it is flagged
@@ -73,7 +74,7 @@ def _align_signal(
     ranges: list[dict] = []
     index = stream.sample_index
     device_t = index / stream.rate_hz
-    codes = _codes(stream)
+    codes = trigger_levels(stream.aux)
     marker_t = markers["t_on"] + box_latency_s if len(markers) else np.zeros(0)
     marker_code = markers["code"].astype(np.int64) if len(markers) else np.zeros(0, np.int64)
     alignment.edges_expected = len(marker_t)
@@ -110,15 +111,6 @@ def _rough_map(stream: SignalStream, device_t: np.ndarray, a: int, b: int) -> Se
     return host_time_segment(
         device_t[ends[sel]], blocks["host_time"][sel], float(device_t[a]), float(device_t[b - 1])
     )
-
-
-def _codes(stream: SignalStream) -> np.ndarray | None:
-    if "trigger" in stream.aux:
-        return stream.aux["trigger"][()].reshape(-1).astype(np.int64) & 0xFF
-    if "digital" in stream.aux:
-        bits = stream.aux["digital"][()].astype(np.int64)
-        return (bits << np.arange(bits.shape[1])).sum(axis=1)
-    return None
 
 
 def _signal_breaks(stream_name: str, stream: SignalStream, faults: np.ndarray) -> list[int]:

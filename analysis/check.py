@@ -16,17 +16,12 @@ import numpy as np
 
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.sync.codes import common_subsequence, match_plan, session_plan
+from mmmelab.sync.codes import common_subsequence, match_plan, session_plan, trigger_levels
 
 
 def trigger_codes(stream: SignalStream) -> np.ndarray | None:
     """Per-sample trigger code of a signal stream (stimulus byte), or None without trigger input."""
-    if "trigger" in stream.aux:
-        return stream.aux["trigger"][()].reshape(-1).astype(np.int64) & 0xFF
-    if "digital" in stream.aux:
-        bits = stream.aux["digital"][()].astype(np.int64)
-        return (bits << np.arange(bits.shape[1])).sum(axis=1)
-    return None
+    return trigger_levels(stream.aux)
 
 
 def rising_edges(levels: np.ndarray) -> np.ndarray:

@@ -35,7 +35,10 @@ by ``gap_ms`` so that a camera sampling its input once per frame sees every code
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
 
 
 class EventCode(enum.IntEnum):
@@ -128,6 +131,21 @@ def common_subsequence(steps: Sequence[PlanStep], seq: Sequence[int]) -> int:
             cur[j] = prev[j - 1] + 1 if code in step else max(prev[j], cur[j - 1])
         prev = cur
     return prev[-1]
+
+
+def trigger_levels(aux: Mapping[str, Any]) -> np.ndarray | None:
+    """Per-sample code on a stream's trigger input, from its auxiliary arrays.
+
+    ``trigger``: the 16-bit event word of an EEG amplifier, whose low byte is the
+    stimulus code. ``digital``: one column per digital input line (bit i = line i).
+    None when the stream has no trigger input. Accepts arrays or HDF5 datasets.
+    """
+    if "trigger" in aux:
+        return np.asarray(aux["trigger"][()]).reshape(-1).astype(np.int64) & 0xFF
+    if "digital" in aux:
+        bits = np.asarray(aux["digital"][()]).astype(np.int64)
+        return (bits << np.arange(bits.shape[1])).sum(axis=1)
+    return None
 
 
 def marker_text(code: EventCode, label: str = "") -> str:
