@@ -29,6 +29,7 @@ import numpy as np
 
 from mmmelab import __version__
 from mmmelab.acquisition.camera_pipeline import TELEMETRY_DTYPE, CameraPipeline
+from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
 from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
@@ -43,7 +44,7 @@ from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceTimeoutError, LabError
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
+from mmmelab.storage.session import DISPLAY_DTYPE, SESSION_LOGS, TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import AuxSpec, SignalSpec
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode
@@ -104,6 +105,7 @@ class SessionEngine:
         self.writer: SessionWriter | None = None
         self.bus: TriggerBus | None = None
         self.recorders: dict[str, Recorder] = {}
+        self.windows: dict[str, SignalWindow] = {}
         self.pipeline: CameraPipeline | None = None
         self.live = LiveSync(
             box_latency_s=lab.triggerbox.latency_ms / 1000.0,
@@ -228,7 +230,7 @@ class SessionEngine:
             geometry,
             specs,
             camera_info=self.device_info["camera"],
-            logs={"telemetry": TELEMETRY_DTYPE},
+            logs={"telemetry": TELEMETRY_DTYPE, **SESSION_LOGS},
         )
         signals = self.writer.signals
         assert signals is not None
@@ -245,8 +247,15 @@ class SessionEngine:
         self.recorders["camera"] = self.pipeline.grabber
         for name, driver in self.signal_drivers.items():
             driver.start()
+            layout = self.layouts[name]
+            self.windows[name] = SignalWindow(len(layout.channels), layout.rate_hz)
             self.recorders[name] = SignalRecorder(
-                driver, signals, self.clock, live=self.live, rate_hz=self.layouts[name].rate_hz
+                driver,
+                signals,
+                self.clock,
+                live=self.live,
+                rate_hz=layout.rate_hz,
+                window=self.windows[name],
             )
         self.state = EngineState.RECORDING
         self.pipeline.start()
@@ -314,10 +323,10 @@ class SessionEngine:
 
     # ------------------------------------------------------------ inputs
 
-    def _emit(self, code: EventCode, label: str) -> None:
+    def _emit(self, code: EventCode, label: str, t: float | None = None) -> None:
         if self.bus is None:
             raise LabError("the trigger bus is not running")
-        self.bus.emit(code, label)
+        self.bus.emit(code, label, t)
 
     def _on_marker(self, rec: MarkerRecord) -> None:
         if rec.ttl_ok:
@@ -368,26 +377,64 @@ class SessionEngine:
         )
         self.writer.signals.log("trials", row)
 
-    def space(self) -> None:
-        self.paradigm.space(self.clock())
+    # Inputs take the time the event happened (``t``, master clock); default: now.
+    # They run on the control thread, like ``advance``.
 
-    def rate(self, rating: Rating) -> None:
-        self.paradigm.rate(rating, self.clock())
+    def _now(self, t: float | None) -> float:
+        return self.clock() if t is None else t
 
-    def remind(self, on: bool, label: str = "") -> None:
-        self._emit(EventCode.REMINDER_ON if on else EventCode.REMINDER_OFF, label)
+    def space(self, t: float | None = None) -> None:
+        """The clip starts; ``t`` is its onset (under the GUI: its first displayed frame)."""
+        self.paradigm.space(self._now(t))
 
-    def mark(self, note: str) -> None:
-        self._emit(EventCode.NOTE, note[:60])
+    def rate(self, rating: Rating, t: float | None = None) -> None:
+        self.paradigm.rate(rating, self._now(t))
+
+    def pause(self, t: float | None = None) -> None:
+        self.paradigm.pause(self._now(t))
+
+    def resume(self, t: float | None = None) -> None:
+        self.paradigm.resume(self._now(t))
+
+    def remind(self, on: bool, label: str = "", t: float | None = None) -> None:
+        """The CMRR reminder was shown (``on``) or hidden at ``t`` (its displayed time)."""
+        self._emit(EventCode.REMINDER_ON if on else EventCode.REMINDER_OFF, label, t)
+
+    def mark(self, note: str, t: float | None = None) -> None:
+        self._emit(EventCode.NOTE, note[:60], t)
+
+    # Presentation logs (any thread: they only queue rows for the signal writer).
+
+    def log(self, name: str, rows: np.ndarray) -> None:
+        """Append rows to one of the session's logs (``SESSION_LOGS``)."""
+        if self.writer is not None and self.writer.signals is not None:
+            self.writer.signals.log(name, rows)
+
+    def log_display(self, code: EventCode, t_input: float, t_display: float, label: str) -> None:
+        row = np.array([(int(code), t_input, t_display, label[:48].encode())], DISPLAY_DTYPE)
+        self.log("display", row)
+
+    def fault(self, stream: str, kind: str, count: int, detail: str) -> None:
+        """Record a fault found outside the recorders (the GUI: audio, screens)."""
+        logger.warning("%s: %s", stream, detail)
+        if self.writer is not None and self.writer.signals is not None:
+            self.writer.signals.fault(self.clock(), stream, kind, count, detail)
 
     # ------------------------------------------------------------ running
 
-    def step(self, max_wait_s: float = 0.05) -> Phase:
-        """Advance timers and the simulated participant; sleep until the next due moment."""
+    def advance(self) -> float | None:
+        """Run what is due now (paradigm timers, the simulated participant, the once-a-second
+        health checks); returns when something is next due (master clock), or None."""
         now = self.clock()
         self.paradigm.tick(now)
         if self.participant_sim is not None:
             self.participant_sim.act(now)
+        self._check_sync()
+        failed = [n for n, r in self.recorders.items() if r.state is RecorderState.FAILED]
+        for name in failed:
+            msg = f"{name} stopped during the session: {self.recorders[name].error}"
+            if msg not in self.problems:
+                self.problems.append(msg)
         due = [
             d
             for d in (
@@ -396,7 +443,12 @@ class SessionEngine:
             )
             if d is not None
         ]
-        wait = min([max_wait_s, *[d - self.clock() for d in due]])
+        return min(due) if due else None
+
+    def step(self, max_wait_s: float = 0.05) -> Phase:
+        """``advance``, then sleep until the next due moment (at most ``max_wait_s``)."""
+        due = self.advance()
+        wait = max_wait_s if due is None else min(max_wait_s, due - self.clock())
         if wait > 0:
             time.sleep(wait)
         return self.paradigm.phase
@@ -407,12 +459,6 @@ class SessionEngine:
             self.paradigm.on_phase.append(progress)
         while self.paradigm.phase not in (Phase.DONE, Phase.ABORTED):
             self.step()
-            self._check_sync()
-            failed = [n for n, r in self.recorders.items() if r.state is RecorderState.FAILED]
-            for name in failed:
-                msg = f"{name} stopped during the session: {self.recorders[name].error}"
-                if msg not in self.problems:
-                    self.problems.append(msg)
 
     def sync_health(self) -> dict[str, StreamHealth]:
         """Live sync health of every stream with a trigger input."""

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.drivers.base import DeviceFault, SampleBlock, SignalDriver
 from mmmelab.errors import DeviceLostError, LabError
 from mmmelab.storage.signals import SignalFile
@@ -98,8 +99,10 @@ class SignalRecorder(Recorder):
         reconnect_s: float = 10.0,
         live: LiveSync | None = None,
         rate_hz: float = 1000.0,
+        window: SignalWindow | None = None,
     ) -> None:
         super().__init__(driver.name, signals.fault, clock)
+        self.window = window
         self.driver = driver
         self.signals = signals
         self.samples = 0
@@ -149,6 +152,8 @@ class SignalRecorder(Recorder):
                 self.samples += len(block.data)
                 self.last_block_time = block.host_time
                 self.first_data.set()
+                if self.window is not None:
+                    self.window.push(block.data, block.host_time)
                 if self.live is not None:
                     self._report_edges(block)
             self._drain_faults(self.driver.faults)

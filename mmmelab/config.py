@@ -127,11 +127,37 @@ class LslStreamConfig:
     source_id: str = ""
 
 
+class Corner(enum.StrEnum):
+    TOP_LEFT = "top-left"
+    TOP_RIGHT = "top-right"
+    BOTTOM_LEFT = "bottom-left"
+    BOTTOM_RIGHT = "bottom-right"
+
+
 @dataclass(frozen=True)
 class ScreensConfig:
+    """Which screen (Qt's screen index) shows which window.
+
+    When a configured screen does not exist (a laptop, tests), the three windows
+    open side by side on the first screen and the console says so.
+    """
+
     console: int = 0
     stimulus: int = 1
     reminder: int = 2
+    photodiode: bool = False  # a patch that flips black/white at every stimulus onset
+    photodiode_corner: Corner = Corner.BOTTOM_LEFT
+    photodiode_size_px: int = 60
+
+
+@dataclass(frozen=True)
+class ReminderConfig:
+    """The CMRR reminder: what the auxiliary display shows, and the console key for it."""
+
+    text: str = "Please keep a neutral face"
+    symbol: str = "\u26a0"  # WARNING SIGN
+    hide_after_s: float = 3.0  # 0 = until the experimenter presses the key again
+    key: str = "F1"  # a Qt key name: F1-F12, a letter or a digit
 
 
 @dataclass(frozen=True)
@@ -146,6 +172,7 @@ class LabConfig:
     physio: PhysioConfig
     triggerbox: TriggerBoxConfig
     screens: ScreensConfig = field(default_factory=ScreensConfig)
+    reminder: ReminderConfig = field(default_factory=ReminderConfig)
     sync_interval_s: float = 5.0
     marker_stream: str = "mmme-markers"
     lsl_streams: tuple[LslStreamConfig, ...] = ()
@@ -268,7 +295,34 @@ def _screens(t: Table) -> ScreensConfig:
         console=t.integer("console", d.console, lo=0, hi=16),
         stimulus=t.integer("stimulus", d.stimulus, lo=0, hi=16),
         reminder=t.integer("reminder", d.reminder, lo=0, hi=16),
+        photodiode=t.flag("photodiode", d.photodiode),
+        photodiode_corner=Corner(
+            t.text(
+                "photodiode_corner", d.photodiode_corner.value, choices=[c.value for c in Corner]
+            )
+        ),
+        photodiode_size_px=t.integer("photodiode_size_px", d.photodiode_size_px, lo=10, hi=400),
     )
+    t.done()
+    return cfg
+
+
+REMINDER_KEY = re.compile(r"F([1-9]|1[0-2])|[A-Z0-9]")
+
+
+def _reminder(t: Table) -> ReminderConfig:
+    d = ReminderConfig()
+    key = t.text("key", d.key)
+    if not REMINDER_KEY.fullmatch(key):
+        raise t.error("key", f"is {key!r}; use F1-F12, one capital letter or one digit")
+    cfg = ReminderConfig(
+        text=t.text("text", d.text),
+        symbol=t.text("symbol", d.symbol),
+        hide_after_s=t.number("hide_after_s", d.hide_after_s, lo=0.0, hi=600.0),
+        key=key,
+    )
+    if not (cfg.text or cfg.symbol):
+        raise t.error("text", "and symbol are both empty; the reminder would show nothing")
     t.done()
     return cfg
 
@@ -309,6 +363,7 @@ def load_lab(path: Path | str) -> LabConfig:
     triggerbox = _triggerbox(devices.table("triggerbox", required=True))
     devices.done()
     screens = _screens(top.table("screens"))
+    reminder = _reminder(top.table("reminder"))
     sync = top.table("sync")
     sync_interval_s = sync.number("pulse_interval_s", 5.0, lo=0.5, hi=600.0)
     sync.done()
@@ -338,6 +393,7 @@ def load_lab(path: Path | str) -> LabConfig:
         physio=physio,
         triggerbox=triggerbox,
         screens=screens,
+        reminder=reminder,
         sync_interval_s=sync_interval_s,
         marker_stream=marker_stream,
         lsl_streams=lsl_streams,

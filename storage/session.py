@@ -54,6 +54,61 @@ TRIAL_DTYPE = np.dtype(
     ]
 )
 
+#: Stimulus kinds in the presentation logs.
+KIND_CLIP, KIND_NEUTRAL = 1, 2
+
+#: One row per stimulus frame put on the participant's screen (GUI sessions).
+STIMULUS_FRAME_DTYPE = np.dtype(
+    [
+        ("trial", "<i2"),  # position in its block, as in the trials table
+        ("practice", "u1"),
+        ("kind", "u1"),  # KIND_CLIP or KIND_NEUTRAL
+        ("frame", "<i4"),  # index of the video frame in the clip
+        ("t_due", "<f8"),  # master clock, s: onset + frame / clip fps
+        ("t_display", "<f8"),  # master clock, s: the frame was handed to the screen
+    ]
+)
+
+#: Audio of a presentation: none in the file, played, no output device, failed.
+AUDIO_NONE, AUDIO_PLAYED, AUDIO_NO_DEVICE, AUDIO_FAILED = 0, 1, 2, 3
+
+#: One row per clip presentation (emotional or neutral) with its timing quality.
+PRESENTATION_DTYPE = np.dtype(
+    [
+        ("trial", "<i2"),
+        ("practice", "u1"),
+        ("kind", "u1"),
+        ("clip_id", "S32"),
+        ("t_space", "<f8"),  # the participant's Space press (NaN for neutral clips)
+        ("t_onset", "<f8"),  # first frame displayed
+        ("t_end", "<f8"),  # last frame displayed
+        ("fps", "<f4"),  # the clip's own frame rate
+        ("frames_shown", "<i4"),
+        ("frames_dropped", "<i4"),  # frames whose time passed without being shown
+        ("frames_repeated", "<i4"),  # refreshes that kept a frame past its time
+        ("late_ms_max", "<f4"),  # largest display time minus due time
+        ("audio", "u1"),  # AUDIO_*
+        ("audio_offset_ms", "<f4"),  # audio start minus first frame; NaN without audio
+    ]
+)
+
+#: Screens shown on an input, with the input time and the displayed time (GUI sessions).
+DISPLAY_DTYPE = np.dtype(
+    [
+        ("code", "u1"),  # the event code (REMINDER_ON/OFF, RATING_ONSET, ...)
+        ("t_input", "<f8"),  # key press or phase change, master clock
+        ("t_display", "<f8"),  # the screen showing it was painted
+        ("label", "S48"),
+    ]
+)
+
+#: The logs every recording declares in signals.h5 besides markers, faults and trials.
+SESSION_LOGS = {
+    "stimulus_frames": STIMULUS_FRAME_DTYPE,
+    "presentations": PRESENTATION_DTYPE,
+    "display": DISPLAY_DTYPE,
+}
+
 
 SYNC_FILE = "sync.json"
 SYNC_FORMAT_VERSION = 1
@@ -331,6 +386,7 @@ class Session:
     problems: list[str]
     _h5: h5py.File | None = None
     sync: dict[str, Any] | None = None
+    logs: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def status(self) -> SessionStatus:
@@ -395,6 +451,7 @@ def open_session(path: Path | str) -> Session:
     streams: dict[str, SignalStream | CameraStream] = {}
     empty = np.zeros(0)
     markers = faults = trials = empty
+    logs: dict[str, np.ndarray] = {}
     h5 = None
     declared = manifest["streams"]
     if (folder / "signals.h5").exists():
@@ -409,6 +466,11 @@ def open_session(path: Path | str) -> Session:
         markers = h5["markers/log"][()] if "markers" in h5 else empty
         faults = h5["faults/log"][()] if "faults" in h5 else empty
         trials = h5["trials/log"][()] if "trials" in h5 else empty
+        logs = {
+            name: h5[name]["log"][()]
+            for name in h5
+            if name not in ("markers", "faults", "trials") and "log" in h5[name]
+        }
     elif any(v.get("path", "").startswith("signals.h5") for v in declared.values()):
         problems.append("signals.h5 is missing")
     if (folder / "camera" / "camera.json").exists():
@@ -438,4 +500,4 @@ def open_session(path: Path | str) -> Session:
                 sync = None
     for name, stream in streams.items():
         stream.sync = (sync or {}).get("streams", {}).get(name)
-    return Session(folder, manifest, streams, markers, faults, trials, problems, h5, sync)
+    return Session(folder, manifest, streams, markers, faults, trials, problems, h5, sync, logs)

@@ -44,9 +44,11 @@ class MarkerOutput(Protocol):
 class MarkerRecord:
     """One emitted event. Times are on the master clock (s).
 
-    ``t_request`` is when ``emit`` was called, ``t_on`` when the code byte was
-    written (the marker's timestamp), ``t_off`` when the line went low again;
-    ``t_on - t_request`` is the queueing delay behind earlier pulses.
+    ``t_request`` is when the event happened as the caller saw it (a displayed
+    frame, a key press, a due transition; else when ``emit`` was called),
+    ``t_on`` when the code byte was written (the marker's timestamp), ``t_off``
+    when the line went low again; ``t_on - t_request`` is the delay from the
+    event to its pulse (queueing behind earlier pulses included).
     """
 
     seq: int
@@ -96,9 +98,14 @@ class TriggerBus:
         self._thread = threading.Thread(target=self._run, name="trigger-bus", daemon=True)
         self._thread.start()
 
-    def emit(self, code: EventCode, label: str = "") -> None:
-        """Queue an event; it goes out as soon as the previous pulse and gap are over."""
-        self._queue.put((EventCode(code), label, self._clock()))
+    def emit(self, code: EventCode, label: str = "", t_event: float | None = None) -> None:
+        """Queue an event; it goes out as soon as the previous pulse and gap are over.
+
+        ``t_event`` (master clock, s) is when it happened, if the caller knows better
+        than "now"; it is kept as the marker's ``t_request``.
+        """
+        t = self._clock() if t_event is None else t_event
+        self._queue.put((EventCode(code), label, t))
 
     def pending(self) -> int:
         return self._queue.qsize()

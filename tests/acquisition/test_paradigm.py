@@ -14,7 +14,7 @@ E = EventCode
 
 def make(protocol: Protocol) -> tuple[Paradigm, list[tuple[EventCode, str]]]:
     emitted: list[tuple[EventCode, str]] = []
-    return Paradigm(protocol, lambda code, label: emitted.append((code, label))), emitted
+    return Paradigm(protocol, lambda code, label, t: emitted.append((code, label))), emitted
 
 
 def test_one_trial_step_by_step(tiny_protocol):
