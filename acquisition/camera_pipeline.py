@@ -309,6 +309,10 @@ class CameraPipeline:
     def telemetry(self) -> dict[str, Any]:
         return asdict(self.tel)
 
+    def preview_seq(self) -> int:
+        """Number of the newest preview frame (0 before the first)."""
+        return self.preview.seq() if self.preview is not None else 0
+
     def latest_preview(self) -> tuple[int, int, np.ndarray] | None:
         """(seq, acq_nframe, RGB image) of the newest preview frame, or None."""
         return self.preview.latest() if self.preview is not None else None

@@ -487,6 +487,9 @@ class SessionEngine:
             entry: dict[str, Any] = {"state": rec.state.value, "faults": rec.faults_recorded}
             if isinstance(rec, SignalRecorder):
                 entry["samples"] = rec.samples
+                entry["rate_hz"] = self.layouts[name].rate_hz
+                # age of the newest block: how far behind live the stream is
+                entry["latency_ms"] = (self.clock() - rec.last_block_time) * 1000.0
             elif self.pipeline is not None:
                 entry.update(self.pipeline.telemetry())
             out[name] = entry

@@ -62,6 +62,9 @@ class SignalWindow:
         with self._lock:
             have = min(want, self.total)
             end = self.total % self.n
-            idx = (np.arange(end - have, end)) % self.n
-            data = self._buf[idx][:, cols] if have else self._buf[:0][:, cols]
+            idx = np.arange(end - have, end) % self.n
+            if channels is None:
+                data = self._buf[idx]
+            else:
+                data = self._buf[np.ix_(idx, np.asarray(cols, dtype=np.intp))]
             return Snapshot(np.ascontiguousarray(data), self.t_last, self.rate_hz, self.total)

@@ -97,6 +97,10 @@ class PreviewBuffer:
         self.header[3] = acq_nframe
         self.header[0] = seq
 
+    def seq(self) -> int:
+        """How many previews were published (cheap: tells whether ``latest`` is new)."""
+        return int(self.header[0])
+
     def latest(self) -> tuple[int, int, np.ndarray] | None:
         """(seq, acq_nframe, RGB copy) of the newest preview, or None before the first."""
         seq = int(self.header[0])

@@ -31,6 +31,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+WRITE_BATCH_S = 0.1  # at most ten writes a second
+
 BLOCK_DTYPE = np.dtype([("first_sample", "<i8"), ("count", "<u4"), ("host_time", "<f8")])
 MARKER_DTYPE = np.dtype(
     [
@@ -183,12 +185,17 @@ class SignalFile:
     def _run(self) -> None:
         import time
 
-        last_flush = time.monotonic()
+        last_flush = last_write = time.monotonic()
         stop = False
         while not stop:
             items: list[Any] = []
             try:
                 items.append(self._queue.get(timeout=self.flush_interval_s / 2))
+                # Write in batches: few large HDF5 calls instead of one per block.
+                # h5py holds the GIL during each call, and many small ones would steal
+                # it from the recorder and GUI threads.
+                time.sleep(max(0.0, last_write + WRITE_BATCH_S - time.monotonic()))
+                last_write = time.monotonic()
                 while True:
                     items.append(self._queue.get_nowait())
             except queue.Empty:

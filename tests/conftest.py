@@ -20,7 +20,7 @@ os.environ.setdefault("LSLAPICFG", str(Path(__file__).parents[1] / "mmmelab/data
 
 from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
 
-OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer")
+OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-")
 
 TINY_PROTOCOL = """
 [protocol]

@@ -1,0 +1,410 @@
+"""The experimenter's console: participant form, devices, live views, trials, log, controls.
+
+Keys (in every window, see :mod:`mmmelab.gui.app`): the reminder key from the lab
+config (default F1) shows or hides the CMRR reminder; F2 marks the moment with
+the note typed beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QCloseEvent
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mmmelab.acquisition.engine import ParticipantInfo
+from mmmelab.acquisition.paradigm import Phase, TrialResult
+from mmmelab.acquisition.presentation import EventCode
+from mmmelab.config import PARTICIPANT_ID_RE
+from mmmelab.gui.controller import ControllerState, EngineController, PhaseInfo, SessionResult
+from mmmelab.gui.liveview import PreviewView, SignalPlots
+from mmmelab.gui.panels import DevicePanel, EventLog, PanelLogHandler, RecordingPanel, TrialList
+from mmmelab.gui.reminder import ReminderWindow
+
+logger = logging.getLogger(__name__)
+
+LIVE_MS = 16  # preview poll (new frames only) - the camera preview comes at about 30 fps
+PLOT_MS = 33  # signal plots
+SLOW_MS = 250  # telemetry, countdown
+NOTE_KEY = "F2"
+CONSENT = {
+    1: "1 - data may be shared; faces may be shown",
+    2: "2 - research use only; no face images published",
+}
+
+
+class ConsoleWindow(QMainWindow):
+    closed = pyqtSignal()
+
+    def __init__(self, controller: EngineController, reminder: ReminderWindow) -> None:
+        super().__init__()
+        self.controller = controller
+        self.reminder = reminder
+        lab = controller.lab
+        self.setWindowTitle(f"mmme-lab - {lab.name}")
+        self.phase: PhaseInfo | None = None
+        self.result: SessionResult | None = None
+        self._closing = False
+        self._build(lab.simulated_devices())
+        self.log_handler = PanelLogHandler()
+        self.log_handler.bridge.line.connect(self.events.add)
+        logging.getLogger("mmmelab").addHandler(self.log_handler)
+        controller.state_changed.connect(self._state)
+        controller.phase_changed.connect(self._phase)
+        controller.trial_done.connect(self._trial_done)
+        controller.marker.connect(self._marker)
+        controller.failed.connect(self._failed)
+        controller.finished.connect(self._finished)
+        self.live_timer = QTimer(self)
+        self.live_timer.setInterval(LIVE_MS)
+        self.live_timer.timeout.connect(self._live)
+        self.plot_timer = QTimer(self)
+        self.plot_timer.setInterval(PLOT_MS)
+        self.plot_timer.timeout.connect(self._plots)
+        self.slow_timer = QTimer(self)
+        self.slow_timer.setInterval(SLOW_MS)
+        self.slow_timer.timeout.connect(self._slow)
+        self.slow_timer.start()
+        self.plots: SignalPlots | None = None
+        self._frame_gate: Callable[[], float | None] | None = None
+        self._deferred: set[str] = set()
+        self._state(controller.state)
+
+    def follow_stimulus(self, next_frame_in: Callable[[], float | None], presented: Any) -> None:
+        """Give the participant's clip frames priority over the console's redraws.
+
+        While a clip plays, the preview and plot redraws that fell due wait for the
+        next clip frame to be shown (``presented``) and are then done and painted at
+        once, in the gap before the frame after it, so no redraw can hold up a frame.
+        """
+        self._frame_gate = next_frame_in
+        presented.connect(self._after_frame)
+
+    def _gated(self, what: str) -> bool:
+        if self._frame_gate is not None and self._frame_gate() is not None:
+            self._deferred.add(what)
+            return True
+        return False
+
+    def _after_frame(self) -> None:
+        deferred, self._deferred = self._deferred, set()
+        if "plots" in deferred and self.plots is not None:
+            self.plots.refresh()
+            self.plots.view.viewport().repaint()
+        if "live" in deferred and self.preview.refresh():
+            self.preview.view.viewport().repaint()
+
+    # ------------------------------------------------------------ layout
+
+    def _build(self, simulated: list[str]) -> None:
+        lab = self.controller.lab
+        root = QWidget()
+        outer = QVBoxLayout(root)
+        self.banner = QLabel(
+            f"SIMULATED DEVICES: {', '.join(simulated).upper()} - THIS IS NOT A REAL RECORDING"
+        )
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.setStyleSheet(
+            "background: #c62828; color: white; font-size: 18px; font-weight: bold; padding: 6px;"
+        )
+        self.banner.setVisible(bool(simulated))
+        outer.addWidget(self.banner)
+        self.status = QLabel("starting")
+        self.status.setStyleSheet("font-size: 16px; font-weight: bold; padding: 4px;")
+        outer.addWidget(self.status)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        outer.addWidget(split, 1)
+        split.addWidget(self._left_column())
+        self.middle = QSplitter(Qt.Orientation.Vertical)
+        self.preview = PreviewView(self.controller)
+        self.middle.addWidget(_group("Camera", self.preview))
+        self.plot_box = QGroupBox("EEG and physiology")
+        QVBoxLayout(self.plot_box)
+        self.middle.addWidget(self.plot_box)
+        split.addWidget(self.middle)
+        right = QSplitter(Qt.Orientation.Vertical)
+        self.trials = TrialList(self.controller.protocol)
+        right.addWidget(_group("Trials", self.trials))
+        self.events = EventLog()
+        right.addWidget(_group("Event log", self.events))
+        split.addWidget(right)
+        split.setSizes([330, 760, 420])
+        self.setCentralWidget(root)
+        self.reminder_button.setText(f"Reminder ({lab.reminder.key})")
+
+    def _left_column(self) -> QWidget:
+        col = QWidget()
+        layout = QVBoxLayout(col)
+        form_box = QGroupBox("Participant")
+        form = QFormLayout(form_box)
+        self.pid = QLineEdit()
+        self.pid.setPlaceholderText("pseudonymous code, e.g. P07 - never a name")
+        self.pid.setMaxLength(16)
+        self.session_no = QSpinBox()
+        self.session_no.setRange(1, 99)
+        self.consent = QComboBox()
+        for level, text in CONSENT.items():
+            self.consent.addItem(text, level)
+        self.consent.setCurrentIndex(1)
+        self.notes = QPlainTextEdit()
+        self.notes.setMaximumHeight(60)
+        form.addRow("Participant id", self.pid)
+        form.addRow("Session", self.session_no)
+        form.addRow("Consent", self.consent)
+        form.addRow("Notes", self.notes)
+        layout.addWidget(form_box)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
+        self.abort_button = QPushButton("Abort")
+        self.start_button.clicked.connect(self.press_start)
+        self.pause_button.clicked.connect(self.press_pause)
+        self.abort_button.clicked.connect(self.press_abort)
+        for b in (self.start_button, self.pause_button, self.abort_button):
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+        self.reminder_button = QPushButton("Reminder")
+        self.reminder_button.setStyleSheet("font-weight: bold;")
+        self.reminder_button.clicked.connect(self.press_reminder)
+        layout.addWidget(self.reminder_button)
+        notes = QHBoxLayout()
+        self.note_text = QLineEdit()
+        self.note_text.setPlaceholderText("note (F2 marks now)")
+        self.note_button = QPushButton("Mark")
+        self.note_button.clicked.connect(self.press_note)
+        notes.addWidget(self.note_text, 1)
+        notes.addWidget(self.note_button)
+        layout.addLayout(notes)
+        self.phase_label = QLabel("-")
+        self.phase_label.setStyleSheet("font-size: 15px;")
+        layout.addWidget(self.phase_label)
+        simulated = self.controller.lab.simulated_devices()
+        devices = ["camera", "eeg", "physio", *[s.label for s in self.controller.lab.lsl_streams]]
+        self.devices = DevicePanel(devices, simulated)
+        layout.addWidget(self.devices, 1)
+        self.recording = RecordingPanel()
+        layout.addWidget(self.recording)
+        return col
+
+    # ------------------------------------------------------------ experimenter input
+
+    def participant(self) -> ParticipantInfo | None:
+        pid = self.pid.text().strip()
+        if not PARTICIPANT_ID_RE.fullmatch(pid):
+            self.events.add(
+                "participant id: use a pseudonymous code of 1-16 letters and digits "
+                "(for example P07) - never a name",
+                logging.ERROR,
+            )
+            self.pid.setFocus()
+            return None
+        return ParticipantInfo(
+            pid,
+            self.session_no.value(),
+            int(self.consent.currentData()),
+            self.notes.toPlainText().strip(),
+        )
+
+    def press_start(self) -> None:
+        info = self.participant()
+        if info is None or self.controller.state is not ControllerState.READY:
+            return
+        for w in (self.pid, self.session_no, self.consent, self.notes):
+            w.setEnabled(False)
+        self.controller.start(info)
+
+    def press_pause(self) -> None:
+        if self.controller.state is not ControllerState.RECORDING:
+            return
+        if self.controller.telemetry().get("paused") or (self.phase and self.phase.paused):
+            self.controller.resume()
+            self.pause_button.setText("Pause")
+        else:
+            self.controller.pause()
+            self.pause_button.setText("Resume")
+
+    def press_abort(self) -> None:
+        if self.controller.state is not ControllerState.RECORDING:
+            return
+        if self.ask("Abort the session? Everything recorded so far is kept."):
+            self.controller.abort()
+
+    def press_reminder(self) -> None:
+        t_key = self.controller.clock()
+        if self.controller.state is ControllerState.RECORDING:
+            self.reminder.toggle(t_key)
+
+    def press_note(self) -> None:
+        t = self.controller.clock()
+        if self.controller.state is not ControllerState.RECORDING:
+            return
+        text = self.note_text.text().strip() or "note"
+        self.controller.mark(text, t)
+        self.note_text.clear()
+
+    def ask(self, question: str) -> bool:
+        """A yes/no question to the experimenter (tests replace this)."""
+        answer = QMessageBox.question(self, "mmme-lab", question)
+        return answer == QMessageBox.StandardButton.Yes
+
+    # ------------------------------------------------------------ engine events
+
+    def _state(self, state: ControllerState) -> None:
+        recording = state is ControllerState.RECORDING
+        self.start_button.setEnabled(state is ControllerState.READY)
+        self.pause_button.setEnabled(recording)
+        self.abort_button.setEnabled(recording)
+        self.reminder_button.setEnabled(recording)
+        self.note_button.setEnabled(recording)
+        text = {
+            ControllerState.IDLE: "not connected",
+            ControllerState.CONNECTING: "connecting devices ...",
+            ControllerState.READY: "devices ready - enter the participant and press Start",
+            ControllerState.STARTING: "starting the recording ...",
+            ControllerState.RECORDING: f"RECORDING into {self.controller.folder}",
+            ControllerState.STOPPING: "stopping and saving ...",
+            ControllerState.CHECKING: "checking the saved session ...",
+            ControllerState.FINISHED: "session saved",
+            ControllerState.FAILED: "FAILED - see the event log",
+        }[state]
+        self.status.setText(text)
+        if state is ControllerState.READY:
+            self.devices.set_state("connected")
+        if recording and self.plots is None:
+            self.plots = SignalPlots(self.controller)
+            layout = self.plot_box.layout()
+            assert layout is not None
+            layout.addWidget(self.plots)
+            self.live_timer.start()
+            self.plot_timer.start()
+        elif not recording:
+            self.live_timer.stop()
+            self.plot_timer.stop()
+
+    def _phase(self, info: PhaseInfo) -> None:
+        self.phase = info
+        self.trials.current(info.position)
+        self.pause_button.setText("Resume" if info.paused else self.pause_button.text())
+
+    def _trial_done(self, trial: TrialResult) -> None:
+        if self.phase is not None:
+            self.trials.done(self.phase.position, trial)
+
+    def _marker(self, rec: Any) -> None:
+        if rec.code is not EventCode.SYNC:
+            self.events.add(f"marker {int(rec.code)} {rec.code.name} {rec.label}".strip())
+        if self.plots is not None:
+            self.plots.add_marker(rec.t_on, int(rec.code))
+
+    def _failed(self, message: str) -> None:
+        self.events.add(message, logging.ERROR)
+
+    def _finished(self, result: SessionResult) -> None:
+        self.result = result
+        self.events.add(f"session saved: {result.folder} (status {result.status})")
+        check = result.check
+        if check:
+            level = logging.INFO if check.get("ok") else logging.WARNING
+            self.events.add("session check: " + ("ok" if check.get("ok") else "NOT OK"), level)
+            for problem in check.get("problems", []):
+                self.events.add(f"problem: {problem}", logging.WARNING)
+        for line in result.alignment:
+            self.events.add(line)
+        if result.error:
+            self.events.add(result.error, logging.ERROR)
+        if self._closing:
+            self.close()
+
+    # ------------------------------------------------------------ timers
+
+    def _live(self) -> None:
+        if not self._gated("live"):
+            self.preview.refresh()
+
+    def _plots(self) -> None:
+        if self.plots is not None and not self._gated("plots"):
+            self.plots.refresh()
+
+    def _slow(self) -> None:
+        tel = self.controller.telemetry()
+        if tel:
+            self.devices.refresh(tel)
+            self.recording.refresh(tel.get("camera", {}))
+        info = self.phase
+        if info is None or self.controller.state is not ControllerState.RECORDING:
+            return
+        what = {
+            Phase.WAIT_SPACE: "waiting for Space",
+            Phase.CLIP: f"clip {info.clip_id}",
+            Phase.RATING: "self-report",
+            Phase.NEUTRAL: "neutral clip",
+        }.get(info.phase, info.phase.value)
+        if info.paused:
+            what = "PAUSED (press Resume)"
+        block = "practice" if info.practice else "trial"
+        left = ""
+        if info.deadline is not None:
+            left = f" - {max(0.0, info.deadline - self.controller.clock()):.0f} s left"
+        self.phase_label.setText(
+            f"{block} {info.index + 1} ({info.position + 1}/{info.total}): {what}{left}"
+        )
+
+    # ------------------------------------------------------------ closing
+
+    def closeEvent(self, event: QCloseEvent | None) -> None:
+        if event is None:
+            return
+        state = self.controller.state
+        busy = state in (
+            ControllerState.STARTING,
+            ControllerState.RECORDING,
+            ControllerState.STOPPING,
+            ControllerState.CHECKING,
+        )
+        if busy and not self._closing:
+            if state is ControllerState.RECORDING and not self.ask(
+                "A session is recording. Stop it, save it and quit?"
+            ):
+                event.ignore()
+                return
+            self._closing = True
+            self.status.setText("stopping and saving before quitting ...")
+            if state is ControllerState.RECORDING:
+                self.controller.abort()
+            event.ignore()  # closes again when the controller reports the session saved
+            return
+        if busy:
+            event.ignore()
+            return
+        logging.getLogger("mmmelab").removeHandler(self.log_handler)
+        self.live_timer.stop()
+        self.plot_timer.stop()
+        self.slow_timer.stop()
+        self.closed.emit()
+        event.accept()
+
+
+def _group(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(4, 4, 4, 4)
+    layout.addWidget(widget)
+    return box

@@ -1,0 +1,227 @@
+"""Console panels: devices, recording telemetry, trial list, event log."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from PyQt6.QtCore import QObject, Qt, pyqtSignal
+from PyQt6.QtGui import QColor
+from PyQt6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mmmelab.acquisition.paradigm import TrialResult
+from mmmelab.config import Protocol
+
+GOOD, WARN, BAD = QColor("#2e7d32"), QColor("#ef6c00"), QColor("#c62828")
+
+
+def _item(text: str, colour: QColor | None = None) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+    if colour is not None:
+        item.setForeground(colour)
+    return item
+
+
+class DevicePanel(QGroupBox):
+    """One row per device: state, rate, drops/faults, latency, sync health."""
+
+    COLUMNS = ("device", "state", "rate", "drops / faults", "latency", "sync")
+
+    def __init__(self, devices: list[str], simulated: list[str]) -> None:
+        super().__init__("Devices")
+        self.devices = devices
+        self.simulated = set(simulated)
+        self.table = QTableWidget(len(devices), len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        for row, name in enumerate(devices):
+            label = f"{name} (SIM)" if name in self.simulated else name
+            self.table.setItem(row, 0, _item(label, BAD if name in self.simulated else None))
+            for col in range(1, len(self.COLUMNS)):
+                self.table.setItem(row, col, _item("-"))
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        self._last: dict[str, tuple[float, int]] = {}
+        self._rates: dict[str, str] = {}
+
+    def set_state(self, text: str) -> None:
+        for row in range(len(self.devices)):
+            self.table.setItem(row, 1, _item(text))
+
+    def refresh(self, tel: dict[str, Any]) -> None:
+        sync = tel.get("sync", {})
+        for row, name in enumerate(self.devices):
+            entry = tel.get(name)
+            if entry is None:
+                continue
+            state = entry.get("state", "?")
+            colour = GOOD if state == "running" else (BAD if state == "failed" else WARN)
+            self.table.setItem(row, 1, _item(state, colour))
+            self.table.setItem(row, 2, _item(self._rate(name, entry)))
+            drops = int(entry.get("dropped", 0))
+            faults = int(entry.get("faults", 0))
+            self.table.setItem(
+                row, 3, _item(f"{drops} / {faults}", BAD if drops else (WARN if faults else GOOD))
+            )
+            lat = entry.get("latency_ms")
+            self.table.setItem(row, 4, _item("-" if lat is None else f"{lat:.0f} ms"))
+            self.table.setItem(row, 5, _sync_item(sync.get(name)))
+
+    def _rate(self, name: str, entry: dict[str, Any]) -> str:
+        if "fps" in entry:
+            return f"{entry['fps']:.1f} fps"
+        # measured over >= 1 s from the sample counts (the nominal rate until then)
+        samples = int(entry.get("samples", 0))
+        now = time.monotonic()
+        t0, s0 = self._last.setdefault(name, (now, samples))
+        if now - t0 >= 1.0:
+            self._rates[name] = f"{(samples - s0) / (now - t0):.0f} Hz"
+            self._last[name] = (now, samples)
+        return self._rates.get(name, f"{entry.get('rate_hz', 0):.0f} Hz")
+
+
+def _sync_item(health: dict[str, Any] | None) -> QTableWidgetItem:
+    if not health:
+        return _item("-")
+    state = health.get("state", "waiting")
+    if state == "ok":
+        return _item(f"ok {health.get('residual_ms', math.nan):.2f} ms", GOOD)
+    return _item(state.replace("_", " "), WARN if state == "waiting" else BAD)
+
+
+class RecordingPanel(QGroupBox):
+    """Frame ring fill, writer rate, disk time-to-full, dropped frames."""
+
+    def __init__(self) -> None:
+        super().__init__("Recording")
+        grid = QGridLayout(self)
+        self.ring = QProgressBar()
+        self.ring.setFormat("ring %p%")
+        self.writer = QLabel("writer -")
+        self.disk = QLabel("disk -")
+        self.frames = QLabel("frames -")
+        self.warning = QLabel("")
+        self.warning.setStyleSheet("color: #c62828; font-weight: bold;")
+        self.warning.setWordWrap(True)
+        grid.addWidget(self.ring, 0, 0, 1, 2)
+        grid.addWidget(self.writer, 1, 0)
+        grid.addWidget(self.disk, 1, 1)
+        grid.addWidget(self.frames, 2, 0, 1, 2)
+        grid.addWidget(self.warning, 3, 0, 1, 2)
+
+    def refresh(self, camera: dict[str, Any]) -> None:
+        if not camera or "ring_fill" not in camera:
+            return
+        self.ring.setValue(int(round(100 * camera["ring_fill"])))
+        self.writer.setText(f"writer {camera['writer_mb_s']:.0f} MB/s")
+        ttf = camera["time_to_full_s"]
+        self.disk.setText(
+            "disk full in " + ("-" if not math.isfinite(ttf) else f"{ttf / 60:.0f} min")
+        )
+        self.frames.setText(
+            f"frames {camera['frames']}  written {camera['written']}  dropped {camera['dropped']}"
+        )
+        self.warning.setText(camera.get("warning", ""))
+
+
+class TrialList(QTableWidget):
+    """Every trial of the session with its clip and outcome; the current row is selected."""
+
+    COLUMNS = ("#", "block", "clip", "target", "answer", "RT")
+
+    def __init__(self, protocol: Protocol) -> None:
+        schedule = [(True, c) for c in protocol.practice] + [(False, c) for c in protocol.trials()]
+        super().__init__(len(schedule), len(self.COLUMNS))
+        self.setHorizontalHeaderLabels(self.COLUMNS)
+        self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.horizontalHeader().setStretchLastSection(True)
+        n_practice = len(protocol.practice)
+        for row, (practice, clip) in enumerate(schedule):
+            number = row + 1 if practice else row - n_practice + 1
+            cells = (
+                str(number),
+                "practice" if practice else "trial",
+                clip.id,
+                clip.emotion.value if clip.emotion else "-",
+                "",
+                "",
+            )
+            for col, text in enumerate(cells):
+                self.setItem(row, col, _item(text))
+
+    def current(self, position: int) -> None:
+        if 0 <= position < self.rowCount():
+            self.selectRow(position)
+
+    def done(self, position: int, trial: TrialResult) -> None:
+        if trial.rating is None:
+            self.setItem(position, 4, _item("missed", BAD))
+            return
+        r = trial.rating
+        self.setItem(position, 4, _item(f"{r.emotion.value} v{r.valence} a{r.arousal}", GOOD))
+        self.setItem(position, 5, _item(f"{trial.response_time_s:.1f} s"))
+
+
+class LogBridge(QObject):
+    """A logging handler's way onto the GUI thread."""
+
+    line = pyqtSignal(str, int)
+
+
+class PanelLogHandler(logging.Handler):
+    """Sends log records (any thread) to the event log panel."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.bridge = LogBridge()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.bridge.line.emit(self.format(record), record.levelno)
+        except RuntimeError:  # the panel is gone (window closed)
+            pass
+
+
+class EventLog(QPlainTextEdit):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setReadOnly(True)
+        self.setMaximumBlockCount(5000)
+        self.problems = 0
+
+    def add(self, text: str, level: int = logging.INFO) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        if level >= logging.WARNING:
+            self.problems += 1
+            colour = "#c62828" if level >= logging.ERROR else "#ef6c00"
+            self.appendHtml(f'<span style="color:{colour}">{stamp} {_escape(text)}</span>')
+        else:
+            self.appendPlainText(f"{stamp} {text}")
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def boxed(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.addWidget(widget)
+    return box

@@ -1,0 +1,383 @@
+"""The participant's stimulus window: instructions, "press Space", clips with sound,
+the self-report screen and the neutral clip.
+
+Timing: a clip's frames are put on the screen by a precise single-shot timer at
+each frame's due time (:class:`~mmmelab.acquisition.presentation.FrameSchedule`).
+Each frame is painted at once (``repaint``) and its display time taken right
+after; the first displayed frame of the emotional clip is the clip onset sent to
+the engine. Every shown frame goes to the session's ``stimulus_frames`` log and
+each presentation's dropped/repeated counts and audio start to ``presentations``.
+Decoding runs on its own thread and starts while the "press Space" screen is up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QRect, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QColor, QFont, QImage, QKeyEvent, QPainter, QPaintEvent
+from PyQt6.QtWidgets import QStackedLayout, QWidget
+
+from mmmelab.acquisition.paradigm import Phase, Rating
+from mmmelab.acquisition.presentation import (
+    AUDIO_FAILED,
+    AUDIO_NO_DEVICE,
+    KIND_CLIP,
+    KIND_NEUTRAL,
+    EventCode,
+    FrameSchedule,
+)
+from mmmelab.config import ScreensConfig
+from mmmelab.gui.audio import ClipAudio, output_available
+from mmmelab.gui.controller import EngineController, PhaseInfo
+from mmmelab.gui.decoder import ClipDecoder
+from mmmelab.gui.rating import RatingPanel
+
+logger = logging.getLogger(__name__)
+
+RETRY_MS = 2  # the decoder was behind: look again this soon
+FLUSH_FRAMES = 30  # frames per batch to the session log
+
+TEXTS = {
+    "welcome": (
+        "Welcome",
+        "You will watch short video clips with sound.\n"
+        "Please keep a neutral face and sit still while they play.\n"
+        "After each clip, say how it made you feel.\n\n"
+        "Press Space to start the first clip.",
+    ),
+    "next": ("Ready?", "Press Space to start the next clip."),
+    "pause": ("Short break", "Please wait; the experimenter will continue in a moment."),
+    "done": ("Thank you!", "The session is over."),
+    "aborted": ("Thank you", "The session has ended."),
+    "wait": ("Please wait", "The recording is being prepared."),
+}
+
+
+class Canvas(QWidget):
+    """Black screen showing either a video frame (scaled, aspect kept) or a text."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self._image: QImage | None = None
+        self._array: np.ndarray | None = None  # keeps the QImage's memory alive
+        self._text: tuple[str, str] = TEXTS["wait"]
+
+    def set_image(self, rgb: np.ndarray) -> None:
+        self._array = np.ascontiguousarray(rgb)
+        h, w = self._array.shape[:2]
+        self._image = QImage(self._array.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+
+    def set_text(self, title: str, body: str) -> None:
+        self._image = self._array = None
+        self._text = (title, body)
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(0, 0, 0))
+        if self._image is not None:
+            w, h = self._image.width(), self._image.height()
+            scale = min(self.width() / w, self.height() / h)
+            tw, th = int(w * scale), int(h * scale)
+            target = QRect((self.width() - tw) // 2, (self.height() - th) // 2, tw, th)
+            p.drawImage(target, self._image)
+        else:
+            title, body = self._text
+            p.setPen(QColor(235, 235, 235))
+            font = QFont()
+            font.setPixelSize(max(18, self.height() // 14))
+            font.setBold(True)
+            p.setFont(font)
+            top = QRect(0, 0, self.width(), self.height() // 2 - 10)
+            p.drawText(top, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, title)
+            font.setPixelSize(max(14, self.height() // 28))
+            font.setBold(False)
+            p.setFont(font)
+            rest = QRect(40, self.height() // 2 + 10, self.width() - 80, self.height() // 2 - 20)
+            flags = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop
+            p.drawText(rest, int(flags) | Qt.TextFlag.TextWordWrap.value, body)
+        p.end()
+
+
+class PhotodiodePatch(QWidget):
+    """A square in a corner that flips between black and white at every onset."""
+
+    def __init__(self, parent: QWidget, size_px: int) -> None:
+        super().__init__(parent)
+        self.white = False
+        self.setFixedSize(size_px, size_px)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+
+    def flip(self) -> None:
+        self.white = not self.white
+        self.repaint()
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(255, 255, 255) if self.white else QColor(0, 0, 0))
+        p.end()
+
+
+@dataclass
+class Playback:
+    decoder: ClipDecoder
+    schedule: FrameSchedule
+    audio: ClipAudio | None = None
+    flushed: int = 0
+    waited: int = 0  # ticks spent waiting for the decoder to open the file
+
+
+class StimulusWindow(QWidget):
+    """The participant's screen. Driven by the controller's ``phase_changed``.
+
+    ``presented`` is emitted right after each clip frame is shown: the console
+    does its heavier redraws then, in the gap before the next frame.
+    """
+
+    presented = pyqtSignal()
+
+    def __init__(self, controller: EngineController, screens: ScreensConfig) -> None:
+        super().__init__()
+        self.setWindowTitle("mmme-lab - participant")
+        self.setStyleSheet("background: black;")
+        self.controller = controller
+        self.clock = controller.clock
+        self.canvas = Canvas(self)
+        self.rating = RatingPanel(self.clock, self)
+        self.rating.submitted.connect(self._rated)
+        self._stack = QStackedLayout(self)
+        self._stack.addWidget(self.canvas)
+        self._stack.addWidget(self.rating)
+        self.patch: PhotodiodePatch | None = None
+        self._corner = screens.photodiode_corner
+        if screens.photodiode:
+            self.patch = PhotodiodePatch(self, screens.photodiode_size_px)
+        self.info: PhaseInfo | None = None
+        self.playback: Playback | None = None
+        self._preloaded: ClipDecoder | None = None
+        self._started_first = False
+        self._audio_ok = output_available()
+        self._audio_reported = False
+        self.schedules: list[FrameSchedule] = []  # every presentation, for summaries
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.timeout.connect(self._tick)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        controller.phase_changed.connect(self.on_phase)
+        self.canvas.set_text(*TEXTS["wait"])
+
+    # ------------------------------------------------------------ paradigm
+
+    def on_phase(self, info: PhaseInfo) -> None:
+        self.info = info
+        phase = info.phase
+        if phase is Phase.WAIT_SPACE:
+            self._stop_playback()
+            self._show_text(
+                "pause" if info.paused else ("next" if self._started_first else "welcome")
+            )
+            self._preload(info.clip_path)
+        elif phase is Phase.CLIP:
+            if self.playback is None:  # the wait limit started it, not a Space press
+                self._start(KIND_CLIP, math.nan)
+        elif phase is Phase.RATING:
+            self._stop_playback()
+            self._show_rating(info)
+            self._preload(self.controller.neutral_path())
+        elif phase is Phase.NEUTRAL:
+            self.rating.end()
+            self._stack.setCurrentWidget(self.canvas)
+            self._start(KIND_NEUTRAL, math.nan)
+        elif phase in (Phase.DONE, Phase.ABORTED):
+            self._stop_playback()
+            self.rating.end()
+            self._show_text("done" if phase is Phase.DONE else "aborted")
+
+    def _show_text(self, key: str) -> None:
+        self._stack.setCurrentWidget(self.canvas)
+        self.canvas.set_text(*TEXTS[key])
+
+    def _show_rating(self, info: PhaseInfo) -> None:
+        limit = self.controller.protocol.timing.rating_limit_s
+        deadline = info.deadline if info.deadline is not None else self.clock() + limit
+        self.rating.begin(deadline, limit)
+        self._stack.setCurrentWidget(self.rating)
+        self._flip_patch()
+        self.rating.repaint()
+        self.controller.log_display(
+            EventCode.RATING_ONSET, deadline - limit, self.clock(), info.clip_id
+        )
+
+    def _rated(self, rating: Rating) -> None:
+        self.controller.rate(rating, self.clock())
+
+    # ------------------------------------------------------------ input
+
+    def keyPressEvent(self, event: QKeyEvent | None) -> None:
+        if event is None:
+            return
+        key = event.key()
+        info = self.info
+        if info is not None and info.phase is Phase.RATING and self.rating.handle_key(key):
+            return
+        if (
+            key == Qt.Key.Key_Space
+            and info is not None
+            and info.phase is Phase.WAIT_SPACE
+            and not info.paused
+            and self.playback is None
+        ):
+            self._start(KIND_CLIP, self.clock())
+            return
+        super().keyPressEvent(event)
+
+    # ------------------------------------------------------------ playback
+
+    def _preload(self, path: Path | None) -> None:
+        if self._preloaded is not None:
+            self._preloaded.close()
+        self._preloaded = ClipDecoder(path) if path is not None else None
+
+    def _start(self, kind: int, t_space: float) -> None:
+        info = self.info
+        decoder = self._preloaded
+        self._preloaded = None
+        if info is None or decoder is None:
+            return
+        self._started_first = True
+        schedule = FrameSchedule(
+            fps=decoder.fps,
+            trial=info.index,
+            practice=info.practice,
+            kind=kind,
+            clip_id=info.clip_id if kind == KIND_CLIP else "neutral",
+            t_space=t_space,
+        )
+        self.playback = Playback(decoder, schedule)
+        self.schedules.append(schedule)
+        self._tick()
+
+    def _opened(self, pb: Playback) -> bool:
+        """Whether the (preloaded) decoder knows the clip; handles a clip that cannot play."""
+        decoder = pb.decoder
+        if not decoder.ready.is_set():
+            pb.waited += 1
+            self._timer.start(RETRY_MS)
+            return False
+        pb.schedule.fps = decoder.fps
+        pb.schedule.n_frames = decoder.n_frames
+        if decoder.error or (decoder.finished and decoder.newest() < 0):
+            self.controller.fault("stimulus", "lost", decoder.error or "clip has no frames")
+            if pb.schedule.kind == KIND_CLIP:  # the trial goes on; its onset is now
+                self.controller.clip_onset(self.clock())
+            self._stop_playback()
+            return False
+        return True
+
+    def _tick(self) -> None:
+        pb = self.playback
+        if pb is None:
+            return
+        sched = pb.schedule
+        if not sched.started and not self._opened(pb):
+            return
+        sched.n_frames = pb.decoder.n_frames  # known once the decoder reached the end
+        index = sched.pick(self.clock(), pb.decoder.newest())
+        if index is not None:
+            image = pb.decoder.take(index)
+            if image is not None:
+                self._present(pb, index, image)
+        now = self.clock()
+        nxt = sched.next_change(now)
+        if sched.due_index(now) > sched.last_index or not sched.started:
+            self._timer.start(RETRY_MS)  # the decoder is behind: look again soon
+        elif math.isfinite(nxt):
+            self._timer.start(max(0, int((nxt - now) * 1000)))
+        if sched.shown - pb.flushed >= FLUSH_FRAMES:
+            pb.flushed = sched.shown
+            self.controller.log_frames(sched, final=False)
+
+    def _present(self, pb: Playback, index: int, image: np.ndarray) -> None:
+        first = not pb.schedule.started
+        self.canvas.set_image(image)
+        if first:
+            self._flip_patch()
+        self.canvas.repaint()
+        t_display = self.clock()
+        pb.schedule.displayed(index, t_display)
+        if first:
+            if pb.schedule.kind == KIND_CLIP:
+                self.controller.clip_onset(t_display)
+            self._start_audio(pb)
+        self.presented.emit()
+
+    def _start_audio(self, pb: Playback) -> None:
+        if pb.decoder.pcm is None:
+            return
+        if not self._audio_ok:
+            pb.schedule.audio = AUDIO_NO_DEVICE
+            if not self._audio_reported:
+                self._audio_reported = True
+                self.controller.fault(
+                    "stimulus", "warning", "no audio output device: clip sound is not played"
+                )
+            return
+        try:
+            pb.audio = ClipAudio(pb.decoder.pcm, self.clock, pb.schedule.audio_started)
+            pb.audio.start()
+        except RuntimeError as exc:
+            pb.schedule.audio = AUDIO_FAILED
+            self.controller.fault("stimulus", "lost", f"clip sound failed: {exc}")
+
+    def _stop_playback(self) -> None:
+        self._timer.stop()
+        pb, self.playback = self.playback, None
+        if pb is None:
+            return
+        if pb.audio is not None:
+            pb.audio.stop()
+        pb.decoder.close()
+        self.controller.log_frames(pb.schedule, final=True)
+
+    def _flip_patch(self) -> None:
+        if self.patch is not None:
+            self.patch.flip()
+
+    # ------------------------------------------------------------ window
+
+    def resizeEvent(self, event: object) -> None:
+        if self.patch is not None:
+            s = self.patch.width()
+            x = 0 if "left" in self._corner.value else self.width() - s
+            y = 0 if "top" in self._corner.value else self.height() - s
+            self.patch.move(x, y)
+            self.patch.raise_()
+
+    def next_frame_in(self) -> float | None:
+        """Seconds to the next due clip frame while a clip plays, else None."""
+        pb = self.playback
+        if pb is None or not pb.schedule.started:
+            return None
+        now = self.clock()
+        nxt = pb.schedule.next_change(now)
+        return max(0.0, nxt - now) if math.isfinite(nxt) else None
+
+    def dropped_frames(self) -> int:
+        return sum(s.dropped for s in self.schedules)
+
+    def repeated_frames(self) -> int:
+        return sum(s.repeated for s in self.schedules)
+
+    def shutdown(self) -> None:
+        self._stop_playback()
+        if self._preloaded is not None:
+            self._preloaded.close()
+            self._preloaded = None
+        self.rating.end()

@@ -1,0 +1,127 @@
+"""The whole GUI on the simulated lab (offscreen): a 2-trial session driven by keys and clicks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import Qt
+
+from mmmelab.acquisition.paradigm import Phase
+from mmmelab.config import Emotion
+from mmmelab.gui.app import LabApp
+from mmmelab.gui.controller import ControllerState
+from mmmelab.storage import open_session
+from mmmelab.storage.session import KIND_CLIP, KIND_NEUTRAL
+from mmmelab.sync.codes import EventCode
+
+pytestmark = pytest.mark.timeout(180)
+
+WAIT_MS = 30_000
+
+
+@pytest.fixture
+def gui_lab(small_lab):
+    reminder = dataclasses.replace(small_lab.reminder, hide_after_s=0.3)
+    screens = dataclasses.replace(small_lab.screens, photodiode=True)
+    return dataclasses.replace(small_lab, reminder=reminder, screens=screens)
+
+
+@pytest.fixture
+def lab_app(qtbot, gui_lab, tiny_protocol, tmp_path):
+    app = LabApp(gui_lab, tiny_protocol, out_root=tmp_path / "sessions", participant_id="P01")
+    for window in (app.console, app.stimulus, app.reminder):
+        qtbot.addWidget(window)
+    app.show()
+    yield app
+    app.console.ask = lambda question: True
+    app.console.close()
+    qtbot.waitUntil(lambda: not app.console.isVisible(), timeout=WAIT_MS)
+    app.shutdown()
+
+
+def _ready(qtbot, app):
+    app.connect_devices()
+    controller = app.controller
+    qtbot.waitUntil(lambda: controller.state is ControllerState.READY, timeout=WAIT_MS)
+    qtbot.mouseClick(app.console.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: controller.state is ControllerState.RECORDING, timeout=WAIT_MS)
+
+
+def _phase(app):
+    info = app.stimulus.info
+    return info.phase if info is not None else None
+
+
+def _rate_by_mouse(qtbot, panel, emotion: int, valence: int, arousal: int) -> None:
+    for name, value in (("emotion", emotion), ("valence", valence), ("arousal", arousal)):
+        qtbot.mouseClick(panel.groups[name].button(value), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(panel.submit, Qt.MouseButton.LeftButton)
+
+
+def test_two_trial_session_through_the_gui(qtbot, lab_app):
+    app = lab_app
+    _ready(qtbot, app)
+    stim, console = app.stimulus, app.console
+    answers = [(1, 7, 5), (2, 2, 8), (4, 3, 6)]  # practice, trial 1, trial 2
+    for k, (emotion, valence, arousal) in enumerate(answers):
+        qtbot.waitUntil(lambda: _phase(app) is Phase.WAIT_SPACE, timeout=WAIT_MS)
+        # Space typed while the console has the focus still reaches the participant
+        qtbot.keyClick(console if k == 1 else stim, Qt.Key.Key_Space)
+        qtbot.waitUntil(lambda: _phase(app) is Phase.CLIP, timeout=WAIT_MS)
+        if k == 1:  # the CMRR reminder during a clip: shown, then hidden by its timer
+            qtbot.keyClick(console, Qt.Key.Key_F1)
+            assert app.reminder.on
+            qtbot.waitUntil(lambda: not app.reminder.on, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: _phase(app) is Phase.RATING, timeout=WAIT_MS)
+        if k == 0:
+            _rate_by_mouse(qtbot, stim.rating, emotion, valence, arousal)
+        else:
+            for digit in (emotion, valence, arousal):
+                qtbot.keyClick(stim, Qt.Key(Qt.Key.Key_0 + digit))
+            qtbot.keyClick(stim, Qt.Key.Key_Return)
+        qtbot.waitUntil(lambda: _phase(app) is not Phase.RATING, timeout=WAIT_MS)
+    controller = app.controller
+    qtbot.waitUntil(lambda: controller.state is ControllerState.FINISHED, timeout=60_000)
+    result = controller.result
+    assert result is not None and result.check.get("ok"), result
+    assert stim.dropped_frames() == 0, [
+        (s.kind, s.shown, s.dropped, s.repeated, s.late_max_s, s.n_frames) for s in stim.schedules
+    ]
+
+    with open_session(controller.folder) as s:
+        assert s.status.value == "complete"
+        trials = s.trials
+        assert len(trials) == 3 and not trials["missed"].any()
+        emotions = list(Emotion)
+        for row, (emotion, valence, arousal) in zip(trials, answers, strict=True):
+            assert row["chosen_emotion"].decode() == emotions[emotion - 1].value
+            assert (row["valence"], row["arousal"]) == (valence, arousal)
+        codes = list(s.markers["code"])
+        assert codes.count(EventCode.REMINDER_ON) == 1
+        assert codes.count(EventCode.REMINDER_OFF) == 1
+        # the reminder markers carry the displayed times, after the key press
+        display = s.logs["display"]
+        shown = display[display["code"] == EventCode.REMINDER_ON]
+        assert len(shown) == 1 and 0 <= shown["t_display"][0] - shown["t_input"][0] < 0.5
+        on = s.markers[s.markers["code"] == EventCode.REMINDER_ON][0]
+        assert on["t_request"] == pytest.approx(shown["t_display"][0])
+        # clip onsets are the first displayed frames of the clips
+        pres = s.logs["presentations"]
+        assert sorted(pres["kind"]) == [KIND_CLIP] * 3 + [KIND_NEUTRAL] * 3
+        clips = pres[pres["kind"] == KIND_CLIP]
+        onsets = s.markers[s.markers["code"] == EventCode.CLIP_ONSET]["t_request"]
+        np.testing.assert_allclose(np.sort(clips["t_onset"]), np.sort(onsets))
+        assert (clips["t_onset"] >= clips["t_space"]).all()
+        assert (pres["frames_dropped"] == 0).all()
+        frames = s.logs["stimulus_frames"]
+        for p in pres:
+            mine = frames[(frames["trial"] == p["trial"]) & (frames["practice"] == p["practice"])]
+            mine = mine[mine["kind"] == p["kind"]]
+            assert len(mine) == p["frames_shown"] > 5
+            assert mine["t_display"][0] == pytest.approx(p["t_onset"])
+            assert (np.diff(mine["frame"]) >= 1).all()
+            assert (mine["t_display"] >= mine["t_due"] - 0.003).all()
+        rating_screens = display[display["code"] == EventCode.RATING_ONSET]
+        assert len(rating_screens) == 3
