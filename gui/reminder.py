@@ -31,7 +31,8 @@ class ReminderWindow(QWidget):
         self.controller = controller
         self.config = config
         self.on = False
-        self.shown: list[tuple[float, float]] = []  # (key time, displayed time) of each show
+        # every change: (on, input time, displayed time, why: "key" or "timeout")
+        self.changes: list[tuple[bool, float, float, str]] = []
         self._hide = QTimer(self)
         self._hide.setSingleShot(True)
         self._hide.timeout.connect(lambda: self.set_on(False, self.controller.clock(), "timeout"))
@@ -49,8 +50,8 @@ class ReminderWindow(QWidget):
         code = EventCode.REMINDER_ON if on else EventCode.REMINDER_OFF
         self.controller.remind(on, t_display, why)
         self.controller.log_display(code, t_input, t_display, why)
+        self.changes.append((on, t_input, t_display, why))
         if on:
-            self.shown.append((t_input, t_display))
             if self.config.hide_after_s > 0:
                 self._hide.start(int(self.config.hide_after_s * 1000))
         else:

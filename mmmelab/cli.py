@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     syn = what.add_parser("sync", help="alignment of a skewed simulated session vs truth")
     syn.add_argument("--minutes", type=float, default=5.0, help="length of the session")
     syn.add_argument("--json", action="store_true", help="print only the JSON object")
+    gui = what.add_parser("gui", help="the GUI on the simulated lab while recording at 150 fps")
+    gui.add_argument("--seconds", type=float, default=60.0, help="length of the run")
+    gui.add_argument("--json", action="store_true", help="print only the JSON object")
     ring = what.add_parser("ringbuffer", help="ring copy rate against numpy")
     ring.add_argument("--json", action="store_true", help="print only the JSON object")
 
@@ -261,6 +264,10 @@ def _bench(args: argparse.Namespace) -> int:
         result = bench.bench_camera(args.seconds, args.dir, bench.progress_to_stderr)
     elif args.bench == "sync":
         result = bench.bench_sync(args.minutes, bench.progress_to_stderr)
+    elif args.bench == "gui":
+        from mmmelab.gui.bench import bench_gui
+
+        result = bench_gui(args.seconds, bench.progress_to_stderr)
     else:
         result = bench.bench_ringbuffer()
     print(json.dumps(result, indent=None if args.json else 2))

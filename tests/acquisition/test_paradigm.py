@@ -103,3 +103,22 @@ def test_plan_matching_counts_missing_and_ignores_extras():
     spurious = full[:3] + [E.CLIP_ONSET, E.CLIP_ONSET] + full[3:]
     assert match_plan(plan, spurious) == len(plan)
     assert match_plan(plan, []) == 0
+
+
+def test_pause_holds_before_the_next_trial_and_resume_goes_on(tiny_protocol):
+    p, emitted = make(tiny_protocol)
+    p.start(0.0)
+    p.space(1.0)
+    p.pause(1.5)  # during the clip: takes effect when the trial is over
+    assert p.pause_pending and not p.paused
+    p.tick(1.0 + 0.6)  # clip over -> rating
+    p.rate(Rating(Emotion.HAPPINESS, 5, 5), 2.0)
+    p.tick(10.0)  # neutral over -> next trial's "press Space", held
+    assert p.phase is Phase.WAIT_SPACE and p.paused
+    assert emitted[-1][0] is EventCode.PAUSE
+    with pytest.raises(ParadigmError):
+        p.space(11.0)  # Space does nothing while paused
+    p.resume(12.0)
+    assert not p.paused and emitted[-1][0] is EventCode.RESUME
+    p.space(12.5)
+    assert p.phase is Phase.CLIP

@@ -53,6 +53,13 @@ LAB = shipped("labs", "simulated").read_text()
         (("fps = 150.0", 'fps = "fast"'), "devices.camera.fps", "must be a number"),
         (("fps = 150.0", "fps = 0.5"), "devices.camera.fps", "allowed: 1 to 10000"),
         (("fps = 150.0", "fsp = 150.0"), "devices.camera.fsp", "unknown key"),
+        (('key = "F1"', 'key = "Ctrl+Q"'), "reminder.key", "use F1-F12, one capital letter"),
+        (("hide_after_s = 3.0", "hide_after_s = -1"), "reminder.hide_after_s", "allowed: 0 to 600"),
+        (
+            ('photodiode_corner = "bottom-left"', 'photodiode_corner = "middle"'),
+            "screens.photodiode_corner",
+            "allowed: top-left, top-right, bottom-left, bottom-right",
+        ),
         (
             ('protocol = "curry"', 'protocol = "brainvision"'),
             "devices.eeg.protocol",

@@ -1,0 +1,251 @@
+"""``mmme bench gui``: the whole GUI on the simulated lab while recording at 150 fps.
+
+The console, the participant window and the reminder window run as in a session
+(offscreen when there is no display). A scripted participant presses Space and
+answers the ratings with posted key events; the experimenter's reminder key is
+posted every ``REMIND_EVERY_S``. Measured from the start of the recording:
+
+- ``event_loop_p99_ms``: lateness of a 10 ms precise timer on the GUI thread;
+- ``preview_fps`` / ``plot_fps``: camera preview frames and plot redraws per second;
+- ``reminder_latency_ms_p95``: key event posted -> reminder window painted;
+- ``stimulus_frames_dropped`` (and repeated): over every clip presentation;
+- ``dropped``: camera frames lost meanwhile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Progress = Callable[[str], None]
+
+TICK_S = 0.010
+REMIND_EVERY_S = 1.7
+TARGETS = {
+    "event_loop_p99_ms": ("<=", 50.0),
+    "preview_fps": (">=", 25.0),
+    "plot_fps": (">=", 25.0),
+    "reminder_latency_ms_p95": ("<=", 20.0),
+    "stimulus_frames_dropped": ("==", 0),
+    "dropped": ("==", 0),
+}
+
+_PROTOCOL = """
+[protocol]
+name = "gui-bench"
+seed = 5
+stimuli_dir = "@demo"
+order = "fixed"
+
+[timing]
+rating_limit_s = 25.0
+
+[neutral]
+id = "neutral"
+file = "neutral.mp4"
+duration_s = 4.0
+"""
+
+
+def _protocol_file(folder: Path, seconds: float) -> Path:
+    n = max(2, int(seconds / 10.0) + 2)
+    clips = "".join(
+        f'\n[[clips]]\nid = "clip{i}"\nemotion = "happiness"\nfile = "bench.mp4"\n'
+        f"duration_s = 5.0\n"
+        for i in range(n)
+    )
+    path = folder / "gui-bench.toml"
+    path.write_text(_PROTOCOL + clips)
+    return path
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def bench_gui(seconds: float = 60.0, progress: Progress = _quiet) -> dict[str, Any]:
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PyQt6.QtWidgets import QApplication
+
+    from mmmelab.config import load_lab, load_protocol, shipped
+
+    app = QApplication.instance() or QApplication(["mmme-bench-gui"])
+    work = Path(tempfile.mkdtemp(prefix="mmme-gui-bench-"))
+    try:
+        lab = load_lab(shipped("labs", "simulated"))
+        lab = dataclasses.replace(lab, data_root=work)
+        protocol = load_protocol(_protocol_file(work, seconds))
+        return _run(app, lab, protocol, work, seconds, progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(
+    app: Any, lab: Any, protocol: Any, work: Path, seconds: float, progress: Progress
+) -> dict[str, Any]:
+
+    from mmmelab.gui.app import LabApp, set_realtime_switching
+
+    set_realtime_switching()
+    lab_app = LabApp(lab, protocol, out_root=work, run_checks=False, participant_id="BENCH1")
+    try:
+        return _measure(app, lab_app, lab, seconds, progress)
+    finally:
+        console = lab_app.console
+        if console.isVisible():
+            console.ask = lambda question: True
+            console.close()
+            _wait(app, lambda: not console.isVisible(), 30)
+        lab_app.shutdown()
+
+
+def _measure(
+    app: Any, lab_app: Any, lab: Any, seconds: float, progress: Progress
+) -> dict[str, Any]:
+    from PyQt6.QtCore import QEvent, Qt, QTimer
+    from PyQt6.QtGui import QKeyEvent
+
+    from mmmelab.acquisition.paradigm import Phase
+    from mmmelab.gui.app import key_of
+    from mmmelab.gui.controller import ControllerState
+
+    console, stim, controller = lab_app.console, lab_app.stimulus, lab_app.controller
+    clock = controller.clock
+    lab_app.show()
+    progress("connecting the simulated lab")
+    lab_app.connect_devices()
+    _wait(app, lambda: controller.state in (ControllerState.READY, ControllerState.FAILED), 60)
+    if controller.state is not ControllerState.READY:
+        raise RuntimeError("the simulated lab did not connect; see the log above")
+    console.press_start()
+    _wait(app, lambda: console.plots is not None or controller.state is ControllerState.FAILED, 30)
+    if controller.state is not ControllerState.RECORDING:
+        raise RuntimeError("the recording did not start; see the log above")
+    progress(f"recording with the GUI for {seconds:g} s")
+
+    def post(widget: Any, key: int) -> None:
+        for kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+            app.postEvent(widget, QKeyEvent(kind, key, Qt.KeyboardModifier.NoModifier))
+
+    rng = random.Random(3)
+    lags: list[float] = []
+    key_posts: list[float] = []
+    state: dict[str, Any] = {"last": clock(), "due": None, "phase": None}
+
+    def heartbeat() -> None:
+        now = clock()
+        lags.append(now - state["last"] - TICK_S)
+        state["last"] = now
+
+    def participant() -> None:
+        info = stim.info
+        phase = info.phase if info is not None else None
+        if phase != state["phase"]:
+            state["phase"] = phase
+            delay = {Phase.WAIT_SPACE: (0.3, 0.8), Phase.RATING: (0.8, 1.6)}.get(phase)
+            state["due"] = clock() + rng.uniform(*delay) if delay else None
+        if state["due"] is None or clock() < state["due"]:
+            return
+        state["due"] = None
+        if phase is Phase.WAIT_SPACE:
+            post(stim, Qt.Key.Key_Space)
+        elif phase is Phase.RATING:
+            for key in (Qt.Key.Key_1, Qt.Key.Key_7, Qt.Key.Key_6, Qt.Key.Key_Return):
+                post(stim, key)
+
+    def remind() -> None:
+        key_posts.append(clock())
+        post(console, key_of(lab.reminder.key))
+
+    timers = []
+    for interval_ms, slot, precise in (
+        (int(TICK_S * 1000), heartbeat, True),
+        (50, participant, False),
+        (int(REMIND_EVERY_S * 1000), remind, False),
+    ):
+        timer = QTimer()
+        timer.setTimerType(Qt.TimerType.PreciseTimer if precise else Qt.TimerType.CoarseTimer)
+        timer.timeout.connect(slot)
+        timer.start(interval_ms)
+        timers.append(timer)
+    plots = console.plots
+    assert plots is not None
+    t0 = clock()
+    preview0, plots0 = console.preview.shown, plots.updates
+    _wait(app, lambda: clock() - t0 >= seconds, seconds + 10)
+    elapsed = clock() - t0
+    preview_n, plots_n = console.preview.shown - preview0, plots.updates - plots0
+    for timer in timers:
+        timer.stop()
+    latencies = _reminder_latencies(key_posts, lab_app.reminder.changes)
+    progress("stopping")
+    console.ask = lambda question: True
+    console.close()
+    _wait(app, lambda: not console.isVisible(), 30)
+    camera = controller.engine.telemetry().get("camera", {})
+    lag_ms = np.array(lags[1:]) * 1000.0
+    shown = [s for s in stim.schedules if s.started]
+    result: dict[str, Any] = {
+        "seconds": round(elapsed, 1),
+        "platform": app.platformName(),
+        "event_loop_p50_ms": _pct(lag_ms, 50),
+        "event_loop_p99_ms": _pct(lag_ms, 99),
+        "event_loop_max_ms": round(float(lag_ms.max()), 2) if len(lag_ms) else None,
+        "preview_fps": round(preview_n / elapsed, 1),
+        "plot_fps": round(plots_n / elapsed, 1),
+        "reminder_presses": len(latencies),
+        "reminder_latency_ms_p50": _pct(latencies, 50),
+        "reminder_latency_ms_p95": _pct(latencies, 95),
+        "stimulus_presentations": len(shown),
+        "stimulus_frames_shown": sum(s.shown for s in shown),
+        "stimulus_frames_dropped": stim.dropped_frames(),
+        "stimulus_frames_repeated": stim.repeated_frames(),
+        "stimulus_late_ms_max": round(1000 * max((s.late_max_s for s in shown), default=0.0), 2),
+        "camera_frames": int(camera.get("frames", 0)),
+        "dropped": int(camera.get("dropped", -1)),
+    }
+    result["targets_met"] = {name: _meets(result[name], *rule) for name, rule in TARGETS.items()}
+    return result
+
+
+def _reminder_latencies(
+    posts: list[float], changes: list[tuple[bool, float, float, str]]
+) -> np.ndarray:
+    """Each posted key matched to the key-driven reminder change that followed it (ms)."""
+    shown = [t_display for _on, _t_in, t_display, why in changes if why == "key"]
+    out = []
+    j = 0
+    for t_post in posts:
+        while j < len(shown) and shown[j] < t_post:
+            j += 1
+        if j < len(shown):
+            out.append((shown[j] - t_post) * 1000.0)
+            j += 1
+    return np.array(out)
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if len(values) else None
+
+
+def _meets(value: Any, op: str, limit: float) -> bool:
+    if value is None:
+        return False
+    return {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[op]
+
+
+def _wait(app: Any, done: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.001)
