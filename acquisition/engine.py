@@ -414,9 +414,10 @@ class SessionEngine:
         row = np.array([(int(code), t_input, t_display, label[:48].encode())], DISPLAY_DTYPE)
         self.log("display", row)
 
-    def fault(self, stream: str, kind: str, count: int, detail: str) -> None:
+    def fault(self, stream: str, kind: str, count: int, detail: str, log: bool = True) -> None:
         """Record a fault found outside the recorders (the GUI: audio, screens)."""
-        logger.warning("%s: %s", stream, detail)
+        if log:
+            logger.warning("%s: %s", stream, detail)
         if self.writer is not None and self.writer.signals is not None:
             self.writer.signals.fault(self.clock(), stream, kind, count, detail)
 

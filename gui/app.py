@@ -59,6 +59,7 @@ class LabApp(QObject):
         participant_id: str = "",
     ) -> None:
         super().__init__()
+        set_realtime_switching()
         self.lab = lab
         self.controller = EngineController(lab, protocol, out_root, run_checks=run_checks)
         self.reminder = ReminderWindow(self.controller, lab.reminder)
@@ -81,14 +82,14 @@ class LabApp(QObject):
             self.lab.screens, self.console, self.stimulus, self.reminder
         )
         if self.layout_warning:
-            self.console.events.add(self.layout_warning, logging.WARNING)
+            logger.warning("%s", self.layout_warning)
 
     def connect_devices(self) -> None:
         self.controller.connect_devices()
 
     def _state(self, state: ControllerState) -> None:
-        if state is ControllerState.RECORDING and self.layout_warning:
-            self.controller.fault("display", "warning", self.layout_warning)
+        if state is ControllerState.RECORDING and self.layout_warning:  # shown already
+            self.controller.fault("display", "warning", self.layout_warning, log=False)
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
         if event is None or event.type() != QEvent.Type.KeyPress:
@@ -175,6 +176,12 @@ def set_realtime_switching() -> None:
 def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participant_id: str) -> int:
     """Open the console on ``lab`` and run until it is closed. Returns the exit code."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # the event log panel shows INFO and up; the terminal keeps what it had (warnings)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    mmme_logger = logging.getLogger("mmmelab")
+    if mmme_logger.getEffectiveLevel() > logging.INFO:
+        mmme_logger.setLevel(logging.INFO)
     sys.excepthook = _log_uncaught
     set_realtime_switching()
     lab_app = LabApp(lab, protocol, out_root, participant_id=participant_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from PyQt6.QtCore import QObject, QTimer
+from PyQt6.QtCore import QIODevice, QObject, QTimer
 from PyQt6.QtMultimedia import QAudio, QAudioFormat, QAudioSink, QMediaDevices
 
 from mmmelab.gui.decoder import AUDIO_CHANNELS, AUDIO_RATE
@@ -43,7 +43,7 @@ class ClipAudio(QObject):
         self._reported = False
         self.sink = QAudioSink(QMediaDevices.defaultAudioOutput(), fmt, self)
         self.sink.stateChanged.connect(self._state)
-        self._io = None
+        self._io: QIODevice | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(FEED_MS)
         self._timer.timeout.connect(self._feed)

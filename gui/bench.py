@@ -47,17 +47,19 @@ stimuli_dir = "@demo"
 order = "fixed"
 
 [timing]
-rating_limit_s = 25.0
+rating_limit_s = 4.0  # the scripted participant answers within 1.6 s
 
 [neutral]
 id = "neutral"
 file = "neutral.mp4"
-duration_s = 4.0
+duration_s = 3.0
 """
 
 
 def _protocol_file(folder: Path, seconds: float) -> Path:
-    n = max(2, int(seconds / 10.0) + 2)
+    # one trial takes about 10 s (Space, 5 s clip, answer, 3 s neutral); the disk
+    # pre-flight check plans for the longest case, so no more trials than needed
+    n = max(2, int(seconds / 9.5) + 1)
     clips = "".join(
         f'\n[[clips]]\nid = "clip{i}"\nemotion = "happiness"\nfile = "bench.mp4"\n'
         f"duration_s = 5.0\n"
@@ -116,6 +118,7 @@ def _measure(
     from PyQt6.QtGui import QKeyEvent
 
     from mmmelab.acquisition.paradigm import Phase
+    from mmmelab.errors import LabError
     from mmmelab.gui.app import key_of
     from mmmelab.gui.controller import ControllerState
 
@@ -126,11 +129,11 @@ def _measure(
     lab_app.connect_devices()
     _wait(app, lambda: controller.state in (ControllerState.READY, ControllerState.FAILED), 60)
     if controller.state is not ControllerState.READY:
-        raise RuntimeError("the simulated lab did not connect; see the log above")
+        raise LabError(f"the simulated lab did not connect: {controller.error or 'timeout'}")
     console.press_start()
     _wait(app, lambda: console.plots is not None or controller.state is ControllerState.FAILED, 30)
     if controller.state is not ControllerState.RECORDING:
-        raise RuntimeError("the recording did not start; see the log above")
+        raise LabError(f"the recording did not start: {controller.error or 'timeout'}")
     progress(f"recording with the GUI for {seconds:g} s")
 
     def post(widget: Any, key: int) -> None:

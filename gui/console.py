@@ -146,7 +146,9 @@ class ConsoleWindow(QMainWindow):
         self.events = EventLog()
         right.addWidget(_group("Event log", self.events))
         split.addWidget(right)
-        split.setSizes([330, 760, 420])
+        split.setSizes([440, 820, 560])  # scaled to the window by the splitter
+        self.middle.setSizes([400, 600])
+        right.setSizes([350, 650])
         self.setCentralWidget(root)
         self.reminder_button.setText(f"Reminder ({lab.reminder.key})")
 
@@ -199,9 +201,11 @@ class ConsoleWindow(QMainWindow):
         simulated = self.controller.lab.simulated_devices()
         devices = ["camera", "eeg", "physio", *[s.label for s in self.controller.lab.lsl_streams]]
         self.devices = DevicePanel(devices, simulated)
-        layout.addWidget(self.devices, 1)
+        layout.addWidget(self.devices)
         self.recording = RecordingPanel()
         layout.addWidget(self.recording)
+        layout.addStretch(1)
+        col.setMaximumWidth(500)
         return col
 
     # ------------------------------------------------------------ experimenter input
@@ -293,6 +297,8 @@ class ConsoleWindow(QMainWindow):
             layout = self.plot_box.layout()
             assert layout is not None
             layout.addWidget(self.plots)
+            total = sum(self.middle.sizes())
+            self.middle.setSizes([int(total * 0.42), total - int(total * 0.42)])
             self.live_timer.start()
             self.plot_timer.start()
         elif not recording:

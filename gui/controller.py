@@ -123,6 +123,7 @@ class EngineController(QObject):
         self.state = ControllerState.IDLE
         self.folder: Path | None = None
         self.result: SessionResult | None = None
+        self.error = ""  # the last failure, as told to the experimenter
         self._telemetry: dict[str, Any] = {}
         self._queue: queue.Queue[tuple[Command, tuple[Any, ...]]] = queue.Queue()
         self._preview_lock = threading.Lock()
@@ -178,8 +179,9 @@ class EngineController(QObject):
     def log_display(self, code: Any, t_input: float, t_display: float, label: str = "") -> None:
         self.engine.log_display(code, t_input, t_display, label)
 
-    def fault(self, stream: str, kind: str, detail: str) -> None:
-        self.engine.fault(stream, kind, 1, detail)
+    def fault(self, stream: str, kind: str, detail: str, log: bool = True) -> None:
+        """Record a GUI-side fault in the session (and the log, unless shown already)."""
+        self.engine.fault(stream, kind, 1, detail, log=log)
 
     # ------------------------------------------------------------ data (GUI thread)
 
@@ -350,6 +352,7 @@ class EngineController(QObject):
 
     def _fail(self, message: str) -> None:
         logger.error("%s", message)
+        self.error = message
         if self.engine.state is EngineState.RECORDING:
             with self._preview_lock:
                 self.engine.stop()

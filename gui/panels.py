@@ -39,7 +39,7 @@ def _item(text: str, colour: QColor | None = None) -> QTableWidgetItem:
 class DevicePanel(QGroupBox):
     """One row per device: state, rate, drops/faults, latency, sync health."""
 
-    COLUMNS = ("device", "state", "rate", "drops / faults", "latency", "sync")
+    COLUMNS = ("device", "state", "rate", "drops/faults", "latency", "sync")
 
     def __init__(self, devices: list[str], simulated: list[str]) -> None:
         super().__init__("Devices")
@@ -47,8 +47,16 @@ class DevicePanel(QGroupBox):
         self.simulated = set(simulated)
         self.table = QTableWidget(len(devices), len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        _vheader(self.table).setVisible(False)
+        _hheader(self.table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        _hheader(self.table).setStretchLastSection(True)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setWordWrap(False)
+        self.table.resizeRowsToContents()
+        rows = sum(self.table.rowHeight(r) for r in range(len(devices)))
+        header = _hheader(self.table).sizeHint().height()
+        self.table.setFixedHeight(rows + header + 2 * self.table.frameWidth())
         for row, name in enumerate(devices):
             label = f"{name} (SIM)" if name in self.simulated else name
             self.table.setItem(row, 0, _item(label, BAD if name in self.simulated else None))
@@ -57,7 +65,6 @@ class DevicePanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         self._last: dict[str, tuple[float, int]] = {}
-        self._rates: dict[str, str] = {}
 
     def set_state(self, text: str) -> None:
         for row in range(len(self.devices)):
@@ -85,14 +92,26 @@ class DevicePanel(QGroupBox):
     def _rate(self, name: str, entry: dict[str, Any]) -> str:
         if "fps" in entry:
             return f"{entry['fps']:.1f} fps"
-        # measured over >= 1 s from the sample counts (the nominal rate until then)
+        # the average since the first reading (blocks arrive in bursts, so short windows
+        # jitter); the nominal rate for the first seconds
         samples = int(entry.get("samples", 0))
         now = time.monotonic()
         t0, s0 = self._last.setdefault(name, (now, samples))
-        if now - t0 >= 1.0:
-            self._rates[name] = f"{(samples - s0) / (now - t0):.0f} Hz"
-            self._last[name] = (now, samples)
-        return self._rates.get(name, f"{entry.get('rate_hz', 0):.0f} Hz")
+        if now - t0 < 3.0:
+            return f"{entry.get('rate_hz', 0):.0f} Hz"
+        return f"{(samples - s0) / (now - t0):.0f} Hz"
+
+
+def _hheader(table: QTableWidget) -> QHeaderView:
+    header = table.horizontalHeader()
+    assert header is not None  # a QTableWidget always has one
+    return header
+
+
+def _vheader(table: QTableWidget) -> QHeaderView:
+    header = table.verticalHeader()
+    assert header is not None
+    return header
 
 
 def _sync_item(health: dict[str, Any] | None) -> QTableWidgetItem:
@@ -100,7 +119,7 @@ def _sync_item(health: dict[str, Any] | None) -> QTableWidgetItem:
         return _item("-")
     state = health.get("state", "waiting")
     if state == "ok":
-        return _item(f"ok {health.get('residual_ms', math.nan):.2f} ms", GOOD)
+        return _item(f"{health.get('residual_ms', math.nan):.2f} ms", GOOD)
     return _item(state.replace("_", " "), WARN if state == "waiting" else BAD)
 
 
@@ -148,9 +167,9 @@ class TrialList(QTableWidget):
         schedule = [(True, c) for c in protocol.practice] + [(False, c) for c in protocol.trials()]
         super().__init__(len(schedule), len(self.COLUMNS))
         self.setHorizontalHeaderLabels(self.COLUMNS)
-        self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.horizontalHeader().setStretchLastSection(True)
+        _vheader(self).setVisible(False)
+        _hheader(self).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        _hheader(self).setStretchLastSection(True)
         n_practice = len(protocol.practice)
         for row, (practice, clip) in enumerate(schedule):
             number = row + 1 if practice else row - n_practice + 1
@@ -190,7 +209,7 @@ class PanelLogHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.bridge = LogBridge()
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -211,7 +230,8 @@ class EventLog(QPlainTextEdit):
         if level >= logging.WARNING:
             self.problems += 1
             colour = "#c62828" if level >= logging.ERROR else "#ef6c00"
-            self.appendHtml(f'<span style="color:{colour}">{stamp} {_escape(text)}</span>')
+            word = "ERROR" if level >= logging.ERROR else "WARNING"
+            self.appendHtml(f'<span style="color:{colour}">{stamp} {word}: {_escape(text)}</span>')
         else:
             self.appendPlainText(f"{stamp} {text}")
 

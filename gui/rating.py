@@ -32,7 +32,9 @@ SCALE_ENDS = {
     "arousal": ("very calm", "very excited"),
 }
 STYLE = """
-QWidget { background: #202020; color: #f0f0f0; font-size: 20px; }
+RatingPanel { background: #202020; }
+QWidget { color: #f0f0f0; font-size: 20px; }
+QLabel { background: transparent; }
 QPushButton { background: #3a3a3a; border: 2px solid #555; border-radius: 6px;
               padding: 8px; min-width: 48px; }
 QPushButton:checked { background: #2f7ed8; border-color: #9cc7ff; }
@@ -50,6 +52,7 @@ class RatingPanel(QWidget):
 
     def __init__(self, clock: Callable[[], float], parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self.setStyleSheet(STYLE)
         self._clock = clock
         self.deadline = math.nan
@@ -72,14 +75,15 @@ class RatingPanel(QWidget):
             group = QButtonGroup(self)
             group.setExclusive(True)
             self.groups[name] = group
-            line = QHBoxLayout()
+            line = QGridLayout()
             values = emotions if name == "emotion" else [str(v) for v in range(1, 10)]
+            per_row = 4 if name == "emotion" else 9  # emotion names need room: two rows
             for i, text in enumerate(values):
-                button = QPushButton(f"{i + 1} {text}" if name == "emotion" else text)
+                button = QPushButton(f"{i + 1}  {text}" if name == "emotion" else text)
                 button.setCheckable(True)
                 button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
                 group.addButton(button, i + 1)
-                line.addWidget(button)
+                line.addWidget(button, i // per_row, i % per_row)
             group.idClicked.connect(lambda _id, r=row: self._chosen(r))
             grid.addLayout(line, 2 * row, 1)
             if name in SCALE_ENDS:
@@ -137,7 +141,10 @@ class RatingPanel(QWidget):
             name = ROWS[self.active]
             if name == "emotion" and number > len(Emotion):
                 return False
-            self.groups[name].button(number).setChecked(True)
+            button = self.groups[name].button(number)
+            if button is None:
+                return False
+            button.setChecked(True)
             self._chosen(self.active)
             return True
         if key in (Qt.Key.Key_Up, Qt.Key.Key_Backspace):
@@ -159,7 +166,9 @@ class RatingPanel(QWidget):
         self.active = row
         for i, name in enumerate(ROWS):
             self.labels[name].setProperty("row", "active" if i == row else "")
-            self.labels[name].style().polish(self.labels[name])
+            style = self.labels[name].style()
+            if style is not None:  # re-read the stylesheet for the changed property
+                style.polish(self.labels[name])
         self.submit.setEnabled(all(self.value(n) > 0 for n in ROWS))
 
     def _countdown(self) -> None:

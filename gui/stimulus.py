@@ -71,7 +71,14 @@ class Canvas(QWidget):
     def set_image(self, rgb: np.ndarray) -> None:
         self._array = np.ascontiguousarray(rgb)
         h, w = self._array.shape[:2]
-        self._image = QImage(self._array.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+        # wraps the array's memory (no copy); the stubs do not list memoryview
+        self._image = QImage(
+            self._array.data,  # type: ignore[call-overload]
+            w,
+            h,
+            3 * w,
+            QImage.Format.Format_RGB888,
+        )
 
     def set_text(self, title: str, body: str) -> None:
         self._image = self._array = None

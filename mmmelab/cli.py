@@ -1,11 +1,13 @@
 """The ``mmme`` command line.
 
-    mmme demo [--headless] [--out DIR]        the 2-trial protocol on the simulated lab
+    mmme demo [--headless] [--out DIR]        the 2-trial protocol on the simulated lab, in the
+                                              GUI when there is a display
     mmme record --lab L --protocol P --out D  a headless recording with a given configuration
     mmme check SESSION [--json]               integrity check (exit code 1 when not ok)
     mmme align SESSION [--json]               every stream onto the master clock (sync.json)
     mmme import FILE [--json]                 summarise a Curry, .cnt or .acq file
-    mmme bench camera|ringbuffer --json       performance figures of this machine
+    mmme bench camera|sync|gui|ringbuffer --json  performance figures of this machine
+    mmme screenshots [--out DIR]              pictures of the GUI windows (scripts/screenshots.sh)
     mmme --version
 
 Errors the user can fix (a bad config file, a device that does not answer, a
@@ -89,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     gui.add_argument("--json", action="store_true", help="print only the JSON object")
     ring = what.add_parser("ringbuffer", help="ring copy rate against numpy")
     ring.add_argument("--json", action="store_true", help="print only the JSON object")
+
+    shots = sub.add_parser("screenshots", help="PNGs of the three GUI windows in a demo session")
+    shots.add_argument("--out", type=Path, default=Path("docs/screenshots"), help="folder")
 
     aln = sub.add_parser("align", help="align every stream onto the master clock (sync.json)")
     aln.add_argument("session", type=Path)
@@ -211,10 +216,18 @@ def _demo(args: argparse.Namespace) -> int:
 
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if has_display and not args.headless:
-        print(
-            "the experimenter console is not part of this version yet; recording headless",
-            file=sys.stderr,
+        from mmmelab.config import check_participant_id, load_lab, load_protocol
+        from mmmelab.gui.app import run_gui
+
+        print("opening the experimenter console on the simulated lab", file=sys.stderr)
+        return run_gui(
+            load_lab(shipped("labs", "simulated")),
+            load_protocol(shipped("protocols", "quick")),
+            args.out,
+            check_participant_id(args.participant),
         )
+    if not args.headless:
+        print("no display (DISPLAY is not set): recording headless", file=sys.stderr)
     return _record(shipped("labs", "simulated"), shipped("protocols", "quick"), args.out, args)
 
 
@@ -299,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
             return _import(args)
         if args.command == "align":
             return _align(args)
+        if args.command == "screenshots":
+            from mmmelab.gui.screenshots import take_screenshots
+
+            for path in take_screenshots(args.out, lambda m: print(m, file=sys.stderr)):
+                print(path)
+            return EXIT_OK
         return _check(args)
     except LabError as exc:
         print(f"mmme {args.command}: error: {exc}", file=sys.stderr)

@@ -52,6 +52,7 @@ have_lib 'libxcb-cursor.so.0'    || missing+=(libxcb-cursor0)
 have_lib 'libxcb-icccm.so.4'     || missing+=(libxcb-icccm4)
 have_lib 'libxcb-keysyms.so.1'   || missing+=(libxcb-keysyms1)
 have_lib 'libxcb-shape.so.0'     || missing+=(libxcb-shape0)
+have_lib 'libpulse.so.0'         || missing+=(libpulse0)       # Qt Multimedia (clip sound)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3-venv")
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 

@@ -1,0 +1,126 @@
+"""``mmme screenshots``: pictures of the three windows during a simulated session.
+
+Runs the 2-trial demo protocol on the simulated lab, drives it like a participant
+and an experimenter would, and saves PNGs of the console (recording, with the
+preview and the plots filled), the participant window (a clip, then the
+self-report screen) and the reminder window (showing the reminder). Under an X
+server (``scripts/screenshots.sh`` starts a virtual one) it also saves the whole
+screen with the three windows side by side.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def take_screenshots(out: Path, progress: Progress = _quiet) -> list[Path]:
+    from PyQt6.QtWidgets import QApplication
+
+    from mmmelab.config import load_lab, load_protocol, shipped
+    from mmmelab.gui.app import LabApp
+
+    app = QApplication.instance() or QApplication(["mmme-screenshots"])
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="mmme-screenshots-"))
+    try:
+        lab = load_lab(shipped("labs", "simulated"))
+        protocol = load_protocol(shipped("protocols", "quick"))
+        lab_app = LabApp(lab, protocol, out_root=work, run_checks=False, participant_id="P07")
+        try:
+            return _shoot(app, lab_app, out, progress)
+        finally:
+            console = lab_app.console
+            if console.isVisible():
+                console.ask = lambda question: True
+                console.close()
+                _wait(app, lambda: not console.isVisible(), 30)
+            lab_app.shutdown()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _shoot(app: Any, lab_app: Any, out: Path, progress: Progress) -> list[Path]:
+    from PyQt6.QtCore import Qt
+
+    from mmmelab.acquisition.paradigm import Phase
+    from mmmelab.errors import LabError
+    from mmmelab.gui.controller import ControllerState
+
+    console, stim, reminder = lab_app.console, lab_app.stimulus, lab_app.reminder
+    controller = lab_app.controller
+    lab_app.show()
+    lab_app.connect_devices()
+    progress("connecting the simulated lab")
+    _wait(app, lambda: controller.state in (ControllerState.READY, ControllerState.FAILED), 60)
+    console.notes.setPlainText("demo session; glasses off")
+    console.press_start()
+    _wait(app, lambda: console.plots is not None or controller.state is ControllerState.FAILED, 30)
+    if controller.state is not ControllerState.RECORDING:
+        raise LabError(f"the recording did not start: {controller.error or 'timeout'}")
+    phase = lambda: stim.info.phase if stim.info is not None else None  # noqa: E731
+    saved: list[Path] = []
+
+    def save(widget: Any, name: str) -> None:
+        path = out / f"{name}.png"
+        widget.grab().save(str(path))
+        saved.append(path)
+        progress(f"saved {path}")
+
+    _wait(app, lambda: phase() is Phase.WAIT_SPACE, 10)
+    _pause(app, 1.0)
+    save(stim, "stimulus-instructions")
+    _key(stim, Qt.Key.Key_Space)  # the practice clip
+    _wait(app, lambda: phase() is Phase.RATING, 20)
+    _key(stim, Qt.Key.Key_1)
+    _key(stim, Qt.Key.Key_6)
+    _pause(app, 1.5)
+    save(stim, "stimulus-rating")
+    _key(stim, Qt.Key.Key_5)
+    _key(stim, Qt.Key.Key_Return)
+    _wait(app, lambda: phase() is Phase.WAIT_SPACE, 20)
+    _pause(app, 0.8)
+    _key(stim, Qt.Key.Key_Space)  # trial 1
+    _wait(app, lambda: phase() is Phase.CLIP, 10)
+    _pause(app, 1.5)
+    save(stim, "stimulus-clip")
+    console.press_note()
+    _pause(app, 0.5)
+    console.press_reminder()
+    _pause(app, 0.6)
+    save(reminder, "reminder")
+    save(console, "console")
+    screen = console.screen()
+    if app.platformName() == "xcb" and screen is not None:
+        path = out / "desktop.png"
+        screen.grabWindow(0).save(str(path))
+        saved.append(path)
+        progress(f"saved {path}")
+    return saved
+
+
+def _key(widget: Any, key: Any) -> None:
+    from PyQt6.QtTest import QTest
+
+    QTest.keyClick(widget, key)  # type: ignore[call-overload]  # static; the stubs say not
+
+
+def _pause(app: Any, seconds: float) -> None:
+    _wait(app, lambda: False, seconds)
+
+
+def _wait(app: Any, done: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.002)
