@@ -45,6 +45,7 @@ class FaultPlan:
     drop_blocks: set[int] = field(default_factory=set)
     garbage_every: int = 0
     disconnect_at_block: int = -1
+    disconnect_down_s: float = 0.2  # after dropping, the server refuses connections this long
     refuse: bool = False
     malformed_blocks: set[int] = field(default_factory=set)
     bad_basic_info: bool = False
@@ -95,6 +96,7 @@ class StreamingServer:
         self._rng = random.Random(seed)
         self.blocks_sent = 0
         self.connections = 0
+        self._down_until = 0.0
         self.stream_start_sample: int | None = None
         self.trigger_connected = True  # False: the trigger cable is out (fault injection)
         self._stop = threading.Event()
@@ -145,6 +147,9 @@ class StreamingServer:
                 continue
             except OSError:
                 return
+            if time.monotonic() < self._down_until:  # still "restarting": refuse
+                conn.close()
+                continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._clients.append(conn)
@@ -209,6 +214,8 @@ class StreamingServer:
                     time.sleep(f.stall_s)  # nothing sent; the clock runs on
                 if block_no == f.disconnect_at_block:
                     f.disconnect_at_block = -1  # once
+                    # a real server needs a moment to come back: samples are lost meanwhile
+                    self._down_until = time.monotonic() + f.disconnect_down_s
                     conn.shutdown(socket.SHUT_RDWR)
                     return
                 _, codes = sample_wire(
