@@ -109,6 +109,12 @@ def check_session(path: Path | str) -> dict[str, Any]:
                 f"{row['stream'].decode()}: {row['kind'].decode()} "
                 f"({int(row['count'])}): {row['detail'].decode()}"
             )
+        stimulus = _stimulus_report(session.logs.get("presentations"))
+        if stimulus.get("frames_dropped"):
+            warnings.append(
+                f"stimulus: {stimulus['frames_dropped']} clip frame(s) dropped on the "
+                f"participant's screen (see the presentations table)"
+            )
         return {
             "ok": not problems,
             "session": str(Path(path)),
@@ -118,7 +124,26 @@ def check_session(path: Path | str) -> dict[str, Any]:
             "markers": {"expected": len(plan), "found": found},
             "problems": problems,
             "warnings": warnings,
+            "stimulus": stimulus,
         }
+
+
+def _stimulus_report(pres: np.ndarray | None) -> dict[str, Any]:
+    """Presentation quality of a GUI session (empty for headless sessions)."""
+    if pres is None or not len(pres):
+        return {}
+    return {
+        "presentations": int(len(pres)),
+        "frames_shown": int(pres["frames_shown"].sum()),
+        "frames_dropped": int(pres["frames_dropped"].sum()),
+        "frames_repeated": int(pres["frames_repeated"].sum()),
+        "late_ms_max": round(float(pres["late_ms_max"].max()), 2),
+        "audio_offset_ms_median": (
+            round(float(np.nanmedian(pres["audio_offset_ms"])), 2)
+            if np.isfinite(pres["audio_offset_ms"]).any()
+            else None
+        ),
+    }
 
 
 def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> dict[str, Any]:

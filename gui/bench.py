@@ -195,7 +195,7 @@ def _measure(
     console.ask = lambda question: True
     console.close()
     _wait(app, lambda: not console.isVisible(), 30)
-    camera = controller.engine.telemetry().get("camera", {})
+    camera = controller.telemetry().get("camera", {})  # final, after the stop
     lag_ms = np.array(lags[1:]) * 1000.0
     shown = [s for s in stim.schedules if s.started]
     result: dict[str, Any] = {

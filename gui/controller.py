@@ -337,6 +337,7 @@ class EngineController(QObject):
         self._set_state(ControllerState.STOPPING)
         with self._preview_lock:
             folder = self.engine.stop()
+        self._telemetry = {**self.engine.telemetry(), "_t": self.clock()}  # final counts
         status = self.engine.writer.manifest["status"] if self.engine.writer else "unknown"
         result = SessionResult(folder, str(status))
         if folder is not None and self.run_checks:

@@ -204,6 +204,12 @@ def _print_summary(report: dict[str, Any], stop_s: float) -> None:
         )
     m = report["markers"]
     print(f"  markers: {m['found']}/{m['expected']} of those the protocol implies")
+    st = report.get("stimulus") or {}
+    if st:
+        print(
+            f"  stimulus: {st['presentations']} clip presentations, {st['frames_shown']} frames "
+            f"shown, {st['frames_dropped']} dropped, {st['frames_repeated']} repeated"
+        )
     for problem in report["problems"]:
         print(f"  problem: {problem}")
     for warning in report.get("warnings", []):

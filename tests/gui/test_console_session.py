@@ -87,6 +87,7 @@ def test_two_trial_session_through_the_gui(qtbot, lab_app):
     qtbot.waitUntil(lambda: controller.state is ControllerState.FINISHED, timeout=60_000)
     result = controller.result
     assert result is not None and result.check.get("ok"), result
+    assert result.check["stimulus"]["presentations"] == 6  # 3 clips + 3 neutral clips
 
     with open_session(controller.folder) as s:
         assert s.status.value == "complete"
