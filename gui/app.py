@@ -11,6 +11,7 @@ participant's window, unless the experimenter is typing in a console field.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import traceback
@@ -88,7 +89,10 @@ class LabApp(QObject):
         self.controller.connect_devices()
 
     def _state(self, state: ControllerState) -> None:
-        if state is ControllerState.RECORDING and self.layout_warning:  # shown already
+        if state is not ControllerState.RECORDING:
+            return
+        freeze_startup_objects()
+        if self.layout_warning:  # shown already
             self.controller.fault("display", "warning", self.layout_warning, log=False)
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
@@ -164,13 +168,26 @@ def _log_uncaught(
     )
 
 
+def freeze_startup_objects() -> None:
+    """Exempt everything built so far from the cyclic garbage collector.
+
+    A full collection walks every object of the process (Qt wrappers, pyqtgraph
+    items, the engine) and holds the GIL meanwhile: 50-120 ms here, which would
+    drop clip frames. Once the session is set up (the "press Space" screen is up,
+    no clip plays), one collection runs and the survivors are frozen, so later
+    collections only look at what is new.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def set_realtime_switching() -> None:
     """Let the GUI thread get the GIL back within 1 ms (Python's default is 5 ms).
 
     Recorder threads share this interpreter; with the default interval a clip frame
     or the reminder could wait several switch intervals for the GIL.
     """
-    sys.setswitchinterval(0.001)
+    sys.setswitchinterval(0.0005)
 
 
 def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participant_id: str) -> int:

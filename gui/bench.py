@@ -114,7 +114,7 @@ def _run(
 def _measure(
     app: Any, lab_app: Any, lab: Any, seconds: float, progress: Progress
 ) -> dict[str, Any]:
-    from PyQt6.QtCore import QEvent, Qt, QTimer
+    from PyQt6.QtCore import QEvent, QEventLoop, Qt, QTimer
     from PyQt6.QtGui import QKeyEvent
 
     from mmmelab.acquisition.paradigm import Phase
@@ -185,7 +185,9 @@ def _measure(
     assert plots is not None
     t0 = clock()
     preview0, plots0 = console.preview.shown, plots.updates
-    _wait(app, lambda: clock() - t0 >= seconds, seconds + 10)
+    loop = QEventLoop()  # the real event loop, as in the application (not a polling loop)
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
     elapsed = clock() - t0
     preview_n, plots_n = console.preview.shown - preview0, plots.updates - plots0
     for timer in timers:

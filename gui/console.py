@@ -16,6 +16,7 @@ from PyQt6.QtGui import QCloseEvent
 from PyQt6.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QGraphicsView,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -106,11 +107,18 @@ class ConsoleWindow(QMainWindow):
 
     def _after_frame(self) -> None:
         deferred, self._deferred = self._deferred, set()
-        if "plots" in deferred and self.plots is not None:
-            self.plots.refresh()
-            self.plots.view.viewport().repaint()
+        # in pieces, each painted at once; input events are handled between the pieces
         if "live" in deferred and self.preview.refresh():
-            self.preview.view.viewport().repaint()
+            _repaint(self.preview.view)
+        if "plots" in deferred and self.plots is not None:
+            self.plots.refresh_eeg()
+            _repaint(self.plots.eeg_view)
+            QTimer.singleShot(0, self._physio_piece)
+
+    def _physio_piece(self) -> None:
+        if self.plots is not None:
+            self.plots.refresh_physio()
+            _repaint(self.plots.physio_view)
 
     # ------------------------------------------------------------ layout
 
@@ -406,6 +414,12 @@ class ConsoleWindow(QMainWindow):
         self.slow_timer.stop()
         self.closed.emit()
         event.accept()
+
+
+def _repaint(view: QGraphicsView) -> None:
+    viewport = view.viewport()
+    if viewport is not None:
+        viewport.repaint()
 
 
 def _group(title: str, widget: QWidget) -> QGroupBox:

@@ -122,25 +122,29 @@ class SignalPlots(QWidget):
         bar.addWidget(QLabel("scale"))
         bar.addWidget(self.scale)
         bar.addStretch(1)
-        self.view = pg.GraphicsLayoutWidget()
+        # two views, so each repaint is a small piece of GUI-thread work
+        self.eeg_view = pg.GraphicsLayoutWidget()
+        self.physio_view = pg.GraphicsLayoutWidget()
         self.physio_index = [
             self.physio_names.index(n) for n in PHYSIO_ORDER if n in self.physio_names
         ]
-        self.eeg_plot = self._plot(0, last=not self.physio_index)
+        self.eeg_plot = self._plot(self.eeg_view, 0, last=True)
         # all shown EEG channels are one curve (broken between channels): one item to update
         self.eeg_curve = self._curve(self.eeg_plot, "#90caf9")
         self.physio_plots = []
         self.physio_curves = []
-        for row, idx in enumerate(self.physio_index, start=1):
-            plot = self._plot(row, last=row == len(self.physio_index))
+        for row, idx in enumerate(self.physio_index):
+            plot = self._plot(self.physio_view, row, last=row == len(self.physio_index) - 1)
             plot.setLabel("left", self.physio_names[idx])
             self.physio_plots.append(plot)
             self.physio_curves.append(self._curve(plot, "#a5d6a7"))
-        self.view.ci.layout.setRowStretchFactor(0, 3)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
         layout.addLayout(bar)
-        layout.addWidget(self.view, 1)
+        layout.addWidget(self.eeg_view, 3)
+        layout.addWidget(self.physio_view, 4)
+        self.physio_view.setVisible(bool(self.physio_index))
         self.markers: deque[tuple[float, int]] = deque()
         self._marker_curves = [
             self._curve(plot, MARKER_COLOUR) for plot in (self.eeg_plot, *self.physio_plots)
@@ -151,8 +155,9 @@ class SignalPlots(QWidget):
         self._eeg_view: tuple[int, int, float] | None = None
         self._ranges: list[tuple[float, float]] = [(0.0, 0.0)] * len(self.physio_plots)
 
-    def _plot(self, row: int, last: bool) -> pg.PlotItem:
-        plot = self.view.addPlot(row=row, col=0)
+    @staticmethod
+    def _plot(view: pg.GraphicsLayoutWidget, row: int, last: bool) -> pg.PlotItem:
+        plot = view.addPlot(row=row, col=0)
         plot.setMouseEnabled(False, False)
         plot.hideButtons()
         plot.setMenuEnabled(False)
@@ -176,9 +181,20 @@ class SignalPlots(QWidget):
             self.markers.append((t, code))
 
     def refresh(self) -> None:
+        """Both views (they are painted later by Qt)."""
+        self.refresh_eeg()
+        self.refresh_physio()
+
+    def refresh_eeg(self) -> None:
         now = self.controller.clock()
+        self._drop_old_markers(now)
         if self.eeg_names:
             self._eeg(now)
+        self._draw_markers(now, [self.eeg_plot], self._marker_curves[:1])
+
+    def refresh_physio(self) -> None:
+        """The physiology view; one whole plot refresh is counted here."""
+        now = self.controller.clock()
         if self.physio_index:
             snap = self.controller.snapshot("physio", WINDOW_S, self.physio_index)
             x, y = minmax_decimate(snap.times() - now, snap.data, BINS)
@@ -186,7 +202,7 @@ class SignalPlots(QWidget):
                 curve.setData(x, y[:, i])
             if self.updates % 30 == 0 and len(y):
                 self._rescale(y)
-        self._draw_markers(now)
+            self._draw_markers(now, self.physio_plots, self._marker_curves[1:])
         self.updates += 1
 
     def _rescale(self, y: np.ndarray) -> None:
@@ -219,12 +235,15 @@ class SignalPlots(QWidget):
             self.eeg_plot.getAxis("left").setTicks([ticks, []])
             self.eeg_plot.setYRange(-(len(channels) - 0.5) * step, 0.5 * step, padding=0)
 
-    def _draw_markers(self, now: float) -> None:
+    def _drop_old_markers(self, now: float) -> None:
         while self.markers and self.markers[0][0] < now - WINDOW_S:
             self.markers.popleft()
+
+    def _draw_markers(
+        self, now: float, plots: list[pg.PlotItem], curves: list[pg.PlotCurveItem]
+    ) -> None:
         x = np.repeat(np.array([t - now for t, _ in self.markers], float), 2)
-        plots = (self.eeg_plot, *self.physio_plots)
-        for plot, curve in zip(plots, self._marker_curves, strict=True):
+        for plot, curve in zip(plots, curves, strict=True):
             lo, hi = plot.viewRange()[1]
             curve.setData(x, np.tile([lo, hi], len(self.markers)), connect="pairs")
 

@@ -48,7 +48,6 @@ class DevicePanel(QGroupBox):
         self.table = QTableWidget(len(devices), len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         _vheader(self.table).setVisible(False)
-        _hheader(self.table).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         _hheader(self.table).setStretchLastSection(True)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -65,6 +64,7 @@ class DevicePanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         self._last: dict[str, tuple[float, int]] = {}
+        self._sized = False
 
     def set_state(self, text: str) -> None:
         for row in range(len(self.devices)):
@@ -78,16 +78,28 @@ class DevicePanel(QGroupBox):
                 continue
             state = entry.get("state", "?")
             colour = GOOD if state == "running" else (BAD if state == "failed" else WARN)
-            self.table.setItem(row, 1, _item(state, colour))
-            self.table.setItem(row, 2, _item(self._rate(name, entry)))
+            self._set(row, 1, state, colour)
+            self._set(row, 2, self._rate(name, entry))
             drops = int(entry.get("dropped", 0))
             faults = int(entry.get("faults", 0))
-            self.table.setItem(
-                row, 3, _item(f"{drops} / {faults}", BAD if drops else (WARN if faults else GOOD))
-            )
+            self._set(row, 3, f"{drops} / {faults}", BAD if drops else (WARN if faults else GOOD))
             lat = entry.get("latency_ms")
-            self.table.setItem(row, 4, _item("-" if lat is None else f"{lat:.0f} ms"))
-            self.table.setItem(row, 5, _sync_item(sync.get(name)))
+            self._set(row, 4, "-" if lat is None else f"{lat:.0f} ms")
+            self._set(row, 5, *_sync_text(sync.get(name)))
+        if not self._sized:  # once: columns fit the first real contents
+            self._sized = True
+            self.table.resizeColumnsToContents()
+
+    def _set(self, row: int, col: int, text: str, colour: QColor | None = None) -> None:
+        """Change a cell in place, only when it changed (no relayout of the table)."""
+        item = self.table.item(row, col)
+        if item is None:
+            self.table.setItem(row, col, _item(text, colour))
+            return
+        if item.text() != text:
+            item.setText(text)
+        if colour is not None and item.foreground().color() != colour:
+            item.setForeground(colour)
 
     def _rate(self, name: str, entry: dict[str, Any]) -> str:
         if "fps" in entry:
@@ -114,13 +126,13 @@ def _vheader(table: QTableWidget) -> QHeaderView:
     return header
 
 
-def _sync_item(health: dict[str, Any] | None) -> QTableWidgetItem:
+def _sync_text(health: dict[str, Any] | None) -> tuple[str, QColor | None]:
     if not health:
-        return _item("-")
+        return "-", None
     state = health.get("state", "waiting")
     if state == "ok":
-        return _item(f"{health.get('residual_ms', math.nan):.2f} ms", GOOD)
-    return _item(state.replace("_", " "), WARN if state == "waiting" else BAD)
+        return f"{health.get('residual_ms', math.nan):.2f} ms", GOOD
+    return state.replace("_", " "), WARN if state == "waiting" else BAD
 
 
 class RecordingPanel(QGroupBox):

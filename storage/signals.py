@@ -10,17 +10,26 @@
     /markers/log          every emitted event code (see mmmelab.sync.bus.MarkerRecord)
     /faults/log           every drop, gap, fault and fallback: time, stream, kind, detail
 
-The file is written in HDF5 SWMR mode by one thread and flushed at least every
-``flush_interval_s``; a reader opening it with ``swmr=True`` sees a consistent
-file even when the recorder was killed mid-write (the status flag a killed
-writer leaves is exactly what SWMR readers accept).
+The file is written in HDF5 SWMR mode by its own process (``python -m
+mmmelab.storage.signal_writer``) and flushed at least every ``flush_interval_s``.
+h5py holds the GIL in its calls, so writing in the recorder's process would stall
+the recorder and GUI threads now and then; in its own process it cannot. The
+recorder side queues rows and a feeder thread (``signal-writer``) sends them in
+batches through a pipe. When the recorder dies, the pipe closes and the writer
+writes what it has, flushes and exits; a reader opening the file with
+``swmr=True`` sees a consistent file at any moment.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import queue
+import select
+import subprocess
+import sys
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +40,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-WRITE_BATCH_S = 0.1  # at most ten writes a second
+WRITE_BATCH_S = 0.25  # the feeder sends at most four batches a second
+START_TIMEOUT_S = 60.0  # the writer process imports h5py and creates the file
 
 BLOCK_DTYPE = np.dtype([("first_sample", "<i8"), ("count", "<u4"), ("host_time", "<f8")])
 MARKER_DTYPE = np.dtype(
@@ -85,36 +95,21 @@ def _string(value: str, size: int) -> bytes:
     return value.encode("utf-8", "replace")[:size]
 
 
-class SignalFile:
-    """Writer of ``signals.h5``. ``append``/``marker``/``fault`` may be called from any thread.
+class H5Writer:
+    """The HDF5 side (runs in the writer process): creates every dataset, then appends.
 
-    All datasets are created in the constructor (SWMR forbids creating them later);
-    a writer thread (``signal-writer``) drains the queue, appends and flushes.
+    All datasets are created up front (SWMR forbids creating them later).
     """
 
-    def __init__(
-        self,
-        path: Path,
-        specs: list[SignalSpec],
-        flush_interval_s: float = 0.5,
-        logs: dict[str, np.dtype] | None = None,
-    ) -> None:
-        self.path = path
+    def __init__(self, path: Path, specs: list[SignalSpec], logs: dict[str, np.dtype]) -> None:
         self.specs = {s.name: s for s in specs}
-        self.logs = dict(logs or {})
-        self.flush_interval_s = flush_interval_s
         self._file = h5py.File(path, "w", libver="latest")
         for spec in specs:
             self._create_stream(spec)
-        for name, dtype in (("markers", MARKER_DTYPE), ("faults", FAULT_DTYPE), *self.logs.items()):
+        for name, dtype in (("markers", MARKER_DTYPE), ("faults", FAULT_DTYPE), *logs.items()):
             grp = self._file.create_group(name)
             grp.create_dataset("log", shape=(0,), maxshape=(None,), chunks=(256,), dtype=dtype)
         self._file.swmr_mode = True
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self.samples: dict[str, int] = defaultdict(int)
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="signal-writer", daemon=True)
-        self._thread.start()
 
     def _create_stream(self, spec: SignalSpec) -> None:
         grp = self._file.create_group(spec.name)
@@ -139,6 +134,93 @@ class SignalFile:
         for key, value in spec.device.items():
             grp.attrs[f"device_{key}"] = value
 
+    def write(self, items: list[Any]) -> None:
+        blocks: dict[str, list[_Block]] = defaultdict(list)
+        logs: dict[str, list[np.ndarray]] = defaultdict(list)
+        for item in items:
+            if isinstance(item, _Block):
+                blocks[item.stream].append(item)
+            else:
+                logs[item[0]].append(item[1])
+        for stream, group in blocks.items():
+            self._append_blocks(stream, group)
+        for name, rows in logs.items():
+            self._extend(self._file[name]["log"], np.concatenate(rows))
+
+    @staticmethod
+    def _extend(ds: h5py.Dataset, rows: np.ndarray) -> None:
+        n = ds.shape[0]
+        ds.resize(n + len(rows), axis=0)
+        ds[n:] = rows
+
+    def _append_blocks(self, stream: str, group: list[_Block]) -> None:
+        grp = self._file[stream]
+        data = np.concatenate([b.data for b in group]).astype("<f4", copy=False)
+        self._extend(grp["data"], data)
+        table = np.array(
+            [(b.first_sample, len(b.data), b.host_time) for b in group], dtype=BLOCK_DTYPE
+        )
+        self._extend(grp["blocks"], table)
+        for aux in self.specs[stream].aux:
+            parts = [b.aux[aux.name].reshape(len(b.data), aux.width) for b in group]
+            self._extend(grp[aux.name], np.concatenate(parts).astype(aux.dtype, copy=False))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+
+
+class SignalFile:
+    """Writer of ``signals.h5``. ``append``/``marker``/``fault``/``log`` may be called from
+    any thread; they only queue. The file itself is written by a separate process.
+
+    Raises ``OSError`` when the writer process cannot create the file.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        specs: list[SignalSpec],
+        flush_interval_s: float = 0.5,
+        logs: dict[str, np.dtype] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.specs = {s.name: s for s in specs}
+        self.logs = dict(logs or {})
+        self.flush_interval_s = flush_interval_s
+        self.samples: dict[str, int] = defaultdict(int)
+        self.error: str | None = None
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "mmmelab.storage.signal_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._pipe = self._proc.stdin
+        self._send(("open", str(self.path), specs, self.logs, flush_interval_s))
+        self._await_ready()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._feed, name="signal-writer", daemon=True)
+        self._thread.start()
+
+    def _send(self, message: Any) -> None:
+        pickle.dump(message, self._pipe, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pipe.flush()
+
+    def _await_ready(self) -> None:
+        out = self._proc.stdout
+        assert out is not None
+        ready, _, _ = select.select([out], [], [], START_TIMEOUT_S)
+        line = out.readline().decode(errors="replace").strip() if ready else ""
+        if line != "ready":
+            self._proc.kill()
+            self._proc.wait(5.0)
+            raise OSError(f"{self.path}: the signal writer could not start ({line or 'timeout'})")
+
     # ------------------------------------------------------------ producers
 
     def append(
@@ -150,6 +232,7 @@ class SignalFile:
         aux: dict[str, np.ndarray] | None = None,
     ) -> None:
         """Queue one block: ``data`` is (n, channels); ``first_sample`` the device index."""
+        self.samples[stream] += len(data)
         self._queue.put(_Block(stream, first_sample, data, host_time, aux or {}))
 
     def marker(
@@ -180,84 +263,55 @@ class SignalFile:
             raise KeyError(f"no log table {name!r} in {self.path.name}")
         self._queue.put((name, np.asarray(row, dtype=self.logs[name]).reshape(-1)))
 
-    # ------------------------------------------------------------ writer thread
+    # ------------------------------------------------------------ feeder thread
 
-    def _run(self) -> None:
-        import time
-
-        last_flush = last_write = time.monotonic()
+    def _feed(self) -> None:
+        """Batch the queue into the pipe (a pipe write releases the GIL)."""
         stop = False
         while not stop:
-            items: list[Any] = []
             try:
-                items.append(self._queue.get(timeout=self.flush_interval_s / 2))
-                # Write in batches: few large HDF5 calls instead of one per block.
-                # h5py holds the GIL during each call, and many small ones would steal
-                # it from the recorder and GUI threads.
-                time.sleep(max(0.0, last_write + WRITE_BATCH_S - time.monotonic()))
-                last_write = time.monotonic()
+                items = [self._queue.get(timeout=self.flush_interval_s / 2)]
+            except queue.Empty:
+                continue
+            time.sleep(WRITE_BATCH_S)  # collect a batch
+            try:
                 while True:
                     items.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
-            if items and items[-1] is None:
-                items.pop()
-                stop = True
-            elif None in items:
+            if None in items:
                 items = [i for i in items if i is not None]
                 stop = True
             try:
-                self._write(items)
-                if stop or time.monotonic() - last_flush >= self.flush_interval_s:
-                    self._file.flush()
-                    last_flush = time.monotonic()
-            except (OSError, ValueError, RuntimeError) as exc:
-                logger.exception("signal writer failed; signals after this point are lost")
-                self.error = exc
+                if items:
+                    self._send(items)
+            except (OSError, ValueError) as exc:  # the writer process is gone
+                self.error = f"the signal writer process stopped ({exc}); later signals are lost"
+                logger.error("%s", self.error)
                 return
 
-    def _write(self, items: list[Any]) -> None:
-        blocks: dict[str, list[_Block]] = defaultdict(list)
-        logs: dict[str, list[np.ndarray]] = defaultdict(list)
-        for item in items:
-            if isinstance(item, _Block):
-                blocks[item.stream].append(item)
-            else:
-                logs[item[0]].append(item[1])
-        for stream, group in blocks.items():
-            self._append_blocks(stream, group)
-        for name, rows in logs.items():
-            self._extend(self._file[name]["log"], np.concatenate(rows))
-
-    @staticmethod
-    def _extend(ds: h5py.Dataset, rows: np.ndarray) -> None:
-        n = ds.shape[0]
-        ds.resize(n + len(rows), axis=0)
-        ds[n:] = rows
-
-    def _append_blocks(self, stream: str, group: list[_Block]) -> None:
-        grp = self._file[stream]
-        data = np.concatenate([b.data for b in group]).astype("<f4", copy=False)
-        self._extend(grp["data"], data)
-        table = np.array(
-            [(b.first_sample, len(b.data), b.host_time) for b in group], dtype=BLOCK_DTYPE
-        )
-        self._extend(grp["blocks"], table)
-        for aux in self.specs[stream].aux:
-            parts = [b.aux[aux.name].reshape(len(b.data), aux.width) for b in group]
-            self._extend(grp[aux.name], np.concatenate(parts).astype(aux.dtype, copy=False))
-        self.samples[stream] += len(data)
-
     def close(self, timeout_s: float = 5.0) -> None:
-        """Write what is queued, flush and close. Idempotent."""
-        if not self._file:
+        """Send what is queued, let the writer flush and close the file. Idempotent."""
+        if self._closed:
             return
+        self._closed = True
         self._queue.put(None)
         self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        try:
+            self._pipe.close()  # end of input: the writer flushes, closes and exits
+        except OSError:
+            pass
+        try:
+            code = self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
             logger.error("signal writer did not finish within %.1f s", timeout_s)
-            return
-        self._file.close()
+            self._proc.kill()
+            code = self._proc.wait(5.0)
+        if code != 0 and self.error is None:
+            self.error = f"the signal writer process ended with exit code {code}"
+            logger.error("%s", self.error)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
 
 
 def open_signals(path: Path) -> h5py.File:

@@ -1,0 +1,54 @@
+"""The ``signals.h5`` writer process: ``python -m mmmelab.storage.signal_writer``.
+
+Reads pickled messages from stdin: first ``("open", path, specs, logs,
+flush_interval_s)``, then lists of rows (see :class:`mmmelab.storage.signals.SignalFile`).
+Prints ``ready`` once the file and its datasets exist. At the end of its input -
+the recorder closed the pipe, or died - it writes what it has, flushes, closes
+the file and exits. Ctrl-C in the terminal is left to the recorder, which stops
+the session and then closes the pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import signal
+import sys
+from pathlib import Path
+
+from mmmelab.storage.signals import H5Writer
+
+logger = logging.getLogger("mmmelab.storage.signal_writer")
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    source = sys.stdin.buffer
+    try:
+        _, path, specs, logs, flush_interval_s = pickle.load(source)
+        writer = H5Writer(Path(path), specs, logs)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
+    print("ready", flush=True)
+    del flush_interval_s  # batches arrive more often than that; each is flushed
+    code = 0
+    try:
+        while True:
+            try:
+                items = pickle.load(source)
+            except EOFError:
+                break
+            writer.write(items)
+            writer.flush()  # after every batch (a few a second): readers see it at once
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+        logger.error("signal writer failed; signals after this point are lost: %s", exc)
+        code = 1
+    finally:
+        writer.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
