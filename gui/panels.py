@@ -64,7 +64,7 @@ class DevicePanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         self._last: dict[str, tuple[float, int]] = {}
-        self._sized = False
+        self._refreshes = 0
 
     def set_state(self, text: str) -> None:
         for row in range(len(self.devices)):
@@ -86,8 +86,8 @@ class DevicePanel(QGroupBox):
             lat = entry.get("latency_ms")
             self._set(row, 4, "-" if lat is None else f"{lat:.0f} ms")
             self._set(row, 5, *_sync_text(sync.get(name)))
-        if not self._sized:  # once: columns fit the first real contents
-            self._sized = True
+        self._refreshes += 1
+        if self._refreshes % 20 == 1:  # every 5 s, not on each update (a relayout)
             self.table.resizeColumnsToContents()
 
     def _set(self, row: int, col: int, text: str, colour: QColor | None = None) -> None:
