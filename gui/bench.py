@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,20 +94,12 @@ def bench_gui(seconds: float = 60.0, progress: Progress = _quiet) -> dict[str, A
 def _run(
     app: Any, lab: Any, protocol: Any, work: Path, seconds: float, progress: Progress
 ) -> dict[str, Any]:
-
-    from mmmelab.gui.app import LabApp, set_realtime_switching
+    from mmmelab.gui.app import set_realtime_switching
+    from mmmelab.gui.scripted import scripted_session
 
     set_realtime_switching()
-    lab_app = LabApp(lab, protocol, out_root=work, run_checks=False, participant_id="BENCH1")
-    try:
+    with scripted_session(app, lab, protocol, work, "BENCH1", progress) as lab_app:
         return _measure(app, lab_app, lab, seconds, progress)
-    finally:
-        console = lab_app.console
-        if console.isVisible():
-            console.ask = lambda question: True
-            console.close()
-            _wait(app, lambda: not console.isVisible(), 30)
-        lab_app.shutdown()
 
 
 def _measure(
@@ -118,22 +109,11 @@ def _measure(
     from PyQt6.QtGui import QKeyEvent
 
     from mmmelab.acquisition.paradigm import Phase
-    from mmmelab.errors import LabError
     from mmmelab.gui.app import key_of
-    from mmmelab.gui.controller import ControllerState
+    from mmmelab.gui.scripted import wait
 
     console, stim, controller = lab_app.console, lab_app.stimulus, lab_app.controller
     clock = controller.clock
-    lab_app.show()
-    progress("connecting the simulated lab")
-    lab_app.connect_devices()
-    _wait(app, lambda: controller.state in (ControllerState.READY, ControllerState.FAILED), 60)
-    if controller.state is not ControllerState.READY:
-        raise LabError(f"the simulated lab did not connect: {controller.error or 'timeout'}")
-    console.press_start()
-    _wait(app, lambda: console.plots is not None or controller.state is ControllerState.FAILED, 30)
-    if controller.state is not ControllerState.RECORDING:
-        raise LabError(f"the recording did not start: {controller.error or 'timeout'}")
     progress(f"recording with the GUI for {seconds:g} s")
 
     def post(widget: Any, key: int) -> None:
@@ -196,7 +176,7 @@ def _measure(
     progress("stopping")
     console.ask = lambda question: True
     console.close()
-    _wait(app, lambda: not console.isVisible(), 30)
+    wait(app, lambda: not console.isVisible(), 30)
     camera = controller.telemetry().get("camera", {})  # final, after the stop
     lag_ms = np.array(lags[1:]) * 1000.0
     shown = [s for s in stim.schedules if s.started]
@@ -247,10 +227,3 @@ def _meets(value: Any, op: str, limit: float) -> bool:
     if value is None:
         return False
     return {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[op]
-
-
-def _wait(app: Any, done: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done() and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.001)

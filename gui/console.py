@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 LIVE_MS = 16  # preview poll (new frames only) - the camera preview comes at about 30 fps
 PLOT_MS = 33  # signal plots
 SLOW_MS = 250  # telemetry, countdown
+PIECE_BUDGET_S = 0.014  # a redraw piece starts only this long before the next clip frame
 NOTE_KEY = "F2"
 CONSENT = {
     1: "1 - data may be shared; faces may be shown",
@@ -87,6 +88,7 @@ class ConsoleWindow(QMainWindow):
         self.plots: SignalPlots | None = None
         self._frame_gate: Callable[[], float | None] | None = None
         self._deferred: set[str] = set()
+        self._pieces: list[str] = []
         self._state(controller.state)
 
     def follow_stimulus(self, next_frame_in: Callable[[], float | None], presented: Any) -> None:
@@ -107,18 +109,34 @@ class ConsoleWindow(QMainWindow):
 
     def _after_frame(self) -> None:
         deferred, self._deferred = self._deferred, set()
-        # in pieces, each painted at once; input events are handled between the pieces
-        if "live" in deferred and self.preview.refresh():
-            _repaint(self.preview.view)
-        if "plots" in deferred and self.plots is not None:
-            self.plots.refresh_eeg()
-            _repaint(self.plots.eeg_view)
-            QTimer.singleShot(0, self._physio_piece)
+        for piece in ("live", "eeg", "physio"):
+            wanted = "live" if piece == "live" else "plots"
+            if wanted in deferred and piece not in self._pieces:
+                self._pieces.append(piece)
+        self._next_piece()
 
-    def _physio_piece(self) -> None:
-        if self.plots is not None:
-            self.plots.refresh_physio()
-            _repaint(self.plots.physio_view)
+    def _next_piece(self) -> None:
+        """One piece of redraw, painted at once, if it fits before the next clip frame;
+        input events are handled between pieces. What does not fit waits for the next
+        frame."""
+        if not self._pieces:
+            return
+        left = self._frame_gate() if self._frame_gate is not None else None
+        if left is not None and left < PIECE_BUDGET_S:
+            return
+        piece = self._pieces.pop(0)
+        if piece == "live":
+            if self.preview.refresh():
+                _repaint(self.preview.view)
+        elif self.plots is not None:
+            if piece == "eeg":
+                self.plots.refresh_eeg()
+                _repaint(self.plots.eeg_view)
+            else:
+                self.plots.refresh_physio()
+                _repaint(self.plots.physio_view)
+        if self._pieces:
+            QTimer.singleShot(0, self._next_piece)
 
     # ------------------------------------------------------------ layout
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ def take_screenshots(out: Path, progress: Progress = _quiet) -> list[Path]:
     from PyQt6.QtWidgets import QApplication
 
     from mmmelab.config import load_lab, load_protocol, shipped
-    from mmmelab.gui.app import LabApp
+    from mmmelab.gui.scripted import scripted_session
 
     app = QApplication.instance() or QApplication(["mmme-screenshots"])
     out.mkdir(parents=True, exist_ok=True)
@@ -36,16 +35,9 @@ def take_screenshots(out: Path, progress: Progress = _quiet) -> list[Path]:
     try:
         lab = load_lab(shipped("labs", "simulated"))
         protocol = load_protocol(shipped("protocols", "quick"))
-        lab_app = LabApp(lab, protocol, out_root=work, run_checks=False, participant_id="P07")
-        try:
+        notes = "demo session; glasses off"
+        with scripted_session(app, lab, protocol, work, "P07", progress, notes) as lab_app:
             return _shoot(app, lab_app, out, progress)
-        finally:
-            console = lab_app.console
-            if console.isVisible():
-                console.ask = lambda question: True
-                console.close()
-                _wait(app, lambda: not console.isVisible(), 30)
-            lab_app.shutdown()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -54,20 +46,9 @@ def _shoot(app: Any, lab_app: Any, out: Path, progress: Progress) -> list[Path]:
     from PyQt6.QtCore import Qt
 
     from mmmelab.acquisition.paradigm import Phase
-    from mmmelab.errors import LabError
-    from mmmelab.gui.controller import ControllerState
+    from mmmelab.gui.scripted import wait
 
     console, stim, reminder = lab_app.console, lab_app.stimulus, lab_app.reminder
-    controller = lab_app.controller
-    lab_app.show()
-    lab_app.connect_devices()
-    progress("connecting the simulated lab")
-    _wait(app, lambda: controller.state in (ControllerState.READY, ControllerState.FAILED), 60)
-    console.notes.setPlainText("demo session; glasses off")
-    console.press_start()
-    _wait(app, lambda: console.plots is not None or controller.state is ControllerState.FAILED, 30)
-    if controller.state is not ControllerState.RECORDING:
-        raise LabError(f"the recording did not start: {controller.error or 'timeout'}")
     phase = lambda: stim.info.phase if stim.info is not None else None  # noqa: E731
     saved: list[Path] = []
 
@@ -77,21 +58,21 @@ def _shoot(app: Any, lab_app: Any, out: Path, progress: Progress) -> list[Path]:
         saved.append(path)
         progress(f"saved {path}")
 
-    _wait(app, lambda: phase() is Phase.WAIT_SPACE, 10)
+    wait(app, lambda: phase() is Phase.WAIT_SPACE, 10)
     _pause(app, 1.0)
     save(stim, "stimulus-instructions")
     _key(stim, Qt.Key.Key_Space)  # the practice clip
-    _wait(app, lambda: phase() is Phase.RATING, 20)
+    wait(app, lambda: phase() is Phase.RATING, 20)
     _key(stim, Qt.Key.Key_1)
     _key(stim, Qt.Key.Key_6)
     _pause(app, 1.5)
     save(stim, "stimulus-rating")
     _key(stim, Qt.Key.Key_5)
     _key(stim, Qt.Key.Key_Return)
-    _wait(app, lambda: phase() is Phase.WAIT_SPACE, 20)
+    wait(app, lambda: phase() is Phase.WAIT_SPACE, 20)
     _pause(app, 0.8)
     _key(stim, Qt.Key.Key_Space)  # trial 1
-    _wait(app, lambda: phase() is Phase.CLIP, 10)
+    wait(app, lambda: phase() is Phase.CLIP, 10)
     _pause(app, 1.5)
     save(stim, "stimulus-clip")
     console.press_note()
@@ -116,11 +97,6 @@ def _key(widget: Any, key: Any) -> None:
 
 
 def _pause(app: Any, seconds: float) -> None:
-    _wait(app, lambda: False, seconds)
+    from mmmelab.gui.scripted import wait
 
-
-def _wait(app: Any, done: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done() and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.002)
+    wait(app, lambda: False, seconds)

@@ -1,0 +1,68 @@
+"""Driving the whole GUI from a script (the GUI benchmark and the screenshots).
+
+``scripted_session`` builds the application on a lab, connects, starts the
+recording and hands it over; on the way out it closes the console (saying "yes"
+to the question a real experimenter would get) and waits until the session is
+saved and every window and thread is gone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mmmelab.config import LabConfig, Protocol
+from mmmelab.errors import LabError
+from mmmelab.gui.app import LabApp
+from mmmelab.gui.controller import ControllerState
+
+Progress = Callable[[str], None]
+
+
+def wait(app: Any, done: Callable[[], bool], timeout_s: float) -> None:
+    """Run the event loop until ``done()`` or the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+@contextmanager
+def scripted_session(
+    app: Any,
+    lab: LabConfig,
+    protocol: Protocol,
+    out_root: Path,
+    participant_id: str,
+    progress: Progress,
+    notes: str = "",
+) -> Iterator[LabApp]:
+    """A recording in the GUI, from Start to saved. Raises LabError when it cannot start."""
+    lab_app = LabApp(
+        lab, protocol, out_root=out_root, run_checks=False, participant_id=participant_id
+    )
+    try:
+        controller, console = lab_app.controller, lab_app.console
+        lab_app.show()
+        progress("connecting the simulated lab")
+        lab_app.connect_devices()
+        failed = ControllerState.FAILED
+        wait(app, lambda: controller.state in (ControllerState.READY, failed), 60)
+        if controller.state is not ControllerState.READY:
+            raise LabError(f"the lab did not connect: {controller.error or 'timeout'}")
+        console.notes.setPlainText(notes)
+        console.press_start()
+        wait(app, lambda: console.plots is not None or controller.state is failed, 30)
+        if controller.state is not ControllerState.RECORDING:
+            raise LabError(f"the recording did not start: {controller.error or 'timeout'}")
+        yield lab_app
+    finally:
+        console = lab_app.console
+        if console.isVisible():
+            console.ask = lambda question: True
+            console.close()
+            wait(app, lambda: not console.isVisible(), 30)
+        lab_app.shutdown()
