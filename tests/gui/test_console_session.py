@@ -45,9 +45,12 @@ def lab_app(qtbot, gui_lab, tiny_protocol, tmp_path):
 def _ready(qtbot, app):
     app.connect_devices()
     controller = app.controller
-    qtbot.waitUntil(lambda: controller.state is ControllerState.READY, timeout=WAIT_MS)
+    # the button is enabled once the console has seen the READY state (a queued signal)
+    qtbot.waitUntil(app.console.start_button.isEnabled, timeout=WAIT_MS)
+    assert controller.state is ControllerState.READY
     qtbot.mouseClick(app.console.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: controller.state is ControllerState.RECORDING, timeout=WAIT_MS)
+    qtbot.waitUntil(app.console.pause_button.isEnabled, timeout=WAIT_MS)  # the console knows
 
 
 def _phase(app):
