@@ -34,7 +34,7 @@ from mmmelab.acquisition.engine import EngineState, ParticipantInfo, SessionEngi
 from mmmelab.acquisition.livewindow import Snapshot
 from mmmelab.acquisition.paradigm import ParadigmError, Phase, Rating, TrialResult
 from mmmelab.acquisition.presentation import FrameSchedule
-from mmmelab.config import LabConfig, Protocol
+from mmmelab.config import Clip, LabConfig, Protocol
 from mmmelab.errors import LabError
 
 logger = logging.getLogger(__name__)
@@ -206,9 +206,13 @@ class EngineController(QObject):
     def snapshot(self, stream: str, seconds: float, channels: list[int] | None = None) -> Snapshot:
         return self.engine.windows[stream].snapshot(seconds, channels)
 
-    def neutral_path(self) -> Path | None:
+    def clip_path(self, clip: Clip | None) -> Path | None:
+        """The file of ``clip`` (known once the devices are connected)."""
         folder = getattr(self.engine, "stimuli_dir", None)
-        return folder / self.protocol.neutral.file if folder is not None else None
+        return folder / clip.file if (clip is not None and folder is not None) else None
+
+    def neutral_path(self) -> Path | None:
+        return self.clip_path(self.protocol.neutral)
 
     def streams(self) -> dict[str, list[str]]:
         """Signal streams and their channel names (after connecting)."""
@@ -317,7 +321,6 @@ class EngineController(QObject):
             clip = self.protocol.neutral
         elif phase is Phase.WAIT_SPACE and trial is not None:
             clip = trial.clip  # preloaded while the participant reads the screen
-        folder = getattr(self.engine, "stimuli_dir", None)
         self.phase_changed.emit(
             PhaseInfo(
                 phase=phase,
@@ -326,7 +329,7 @@ class EngineController(QObject):
                 practice=bool(trial and trial.practice),
                 index=trial.index if trial else -1,
                 clip_id=clip.id if clip else "",
-                clip_path=(folder / clip.file) if (clip and folder) else None,
+                clip_path=self.clip_path(clip),
                 deadline=paradigm.deadline,
                 paused=paradigm.paused,
             )

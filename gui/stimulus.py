@@ -256,7 +256,12 @@ class StimulusWindow(QWidget):
         info = self.info
         decoder = self._preloaded
         self._preloaded = None
-        if info is None or decoder is None:
+        if info is None:
+            return
+        if decoder is None:  # nothing to play: the trial goes on, and the session says so
+            self.controller.fault("stimulus", "lost", f"no clip file for {info.clip_id!r}")
+            if kind == KIND_CLIP:
+                self.controller.clip_onset(self.clock())
             return
         self._started_first = True
         schedule = FrameSchedule(
