@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--notes", default="", help="free notes stored in the manifest")
 
-    demo = sub.add_parser("demo", help="record the 2-trial protocol on the simulated lab")
+    demo = sub.add_parser(
+        "demo",
+        help="the 2-trial protocol on the simulated lab: the GUI with a display, else headless",
+    )
     demo.add_argument("--headless", action="store_true", help="no GUI, even with a display")
     demo.add_argument(
         "--out",
@@ -93,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     ring.add_argument("--json", action="store_true", help="print only the JSON object")
 
     shots = sub.add_parser("screenshots", help="PNGs of the three GUI windows in a demo session")
-    shots.add_argument("--out", type=Path, default=Path("docs/screenshots"), help="folder")
+    shots.add_argument(
+        "--out", type=Path, default=Path("docs/screenshots"), help="folder for the PNGs"
+    )
 
     aln = sub.add_parser("align", help="align every stream onto the master clock (sync.json)")
     aln.add_argument("session", type=Path)
