@@ -1,7 +1,7 @@
 """The ``signals.h5`` writer process: ``python -m mmmelab.storage.signal_writer``.
 
-Reads pickled messages from stdin: first ``("open", path, specs, logs,
-flush_interval_s)``, then lists of rows (see :class:`mmmelab.storage.signals.SignalFile`).
+Reads pickled messages from stdin: first ``("open", path, specs, logs)``, then
+lists of rows (see :class:`mmmelab.storage.signals.SignalFile`).
 Prints ``ready`` once the file and its datasets exist. At the end of its input -
 the recorder closed the pipe, or died - it writes what it has, flushes, closes
 the file and exits. Ctrl-C in the terminal is left to the recorder, which stops
@@ -26,13 +26,12 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     source = sys.stdin.buffer
     try:
-        _, path, specs, logs, flush_interval_s = pickle.load(source)
+        _, path, specs, logs = pickle.load(source)
         writer = H5Writer(Path(path), specs, logs)
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         print(f"error: {exc}", flush=True)
         return 1
     print("ready", flush=True)
-    del flush_interval_s  # batches arrive more often than that; each is flushed
     code = 0
     try:
         while True:

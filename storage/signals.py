@@ -11,7 +11,7 @@
     /faults/log           every drop, gap, fault and fallback: time, stream, kind, detail
 
 The file is written in HDF5 SWMR mode by its own process (``python -m
-mmmelab.storage.signal_writer``) and flushed at least every ``flush_interval_s``.
+mmmelab.storage.signal_writer``) and flushed after every batch (``WRITE_BATCH_S``).
 h5py holds the GIL in its calls, so writing in the recorder's process would stall
 the recorder and GUI threads now and then; in its own process it cannot. The
 recorder side queues rows and a feeder thread (``signal-writer``) sends them in
@@ -184,13 +184,11 @@ class SignalFile:
         self,
         path: Path,
         specs: list[SignalSpec],
-        flush_interval_s: float = 0.5,
         logs: dict[str, np.dtype] | None = None,
     ) -> None:
         self.path = Path(path)
         self.specs = {s.name: s for s in specs}
         self.logs = dict(logs or {})
-        self.flush_interval_s = flush_interval_s
         self.samples: dict[str, int] = defaultdict(int)
         self.error: str | None = None
         self._proc = subprocess.Popen(
@@ -200,7 +198,7 @@ class SignalFile:
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._pipe = self._proc.stdin
-        self._send(("open", str(self.path), specs, self.logs, flush_interval_s))
+        self._send(("open", str(self.path), specs, self.logs))
         self._await_ready()
         self._queue: queue.Queue[Any] = queue.Queue()
         self._closed = False
@@ -269,10 +267,7 @@ class SignalFile:
         """Batch the queue into the pipe (a pipe write releases the GIL)."""
         stop = False
         while not stop:
-            try:
-                items = [self._queue.get(timeout=self.flush_interval_s / 2)]
-            except queue.Empty:
-                continue
+            items = [self._queue.get()]  # close() puts None, so this always ends
             time.sleep(WRITE_BATCH_S)  # collect a batch
             try:
                 while True:
