@@ -200,7 +200,6 @@ def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participa
     if mmme_logger.getEffectiveLevel() > logging.INFO:
         mmme_logger.setLevel(logging.INFO)
     sys.excepthook = _log_uncaught
-    set_realtime_switching()
     lab_app = LabApp(lab, protocol, out_root, participant_id=participant_id)
     lab_app.show()
     lab_app.connect_devices()

@@ -94,10 +94,8 @@ def bench_gui(seconds: float = 60.0, progress: Progress = _quiet) -> dict[str, A
 def _run(
     app: Any, lab: Any, protocol: Any, work: Path, seconds: float, progress: Progress
 ) -> dict[str, Any]:
-    from mmmelab.gui.app import set_realtime_switching
     from mmmelab.gui.scripted import scripted_session
 
-    set_realtime_switching()
     with scripted_session(app, lab, protocol, work, "BENCH1", progress) as lab_app:
         return _measure(app, lab_app, lab, seconds, progress)
 
