@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 LIVE_MS = 16  # preview poll (new frames only) - the camera preview comes at about 30 fps
 PLOT_MS = 33  # signal plots
 SLOW_MS = 250  # telemetry, countdown
-PIECES = ("live", "eeg", "physio")  # redraw pieces, in the order they are done
 PIECE_BUDGET_S = 0.014  # a redraw piece starts only this long before the next clip frame
 NOTE_KEY = "F2"
 CONSENT = {
@@ -88,7 +87,8 @@ class ConsoleWindow(QMainWindow):
         self.slow_timer.start()
         self.plots: SignalPlots | None = None
         self._frame_gate: Callable[[], float | None] | None = None
-        self._pieces: list[str] = []  # redraws waiting for a gap between clip frames
+        self._deferred: set[str] = set()
+        self._pieces: list[str] = []
         self._state(controller.state)
 
     def follow_stimulus(self, next_frame_in: Callable[[], float | None], presented: Any) -> None:
@@ -99,15 +99,21 @@ class ConsoleWindow(QMainWindow):
         once, in the gap before the frame after it, so no redraw can hold up a frame.
         """
         self._frame_gate = next_frame_in
-        presented.connect(self._next_piece)
+        presented.connect(self._after_frame)
 
-    def _gated(self, *pieces: str) -> bool:
-        """While a clip plays, queue these redraw pieces for the gaps between frames."""
-        if self._frame_gate is None or self._frame_gate() is None:
-            return False
-        wanted = set(self._pieces) | set(pieces)
-        self._pieces = [p for p in PIECES if p in wanted]
-        return True
+    def _gated(self, what: str) -> bool:
+        if self._frame_gate is not None and self._frame_gate() is not None:
+            self._deferred.add(what)
+            return True
+        return False
+
+    def _after_frame(self) -> None:
+        deferred, self._deferred = self._deferred, set()
+        for piece in ("live", "eeg", "physio"):
+            wanted = "live" if piece == "live" else "plots"
+            if wanted in deferred and piece not in self._pieces:
+                self._pieces.append(piece)
+        self._next_piece()
 
     def _next_piece(self) -> None:
         """One piece of redraw, painted at once, if it fits before the next clip frame;
@@ -366,7 +372,7 @@ class ConsoleWindow(QMainWindow):
             self.preview.refresh()
 
     def _plots(self) -> None:
-        if self.plots is not None and not self._gated("eeg", "physio"):
+        if self.plots is not None and not self._gated("plots"):
             self.plots.refresh()
 
     def _slow(self) -> None:
