@@ -35,3 +35,55 @@ def start_simulated_lab(
     return SimulatedLab(
         lab, clock, clocks=models, seed=seed, camera_sensor_limited=camera_sensor_limited
     )
+
+
+def synthetic_physio(
+    rate_hz: float,
+    seconds: float,
+    heart_rate: float,
+    seed: int,
+    me_onsets: tuple[float, ...],
+    skt_base: float = 33.0,
+) -> dict[str, Any]:
+    """The simulated lab's physiology model, with heart-rate variability (for ``mmme simulate``).
+
+    Returns float32 arrays ECG (mV), PPG, RSP, SKT (degC), EDA (uS), ``rate_hz`` apart,
+    whose heart rate rises after each time in ``me_onsets`` (s from the start).
+    """
+    from mmmelab.hardware_mocks import synth
+
+    return synth.make_physio(
+        rate_hz, seconds, heart_rate, seed, me_onsets, hrv_seed=seed + 7919, skt_base=skt_base
+    )
+
+
+def synthetic_eeg(n_channels: int, rate_hz: float, seconds: float, seed: int) -> Any:
+    """(samples, channels) float32 uV of the simulated amplifier's background EEG (read-only)."""
+    from mmmelab.hardware_mocks import synth
+
+    return synth.eeg_background(n_channels, rate_hz, seconds, seed)
+
+
+def synthetic_eeg_labels(n_channels: int) -> list[str]:
+    from mmmelab.hardware_mocks import synth
+
+    return synth.eeg_labels(n_channels)
+
+
+def synthetic_face(width: int, height: int) -> tuple[Any, Any]:
+    """RAW8 mosaics of the simulated face: neutral and at the peak of a micro-expression."""
+    from mmmelab.hardware_mocks.ximea.scene import face_rgb, mosaic_rggb
+
+    return mosaic_rggb(face_rgb(height, width, 0.0)), mosaic_rggb(face_rgb(height, width, 1.0))
+
+
+def hr_response_model() -> dict[str, float]:
+    """The heart-rate response the simulated physiology puts after a micro-expression."""
+    from mmmelab.hardware_mocks import synth
+
+    return {
+        "rise_bpm": synth.ME_HR_RISE_BPM,
+        "delay_s": synth.ME_HR_DELAY_S,
+        "width_s": synth.ME_HR_WIDTH_S,
+        "pulse_transit_s": synth.PULSE_TRANSIT_S,
+    }

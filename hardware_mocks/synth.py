@@ -57,20 +57,40 @@ ME_HR_WIDTH_S = 1.2  # ... with this Gaussian width
 PULSE_TRANSIT_S = 0.25  # R peak to the systolic peak of the pulse wave at the finger
 
 
-def heart_rate_profile(t: np.ndarray, base_bpm: float, me_onsets: tuple[float, ...]) -> np.ndarray:
-    """Instantaneous heart rate (bpm) at times ``t``: a brief rise after each onset."""
+def heart_rate_profile(
+    t: np.ndarray, base_bpm: float, me_onsets: tuple[float, ...], hrv_seed: int | None = None
+) -> np.ndarray:
+    """Instantaneous heart rate (bpm) at times ``t``: a brief rise after each onset.
+
+    With ``hrv_seed``, the rate also varies as a real one does: respiratory sinus
+    arrhythmia (about 2 bpm at 0.25 Hz), a Mayer wave (about 2.5 bpm near 0.1 Hz)
+    and a slow wander (about 2 bpm over minutes), each with a random phase.
+    """
     hr = np.full(len(t), base_bpm, dtype=np.float64)
+    if hrv_seed is not None:
+        rng = np.random.default_rng(hrv_seed)
+        rsa_hz, mayer_hz = rng.uniform(0.22, 0.28), rng.uniform(0.08, 0.12)
+        ph = rng.uniform(0, 2 * np.pi, 4)
+        hr += 2.0 * np.sin(2 * np.pi * rsa_hz * t + ph[0])
+        hr += 2.5 * np.sin(2 * np.pi * mayer_hz * t + ph[1])
+        hr += 1.2 * np.sin(2 * np.pi * t / 173.0 + ph[2]) + 0.8 * np.sin(2 * np.pi * t / 61.0 + ph[3])
     for onset in me_onsets:
         hr += ME_HR_RISE_BPM * np.exp(-0.5 * ((t - onset - ME_HR_DELAY_S) / ME_HR_WIDTH_S) ** 2)
     return hr
 
 
-def beat_times(seconds: float, base_bpm: float, me_onsets: tuple[float, ...]) -> np.ndarray:
+def beat_times(
+    seconds: float,
+    base_bpm: float,
+    me_onsets: tuple[float, ...],
+    hrv_seed: int | None = None,
+) -> np.ndarray:
     """R-peak times (s) following the heart-rate profile (the ground truth)."""
+    grid = np.arange(0.0, seconds + 2.0, 0.01)
+    hr = heart_rate_profile(grid, base_bpm, me_onsets, hrv_seed)
     times = [0.4]
     while times[-1] < seconds:
-        hr = heart_rate_profile(np.array([times[-1]]), base_bpm, me_onsets)[0]
-        times.append(times[-1] + 60.0 / hr)
+        times.append(times[-1] + 60.0 / float(np.interp(times[-1], grid, hr)))
     return np.array(times[:-1])
 
 
@@ -115,6 +135,23 @@ def physio_signals(
     each micro-expression onset in ``me_onsets`` (seconds from the start) - the
     ground truth the analysis must recover. RSP and EDA come from NeuroKit2.
     """
+    out = make_physio(rate_hz, seconds, heart_rate, seed, me_onsets)
+    for arr in out.values():
+        arr.flags.writeable = False  # cached: shared by every caller
+    return out
+
+
+def make_physio(
+    rate_hz: float,
+    seconds: float,
+    heart_rate: float = 70.0,
+    seed: int = 0,
+    me_onsets: tuple[float, ...] = (),
+    hrv_seed: int | None = None,
+    skt_base: float = 33.0,
+) -> dict[str, np.ndarray]:
+    """As :func:`physio_signals`, not cached, with optional heart-rate variability
+    (``hrv_seed``, see :func:`heart_rate_profile`) and skin temperature level."""
     import neurokit2 as nk
 
     fs = int(rate_hz)
@@ -125,7 +162,7 @@ def physio_signals(
     _, info = nk.ecg_peaks(ecg_ref, sampling_rate=fs)
     peaks = np.asarray(info["ECG_R_Peaks"])
     ppg_ref = nk.ppg_simulate(duration=12, sampling_rate=fs, heart_rate=60, random_state=seed)
-    beats = beat_times(seconds, heart_rate, me_onsets)
+    beats = beat_times(seconds, heart_rate, me_onsets, hrv_seed)
     ecg = _place(_template(ecg_ref, fs, peaks, 0.35, 0.55), fs, n, beats, 0.35)
     ppg_peaks = np.asarray(nk.ppg_findpeaks(ppg_ref, sampling_rate=fs)["PPG_Peaks"])
     ppg_beat = _template(ppg_ref, fs, ppg_peaks, 0.3, 0.6)
@@ -145,11 +182,8 @@ def physio_signals(
         + 2.0
     )
     t = np.arange(n) / rate_hz
-    skt = 33.0 + 0.05 * np.sin(2 * np.pi * t / max(seconds, 1.0)) + 0.002 * rng.standard_normal(n)
-    out = {
+    skt = skt_base + 0.05 * np.sin(2 * np.pi * t / max(seconds, 1.0)) + 0.002 * rng.standard_normal(n)
+    return {
         k: np.asarray(v[:n], dtype=np.float32)
         for k, v in {"ECG": ecg, "PPG": ppg, "RSP": rsp, "SKT": skt, "EDA": eda}.items()
     }
-    for arr in out.values():
-        arr.flags.writeable = False  # cached: shared by every caller
-    return out

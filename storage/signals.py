@@ -261,6 +261,19 @@ class SignalFile:
             raise KeyError(f"no log table {name!r} in {self.path.name}")
         self._queue.put((name, np.asarray(row, dtype=self.logs[name]).reshape(-1)))
 
+    def wait_sent(self, max_items: int = 0, timeout_s: float = 60.0) -> bool:
+        """Wait until at most ``max_items`` are queued (not yet piped to the writer).
+
+        For producers faster than real time (``mmme simulate``): ``close`` gives the
+        feeder a bounded time, so a large backlog must be sent before it. False on timeout.
+        """
+        deadline = time.monotonic() + timeout_s
+        while self._queue.qsize() > max_items:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                return False
+            time.sleep(0.01)
+        return True
+
     # ------------------------------------------------------------ feeder thread
 
     def _feed(self) -> None:
