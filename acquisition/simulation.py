@@ -44,6 +44,7 @@ def synthetic_physio(
     seed: int,
     me_onsets: tuple[float, ...],
     skt_base: float = 33.0,
+    eda_base: float = 4.0,
 ) -> dict[str, Any]:
     """The simulated lab's physiology model, with heart-rate variability (for ``mmme simulate``).
 
@@ -53,7 +54,15 @@ def synthetic_physio(
     from mmmelab.hardware_mocks import synth
 
     return synth.make_physio(
-        rate_hz, seconds, heart_rate, seed, me_onsets, hrv_seed=seed + 7919, skt_base=skt_base
+        rate_hz,
+        seconds,
+        heart_rate,
+        seed,
+        me_onsets,
+        hrv_seed=seed + 7919,
+        skt_base=skt_base,
+        eda_base=eda_base,
+        eda_drift=-0.5 / max(seconds, 1.0),  # about -0.5 uS over the session
     )
 
 

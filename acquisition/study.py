@@ -401,6 +401,7 @@ class _SessionSimulator:
         sig = simulation.synthetic_physio(
             plan.rate_hz, n / plan.rate_hz, self.base_bpm, self.seed, onsets,
             skt_base=float(self.rng.uniform(30.5, 33.5)),
+            eda_base=float(self.rng.uniform(2.0, 8.0)),
         )
         data = np.stack([sig[ch] for ch in self.lab.physio.channels if ch in sig], axis=1)
         if data.shape[1] != len(self.lab.physio.channels):
@@ -414,24 +415,57 @@ class _SessionSimulator:
         self._signal_blocks(writer, "physio", data[:n], {"digital": digital}, first, clock)
         self._drain(writer, 0)
 
+    def _mixing(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Scalp projections of the simulated sources: 14 cortical sources at random places,
+        occipital alpha, and the eyes (blinks). Channels see each source through a Gaussian
+        fall-off with distance, so neighbouring channels correlate as on a real head."""
+        import mne
+
+        builtin = mne.channels.get_builtin_montages()
+        montage = mne.channels.make_standard_montage(
+            "colin27_1005" if "colin27_1005" in builtin else "standard_1005"
+        )
+        pos = {k.upper(): v for k, v in montage.get_positions()["ch_pos"].items()}
+        fallback = {"CB1": "PO9", "CB2": "PO10", "HEO": "F9", "VEO": "FP1"}
+        xyz = np.array([pos.get(n.upper(), pos.get(fallback.get(n.upper(), ""), np.zeros(3)))
+                        for n in labels])
+        centres = xyz[self.rng.choice(len(labels), 14, replace=False)]
+        centres = np.vstack([centres, pos["OZ"], (pos["FP1"] + pos["FP2"]) / 2])
+        dist = np.linalg.norm(xyz[:, None, :] - centres[None, :, :], axis=2)
+        width = np.r_[np.full(14, 0.05), 0.06, 0.035]
+        gain = np.r_[np.full(14, 6.0), 10.0, 150.0]
+        return (gain * np.exp(-0.5 * (dist / width) ** 2)).astype(np.float32), xyz
+
     def _write_eeg(self, writer: SessionWriter, labels: list[str], progress: Callable) -> None:
         plan, clock = self.plan, self.clocks["eeg"]
         first = 1_000_000 + int(self.rng.integers(0, 100_000))
         clock.offset_s += first / plan.rate_hz  # Curry counts samples from its own start
         n = int(self.timeline.end_s - MASTER_START_S) * int(plan.rate_hz)
         loop = simulation.synthetic_eeg(plan.eeg_channels, plan.rate_hz, 64.0, self.seed % 7)
+        mixing, _ = self._mixing(labels)
+        back = [i for i, lab in enumerate(labels) if lab.startswith(("C", "T"))][:14]
+        background = loop[:, back] / loop[:, back].std(axis=0)
         bad = list(self.rng.choice(np.arange(10, plan.eeg_channels - 4), plan.bad_eeg_channels,
                                    replace=False)) if plan.bad_eeg_channels else []
         self.bad_channels = [labels[i] for i in bad]
         latency = self.box_latency + self.lab.eeg.trigger_latency_ms / 1000.0
         piece = len(loop)
+        blink = np.exp(-0.5 * ((np.arange(400) - 200) / 60.0) ** 2)
         for a in range(0, n, piece):
             b = min(n, a + piece)
-            chunk = loop[: b - a].copy()
+            m = b - a
+            src = np.zeros((m, mixing.shape[1]), np.float32)
+            shift = int(self.rng.integers(0, piece))
+            src[:, :14] = np.roll(background, shift, axis=0)[:m]
+            tt = (first + a + np.arange(m)) / plan.rate_hz
+            src[:, 14] = np.sin(2 * np.pi * 10.0 * tt + 0.3) * (1 + 0.5 * np.sin(2 * np.pi * tt / 7))
+            for s0 in self.rng.integers(0, max(1, m - 400), size=max(1, m // 4000)):
+                src[s0 : s0 + 400, 15] += blink[: min(400, m - s0)]
+            chunk = src @ mixing.T
             chunk += self.rng.standard_normal(chunk.shape, np.float32) * 2.0
             for i in bad:
-                chunk[:, i] += self.rng.standard_normal(b - a).astype(np.float32) * 60.0
-            t = self._sample_times(clock, first + a, b - a)
+                chunk[:, i] += self.rng.standard_normal(m).astype(np.float32) * 60.0
+            t = self._sample_times(clock, first + a, m)
             trig = _trigger_code(t, self.on, self.codes, latency).astype(np.uint16)
             self._signal_blocks(writer, "eeg", chunk, {"trigger": trig}, first + a, clock)
             self._drain(writer, 400)

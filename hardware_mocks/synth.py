@@ -149,9 +149,12 @@ def make_physio(
     me_onsets: tuple[float, ...] = (),
     hrv_seed: int | None = None,
     skt_base: float = 33.0,
+    eda_base: float = 2.0,
+    eda_drift: float = -0.01,
 ) -> dict[str, np.ndarray]:
     """As :func:`physio_signals`, not cached, with optional heart-rate variability
-    (``hrv_seed``, see :func:`heart_rate_profile`) and skin temperature level."""
+    (``hrv_seed``, see :func:`heart_rate_profile`), skin temperature and conductance
+    levels, and NeuroKit2's EDA drift (its default -0.01 suits a few minutes only)."""
     import neurokit2 as nk
 
     fs = int(rate_hz)
@@ -177,9 +180,10 @@ def make_physio(
             duration=seconds,
             sampling_rate=fs,
             scr_number=max(1, int(seconds / 20)),
+            drift=eda_drift,
             random_state=seed,
         )
-        + 2.0
+        + eda_base
     )
     t = np.arange(n) / rate_hz
     skt = skt_base + 0.05 * np.sin(2 * np.pi * t / max(seconds, 1.0)) + 0.002 * rng.standard_normal(n)
