@@ -62,7 +62,8 @@ def synthetic_physio(
         hrv_seed=seed + 7919,
         skt_base=skt_base,
         eda_base=eda_base,
-        eda_drift=-0.5 / max(seconds, 1.0),  # about -0.5 uS over the session
+        eda_drift=0.0,  # stationary: a study's windows are compared at any time
+        skt_wander=True,
     )
 
 

@@ -83,10 +83,14 @@ class _Clock:
     drift_ppm: float
 
     def device(self, master: np.ndarray | float) -> Any:
-        return (np.asarray(master) - self.start_master) * (1 + self.drift_ppm * 1e-6) + self.offset_s
+        return (np.asarray(master) - self.start_master) * (
+            1 + self.drift_ppm * 1e-6
+        ) + self.offset_s
 
     def master(self, device: np.ndarray | float) -> Any:
-        return (np.asarray(device) - self.offset_s) / (1 + self.drift_ppm * 1e-6) + self.start_master
+        return (np.asarray(device) - self.offset_s) / (
+            1 + self.drift_ppm * 1e-6
+        ) + self.start_master
 
 
 @dataclass
@@ -166,7 +170,9 @@ def _timeline(plan: StudyPlan, protocol: Protocol, rng: np.random.Generator) -> 
                     "trial": k,
                 }
             )
-        for tm in _place(rng, onset + 3.0, offset - 3.0, int(rng.poisson(plan.mae_per_clip)), taken):
+        for tm in _place(
+            rng, onset + 3.0, offset - 3.0, int(rng.poisson(plan.mae_per_clip)), taken
+        ):
             taken.append(tm)
             dur = float(rng.uniform(1.0, 2.4))
             expressions.append(
@@ -399,7 +405,11 @@ class _SessionSimulator:
         onsets = tuple(float(m - t[0]) for m in mes) if self.responder else ()
         self.base_bpm = float(self.rng.uniform(62, 80))
         sig = simulation.synthetic_physio(
-            plan.rate_hz, n / plan.rate_hz, self.base_bpm, self.seed, onsets,
+            plan.rate_hz,
+            n / plan.rate_hz,
+            self.base_bpm,
+            self.seed,
+            onsets,
             skt_base=float(self.rng.uniform(30.5, 33.5)),
             eda_base=float(self.rng.uniform(2.0, 8.0)),
         )
@@ -427,8 +437,9 @@ class _SessionSimulator:
         )
         pos = {k.upper(): v for k, v in montage.get_positions()["ch_pos"].items()}
         fallback = {"CB1": "PO9", "CB2": "PO10", "HEO": "F9", "VEO": "FP1"}
-        xyz = np.array([pos.get(n.upper(), pos.get(fallback.get(n.upper(), ""), np.zeros(3)))
-                        for n in labels])
+        xyz = np.array(
+            [pos.get(n.upper(), pos.get(fallback.get(n.upper(), ""), np.zeros(3))) for n in labels]
+        )
         centres = xyz[self.rng.choice(len(labels), 14, replace=False)]
         centres = np.vstack([centres, pos["OZ"], (pos["FP1"] + pos["FP2"]) / 2])
         dist = np.linalg.norm(xyz[:, None, :] - centres[None, :, :], axis=2)
@@ -445,8 +456,15 @@ class _SessionSimulator:
         mixing, _ = self._mixing(labels)
         back = [i for i, lab in enumerate(labels) if lab.startswith(("C", "T"))][:14]
         background = loop[:, back] / loop[:, back].std(axis=0)
-        bad = list(self.rng.choice(np.arange(10, plan.eeg_channels - 4), plan.bad_eeg_channels,
-                                   replace=False)) if plan.bad_eeg_channels else []
+        bad = (
+            list(
+                self.rng.choice(
+                    np.arange(10, plan.eeg_channels - 4), plan.bad_eeg_channels, replace=False
+                )
+            )
+            if plan.bad_eeg_channels
+            else []
+        )
         self.bad_channels = [labels[i] for i in bad]
         latency = self.box_latency + self.lab.eeg.trigger_latency_ms / 1000.0
         piece = len(loop)
@@ -458,7 +476,9 @@ class _SessionSimulator:
             shift = int(self.rng.integers(0, piece))
             src[:, :14] = np.roll(background, shift, axis=0)[:m]
             tt = (first + a + np.arange(m)) / plan.rate_hz
-            src[:, 14] = np.sin(2 * np.pi * 10.0 * tt + 0.3) * (1 + 0.5 * np.sin(2 * np.pi * tt / 7))
+            src[:, 14] = np.sin(2 * np.pi * 10.0 * tt + 0.3) * (
+                1 + 0.5 * np.sin(2 * np.pi * tt / 7)
+            )
             for s0 in self.rng.integers(0, max(1, m - 400), size=max(1, m // 4000)):
                 src[s0 : s0 + 400, 15] += blink[: min(400, m - s0)]
             chunk = src @ mixing.T

@@ -73,7 +73,9 @@ def heart_rate_profile(
         ph = rng.uniform(0, 2 * np.pi, 4)
         hr += 2.0 * np.sin(2 * np.pi * rsa_hz * t + ph[0])
         hr += 2.5 * np.sin(2 * np.pi * mayer_hz * t + ph[1])
-        hr += 1.2 * np.sin(2 * np.pi * t / 173.0 + ph[2]) + 0.8 * np.sin(2 * np.pi * t / 61.0 + ph[3])
+        hr += 1.2 * np.sin(2 * np.pi * t / 173.0 + ph[2]) + 0.8 * np.sin(
+            2 * np.pi * t / 61.0 + ph[3]
+        )
     for onset in me_onsets:
         hr += ME_HR_RISE_BPM * np.exp(-0.5 * ((t - onset - ME_HR_DELAY_S) / ME_HR_WIDTH_S) ** 2)
     return hr
@@ -151,6 +153,7 @@ def make_physio(
     skt_base: float = 33.0,
     eda_base: float = 2.0,
     eda_drift: float = -0.01,
+    skt_wander: bool = False,
 ) -> dict[str, np.ndarray]:
     """As :func:`physio_signals`, not cached, with optional heart-rate variability
     (``hrv_seed``, see :func:`heart_rate_profile`), skin temperature and conductance
@@ -186,7 +189,12 @@ def make_physio(
         + eda_base
     )
     t = np.arange(n) / rate_hz
-    skt = skt_base + 0.05 * np.sin(2 * np.pi * t / max(seconds, 1.0)) + 0.002 * rng.standard_normal(n)
+    if skt_wander:  # stationary slow fluctuation (periods of 40-200 s), no trend
+        periods = rng.uniform(40.0, 200.0, 3)
+        slow = sum(0.03 * np.sin(2 * np.pi * t / p + rng.uniform(0, 2 * np.pi)) for p in periods)
+    else:
+        slow = 0.05 * np.sin(2 * np.pi * t / max(seconds, 1.0))
+    skt = skt_base + slow + 0.002 * rng.standard_normal(n)
     return {
         k: np.asarray(v[:n], dtype=np.float32)
         for k, v in {"ECG": ecg, "PPG": ppg, "RSP": rsp, "SKT": skt, "EDA": eda}.items()

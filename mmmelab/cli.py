@@ -6,6 +6,9 @@
     mmme check SESSION [--json]               integrity check (exit code 1 when not ok)
     mmme align SESSION [--json]               every stream onto the master clock (sync.json)
     mmme import FILE [--json]                 summarise a Curry, .cnt or .acq file
+    mmme simulate DIR --participants N --minutes M   a simulated study (sessions + truth)
+    mmme features SESSION [--annotations F] --out D  Table 3 / Table 6 / EEG band features
+    mmme concordance SESSION... --out D       ME-physiology concordance (TSV, JSON, HTML)
     mmme bench camera|sync|gui|ringbuffer --json  performance figures of this machine
     mmme screenshots [--out DIR]              pictures of the GUI windows (scripts/screenshots.sh)
     mmme --version
@@ -92,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     gui = what.add_parser("gui", help="the GUI on the simulated lab while recording at 150 fps")
     gui.add_argument("--seconds", type=float, default=60.0, help="length of the run")
     gui.add_argument("--json", action="store_true", help="print only the JSON object")
+    ana = what.add_parser("analysis", help="physiology, EEG and concordance on a simulated session")
+    ana.add_argument("--minutes", type=float, default=60.0, help="length of the session")
+    ana.add_argument("--dir", type=Path, default=None, help="folder for the temporary session")
+    ana.add_argument("--json", action="store_true", help="print only the JSON object")
     ring = what.add_parser("ringbuffer", help="ring copy rate against numpy")
     ring.add_argument("--json", action="store_true", help="print only the JSON object")
 
@@ -108,10 +115,116 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     imp.add_argument("--json", action="store_true", help="print one JSON object")
 
+    sim = sub.add_parser("simulate", help="write a simulated study (complete sessions + truth)")
+    sim.add_argument("out", type=Path, help="folder for the sessions")
+    sim.add_argument("--participants", type=_positive_int, default=8)
+    sim.add_argument("--minutes", type=_positive_float, default=10.0, help="per session")
+    sim.add_argument("--camera-size", default="64x48", help="WIDTHxHEIGHT (default 64x48)")
+    sim.add_argument(
+        "--responders", type=int, default=None,
+        help="how many participants (the first ones) have the heart-rate response "
+        "(default: every other one)",
+    )  # fmt: skip
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--dropped-frames", type=int, default=0, help="places with 2 lost frames")
+
+    def jobs_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--jobs", type=_positive_int, default=1, help="sessions in parallel")
+        sp.add_argument("--scheduler", default=None, help="Dask scheduler address (a cluster)")
+
+    feat = sub.add_parser("features", help="Table 3, Table 6 and EEG band features of sessions")
+    feat.add_argument("sessions", type=Path, nargs="+")
+    feat.add_argument("--annotations", type=Path, default=None, help="default: the consensus")
+    feat.add_argument("--out", type=Path, required=True)
+    feat.add_argument("--windows", type=_positive_float, nargs="+", default=[3, 5, 10, 15])
+    feat.add_argument("--no-eeg", action="store_true", help="skip the EEG (ICA takes a while)")
+    jobs_args(feat)
+
+    con = sub.add_parser("concordance", help="ME-physiology concordance (MMME section 4.1)")
+    con.add_argument("sessions", type=Path, nargs="+")
+    con.add_argument("--annotations", type=Path, default=None, help="default: the consensus")
+    con.add_argument("--out", type=Path, required=True)
+    con.add_argument("--windows", type=_positive_float, nargs="+", default=[3, 5, 10, 15])
+    con.add_argument("--seed", type=int, default=0, help="for the surrogate apex times")
+    con.add_argument("--json", action="store_true", help="print the summary as JSON")
+    jobs_args(con)
+
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
     chk.add_argument("--json", action="store_true", help="print one JSON object")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from mmmelab.acquisition.study import StudyPlan
+    from mmmelab.study import simulate
+
+    try:
+        width, height = (int(v) for v in args.camera_size.lower().split("x"))
+    except ValueError:
+        raise LabError(
+            f"--camera-size {args.camera_size!r}: use WIDTHxHEIGHT, e.g. 64x48"
+        ) from None
+    if not (16 <= width <= 2040 and 16 <= height <= 1080) or width % 2 or height % 2:
+        raise LabError(f"--camera-size {args.camera_size}: even sizes 16-2040 x 16-1080 only")
+    plan = StudyPlan(
+        participants=args.participants,
+        minutes=args.minutes,
+        camera_width=width,
+        camera_height=height,
+        responders=args.responders,
+        seed=args.seed,
+        dropped_frames=args.dropped_frames,
+    )
+    for folder in simulate(args.out, plan):
+        print(folder)
+    return EXIT_OK
+
+
+def _features(args: argparse.Namespace) -> int:
+    from mmmelab.analysis.pipeline import run_features
+
+    summary = run_features(
+        args.sessions, args.out, args.annotations, tuple(args.windows), not args.no_eeg,
+        args.jobs, args.scheduler,
+    )  # fmt: skip
+    print(f"features of {len(summary['sessions'])} session(s): {summary['rows']} -> {args.out}")
+    return EXIT_OK
+
+
+def _concordance(args: argparse.Namespace) -> int:
+    from mmmelab.analysis.pipeline import run_concordance
+    from mmmelab.study import as_json, print_concordance
+
+    summary = run_concordance(
+        args.sessions, args.out, args.annotations, tuple(args.windows), args.seed, args.jobs,
+        args.scheduler,
+    )  # fmt: skip
+    if args.json:
+        print(as_json({k: v for k, v in summary.items() if k != "provenance"}))
+    else:
+        print_concordance(summary, args.out)
+    return EXIT_OK
 
 
 def _progress(started: float, engine: Any) -> Any:
@@ -292,6 +405,12 @@ def _bench(args: argparse.Namespace) -> int:
         from mmmelab.gui.bench import bench_gui
 
         result = bench_gui(args.seconds, bench.progress_to_stderr)
+    elif args.bench == "analysis":
+        from mmmelab.study import bench_analysis
+
+        if args.dir is not None and not args.dir.is_dir():
+            raise LabError(f"--dir {args.dir} is not a folder")
+        result = bench_analysis(args.minutes, args.dir)
     else:
         result = bench.bench_ringbuffer()
     print(json.dumps(result, indent=None if args.json else 2))
@@ -323,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
             return _import(args)
         if args.command == "align":
             return _align(args)
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.command == "features":
+            return _features(args)
+        if args.command == "concordance":
+            return _concordance(args)
         if args.command == "screenshots":
             from mmmelab.gui.screenshots import take_screenshots
 

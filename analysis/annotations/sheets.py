@@ -172,7 +172,9 @@ def read_sheet(
         try:
             aus = parse_aus(str(cell("aus") or ""))
         except ValueError as exc:
-            raise AnnotationError(f"{path}: row {i}, column {label.get('aus', 'aus')!r}: {exc}") from None
+            raise AnnotationError(
+                f"{path}: row {i}, column {label.get('aus', 'aus')!r}: {exc}"
+            ) from None
         emo_text = str(cell("emotion") or "others").strip().lower()
         if emo_text not in EMOTION_ALIASES:
             raise AnnotationError(

@@ -118,7 +118,10 @@ class MeRule:
         extra = 1 if self.counting == "inclusive" else 0
         if (offset - onset + extra) <= self.max_duration_ms / 1000.0 * fps + 1e-9:
             return Kind.ME
-        if apex is not None and (apex - onset + extra) <= self.max_onset_apex_ms / 1000.0 * fps + 1e-9:
+        if (
+            apex is not None
+            and (apex - onset + extra) <= self.max_onset_apex_ms / 1000.0 * fps + 1e-9
+        ):
             return Kind.ME
         return Kind.MAE
 
@@ -230,7 +233,9 @@ def write_table(
                 a.notes,
                 a.kind_override,
             ]
-            dur = (a.offset - a.onset + (1 if table.rule.counting == "inclusive" else 0)) / table.fps
+            dur = (
+                a.offset - a.onset + (1 if table.rule.counting == "inclusive" else 0)
+            ) / table.fps
             derived = [f"{dur * 1000.0:.2f}"]
             if times is not None:
                 apex_t = times[i, 1] if a.apex is not None else float("nan")

@@ -135,8 +135,9 @@ def to_raw(data_uv: np.ndarray, names: list[str], rate_hz: float) -> tuple[Any, 
     positions = montage.get_positions()["ch_pos"]
     ch_pos = {n: positions[rename[n]] for n in rename}
     raw.set_montage(
-        mne.channels.make_dig_montage(ch_pos=ch_pos, coord_frame="head",
-                                      **_fiducials(positions, montage)),
+        mne.channels.make_dig_montage(
+            ch_pos=ch_pos, coord_frame="head", **_fiducials(positions, montage)
+        ),
         on_missing="ignore",
         verbose="error",
     )
@@ -361,5 +362,6 @@ def epochs_at(result: EegResult, times: np.ndarray, tmin: float, tmax: float) ->
     samples = np.searchsorted(result.t, np.asarray(times, float))
     ok = (samples > 0) & (samples < result.raw.n_times)
     events = np.column_stack([samples[ok], np.zeros(ok.sum(), int), np.ones(ok.sum(), int)])
-    return mne.Epochs(result.raw, events, {"apex": 1}, tmin, tmax, baseline=None,
-                      preload=True, verbose="error")
+    return mne.Epochs(
+        result.raw, events, {"apex": 1}, tmin, tmax, baseline=None, preload=True, verbose="error"
+    )

@@ -227,7 +227,9 @@ def _scr_in(d: PhysioData, a: int, b: int) -> np.ndarray:
 def _eda3(d: PhysioData, a: int, b: int, out: _Out) -> None:
     names = ("EDA_Mean", "EDA_Std", "EDA_Max", "EDA_Min", "EDA_Range")
     if "EDA" not in d.signals:
-        out.missing((*names, "EDA_Num_peaks", "EDA_Mean_amplitude"), d.problems.get("EDA", "no EDA"))
+        out.missing(
+            (*names, "EDA_Num_peaks", "EDA_Mean_amplitude"), d.problems.get("EDA", "no EDA")
+        )
         return
     x = d.signals["EDA"][a:b]
     for n, v in zip(names, _stats5(x), strict=True):
@@ -284,7 +286,9 @@ def band_powers(
 
     def band(lo_hi: tuple[float, float]) -> float:
         m = (f >= lo_hi[0]) & (f < lo_hi[1])
-        return float(np.trapezoid(p[m], f[m])) if m.sum() > 1 else float(np.sum(p[m]) * (f[1] - f[0]))
+        return (
+            float(np.trapezoid(p[m], f[m])) if m.sum() > 1 else float(np.sum(p[m]) * (f[1] - f[0]))
+        )
 
     return band(lf), band(hf)
 
@@ -354,7 +358,9 @@ def _ppg_ecg6(
     for n in ("SDSD", "SDNN", "RMSSD"):
         out.set(f"ECG_{n}", hrv[n])
     rri = np.diff(peaks) / d.rate_hz * 1000.0
-    lf, hf = band_powers(peaks, d.rate_hz, params.lf_band_hz, params.hf_band_hz, params.rri_interp_hz)
+    lf, hf = band_powers(
+        peaks, d.rate_hz, params.lf_band_hz, params.hf_band_hz, params.rri_interp_hz
+    )
     for n, v in (("ECG_LF", lf), ("ECG_HF", hf)):
         out.set(n, v)
     if lf + hf > 0:

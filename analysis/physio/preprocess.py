@@ -188,8 +188,12 @@ def _ecg(out: PhysioData, x: np.ndarray) -> None:
     if len(out.rpeaks) < 3:
         raise ValueError(f"only {len(out.rpeaks)} R peaks found")
     out.heart_rate = np.asarray(
-        nk.signal_rate(out.rpeaks, sampling_rate=fs, desired_length=len(clean),
-                       interpolation_method="monotone_cubic")
+        nk.signal_rate(
+            out.rpeaks,
+            sampling_rate=fs,
+            desired_length=len(clean),
+            interpolation_method="monotone_cubic",
+        )
     )
     out.ecg_quality = np.asarray(nk.ecg_quality(clean, rpeaks=out.rpeaks, sampling_rate=fs))
 
@@ -208,8 +212,12 @@ def _ppg(out: PhysioData, x: np.ndarray) -> None:
     if len(peaks) < 3:
         raise ValueError(f"only {len(peaks)} pulse peaks found")
     out.ppg_rate = np.asarray(
-        nk.signal_rate(peaks, sampling_rate=fs, desired_length=len(clean),
-                       interpolation_method="monotone_cubic")
+        nk.signal_rate(
+            peaks,
+            sampling_rate=fs,
+            desired_length=len(clean),
+            interpolation_method="monotone_cubic",
+        )
     )
     out.ppg_quality = np.asarray(nk.ppg_quality(clean, peaks=peaks, sampling_rate=fs))
 
@@ -226,8 +234,12 @@ def _rsp(out: PhysioData, x: np.ndarray) -> None:
     if len(out.rsp_troughs) < 3:
         raise ValueError(f"only {len(out.rsp_troughs)} breaths found")
     out.rsp_rate = np.asarray(
-        nk.signal_rate(out.rsp_troughs, sampling_rate=fs, desired_length=len(clean),
-                       interpolation_method="monotone_cubic")
+        nk.signal_rate(
+            out.rsp_troughs,
+            sampling_rate=fs,
+            desired_length=len(clean),
+            interpolation_method="monotone_cubic",
+        )
     )
 
 
@@ -241,11 +253,20 @@ def _eda(out: PhysioData, x: np.ndarray) -> None:
     out.eda_tonic = np.asarray(comp["EDA_Tonic"])
     out.eda_phasic = np.asarray(comp["EDA_Phasic"])
     _, info = nk.eda_peaks(
-        out.eda_phasic, sampling_rate=fs, method=p.eda_peak_method,
+        out.eda_phasic,
+        sampling_rate=fs,
+        method=p.eda_peak_method,
         amplitude_min=p.eda_amplitude_min,
     )
-    keys = ("SCR_Onsets", "SCR_Peaks", "SCR_Height", "SCR_Amplitude", "SCR_RiseTime",
-            "SCR_Recovery", "SCR_RecoveryTime")
+    keys = (
+        "SCR_Onsets",
+        "SCR_Peaks",
+        "SCR_Height",
+        "SCR_Amplitude",
+        "SCR_RiseTime",
+        "SCR_Recovery",
+        "SCR_RecoveryTime",
+    )
     out.scr = {k: np.asarray(info[k], dtype=np.float64) for k in keys if k in info}
 
 
