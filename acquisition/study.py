@@ -566,8 +566,8 @@ def simulate_study(
     protocol = protocol or load_protocol(shipped("protocols", "mmme"))
     protocol = dataclasses.replace(protocol, practice=())
     folders = []
+    report = progress or (lambda _k, _f: None)
     for k in range(plan.participants):
         sim = _SessionSimulator(plan, lab, protocol, k, out)
-        report = progress or (lambda _k, _f: None)
         folders.append(sim.write(lambda f, k=k: report(k, f)))  # type: ignore[misc]
     return folders

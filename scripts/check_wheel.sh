@@ -18,6 +18,8 @@ site = pathlib.Path(sys.argv[1]).resolve()
 import mmmelab
 assert pathlib.Path(mmmelab.__file__).resolve().is_relative_to(site), mmmelab.__file__
 for sub in ("acquisition", "drivers", "sync", "storage", "gui", "analysis", "hardware_mocks",
+            "analysis.annotations", "analysis.physio", "analysis.eeg", "analysis.stats",
+            "analysis.report",
             "hardware_mocks.ximea", "cli", "config"):
     mod = importlib.import_module(f"mmmelab.{sub}")
     assert pathlib.Path(mod.__file__).resolve().is_relative_to(site), mod.__file__

@@ -64,7 +64,7 @@ def p_figure(table: Any) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.0, 2.8))
-    bins = np.linspace(0, 1, 21)
+    bins = [i / 20 for i in range(21)]
     for source, color in (("surrogate", "tab:gray"), ("ME", "tab:red")):
         p = table.loc[table["source"] == source, "p"].dropna().to_numpy()
         if len(p):

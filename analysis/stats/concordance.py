@@ -263,9 +263,8 @@ def concordance_table(rows: Any, features: tuple[str, ...] = TABLE3) -> Any:
     table = pd.DataFrame(out)
     if len(table):
         table["q_bh"] = np.nan
-        for source, idx in table.groupby("source").groups.items():
+        for _source, idx in table.groupby("source").groups.items():
             table.loc[idx, "q_bh"] = bh_qvalues(table.loc[idx, "p"].to_numpy())
-        del source
     return table
 
 
@@ -290,7 +289,7 @@ def locked_traces(se: SessionEvents, span_s: float = LOCKED_SPAN_S) -> dict[str,
     grid = np.arange(-span_s, span_s + 1e-9, 1.0 / LOCKED_RATE_HZ)
     apexes = se.events.loc[se.events["kind"] == Kind.ME.value, "apex_s"].to_numpy(float)
     sources = {"heart_rate": d.heart_rate, **{k: d.signals.get(k) for k in ("EDA", "RSP", "SKT")}}
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for name, x in sources.items():
         if x is None:
             continue
