@@ -116,6 +116,8 @@ class CameraGrabber(Recorder):
                 record["gain_db"] = info.gain_db
                 record["flags"] = info.flags
                 ring.commit(slot, record)
+                if ring.half_full_events != p.half_full_seen:
+                    p.ring_half_full(now, self)  # the moment it happens, not at the next tick
                 p.watch_sync(info)
                 self.first_data.set()
                 self._drain_faults(cam.faults)
@@ -139,7 +141,7 @@ class CameraPipeline:
         clock: Callable[[], float],
         fault_sink: FaultSink,
         telemetry_sink: Callable[[np.ndarray], None] | None = None,
-        ring_seconds: float = 2.0,
+        ring_seconds: float = 3.0,
         live: LiveSync | None = None,
         planned_end: float | None = None,
         preview_factor: int = 2,
@@ -168,11 +170,20 @@ class CameraPipeline:
                 *preview_shape(geometry.height, geometry.width, preview_factor)
             )
             self.writer = FrameWriterProcess(
-                folder, geometry, self.ring, self.preview, preview_factor, direct=direct
+                folder,
+                geometry,
+                self.ring,
+                self.preview,
+                preview_factor,
+                direct=direct,
+                on_log=lambda line: fault_sink(clock(), "camera", "writer_log", 0, line),
+                on_restart=lambda why: fault_sink(clock(), "camera", "writer_restart", 1, why),
             )
         except BaseException:
             self._release()
             raise
+        self.half_full_seen = 0
+        self._final: tuple[bool, bool, str] | None = None
         self.grabber = CameraGrabber(self, fault_sink, clock)
         self.tel = CameraTelemetry()
         self.last_gpi = 0
@@ -194,9 +205,19 @@ class CameraPipeline:
         """
         self.grabber.stop()
         clean = self.writer.stop() if self.writer is not None else False
+        self._final = self.writer_status()
         self._final_stats()
         self._release()
         return clean
+
+    def writer_status(self) -> tuple[bool, bool, str]:
+        """(failed, disk full, why) of the frame writer; after ``stop``, as it ended."""
+        if self._final is not None:
+            return self._final
+        w = self.writer
+        if w is None:
+            return (True, False, "no writer")
+        return (w.failed, w.disk_full, w.error_text)
 
     def _final_stats(self) -> None:
         if self.writer is not None:
@@ -265,12 +286,6 @@ class CameraPipeline:
                 f"behind ({tel.writer_mb_s:.0f} MB/s); frames will be lost when "
                 f"it is full"
             )
-            if not self._warned_ring:
-                grabber.fault(now, "warning", 1, warnings[-1])
-                logger.warning(warnings[-1])
-            self._warned_ring = True
-        elif tel.ring_fill < RING_WARN_FRAC / 2:
-            self._warned_ring = False
         remaining = (self.planned_end - now) if self.planned_end is not None else 0.0
         if tel.time_to_full_s < 1.1 * max(remaining, 0.0) + DISK_WARN_S:
             warnings.append(f"disk full in {tel.time_to_full_s / 60:.1f} min at this rate")
@@ -280,11 +295,22 @@ class CameraPipeline:
             self._warned_disk = True
         if self.writer is not None and self.writer.failed and not self._writer_failed:
             self._writer_failed = True
-            msg = "the frame writer process failed; frames are no longer saved"
+            why = self.writer.error_text or "it is gone"
+            msg = f"the frame writer stopped ({why}); frames are no longer saved"
             warnings.append(msg)
             grabber.fault(now, "lost", 1, msg)
             logger.error(msg)
         tel.warning = "; ".join(warnings)
+
+    def ring_half_full(self, now: float, grabber: CameraGrabber) -> None:
+        """The ring just crossed half full (grabber thread): warn before anything is lost."""
+        self.half_full_seen = self.ring.half_full_events
+        msg = (
+            f"frame ring half full ({self.ring.pending(WRITER)} of {self.ring.n_slots} frames "
+            f"waiting): the disk writer is falling behind; frames will be lost when it is full"
+        )
+        grabber.fault(now, "warning", 1, msg)
+        logger.warning(msg)
 
     def watch_sync(self, info: Any) -> None:
         """Report GPI changes to the live sync health (grabber thread).

@@ -34,7 +34,13 @@ from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
 from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
 from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
-from mmmelab.config import DEMO_STIMULI, LabConfig, Protocol
+from mmmelab.config import (
+    DEMO_STIMULI,
+    LabConfig,
+    Protocol,
+    check_participant_id,
+    check_session_number,
+)
 from mmmelab.drivers.base import SignalDriver, SignalLayout
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import LslInlet, MarkerOutlet, local_clock
@@ -44,7 +50,13 @@ from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceTimeoutError, LabError
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.storage.session import DISPLAY_DTYPE, SESSION_LOGS, TRIAL_DTYPE, SessionWriter
+from mmmelab.storage.session import (
+    DISPLAY_DTYPE,
+    SESSION_LOGS,
+    TRIAL_DTYPE,
+    SessionWriter,
+    check_output_root,
+)
 from mmmelab.storage.signals import AuxSpec, SignalSpec
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode
@@ -52,6 +64,7 @@ from mmmelab.sync.live import LiveSync, StreamHealth
 
 logger = logging.getLogger(__name__)
 
+RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is left behind
 SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5  # EEG + physio on disk, generous
 DISK_MARGIN = 1.25
 
@@ -118,6 +131,9 @@ class SessionEngine:
         self.participant_sim: SimulatedParticipant | None = None
         self.on_marker: list[Callable[[MarkerRecord], None]] = []
         self.problems: list[str] = []
+        #: why the session had to be stopped (disk full, a writer died), else None
+        self.fatal: str | None = None
+        self._listener_errors_seen = 0
         self.t_start = float("nan")
 
     # ------------------------------------------------------------ connect
@@ -126,6 +142,7 @@ class SessionEngine:
         """Start simulators where configured, open every device, run the pre-flight checks."""
         if self.state is not EngineState.IDLE:
             raise LabError(f"connect() in state {self.state.value}")
+        check_output_root(self.out_root)  # before any device: a bad --out costs nothing
         simulated = self.lab.simulated_devices()
         if simulated:
             from mmmelab.acquisition.simulation import start_simulated_lab
@@ -190,7 +207,7 @@ class SessionEngine:
             "bytes_per_s": rate,
             "needed_bytes": int(need),
         }
-        if free < need:
+        if not free >= need:  # written so that a NaN plan fails too
             raise LabError(
                 f"not enough disk space in {self.out_root}: the protocol may run "
                 f"{planned / 60:.1f} min at {rate / 1e6:.0f} MB/s, which needs "
@@ -207,6 +224,8 @@ class SessionEngine:
         """
         if self.state is not EngineState.CONNECTED:
             raise LabError(f"start() in state {self.state.value}")
+        check_participant_id(self.participant.id, self.lab.participant_pattern)
+        check_session_number(self.participant.session)
         assert self.camera is not None and self.triggerbox is not None
         assert self.outlet is not None
         self.writer = SessionWriter(
@@ -431,11 +450,7 @@ class SessionEngine:
         if self.participant_sim is not None:
             self.participant_sim.act(now)
         self._check_sync()
-        failed = [n for n, r in self.recorders.items() if r.state is RecorderState.FAILED]
-        for name in failed:
-            msg = f"{name} stopped during the session: {self.recorders[name].error}"
-            if msg not in self.problems:
-                self.problems.append(msg)
+        self._watch_workers(now)
         due = [
             d
             for d in (
@@ -446,6 +461,55 @@ class SessionEngine:
         ]
         return min(due) if due else None
 
+    def _watch_workers(self, now: float) -> None:
+        """Every call (at least 20 times a second while recording): a worker that failed
+        becomes a problem and a fault; one the session cannot go on without (the frame
+        writer, the signal writer, the trigger bus) stops the session as failed."""
+        for name, rec in self.recorders.items():
+            if rec.state is RecorderState.FAILED:
+                self._problem(f"{name} stopped during the session: {rec.error}")
+        pipeline, writer = self.pipeline, self.writer
+        failed, disk_full, why = pipeline.writer_status() if pipeline else (False, False, "")
+        if failed:
+            why = why or "its process is gone"
+            if disk_full:
+                self._fatal(f"disk full: camera frames could not be written to {self.out_root}")
+            else:
+                self._fatal(f"the frame writer failed ({why}); camera frames are not saved")
+        signals = writer.signals if writer is not None else None
+        if signals is not None and (signals.error is not None or not signals.writer_alive):
+            self._fatal(
+                f"the signal writer failed ({signals.error or 'its process is gone'}); "
+                f"EEG, physiology and markers are not saved"
+            )
+        bus = self.bus
+        if bus is not None:
+            while len(bus.listener_errors) > self._listener_errors_seen:
+                detail = bus.listener_errors[self._listener_errors_seen]
+                self._listener_errors_seen += 1
+                self.fault("markers", "listener_error", 1, f"a marker listener failed: {detail}")
+                self._problem(f"a marker listener failed: {detail}")
+            if bus.error is not None:
+                self._fatal(f"{bus.error}; no more event codes can be sent")
+
+    def _problem(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
+
+    def _fatal(self, message: str) -> None:
+        """Stop the session now as failed (the run loop and the GUI see the abort)."""
+        if self.fatal is not None:
+            return
+        self.fatal = message
+        logger.error("stopping the session: %s", message)
+        self._problem(message)
+        try:
+            self.fault("session", "fatal", 1, message, log=False)
+        except Exception:  # the signal writer may be what failed
+            logger.exception("could not record the fault")
+        if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):
+            self.paradigm.abort(self.clock())
+
     def step(self, max_wait_s: float = 0.05) -> Phase:
         """``advance``, then sleep until the next due moment (at most ``max_wait_s``)."""
         due = self.advance()
@@ -454,11 +518,19 @@ class SessionEngine:
             time.sleep(wait)
         return self.paradigm.phase
 
-    def run(self, progress: Callable[[Phase, TrialResult | None], None] | None = None) -> None:
-        """Run the paradigm to its end (headless)."""
+    def run(
+        self,
+        progress: Callable[[Phase, TrialResult | None], None] | None = None,
+        stop_requested: Callable[[], bool] | None = None,
+    ) -> None:
+        """Run the paradigm to its end (headless), or until ``stop_requested()`` (checked
+        20 times a second) or a fatal fault; the caller then calls ``stop``."""
         if progress is not None:
             self.paradigm.on_phase.append(progress)
         while self.paradigm.phase not in (Phase.DONE, Phase.ABORTED):
+            if stop_requested is not None and stop_requested():
+                self.paradigm.abort(self.clock())
+                break
             self.step()
 
     def sync_health(self) -> dict[str, StreamHealth]:
@@ -501,7 +573,13 @@ class SessionEngine:
     # ------------------------------------------------------------ stop
 
     def stop(self, status: SessionStatus | None = None) -> Path | None:
-        """Stop recording and finalise the session folder (under 2 s). Idempotent."""
+        """Stop recording and finalise the session folder (under 2 s). Idempotent.
+
+        Every step runs whatever the ones before did (each failure becomes a problem
+        in the manifest), recorder threads are asked to stop together and waited for
+        with one deadline, so a hung device cannot hold the save; the manifest is
+        always written last.
+        """
         if self.state not in (EngineState.RECORDING, EngineState.CONNECTED):
             return self.writer.folder if self.writer else None
         self.state = EngineState.STOPPING
@@ -511,38 +589,73 @@ class SessionEngine:
                 if self.paradigm.phase is Phase.DONE
                 else SessionStatus.ABORTED
             )
-        if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):
-            self.paradigm.abort(self.clock())
+        if self.fatal is not None:
+            status = SessionStatus.FAILED
+        self._safely("ending the paradigm", self._end_paradigm)
         if self.bus is not None:
-            self.bus.close()
+            self._safely("closing the trigger bus", self.bus.close, 1.0)
             time.sleep(0.15)  # let the last pulse reach every device's next block
         for rec in self.recorders.values():
-            rec.stop()
-        if self.pipeline is not None and not self.pipeline.stop():
-            self.problems.append("the frame writer did not finish cleanly; see the faults")
+            rec.request_stop()
+        deadline = time.monotonic() + RECORDER_STOP_S
+        for name, rec in self.recorders.items():
+            if rec is self.pipeline_grabber():
+                continue
+            if not rec.stop(max(0.05, deadline - time.monotonic())):
+                self._problem(f"the {name} recorder did not stop (its device hangs)")
+        if self.pipeline is not None:
+            clean = self._safely("stopping the camera", self.pipeline.stop)
+            if clean is False and self.fatal is None:
+                self._problem("the frame writer did not finish cleanly; see the faults")
         if self.bus is not None and self.bus.ttl_failures:
-            self.problems.append(f"{self.bus.ttl_failures} trigger-box writes failed")
+            self._problem(f"{self.bus.ttl_failures} trigger-box writes failed")
+        if self.fatal is None:
+            self._watch_workers(self.clock())  # a failure in the last moments
         if (
             any(r.state is RecorderState.FAILED for r in self.recorders.values())
             and status is SessionStatus.COMPLETE
-        ):
+        ) or self.fatal is not None:
             status = SessionStatus.FAILED
-        truth = self.simlab.ground_truth() if self.simlab is not None else None
-        self._close_devices()
+        truth = self._safely("reading the simulators' truth", self._ground_truth)
+        self._safely("closing the devices", self._close_devices)
         folder = None
         if self.writer is not None:
             extra = {
                 "problems": self.problems,
-                "telemetry": self.telemetry(),
+                "telemetry": self._safely("final telemetry", self.telemetry) or {},
                 "markers_emitted": len(self.bus.records) if self.bus else 0,
                 "duration_s": self.clock() - self.t_start,
             }
+            if self.fatal is not None:
+                extra["failure"] = self.fatal
             if truth is not None:
                 extra["simulation_truth"] = truth
-            self.writer.finalize(status, extra)
+            try:
+                self.writer.finalize(status, extra)
+            finally:
+                self.state = EngineState.FINISHED
             folder = self.writer.folder
         self.state = EngineState.FINISHED
         return folder
+
+    def pipeline_grabber(self) -> Recorder | None:
+        return self.pipeline.grabber if self.pipeline is not None else None
+
+    def _end_paradigm(self) -> None:
+        if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):
+            self.paradigm.abort(self.clock())
+
+    def _ground_truth(self) -> Any:
+        return self.simlab.ground_truth() if self.simlab is not None else None
+
+    def _safely(self, what: str, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one step of the stop; a failure is logged and becomes a problem."""
+        try:
+            return step(*args)
+        except Exception as exc:  # the next steps and the manifest must run
+            logger.exception("%s failed", what)
+            self._problem(f"{what} failed: {exc!r}")
+            return None
 
     def _close_devices(self) -> None:
         for closer in [d.close for d in self.signal_drivers.values()] + [
@@ -550,11 +663,14 @@ class SessionEngine:
         ]:
             try:
                 closer()
-            except LabError as exc:
-                logger.warning("closing a device: %s", exc)
+            except Exception as exc:  # every device gets its close
+                logger.warning("closing a device: %s", exc, exc_info=True)
         if self.simlab is not None:
-            self.simlab.close()
-            self.simlab = None
+            simlab, self.simlab = self.simlab, None
+            try:
+                simlab.close()
+            except Exception:
+                logger.exception("closing the simulated lab")
 
     def close(self) -> None:
         if self.state in (EngineState.RECORDING, EngineState.CONNECTED):

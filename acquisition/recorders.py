@@ -56,10 +56,19 @@ class Recorder:
             self._loop()
             self.state = RecorderState.STOPPED
         except LabError as exc:
-            self.error = str(exc)
-            self.state = RecorderState.FAILED
+            self._failed(str(exc))
             logger.error("%s recorder stopped: %s", self.name, exc)
-            self.fault(self.clock(), "lost", 1, str(exc))
+        except Exception as exc:  # a bug must not leave the stream "running"
+            logger.exception("%s recorder failed unexpectedly", self.name)
+            self._failed(f"unexpected error in the {self.name} recorder: {exc!r}")
+
+    def _failed(self, message: str) -> None:
+        self.error = message
+        self.state = RecorderState.FAILED
+        try:
+            self.fault(self.clock(), "lost", 1, message)
+        except Exception:  # the state above is what the engine watches
+            logger.exception("%s: the fault could not be recorded", self.name)
 
     def _loop(self) -> None:
         raise NotImplementedError
@@ -74,12 +83,20 @@ class Recorder:
             logger.warning("%s: %s (%d): %s", self.name, f.kind, f.count, f.detail)
             self.fault(f.host_time, f.kind, f.count, f.detail)
 
-    def stop(self, timeout_s: float = 1.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to end (returns at once; ``stop`` also waits)."""
+        self._stop.set()
+
+    def stop(self, timeout_s: float = 1.0) -> bool:
+        """End the thread, waiting at most ``timeout_s``; False when it is still running
+        (a device call that hangs) - it is a daemon thread and cannot hold the exit."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 logger.error("%s recorder did not stop within %.1f s", self.name, timeout_s)
+                return False
+        return True
 
 
 class SignalRecorder(Recorder):

@@ -15,12 +15,15 @@ alignment, ``open_session`` returns every stream on the master clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmmelab.errors import SessionFormatError
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.session import SYNC_FILE, SYNC_FORMAT_VERSION
 from mmmelab.sync.align import (
@@ -247,7 +250,18 @@ def align_session(path: Path | str, write: bool = True) -> dict[str, Any]:
                 seg.update(rng)
             cert["streams"][name] = entry
     if write:
-        (folder / SYNC_FILE).write_text(json.dumps(cert, indent=2))
+        target = folder / SYNC_FILE
+        tmp = folder / (SYNC_FILE + ".tmp")
+        try:  # atomically: a reader sees the old certificate or the new one
+            tmp.write_text(json.dumps(cert, indent=2))
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise SessionFormatError(
+                f"{target}: cannot be written ({exc.strerror or exc}); the session folder "
+                f"must be writable to store its alignment"
+            ) from None
     return cert
 
 

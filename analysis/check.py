@@ -59,13 +59,17 @@ def check_session(path: Path | str) -> dict[str, Any]:
     """The ``mmme check --json`` report for one session folder."""
     with open_session(path) as session:
         problems = list(session.problems)
+        # what the recorder itself found wrong (a failed writer, a lost device, ...)
+        problems += [f"recorder: {p}" for p in session.manifest.get("problems", [])]
         status = session.status
         if status is not SessionStatus.COMPLETE:
             problems.append(f"session status is {status.value!r}, not 'complete'")
         sent = [int(c) for c in session.markers["code"]] if len(session.markers) else []
         streams: dict[str, Any] = {}
+        recorded = _recorded_counts(session)
         for name, stream in session.streams.items():
-            entry = _stream_report(stream, session.markers)
+            entry = _stream_report(stream, session.markers, recorded.get(name))
+            problems += entry.pop("losses")
             streams[name] = entry
             if entry["count"] == 0:
                 problems.append(f"stream {name!r} recorded nothing")
@@ -98,17 +102,14 @@ def check_session(path: Path | str) -> dict[str, Any]:
                 f"{len(plan) - found} of the {len(plan)} markers the protocol implies are missing"
             )
         warnings = []
-        for row in session.faults:
+        for stream_name, kind, count, detail in _fault_rows(session):
             # live sync notes are warnings: the alignment certificate is the authority, and
-            # a stream that lost its triggers shows above as missing trigger edges
-            informational = row["kind"].decode() in ("warning", "recovered", "sync")
-            if informational:
-                warnings.append(f"{row['stream'].decode()}: {row['detail'].decode()}")
+            # a stream that lost its triggers shows above as missing trigger edges; writer
+            # logs and restarts are warnings too: what they cost shows in the counts
+            if kind in INFORMATIONAL:
+                warnings.append(f"{stream_name}: {detail}")
                 continue
-            problems.append(
-                f"{row['stream'].decode()}: {row['kind'].decode()} "
-                f"({int(row['count'])}): {row['detail'].decode()}"
-            )
+            problems.append(f"{stream_name}: {kind} ({count}): {detail}")
         stimulus = _stimulus_report(session.logs.get("presentations"))
         if stimulus.get("frames_dropped"):
             warnings.append(
@@ -146,10 +147,56 @@ def _stimulus_report(pres: np.ndarray | None) -> dict[str, Any]:
     }
 
 
-def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> dict[str, Any]:
+INFORMATIONAL = ("warning", "recovered", "sync", "writer_log", "writer_restart")
+
+
+def _fault_rows(session: Any) -> list[tuple[str, str, int, str]]:
+    """The session's fault rows: from signals.h5, or from the manifest when the signal
+    writer failed and signals.h5 may lack some of them."""
+    rows = [
+        (r["stream"].decode(), r["kind"].decode(), int(r["count"]), r["detail"].decode())
+        for r in session.faults
+    ]
+    kept = session.manifest.get("faults")
+    if isinstance(kept, list) and len(kept) > len(rows):
+        rows = [
+            (str(f.get("stream", "")), str(f.get("kind", "")), int(f.get("count", 0)),
+             str(f.get("detail", "")))
+            for f in kept
+            if isinstance(f, dict)
+        ]  # fmt: skip
+    return rows
+
+
+def _recorded_counts(session: Any) -> dict[str, int]:
+    """What the recorder says it took in per stream: camera frames grabbed, samples received.
+
+    From the final manifest's telemetry; for a session whose recorder died, the
+    camera's last telemetry row in signals.h5 (a lower bound).
+    """
+    out: dict[str, int] = {}
+    tel = session.manifest.get("telemetry")
+    if isinstance(tel, dict):
+        for name, entry in tel.items():
+            if not isinstance(entry, dict):
+                continue
+            key = "frames" if name == "camera" else "samples"
+            if isinstance(entry.get(key), int | float):
+                out[name] = int(entry[key])
+    rows = session.logs.get("telemetry")
+    if "camera" not in out and rows is not None and len(rows):
+        out["camera"] = int(rows["frames"][-1])
+    return out
+
+
+def _stream_report(
+    stream: SignalStream | CameraStream, markers: np.ndarray, recorded: int | None
+) -> dict[str, Any]:
+    """Counts of one stream and every loss that can be known, each with its reason."""
     sent = [int(c) for c in markers["code"]] if len(markers) else []
+    losses: list[str] = []
     if isinstance(stream, CameraStream):
-        gaps, dropped = stream.dropped()
+        gaps, missing = stream.dropped()
         ts = stream.device_time_s
         rate = float(1.0 / np.median(np.diff(ts))) if len(ts) > 1 else 0.0
         skipped = (
@@ -157,17 +204,43 @@ def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> 
             if len(ts)
             else 0
         )
+        dropped = max(missing, skipped)
+        # a deleted or cut chunk file shows as a gap in acq_nframe (its problem line
+        # comes from open_session), frames lost at the very end only against the count
+        if recorded is not None and recorded > stream.count + dropped:
+            # grabbed but never on disk and not in any gap: frames left in the ring
+            # when the writer died, or cut off at the end
+            never = recorded - stream.count - dropped
+            losses.append(
+                f"camera: {never} of the {recorded} frames the recorder grabbed are not on disk"
+            )
+            dropped += never
+            gaps += 1
         return {
             "kind": "camera",
             "count": stream.count,
             "rate_hz": round(rate, 3),
             "gaps": gaps,
-            "dropped": max(dropped, skipped),
+            "dropped": dropped,
             "channels": 1,
             "trigger_edges": count_camera_edges(stream, markers),
             "has_trigger_input": True,
+            "losses": losses,
         }
     gaps, missing = stream.gaps()
+    for reason, n in stream.lost.items():
+        gaps += 1
+        missing += n
+        losses.append(f"stream {stream.name!r}: {n} sample(s) {reason}")
+    if recorded is not None and recorded > stream.count + missing:
+        never = recorded - stream.count - sum(stream.lost.values())
+        if never > 0:
+            losses.append(
+                f"stream {stream.name!r}: {never} of the {recorded} samples the recorder "
+                f"received never reached signals.h5"
+            )
+            missing += never
+            gaps += 1
     return {
         "kind": stream.kind,
         "count": stream.count,
@@ -182,4 +255,5 @@ def _stream_report(stream: SignalStream | CameraStream, markers: np.ndarray) -> 
             if "digital" in stream.aux
             else {}
         ),
+        "losses": losses,
     }

@@ -34,7 +34,7 @@ from PyQt6.QtWidgets import (
 from mmmelab.acquisition.engine import ParticipantInfo
 from mmmelab.acquisition.paradigm import Phase, TrialResult
 from mmmelab.acquisition.presentation import EventCode
-from mmmelab.config import PARTICIPANT_ID_RE
+from mmmelab.config import participant_id_problem
 from mmmelab.gui.controller import ControllerState, EngineController, PhaseInfo, SessionResult
 from mmmelab.gui.liveview import PreviewView, SignalPlots
 from mmmelab.gui.panels import DevicePanel, EventLog, PanelLogHandler, RecordingPanel, TrialList
@@ -238,12 +238,9 @@ class ConsoleWindow(QMainWindow):
 
     def participant(self) -> ParticipantInfo | None:
         pid = self.pid.text().strip()
-        if not PARTICIPANT_ID_RE.fullmatch(pid):
-            self.events.add(
-                "participant id: use a pseudonymous code of 1-16 letters and digits "
-                "(for example P07) - never a name",
-                logging.ERROR,
-            )
+        problem = participant_id_problem(pid, self.controller.lab.participant_pattern)
+        if problem is not None:
+            self.events.add(f"participant id {problem}", logging.ERROR)
             self.pid.setFocus()
             return None
         return ParticipantInfo(

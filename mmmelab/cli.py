@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,8 +37,15 @@ logger = logging.getLogger("mmmelab.cli")
 EXIT_OK, EXIT_NOT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmme", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="mmme", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"mmme-lab {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -47,9 +55,12 @@ def _parser() -> argparse.ArgumentParser:
             "--participant",
             default=default_id,
             required=default_id is None,
-            help="pseudonymous participant id, letters and digits (e.g. P07)",
+            help="pseudonymous participant id: the lab's pattern, P and digits by default "
+            "(e.g. P07)",
         )
-        sp.add_argument("--session", type=int, default=1, help="session number (default 1)")
+        sp.add_argument(
+            "--session", type=_session_number, default=1, help="session number 1-99 (default 1)"
+        )
         sp.add_argument(
             "--consent",
             type=int,
@@ -70,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("demo-sessions"),
         help="folder for the session (default ./demo-sessions)",
     )
-    participant_args(demo, "demo01")
+    participant_args(demo, "P01")
 
     rec = sub.add_parser("record", help="headless recording with a lab and protocol file")
     rec.add_argument("--lab", type=Path, required=True, help="lab configuration (TOML)")
@@ -162,6 +173,18 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _session_number(text: str) -> int:
+    from mmmelab.config import MAX_SESSION
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_SESSION:
+        raise argparse.ArgumentTypeError(f"{value}: use a session number from 1 to {MAX_SESSION}")
     return value
 
 
@@ -268,7 +291,10 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
     lab = load_lab(lab_path)
     protocol = load_protocol(protocol_path)
     participant = ParticipantInfo(
-        check_participant_id(args.participant), args.session, args.consent, args.notes
+        check_participant_id(args.participant, lab.participant_pattern),
+        args.session,
+        args.consent,
+        args.notes,
     )
     simulated = lab.simulated_devices()
     if simulated:
@@ -280,23 +306,26 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
     with SessionEngine(lab, protocol, participant, out_root=out) as engine:
         print(f"connecting devices ({lab.name}) ...", file=sys.stderr, flush=True)
         engine.connect()
-        folder = engine.start()
-        print(
-            f"recording {protocol.name!r}: {len(protocol.practice)} practice + "
-            f"{len(protocol.trial_order)} trials into {folder}",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            engine.run(_progress(time.monotonic(), engine))
-        except KeyboardInterrupt:
-            print("interrupted: stopping and saving ...", file=sys.stderr, flush=True)
+        with _GracefulStop() as stop_signal:
+            folder = engine.start()
+            print(
+                f"recording {protocol.name!r}: {len(protocol.practice)} practice + "
+                f"{len(protocol.trial_order)} trials into {folder}  (Ctrl-C stops and saves)",
+                file=sys.stderr,
+                flush=True,
+            )
+            engine.run(_progress(time.monotonic(), engine), stop_requested=stop_signal.requested)
+            if stop_signal.name:
+                print(f"{stop_signal.name}: stopping and saving ...", file=sys.stderr, flush=True)
+            stop_signal.saving = True
+            t0 = time.monotonic()
             engine.stop()
-            print(f"session saved (aborted): {folder}")
-            return EXIT_INTERRUPTED
-        t0 = time.monotonic()
-        engine.stop()
-        stop_s = time.monotonic() - t0
+            stop_s = time.monotonic() - t0
+        if engine.fatal is not None:
+            print(f"SESSION FAILED: {engine.fatal}", file=sys.stderr, flush=True)
+        if stop_signal.name:
+            print(f"session saved ({_status(folder)}) in {stop_s:.2f} s: {folder}")
+            return 128 + stop_signal.signum
     from mmmelab.analysis.alignment import align_session, summary_lines
     from mmmelab.analysis.check import check_session
 
@@ -305,6 +334,54 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
     print("alignment (sync.json):")
     print("\n".join(summary_lines(align_session(folder))))
     return EXIT_OK if report["ok"] else EXIT_NOT_OK
+
+
+class _GracefulStop:
+    """While recording: SIGINT, SIGTERM and SIGHUP ask the run loop to stop and save.
+
+    The handler only sets a flag (the engine is never interrupted mid-step); a
+    signal while saving is refused with a message - the save finishes first.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.signum = 0
+        self.saving = False
+        self._old: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return bool(self.name)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.saving or self.name:
+            print(
+                f"{signal.Signals(signum).name}: the session is being saved; "
+                f"this takes a moment - please wait",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.name, self.signum = signal.Signals(signum).name, signum
+
+    def __enter__(self) -> _GracefulStop:
+        for sig in self.SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _status(folder: Path) -> str:
+    from mmmelab.storage.manifest import read_manifest
+
+    try:
+        return str(read_manifest(folder)["status"])
+    except LabError:
+        return "unknown"
 
 
 def _print_summary(report: dict[str, Any], stop_s: float) -> None:
@@ -343,13 +420,10 @@ def _demo(args: argparse.Namespace) -> int:
         from mmmelab.config import check_participant_id, load_lab, load_protocol
         from mmmelab.gui.app import run_gui
 
+        lab = load_lab(shipped("labs", "simulated"))
+        pid = check_participant_id(args.participant, lab.participant_pattern)
         print("opening the experimenter console on the simulated lab", file=sys.stderr)
-        return run_gui(
-            load_lab(shipped("labs", "simulated")),
-            load_protocol(shipped("protocols", "quick")),
-            args.out,
-            check_participant_id(args.participant),
-        )
+        return run_gui(lab, load_protocol(shipped("protocols", "quick")), args.out, pid)
     if not args.headless:
         print("no display (DISPLAY is not set): recording headless", file=sys.stderr)
     return _record(shipped("labs", "simulated"), shipped("protocols", "quick"), args.out, args)
@@ -456,8 +530,20 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         return _check(args)
     except LabError as exc:
-        print(f"mmme {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mmme {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # one line, never a traceback (-v shows it)
+        logger.debug("unexpected error", exc_info=True)
+        print(
+            f"mmme {args.command}: error: unexpected {type(exc).__name__}: "
+            f"{_one_line(str(exc))} (run with -v for details; please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

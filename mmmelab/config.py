@@ -27,7 +27,9 @@ from typing import Any
 from mmmelab.errors import ConfigError
 from mmmelab.tomlcheck import Table, load_toml
 
-PARTICIPANT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")
+PARTICIPANT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")  # what a folder name can hold
+#: The lab's pseudonym pattern unless ``[lab] participant_pattern`` says otherwise.
+DEFAULT_PARTICIPANT_PATTERN = "P[0-9]{1,15}"
 DEMO_STIMULI = "@demo"
 
 
@@ -174,6 +176,7 @@ class LabConfig:
     screens: ScreensConfig = field(default_factory=ScreensConfig)
     reminder: ReminderConfig = field(default_factory=ReminderConfig)
     sync_interval_s: float = 5.0
+    participant_pattern: str = DEFAULT_PARTICIPANT_PATTERN
     marker_stream: str = "mmme-markers"
     lsl_streams: tuple[LslStreamConfig, ...] = ()
     source_file: str = ""
@@ -355,6 +358,11 @@ def load_lab(path: Path | str) -> LabConfig:
     name = lab.text("name")
     data_root = _resolve_dir(path.parent, lab.text("data_root", "sessions"))
     stimuli_root = _resolve_dir(path.parent, lab.text("stimuli_root", "stimuli"))
+    pattern = lab.text("participant_pattern", DEFAULT_PARTICIPANT_PATTERN)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise lab.error("participant_pattern", f"is not a regular expression ({exc})") from None
     lab.done()
     devices = top.table("devices", required=True)
     camera = _camera(devices.table("camera", required=True))
@@ -395,6 +403,7 @@ def load_lab(path: Path | str) -> LabConfig:
         screens=screens,
         reminder=reminder,
         sync_interval_s=sync_interval_s,
+        participant_pattern=pattern,
         marker_stream=marker_stream,
         lsl_streams=lsl_streams,
         source_file=str(path),
@@ -536,14 +545,41 @@ def shipped(kind: str, name: str) -> Path:
     return Path(str(ref))
 
 
-def check_participant_id(value: str) -> str:
-    """Validate a pseudonymous participant id: letters and digits only, at most 16."""
-    if not PARTICIPANT_ID_RE.fullmatch(value):
+def participant_id_problem(value: str, pattern: str = DEFAULT_PARTICIPANT_PATTERN) -> str | None:
+    """Why ``value`` is not an acceptable participant id, or None when it is.
+
+    An id is a pseudonym: it must match the lab's pattern (``P`` and digits by
+    default) as a whole, and in any case be 1-16 ASCII letters and digits, so a
+    real name or a path can never end up in a folder name.
+    """
+    if not PARTICIPANT_ID_RE.fullmatch(value) or not re.fullmatch(pattern, value):
+        return (
+            f"is {value!r}; use the lab's pseudonymous code (pattern {pattern!r}, "
+            f"1-16 letters and digits, e.g. {example_participant_id(pattern)}) - never a name"
+        )
+    return None
+
+
+def example_participant_id(pattern: str) -> str:
+    """An id that the default pattern accepts, or the pattern itself for a custom one."""
+    return "P07" if pattern == DEFAULT_PARTICIPANT_PATTERN else f"one matching {pattern}"
+
+
+def check_participant_id(value: str, pattern: str = DEFAULT_PARTICIPANT_PATTERN) -> str:
+    """Validate a pseudonymous participant id (see :func:`participant_id_problem`)."""
+    problem = participant_id_problem(value, pattern)
+    if problem is not None:
+        raise ConfigError("(command line)", "participant", problem)
+    return value
+
+
+MAX_SESSION = 99  # the folder name holds two digits
+
+
+def check_session_number(value: int) -> int:
+    if not 1 <= value <= MAX_SESSION:
         raise ConfigError(
-            "(command line)",
-            "participant",
-            f"is {value!r}; use a pseudonymous code of 1-16 letters and digits "
-            f"(for example P07) - never a name",
+            "(command line)", "session", f"is {value}; use a session number from 1 to {MAX_SESSION}"
         )
     return value
 

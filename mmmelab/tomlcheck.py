@@ -10,6 +10,7 @@ silently ignored setting.
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -132,6 +133,8 @@ class Table:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(name, f"must be a number, got {_type_name(value)} {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # TOML allows nan and inf; no setting does
+            raise self.error(name, f"is {value}; must be a finite number")
         if lo_open and lo is not None and value <= lo:
             raise self.error(name, f"is {value:g}; must be greater than {lo:g}")
         self._range(name, value, None if lo_open else lo, hi)

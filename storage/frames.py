@@ -112,10 +112,15 @@ class FrameWriter:
     process loses nothing it already appended.
     """
 
-    def __init__(self, folder: Path, geometry: FrameGeometry, direct: bool = True) -> None:
+    def __init__(
+        self, folder: Path, geometry: FrameGeometry, direct: bool = True, resume: bool = False
+    ) -> None:
         self.folder = folder
         self.geometry = geometry
         folder.mkdir(parents=True, exist_ok=True)
+        self.count = self._resume_point() if resume else 0
+        #: camera frame counter of the last journalled frame (resume: skip what is written)
+        self.last_acq_nframe = self._last_acq if resume else -1
         self.direct = direct and hasattr(os, "O_DIRECT") and self._direct_works(folder)
         if direct and not self.direct:
             logger.warning(
@@ -124,15 +129,41 @@ class FrameWriter:
                 folder,
             )
         meta = geometry.to_dict() | {"direct_io": self.direct}
-        (folder / "camera.json").write_text(json.dumps(meta, indent=2))
+        if not resume or not (folder / "camera.json").exists():
+            (folder / "camera.json").write_text(json.dumps(meta, indent=2))
         self._bounce = aligned_buffer(geometry.stride)
         self._journal_fd = os.open(
             folder / "journal.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
         )
         self._chunk_fd = -1
         self._chunk = -1
-        self.count = 0
         self.bytes_written = 0
+
+    def _resume_point(self) -> int:
+        """After a writer died: drop a torn journal record and frame bytes nobody
+        journalled, so appending goes on exactly after the last complete frame."""
+        journal = self.folder / "journal.bin"
+        self._last_acq = -1
+        if not journal.exists():
+            return 0
+        size = journal.stat().st_size
+        whole = size // JOURNAL_DTYPE.itemsize
+        if size % JOURNAL_DTYPE.itemsize:
+            os.truncate(journal, whole * JOURNAL_DTYPE.itemsize)
+        if whole:
+            with open(journal, "rb") as fh:
+                fh.seek((whole - 1) * JOURNAL_DTYPE.itemsize)
+                last = np.frombuffer(fh.read(JOURNAL_DTYPE.itemsize), JOURNAL_DTYPE)
+            self._last_acq = int(last["acq_nframe"][0])
+        per, stride = self.geometry.frames_per_chunk, self.geometry.stride
+        chunk, pos = divmod(whole, per)
+        path = self.folder / chunk_name(chunk)
+        if path.exists() and path.stat().st_size > pos * stride:
+            os.truncate(path, pos * stride)
+        for later in self.folder.glob("frames-*.raw"):
+            if int(later.stem.split("-")[1]) > chunk:
+                later.unlink()
+        return whole
 
     @staticmethod
     def _direct_works(folder: Path) -> bool:
@@ -237,7 +268,9 @@ class FrameStore:
 
     ``store[i]`` is a ``height x width`` uint8 view into the mapped file (no copy).
     Only frames whose journal record is complete *and* whose bytes are on disk
-    count, so a store opened after a crash shows exactly the frames that survived.
+    count, so a store opened after a crash shows exactly the frames that survived;
+    journalled frames whose chunk file is missing or cut short are counted in
+    ``missing`` (by reason), never read as garbage.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -256,26 +289,42 @@ class FrameStore:
         self.stride = int(meta["stride_bytes"])
         self.per_chunk = int(meta["frames_per_chunk"])
         self.bayer_pattern = str(meta["bayer_pattern"])
-        raw = np.fromfile(folder / "journal.bin", dtype=np.uint8)
+        try:
+            raw = np.fromfile(folder / "journal.bin", dtype=np.uint8)
+        except OSError as exc:
+            raise SessionFormatError(f"{folder / 'journal.bin'}: cannot be read ({exc})") from None
         whole = len(raw) // JOURNAL_DTYPE.itemsize
         journal = raw[: whole * JOURNAL_DTYPE.itemsize].view(JOURNAL_DTYPE)
-        self._maps: list[np.ndarray] = []
-        on_disk = 0
-        chunk = 0
-        while (folder / chunk_name(chunk)).exists():
-            size = (folder / chunk_name(chunk)).stat().st_size
-            n = min(size // self.stride, self.per_chunk)
-            if n:
-                mm = np.memmap(
-                    folder / chunk_name(chunk), dtype=np.uint8, mode="r", shape=(n, self.stride)
-                )
-                self._maps.append(mm)
-            on_disk += n
-            if n < self.per_chunk:
-                break
-            chunk += 1
-        self.journal = journal[: min(len(journal), on_disk)]
         self.torn_records = len(raw) % JOURNAL_DTYPE.itemsize != 0
+        #: journal records whose frame could not be found on disk, by reason
+        self.missing: dict[str, int] = {}
+        self._maps: dict[int, np.ndarray] = {}
+        positions = journal["index"].astype(np.int64)
+        chunks = positions // self.per_chunk if len(journal) else np.zeros(0, np.int64)
+        on_disk = np.zeros(len(journal), bool)
+        for chunk in np.unique(chunks).tolist():
+            path = folder / chunk_name(chunk)
+            in_chunk = chunks == chunk
+            if not path.exists():
+                self.missing[f"{path.name} is missing"] = int(in_chunk.sum())
+                continue
+            n = min(path.stat().st_size // self.stride, self.per_chunk)
+            if n:
+                self._maps[chunk] = np.memmap(path, np.uint8, mode="r", shape=(n, self.stride))
+            there = in_chunk & (positions % self.per_chunk < n)
+            short = int(in_chunk.sum() - there.sum())
+            if short:
+                self.missing[f"{path.name} is cut short"] = short
+            on_disk |= there
+        #: whole journal records, whether or not their frame bytes survived
+        self.journal_records = len(journal)
+        self.journal = journal[on_disk] if not on_disk.all() else journal
+        self.frame_files = sorted(p.name for p in folder.glob("frames-*.raw"))
+
+    @property
+    def frames_missing(self) -> int:
+        """Journalled frames whose bytes are not on disk (deleted or truncated chunk files)."""
+        return sum(self.missing.values())
 
     def __len__(self) -> int:
         return len(self.journal)
@@ -283,8 +332,7 @@ class FrameStore:
     def __getitem__(self, index: int) -> np.ndarray:
         if not -len(self) <= index < len(self):
             raise IndexError(f"frame {index} out of range (0..{len(self) - 1})")
-        index %= len(self)
-        chunk, pos = divmod(index, self.per_chunk)
+        chunk, pos = divmod(int(self.journal["index"][index]), self.per_chunk)
         flat = self._maps[chunk][pos, : self.width * self.height]
         return flat.reshape(self.height, self.width)
 

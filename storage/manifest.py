@@ -9,6 +9,7 @@ the recorder did not finish: the data are readable, the session is incomplete.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -33,11 +34,16 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Atomically replace ``folder/session.json``."""
     tmp = folder / (MANIFEST + ".tmp")
     data = json.dumps(manifest, indent=2, sort_keys=False, default=str).encode()
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, folder / MANIFEST)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / MANIFEST)
+    except OSError:
+        with contextlib.suppress(OSError):  # a half-written copy must not hold the space
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -75,4 +81,38 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     for key in ("participant", "streams", "clock"):
         if not isinstance(manifest.get(key), dict):
             raise SessionFormatError(f'{path}: "{key}" is missing or not an object')
+    _check_shapes(path, manifest)
     return manifest
+
+
+def _check_shapes(path: Path, manifest: dict[str, Any]) -> None:
+    """The parts readers rely on have the types they expect (a hand-edited or damaged
+    manifest is refused here in one line, not with a traceback somewhere later)."""
+
+    def bad(key: str, what: str) -> SessionFormatError:
+        return SessionFormatError(f'{path}: "{key}" {what}')
+
+    participant = manifest["participant"]
+    if not isinstance(participant.get("id"), str):
+        raise bad("participant.id", "is missing or not a string")
+    consent = participant.get("consent_level", 2)
+    if isinstance(consent, bool) or consent not in (1, 2):
+        raise bad("participant.consent_level", f"is {consent!r}; must be 1 or 2")
+    for name, stream in manifest["streams"].items():
+        if not isinstance(stream, dict) or not isinstance(stream.get("kind"), str):
+            raise bad(f"streams.{name}", 'is not an object with a "kind"')
+        if not isinstance(stream.get("path", ""), str):
+            raise bad(f"streams.{name}.path", "is not a string")
+    problems = manifest.get("problems", [])
+    if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+        raise bad("problems", "is not a list of strings")
+    for key in ("protocol", "telemetry", "lab", "devices"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise bad(key, "is not an object")
+    protocol = manifest.get("protocol", {})
+    for key in ("practice", "trial_order"):
+        if key in protocol and not isinstance(protocol[key], list):
+            raise bad(f"protocol.{key}", "is not a list")
+    fps = manifest["streams"].get("camera", {}).get("fps", 0.0)
+    if isinstance(fps, bool) or not isinstance(fps, int | float):
+        raise bad("streams.camera.fps", "is not a number")

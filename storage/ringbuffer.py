@@ -40,6 +40,7 @@ MAX_CONSUMERS = 8
 # header words
 H_MAGIC, H_SLOTS, H_SLOT_BYTES, H_WRITE_SEQ, H_CLOSED, H_OVERFLOW = 0, 1, 2, 3, 4, 5
 H_FRAME_BYTES, H_N_CONSUMERS = 6, 7
+H_HALF_FULL = 8  # times a lossless consumer fell half a ring behind (counted at commit)
 H_CONSUMER = 16  # each consumer: read_seq, high_water, lossless, reserved x5
 C_READ, C_HIGH, C_LOSSLESS = 0, 1, 2
 # free words after the consumers, for users of the ring (e.g. writer telemetry)
@@ -162,11 +163,15 @@ class FrameRing:
             self.meta[slot] = record[0] if record.shape else record
         seq = int(self.header[H_WRITE_SEQ]) + 1
         self.header[H_WRITE_SEQ] = seq
+        half = (self.n_slots + 1) // 2
         for c in range(self.n_consumers):
             base = H_CONSUMER + 8 * c
             fill = seq - int(self.header[base + C_READ])
             if fill > self.header[base + C_HIGH]:
                 self.header[base + C_HIGH] = fill
+            if fill == half and self.header[base + C_LOSSLESS]:
+                # crossing half full: always long before a frame can be lost (a whole ring)
+                self.header[H_HALF_FULL] += 1
 
     def push(self, frame: np.ndarray, record: np.ndarray | None = None) -> bool:
         """Copy one frame in (numba kernel) and publish it; False when it was lost."""
@@ -191,6 +196,11 @@ class FrameRing:
     @property
     def write_seq(self) -> int:
         return int(self.header[H_WRITE_SEQ])
+
+    @property
+    def half_full_events(self) -> int:
+        """How often a lossless consumer fell half a ring behind (see ``commit``)."""
+        return int(self.header[H_HALF_FULL])
 
     @property
     def overflow(self) -> int:

@@ -13,9 +13,12 @@ finished session and on one whose recorder was killed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ import numpy as np
 from mmmelab import __version__
 from mmmelab.errors import SessionFormatError
 from mmmelab.storage.frames import FrameGeometry, FrameStore, chunk_name
+from mmmelab.storage.h5salvage import WRITTEN_ATTR, probe_open, salvage, superblock
 from mmmelab.storage.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -125,6 +129,47 @@ def _apply_segments(sync: dict[str, Any] | None, device_t: np.ndarray) -> np.nda
     return out
 
 
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 16 << 20  # freed at finalisation: room for the manifest on a full disk
+
+
+def _reserve_space(path: Path, size: int) -> None:
+    """Allocate ``size`` bytes on the disk now, so they can be given back when it is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError:  # a filesystem without fallocate: write it
+            os.write(fd, bytes(size))
+    finally:
+        os.close(fd)
+
+
+def check_output_root(root: Path) -> None:
+    """Make sure sessions can be written under ``root`` (created if missing).
+
+    Raises SessionFormatError with one line naming the folder and the reason: it is a
+    file or a device, lies under a file, is read-only or not ours to write. Called
+    before any device is opened, so a bad ``--out`` costs nothing.
+    """
+    if root.exists() and not root.is_dir():
+        raise SessionFormatError(f"{root}: cannot hold sessions (it is a file, not a folder)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".mmme-write-probe-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, NotADirectoryError):
+            reason = "a part of the path is a file, not a folder"
+        raise SessionFormatError(f"{root}: cannot write sessions there ({reason})") from None
+
+
 def session_folder_name(participant: str, session: int, when: dt.datetime) -> str:
     return f"sub-{participant}_ses-{session:02d}_{when.strftime('%Y%m%dT%H%M%S')}"
 
@@ -161,6 +206,8 @@ class SessionWriter:
         }
         write_manifest(self.folder, self.manifest)
         self.signals: SignalFile | None = None
+        self._reserve = self.folder / RESERVE_FILE
+        _reserve_space(self._reserve, RESERVE_BYTES)
 
     @property
     def camera_folder(self) -> Path:
@@ -202,12 +249,23 @@ class SessionWriter:
     def finalize(self, status: SessionStatus, extra: dict[str, Any] | None = None) -> None:
         """Close the signal file, write the ``session.h5`` entry point and the final manifest.
 
-        The frame writer must have finished before (the engine stops it first).
+        The frame writer must have finished before (the engine stops it first). Every
+        step runs whatever the one before did; the space reserved at the start is
+        freed first, so the manifest is written even on a full disk. Raises
+        SessionFormatError only when the manifest itself cannot be written.
         """
+        self._reserve.unlink(missing_ok=True)
         if self.signals is not None:
-            self.signals.close()
+            try:
+                self.signals.close()
+            except Exception as exc:  # the manifest must still be written
+                logger.exception("closing signals.h5")
+                self.signals.error = self.signals.error or f"closing failed: {exc}"
             if self.signals.error is not None:
                 self.manifest["problems"].append(f"signal writer failed: {self.signals.error}")
+                # the fault rows may not be in signals.h5: keep them here
+                self.manifest["faults"] = self.signals.fault_rows
+                self.manifest["signal_writer_log"] = self.signals.log_lines[-20:]
         extra = dict(extra or {})
         self.manifest["problems"] = [*self.manifest["problems"], *extra.pop("problems", [])]
         self.manifest.update(extra)
@@ -216,9 +274,18 @@ class SessionWriter:
         try:
             self._write_entry_point()
         except (OSError, ValueError, SessionFormatError) as exc:
-            logger.exception("could not write session.h5")
+            logger.error("could not write session.h5: %s", exc)
+            with contextlib.suppress(OSError):
+                (self.folder / "session.h5").unlink(missing_ok=True)  # give its space back
             self.manifest["problems"].append(f"session.h5 not written: {exc}")
-        write_manifest(self.folder, self.manifest)
+        try:
+            write_manifest(self.folder, self.manifest)
+        except OSError as exc:
+            raise SessionFormatError(
+                f"{self.folder / 'session.json'}: the final manifest could not be written "
+                f"({exc.strerror or exc}); the data files are readable, the session stays "
+                f"marked 'recording'"
+            ) from None
 
     def _write_entry_point(self) -> None:
         with h5py.File(self.folder / "session.h5", "w") as entry:
@@ -240,14 +307,21 @@ class SessionWriter:
         try:
             if not len(store):
                 return
+            # the frames dataset maps the chunk files in order: only the run of frames
+            # from the first that has no hole (a missing chunk file ends it)
+            index = store.journal["index"].astype(np.int64)
+            holes = np.flatnonzero(index != np.arange(len(index)))
+            n = int(holes[0]) if len(holes) else len(index)
+            if not n:
+                return
             cam = entry.create_group("camera")
-            cam.create_dataset("journal", data=store.journal)
+            cam.create_dataset("journal", data=store.journal[:n])
             per, stride = store.per_chunk, store.stride
             segments = [
-                (f"camera/{chunk_name(chunk)}", 0, min(per, len(store) - chunk * per) * stride)
-                for chunk in range(-(-len(store) // per))
+                (f"camera/{chunk_name(chunk)}", 0, min(per, n - chunk * per) * stride)
+                for chunk in range(-(-n // per))
             ]
-            cam.create_dataset("frames", shape=(len(store), stride), dtype="u1", external=segments)
+            cam.create_dataset("frames", shape=(n, stride), dtype="u1", external=segments)
             for key, value in store.meta.items():
                 if not isinstance(value, list):
                     cam.attrs[key] = value
@@ -272,6 +346,8 @@ class SignalStream:
     aux: dict[str, h5py.Dataset]
     attrs: dict[str, Any] = field(default_factory=dict)
     sync: dict[str, Any] | None = None
+    #: samples written but unreadable, by reason (e.g. past the end of a cut file)
+    lost: dict[str, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -387,6 +463,7 @@ class Session:
     _h5: h5py.File | None = None
     sync: dict[str, Any] | None = None
     logs: dict[str, np.ndarray] = field(default_factory=dict)
+    _tmp: Any = None  # the salvage copy of a cut signals.h5, removed on close
 
     @property
     def status(self) -> SessionStatus:
@@ -407,6 +484,9 @@ class Session:
         if self._h5 is not None:
             self._h5.close()
             self._h5 = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def __enter__(self) -> Session:
         return self
@@ -416,8 +496,23 @@ class Session:
 
 
 def _signal_stream(name: str, grp: h5py.Group) -> SignalStream:
+    """One stream of signals.h5. From a salvaged copy of a cut file, only the samples
+    that survived in every array are kept; the rest are counted in ``lost``."""
     attrs = dict(grp.attrs)
-    aux = {k: grp[k] for k in grp if k not in ("data", "blocks")}
+    aux: dict[str, Any] = {k: grp[k] for k in grp if k not in ("data", "blocks")}
+    data: Any = grp["data"]
+    blocks = grp["blocks"][()]
+    lost: dict[str, int] = {}
+    if WRITTEN_ATTR in data.attrs:
+        n = min(ds.shape[0] for ds in (data, *aux.values()))
+        ends = np.cumsum(blocks["count"].astype(np.int64))
+        blocks = blocks[: int(np.searchsorted(ends, n, side="right"))]
+        n = int(blocks["count"].sum()) if len(blocks) else 0
+        written = int(data.attrs[WRITTEN_ATTR])
+        if n < written:
+            lost["lay past the end of the cut signals.h5"] = written - n
+        data = data[:n]
+        aux = {k: v[:n] for k, v in aux.items()}
     return SignalStream(
         name=name,
         kind=str(attrs.get("kind", name)),
@@ -426,11 +521,57 @@ def _signal_stream(name: str, grp: h5py.Group) -> SignalStream:
             c.decode() if isinstance(c, bytes) else str(c) for c in attrs.get("channels", [])
         ],
         units=str(attrs.get("units", "")),
-        data=grp["data"],
-        blocks=grp["blocks"][()],
+        data=data,
+        blocks=blocks,
         aux=aux,
         attrs=attrs,
+        lost=lost,
     )
+
+
+def _read_log(h5: h5py.File, name: str, problems: list[str]) -> np.ndarray:
+    ds = h5[name]["log"]
+    rows = ds[()]
+    written = int(ds.attrs.get(WRITTEN_ATTR, len(rows)))
+    if written > len(rows):
+        problems.append(f"{name}: {written - len(rows)} row(s) lay past the end of signals.h5")
+    return rows
+
+
+def _open_signals(path: Path, problems: list[str]) -> tuple[h5py.File | None, Any]:
+    """Open signals.h5 in the way its state allows (see ``mmmelab.storage.h5salvage``).
+
+    Returns the file (None when nothing can be read; ``problems`` says why) and a
+    temporary folder to remove with the session (the salvage copy), or None.
+    """
+    info = superblock(path)
+    try:
+        if info is not None and info["size"] < info["eof"]:
+            tmp = tempfile.TemporaryDirectory(prefix="mmme-salvage-")
+            copy = Path(tmp.name) / "signals.h5"
+            problem = salvage(path, copy)
+            lead = (
+                f"signals.h5 is cut short: {info['size']:,} of its {info['eof']:,} bytes "
+                f"are on disk"
+            )
+            if problem is not None:
+                tmp.cleanup()
+                problems.append(f"{lead}; {problem}, so no signal can be read")
+                return None, None
+            problems.append(f"{lead}; what lies inside was read, the rest is counted as lost")
+            return h5py.File(copy, "r"), tmp
+        if info is not None and not info["checksum_ok"]:
+            problems.append("signals.h5 has a damaged superblock, so no signal can be read")
+            return None, None
+        if info is None or info["flags"]:  # left open by its writer: SWMR, after a probe
+            problem = probe_open(path)
+            if problem is not None:
+                problems.append(f"signals.h5 cannot be opened: {problem}")
+                return None, None
+            return open_signals(path), None
+        return h5py.File(path, "r", libver="latest"), None  # closed cleanly: fails fast
+    except OSError as exc:
+        raise SessionFormatError(f"{path}: cannot be opened ({exc})") from None
 
 
 def open_session(path: Path | str) -> Session:
@@ -454,29 +595,45 @@ def open_session(path: Path | str) -> Session:
     logs: dict[str, np.ndarray] = {}
     h5 = None
     declared = manifest["streams"]
-    if (folder / "signals.h5").exists():
+    signals_path = folder / "signals.h5"
+    tmp = None
+    if signals_path.exists():
+        h5, tmp = _open_signals(signals_path, problems)
+    if h5 is not None:
         try:
-            h5 = open_signals(folder / "signals.h5")
-        except OSError as exc:
-            raise SessionFormatError(f"{folder / 'signals.h5'}: cannot be opened ({exc})") from None
-        for name in h5:
-            grp = h5[name]
-            if "data" in grp:
-                streams[name] = _signal_stream(name, grp)
-        markers = h5["markers/log"][()] if "markers" in h5 else empty
-        faults = h5["faults/log"][()] if "faults" in h5 else empty
-        trials = h5["trials/log"][()] if "trials" in h5 else empty
-        logs = {
-            name: h5[name]["log"][()]
-            for name in h5
-            if name not in ("markers", "faults", "trials") and "log" in h5[name]
-        }
-    elif any(v.get("path", "").startswith("signals.h5") for v in declared.values()):
+            for name in h5:
+                grp = h5[name]
+                if "data" in grp and "blocks" in grp:
+                    streams[name] = _signal_stream(name, grp)
+                elif "data" in grp or "blocks" in grp or "kind" in grp.attrs:
+                    problems.append(
+                        f"stream {name!r}: its "
+                        f"{'sample blocks' if 'data' in grp else 'data'} lay past the end "
+                        f"of the cut signals.h5, so its samples cannot be placed in time"
+                    )
+            markers = _read_log(h5, "markers", problems) if "markers" in h5 else empty
+            faults = _read_log(h5, "faults", problems) if "faults" in h5 else empty
+            trials = _read_log(h5, "trials", problems) if "trials" in h5 else empty
+            logs = {
+                name: _read_log(h5, name, problems)
+                for name in h5
+                if name not in ("markers", "faults", "trials") and "log" in h5[name]
+            }
+        except (OSError, KeyError, ValueError) as exc:
+            h5.close()
+            if tmp is not None:
+                tmp.cleanup()
+            raise SessionFormatError(f"{signals_path}: cannot be read ({exc})") from None
+    elif not signals_path.exists() and any(
+        v.get("path", "").startswith("signals.h5") for v in declared.values()
+    ):
         problems.append("signals.h5 is missing")
     if (folder / "camera" / "camera.json").exists():
         fps = float(declared.get("camera", {}).get("fps", 0.0))
         store = FrameStore(folder / "camera")
         streams["camera"] = CameraStream("camera", fps, store)
+        for reason, n in store.missing.items():
+            problems.append(f"camera: {n} journalled frame(s) cannot be read: {reason}")
         if store.torn_records:
             problems.append(
                 "camera journal ends in a partial record (recorder killed "
@@ -500,4 +657,6 @@ def open_session(path: Path | str) -> Session:
                 sync = None
     for name, stream in streams.items():
         stream.sync = (sync or {}).get("streams", {}).get(name)
-    return Session(folder, manifest, streams, markers, faults, trials, problems, h5, sync, logs)
+    return Session(
+        folder, manifest, streams, markers, faults, trials, problems, h5, sync, logs, tmp
+    )

@@ -22,7 +22,8 @@ logger = logging.getLogger("mmmelab.storage.signal_writer")
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)  # the recorder ends it by closing the pipe
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     source = sys.stdin.buffer
     try:
@@ -44,8 +45,15 @@ def main() -> int:
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
         logger.error("signal writer failed; signals after this point are lost: %s", exc)
         code = 1
+    except Exception:  # reported, then the file is closed as far as it goes
+        logger.exception("signal writer failed unexpectedly; signals after this point are lost")
+        code = 1
     finally:
-        writer.close()
+        try:
+            writer.close()
+        except (OSError, RuntimeError) as exc:  # e.g. the disk is still full
+            logger.error("signals.h5 could not be closed cleanly: %s", exc)
+            code = 1
     return code
 
 

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 WRITE_BATCH_S = 0.25  # the feeder sends at most four batches a second
 START_TIMEOUT_S = 60.0  # the writer process imports h5py and creates the file
+MAX_FAULTS_KEPT = 5000  # fault rows also kept in memory, for the manifest
 
 BLOCK_DTYPE = np.dtype([("first_sample", "<i8"), ("count", "<u4"), ("host_time", "<f8")])
 MARKER_DTYPE = np.dtype(
@@ -191,11 +192,21 @@ class SignalFile:
         self.logs = dict(logs or {})
         self.samples: dict[str, int] = defaultdict(int)
         self.error: str | None = None
+        self.fault_rows: list[dict[str, Any]] = []
+        # its own session: a Ctrl-C in the terminal reaches only the recorder, which
+        # stops the session and then closes the pipe
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "mmmelab.storage.signal_writer"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
+        self.log_lines: list[str] = []
+        self._log_thread = threading.Thread(
+            target=self._forward_log, name="signal-writer-log", daemon=True
+        )
+        self._log_thread.start()
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._pipe = self._proc.stdin
         self._send(("open", str(self.path), specs, self.logs))
@@ -208,6 +219,22 @@ class SignalFile:
     def _send(self, message: Any) -> None:
         pickle.dump(message, self._pipe, protocol=pickle.HIGHEST_PROTOCOL)
         self._pipe.flush()
+
+    def _forward_log(self) -> None:
+        """The writer process's stderr to this process's log (and ``log_lines``)."""
+        err = self._proc.stderr
+        assert err is not None
+        for raw in iter(err.readline, b""):
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                logger.warning("%s", line)
+                if len(self.log_lines) < 200:
+                    self.log_lines.append(line)
+        err.close()
+
+    @property
+    def writer_alive(self) -> bool:
+        return self._proc.poll() is None and self._thread.is_alive()
 
     def _await_ready(self) -> None:
         out = self._proc.stdout
@@ -253,6 +280,11 @@ class SignalFile:
             [(host_time, _string(stream, 16), _string(kind, 24), count, _string(detail, 160))],
             dtype=FAULT_DTYPE,
         )
+        if len(self.fault_rows) < MAX_FAULTS_KEPT:  # for the manifest, if this file fails
+            self.fault_rows.append(
+                {"host_time": host_time, "stream": stream, "kind": kind, "count": count,
+                 "detail": detail}
+            )  # fmt: skip
         self._queue.put(("faults", row))
 
     def log(self, name: str, row: np.ndarray) -> None:
@@ -320,8 +352,13 @@ class SignalFile:
             logger.error("%s", self.error)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
+        self._log_thread.join(2.0)
 
 
 def open_signals(path: Path) -> h5py.File:
-    """Open ``signals.h5`` for reading, whether or not its writer finished cleanly."""
+    """Open ``signals.h5`` for reading (SWMR), whether or not its writer finished cleanly.
+
+    Sessions are opened through :func:`mmmelab.storage.open_session`, which also
+    copes with cut and damaged files without hanging (``mmmelab.storage.h5salvage``).
+    """
     return h5py.File(path, "r", libver="latest", swmr=True)

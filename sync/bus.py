@@ -91,6 +91,10 @@ class TriggerBus:
         self.records: list[MarkerRecord] = []
         self.ttl_failures = 0
         self.ttl_ok = True
+        #: exceptions raised by listeners (each logged with its traceback; the bus goes on)
+        self.listener_errors: list[str] = []
+        #: why the bus thread ended early, if it did (None while it runs or after close)
+        self.error: str | None = None
 
     def start(self) -> None:
         if self._thread is not None:
@@ -110,6 +114,11 @@ class TriggerBus:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def alive(self) -> bool:
+        """The bus thread runs (False before ``start``, after ``close`` or a failure)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def close(self, timeout_s: float = 1.5) -> None:
         """Send what is queued (within ``timeout_s``), leave the line low, stop the thread."""
         if self._thread is None:
@@ -127,6 +136,13 @@ class TriggerBus:
         self._thread = None
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except Exception as exc:  # the engine sees ``error`` within a second
+            self.error = f"the trigger bus stopped: {exc!r}"
+            logger.exception("trigger bus failed")
+
+    def _serve(self) -> None:
         last = self._clock()
         while not self._stop.is_set():
             wait = max(0.0, self.sync_interval_s - (self._clock() - last))
@@ -143,7 +159,7 @@ class TriggerBus:
     def _safe_level(self, code: int) -> tuple[float, bool]:
         try:
             t = self._output.set_level(code)
-        except LabError as exc:
+        except (LabError, OSError) as exc:
             self.ttl_failures += 1
             if self.ttl_ok:  # log the change, not every failed pulse
                 logger.error(
@@ -171,7 +187,7 @@ class TriggerBus:
         self._hold_until(t_on + QUIET_S)
         try:
             self._markers.push(marker_text(code, label), t_on)
-        except LabError as exc:
+        except (LabError, OSError, RuntimeError) as exc:
             logger.error("marker stream failed for %s: %s", code.name, exc)
         self._hold_until(t_on + self.pulse_s)
         t_off, ok_off = self._safe_level(0)
@@ -180,5 +196,10 @@ class TriggerBus:
         record = MarkerRecord(self._seq, code, label, t_request, t_on, t_off, ok and ok_off)
         self.records.append(record)
         for listener in self.listeners:
-            listener(record)
+            try:
+                listener(record)
+            except Exception as exc:  # one listener must not stop the pulses
+                logger.exception("a trigger-bus listener failed on %s", code.name)
+                if len(self.listener_errors) < 100:
+                    self.listener_errors.append(f"{code.name}: {exc!r}")
         self._hold_until(t_off + self.gap_s)
