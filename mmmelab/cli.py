@@ -296,6 +296,9 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
         args.consent,
         args.notes,
     )
+    from mmmelab.storage.session import check_output_root
+
+    check_output_root(out if out is not None else lab.data_root)  # before anything else
     simulated = lab.simulated_devices()
     if simulated:
         print(

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,7 +208,8 @@ class SessionWriter:
         write_manifest(self.folder, self.manifest)
         self.signals: SignalFile | None = None
         self._reserve = self.folder / RESERVE_FILE
-        _reserve_space(self._reserve, RESERVE_BYTES)
+        free = shutil.disk_usage(self.folder).free
+        _reserve_space(self._reserve, int(min(RESERVE_BYTES, free // 8)))
 
     @property
     def camera_folder(self) -> Path:

@@ -1,0 +1,188 @@
+"""The recorder's failure paths: a full disk, a killed or stopped frame writer, a
+recorder or marker listener that raises. Each case must end in a readable session
+whose problems and counts say what was lost, and a stop within 2 s."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.analysis.check import check_session
+from mmmelab.storage import open_session
+from mmmelab.storage.manifest import SessionStatus
+
+pytestmark = pytest.mark.slow
+
+
+@contextlib.contextmanager
+def recording(lab, protocol, out: Path) -> Iterator[SessionEngine]:
+    """A session that runs until the test stops it (no simulated participant)."""
+    with SessionEngine(lab, protocol, ParticipantInfo("P01"), out) as engine:
+        engine.connect()
+        engine.start(simulate_participant=False)
+        yield engine
+
+
+def run_until(engine: SessionEngine, cond: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        engine.step()
+        if cond():
+            return True
+    return False
+
+
+def timed_stop(engine: SessionEngine) -> tuple[Path, float]:
+    t0 = time.monotonic()
+    folder = engine.stop()
+    assert folder is not None
+    return folder, time.monotonic() - t0
+
+
+def camera_frames(engine: SessionEngine) -> int:
+    return int(engine.telemetry()["camera"]["frames"])
+
+
+def test_killed_frame_writer_is_replaced_and_loses_at_most_a_second(
+    small_lab, tiny_protocol, tmp_path
+):
+    with recording(small_lab, tiny_protocol, tmp_path) as engine:
+        writer = engine.pipeline.writer
+        assert run_until(engine, lambda: camera_frames(engine) > 150, 10)
+        os.kill(writer.process.pid, signal.SIGKILL)
+        assert run_until(engine, lambda: writer.restarts == 1, 5), "no new writer"
+        grabbed = camera_frames(engine)
+        assert run_until(engine, lambda: camera_frames(engine) > grabbed + 300, 10)
+        folder, stop_s = timed_stop(engine)
+    assert stop_s < 2.0
+    with open_session(folder) as s:
+        cam = s.streams["camera"]
+        index = cam.journal["index"]
+        assert np.array_equal(index, np.arange(len(index)))  # no duplicate, no hole on disk
+        gaps, missing = cam.dropped()
+        assert missing <= 150  # at most 1 s at 150 fps
+        faults = [(f["kind"].decode(), f["detail"].decode()) for f in s.faults]
+    assert any(k == "writer_restart" and "died" in d for k, d in faults)
+    report = check_session(folder)
+    assert report["streams"]["camera"]["dropped"] == missing  # counted, as it is
+    assert any("frame writer" in w for w in report["warnings"])
+
+
+def test_stopped_frame_writer_is_replaced_before_the_ring_overflows(
+    small_lab, tiny_protocol, tmp_path
+):
+    with recording(small_lab, tiny_protocol, tmp_path) as engine:
+        writer = engine.pipeline.writer
+        assert run_until(engine, lambda: camera_frames(engine) > 150, 10)
+        stopped = writer.process
+        os.kill(stopped.pid, signal.SIGSTOP)
+        try:
+            assert run_until(engine, lambda: writer.restarts == 1, 6), "stall not noticed"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped.pid, signal.SIGCONT)
+        grabbed = camera_frames(engine)
+        assert run_until(engine, lambda: camera_frames(engine) > grabbed + 150, 10)
+        folder, stop_s = timed_stop(engine)
+    assert stop_s < 2.0
+    report = check_session(folder)
+    assert report["streams"]["camera"]["dropped"] <= 150
+    assert report["status"] == "aborted"
+
+
+def test_an_exception_inside_a_recorder_fails_the_stream_not_silently(
+    small_lab, tiny_protocol, tmp_path
+):
+    with recording(small_lab, tiny_protocol, tmp_path) as engine:
+        physio = engine.signal_drivers["physio"]
+        assert run_until(engine, lambda: engine.recorders["physio"].samples > 500, 10)
+        read = physio.read
+
+        def broken(timeout_s: float):
+            raise ZeroDivisionError("a bug in the driver")
+
+        physio.read = broken  # type: ignore[method-assign]
+        assert run_until(engine, lambda: any("physio stopped" in p for p in engine.problems), 3), (
+            "the engine did not notice the dead recorder within a second or so"
+        )
+        physio.read = read  # type: ignore[method-assign]
+        folder, _ = timed_stop(engine)
+    with open_session(folder) as s:
+        assert s.status is SessionStatus.ABORTED
+        kinds = {(f["stream"].decode(), f["kind"].decode()) for f in s.faults}
+    assert ("physio", "lost") in kinds
+    report = check_session(folder)
+    assert not report["ok"]
+    assert any("ZeroDivisionError" in p for p in report["problems"])
+
+
+def test_a_failing_marker_listener_does_not_stop_later_pulses(small_lab, tiny_protocol, tmp_path):
+    with recording(small_lab, tiny_protocol, tmp_path) as engine:
+        calls = []
+
+        def bad_listener(rec):
+            calls.append(rec.code)
+            raise RuntimeError("listener bug")
+
+        engine.on_marker.append(bad_listener)
+        for i in range(3):
+            engine.mark(f"note {i}")
+        assert run_until(engine, lambda: len(calls) >= 3, 5)
+        folder, _ = timed_stop(engine)
+    with open_session(folder) as s:
+        labels = [m.decode() for m in s.markers["label"]]
+    assert {"note 0", "note 1", "note 2"} <= set(labels)
+    report = check_session(folder)
+    assert any("listener" in p for p in report["problems"])
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 24 MB tmpfs: a disk that really fills up (needs the right to mount)."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_stops_the_session_as_failed_and_keeps_what_was_written(
+    small_lab, tiny_protocol, small_disk, monkeypatch
+):
+    real = shutil.disk_usage
+    # the pre-flight would rightly refuse this disk; let the session start anyway
+    monkeypatch.setattr(
+        "mmmelab.acquisition.engine.shutil.disk_usage",
+        lambda p: real(p)._replace(free=10**12) if Path(p) == small_disk else real(p),
+    )
+    with recording(small_lab, tiny_protocol, small_disk) as engine:
+        assert run_until(engine, lambda: engine.fatal is not None, 30), "disk never filled"
+        assert "disk full" in engine.fatal
+        folder, stop_s = timed_stop(engine)
+    assert stop_s < 2.0
+    with open_session(folder) as s:  # readable, finalised, failed
+        assert s.status is SessionStatus.FAILED
+        assert s.streams["camera"].count > 100
+        assert "disk full" in s.manifest["failure"]
+    report = check_session(folder)
+    assert not report["ok"]
+    print(report["problems"], report["streams"]["camera"])
+    assert any("disk full" in p for p in report["problems"])
