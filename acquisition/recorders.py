@@ -24,6 +24,7 @@ from mmmelab.sync.live import LiveSync, new_edges
 logger = logging.getLogger(__name__)
 
 FaultSink = Callable[[float, str, str, int, str], None]
+STALL_S = 0.5  # a device silent this long is noted in the session, even if nothing is lost
 
 
 class RecorderState(enum.StrEnum):
@@ -129,6 +130,7 @@ class SignalRecorder(Recorder):
         self.live = live
         self.driver_rate_hz = rate_hz
         self._last_level = 0
+        self._last_arrival = 0.0
 
     def _reconnect(self) -> bool:
         reconnect = getattr(self.driver, "reconnect", None)
@@ -162,6 +164,16 @@ class SignalRecorder(Recorder):
                 if not self._reconnect():
                     raise
                 continue
+            if blocks:
+                now = self.clock()
+                silent = now - self._last_arrival
+                if self._last_arrival > 0 and silent > STALL_S:
+                    self.fault(
+                        now, "stall", 1,
+                        f"no data for {silent:.2f} s, then the device went on (samples "
+                        f"missing in between are counted as a gap)",
+                    )  # fmt: skip
+                self._last_arrival = now
             for block in blocks:
                 self.signals.append(
                     self.name, block.first_sample, block.data, block.host_time, block.aux

@@ -147,7 +147,7 @@ def _stimulus_report(pres: np.ndarray | None) -> dict[str, Any]:
     }
 
 
-INFORMATIONAL = ("warning", "recovered", "sync", "writer_log", "writer_restart")
+INFORMATIONAL = ("warning", "recovered", "sync", "writer_log", "writer_restart", "stall")
 
 
 def _fault_rows(session: Any) -> list[tuple[str, str, int, str]]:

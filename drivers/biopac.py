@@ -101,10 +101,7 @@ class BiopacNdt:
         self.config = config
         self.clock = clock
         self.faults: list[DeviceFault] = []
-        url = f"http://{config.host}:{config.control_port}/RPC2"
-        self._rpc = xmlrpc.client.ServerProxy(
-            url, transport=_TimeoutTransport(config.timeout_s), allow_none=True
-        )
+        self._local = threading.local()  # one XML-RPC connection per thread (not shareable)
         self._listener: socket.socket | None = None
         self._data: socket.socket | None = None
         self._buf = bytearray()
@@ -123,6 +120,19 @@ class BiopacNdt:
         self._events: queue.Queue[str | None] = queue.Queue()
         self._event_thread: threading.Thread | None = None
 
+    @property
+    def _rpc(self) -> xmlrpc.client.ServerProxy:
+        """This thread's proxy: ``http.client`` connections must not be shared between
+        the control, recorder and event threads."""
+        url = f"http://{self.config.host}:{self.config.control_port}/RPC2"
+        proxy = getattr(self._local, "proxy", None)
+        if proxy is None or getattr(self._local, "url", "") != url:
+            proxy = xmlrpc.client.ServerProxy(
+                url, transport=_TimeoutTransport(self.config.timeout_s), allow_none=True
+            )
+            self._local.proxy, self._local.url = proxy, url
+        return proxy
+
     def _call(self, method: str, *args: Any) -> Any:
         try:
             return getattr(self._rpc.acq, method)(*args)
@@ -135,7 +145,8 @@ class BiopacNdt:
             ) from None
         except xmlrpc.client.Fault as exc:
             raise DeviceError(self.name, f"acq.{method} refused: {exc.faultString}") from None
-        except (OSError, xmlrpc.client.ProtocolError) as exc:
+        except (OSError, xmlrpc.client.ProtocolError, http.client.HTTPException) as exc:
+            self._local.proxy = None  # a broken connection: the next call opens a new one
             raise DeviceError(
                 self.name,
                 f"cannot reach AcqKnowledge at {self.config.host}:"
@@ -162,11 +173,6 @@ class BiopacNdt:
                 "several AcqKnowledge servers answered %s; using %s:%d", found, host, port
             )
         self.config = dataclasses.replace(cfg, host=host, control_port=port)
-        self._rpc = xmlrpc.client.ServerProxy(
-            f"http://{host}:{port}/RPC2",
-            transport=_TimeoutTransport(cfg.timeout_s),
-            allow_none=True,
-        )
 
     def connect(self) -> SignalLayout:
         if self.config.discover:
@@ -444,7 +450,9 @@ class BiopacNdt:
     def close(self) -> None:
         if self._event_thread is not None:
             self._events.put(None)
-            self._event_thread.join(self.config.timeout_s + 1.0)
+            self._event_thread.join(0.5)  # a hung AcqKnowledge must not hold the save
+            if self._event_thread.is_alive():
+                logger.warning("AcqKnowledge did not take the last event markers in time")
             self._event_thread = None
         if self._started:
             self._started = False

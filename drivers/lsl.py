@@ -14,10 +14,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pylsl
+from pylsl.util import LostError as LslLostError
+from pylsl.util import TimeoutError as LslTimeoutError
 
 from mmmelab.config import LslStreamConfig
 from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout
-from mmmelab.errors import DeviceError, DeviceTimeoutError
+from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,10 @@ class MarkerOutlet:
     def push(self, text: str, timestamp: float) -> None:
         if self._outlet is None:
             return
-        self._outlet.push_sample([text], timestamp)
+        try:
+            self._outlet.push_sample([text], timestamp)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise DeviceError(self.name, f"pushing a marker failed ({exc})") from None
         self.pushed += 1
 
     def info(self) -> dict[str, object]:
@@ -99,7 +104,10 @@ class LslInlet:
             if self.stream.source_id
             else ("name", self.stream.name)
         )
-        found = pylsl.resolve_byprop(prop, value, timeout=self.timeout_s)
+        try:
+            found = pylsl.resolve_byprop(prop, value, timeout=self.timeout_s)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise DeviceError(self.name, f"resolving LSL streams failed ({exc})") from None
         if self.stream.type:
             found = [f for f in found if f.type() == self.stream.type]
         if not found:
@@ -136,24 +144,38 @@ class LslInlet:
 
     def start(self) -> None:
         assert self._inlet is not None
-        self._inlet.open_stream(timeout=self.timeout_s)
+        try:
+            self._inlet.open_stream(timeout=self.timeout_s)
+        except LslTimeoutError:
+            raise DeviceTimeoutError(self.name, "the LSL stream did not open in time") from None
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise DeviceError(self.name, f"opening the LSL stream failed ({exc})") from None
         self._refresh_offset(self.clock())
 
     def _refresh_offset(self, now: float) -> None:
         assert self._inlet is not None
         try:
             self._offset = float(self._inlet.time_correction(timeout=1.0))
-        except pylsl.TimeoutError:
+        except (LslTimeoutError, LslLostError, RuntimeError) as exc:
             self.faults.append(
                 DeviceFault(
-                    now, "clock", 1, "LSL time correction timed out; the previous offset is kept"
+                    now,
+                    "clock",
+                    1,
+                    f"LSL time correction failed ({type(exc).__name__}); the previous "
+                    f"offset is kept",
                 )
             )
         self._next_offset = now + self.offset_interval_s
 
     def read(self, timeout_s: float) -> list[SampleBlock]:
         assert self._inlet is not None
-        samples, stamps = self._inlet.pull_chunk(timeout=timeout_s)
+        try:
+            samples, stamps = self._inlet.pull_chunk(timeout=timeout_s)
+        except LslLostError:
+            raise DeviceLostError(self.name, "the LSL stream is gone") from None
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise DeviceLostError(self.name, f"reading the LSL stream failed ({exc})") from None
         now = self.clock()
         if now >= self._next_offset:
             self._refresh_offset(now)

@@ -110,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     ana.add_argument("--minutes", type=float, default=60.0, help="length of the session")
     ana.add_argument("--dir", type=Path, default=None, help="folder for the temporary session")
     ana.add_argument("--json", action="store_true", help="print only the JSON object")
+    flt = what.add_parser("faults", help="one short recording per fault: what was lost and said")
+    flt.add_argument("--only", nargs="+", default=None, help="run only these faults")
+    flt.add_argument("--json", action="store_true", help="print only the JSON object")
+    soak = what.add_parser("soak", help="a full-rate session: drops, memory and fd growth")
+    soak.add_argument("--minutes", type=_positive_float, default=10.0)
+    soak.add_argument("--dir", type=Path, default=None, help="folder on the disk to record to")
+    soak.add_argument("--json", action="store_true", help="print only the JSON object")
     ring = what.add_parser("ringbuffer", help="ring copy rate against numpy")
     ring.add_argument("--json", action="store_true", help="print only the JSON object")
 
@@ -488,6 +495,16 @@ def _bench(args: argparse.Namespace) -> int:
         if args.dir is not None and not args.dir.is_dir():
             raise LabError(f"--dir {args.dir} is not a folder")
         result = bench_analysis(args.minutes, args.dir)
+    elif args.bench == "faults":
+        from mmmelab.faultbench import bench_faults
+
+        result = bench_faults(bench.progress_to_stderr, args.only)
+    elif args.bench == "soak":
+        from mmmelab.soak import bench_soak
+
+        if args.dir is not None and not args.dir.is_dir():
+            raise LabError(f"--dir {args.dir} is not a folder")
+        result = bench_soak(args.minutes, args.dir, bench.progress_to_stderr)
     else:
         result = bench.bench_ringbuffer()
     print(json.dumps(result, indent=None if args.json else 2))
