@@ -599,7 +599,7 @@ class SessionEngine:
             rec.request_stop()
         deadline = time.monotonic() + RECORDER_STOP_S
         for name, rec in self.recorders.items():
-            if rec is self.pipeline_grabber():
+            if self.pipeline is not None and rec is self.pipeline.grabber:
                 continue
             if not rec.stop(max(0.05, deadline - time.monotonic())):
                 self._problem(f"the {name} recorder did not stop (its device hangs)")
@@ -637,9 +637,6 @@ class SessionEngine:
             folder = self.writer.folder
         self.state = EngineState.FINISHED
         return folder
-
-    def pipeline_grabber(self) -> Recorder | None:
-        return self.pipeline.grabber if self.pipeline is not None else None
 
     def _end_paradigm(self) -> None:
         if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):

@@ -173,11 +173,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_int(text: str) -> int:
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
@@ -186,10 +190,7 @@ def _positive_int(text: str) -> int:
 def _session_number(text: str) -> int:
     from mmmelab.config import MAX_SESSION
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _whole(text)
     if not 1 <= value <= MAX_SESSION:
         raise argparse.ArgumentTypeError(f"{value}: use a session number from 1 to {MAX_SESSION}")
     return value

@@ -303,16 +303,41 @@ def _spin(engine: SessionEngine, seconds: float) -> None:
         _run_timers()
 
 
-def _enospc_case(root: Path) -> dict[str, Any]:
-    mnt = root / "small-disk"
-    mnt.mkdir()
+SMALL_DISK = "24m"
+
+
+def mount_small_disk(mnt: Path, size: str = SMALL_DISK) -> str:
+    """Mount a tmpfs of ``size`` at ``mnt`` (created): a disk that really fills up.
+    Returns "" on success, else why not (mounting needs the right to)."""
+    mnt.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
         capture_output=True,
         check=False,
     )
-    if done.returncode != 0:
-        return {"fault": "enospc_mid_session", "skipped": done.stderr.decode().strip()}
+    return "" if done.returncode == 0 else (done.stderr.decode().strip() or "mount failed")
+
+
+def unmount(mnt: Path) -> None:
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
+def _fill(folder: Path) -> None:
+    """Write a filler file until the disk is full."""
+    block = bytes(1 << 20)
+    with open(folder / "filler.bin", "wb") as fh:
+        with contextlib.suppress(OSError):
+            while True:
+                fh.write(block)
+                fh.flush()
+
+
+def _enospc_case(root: Path, at_stop: bool = False) -> dict[str, Any]:
+    name = "enospc_at_stop" if at_stop else "enospc_mid_session"
+    mnt = root / "small-disk"
+    refused = mount_small_disk(mnt)
+    if refused:
+        return {"fault": name, "skipped": refused}
     try:
         import mmmelab.acquisition.engine as engine_module
 
@@ -331,7 +356,11 @@ def _enospc_case(root: Path) -> dict[str, Any]:
         try:
             engine.connect()
             folder = engine.start(simulate_participant=False)
-            _spin(engine, 30.0)
+            if at_stop:  # the disk fills in the very moment the session is stopped
+                _spin(engine, 1.0)
+                _fill(mnt)
+            else:
+                _spin(engine, 30.0)
             t0 = time.monotonic()
             engine.stop()
             stop_s = time.monotonic() - t0
@@ -339,16 +368,17 @@ def _enospc_case(root: Path) -> dict[str, Any]:
             engine.close()
             engine_module.shutil.disk_usage = real
         # the disk itself is the fault's gap: everything after it filled is its own loss
-        row = _row("enospc_mid_session", folder, {}, stop_s, None)
+        row = _row(name, folder, {}, stop_s, None)
         row["lost_s"] = {k: "ended" for k in row.get("lost_s", {})}
         row["failure"] = engine.fatal
         row["meets_targets"] = bool(
             row.get("session_readable") and row.get("recorded") and row.get("check_truthful")
-            and (stop_s or 99) <= TARGET_STOP_S and row.get("status") == "failed"
+            and (stop_s or 99) <= TARGET_STOP_S
+            and row.get("status") in (("aborted", "failed") if at_stop else ("failed",))
         )  # fmt: skip
         return row
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        unmount(mnt)
 
 
 def _cli_case(name: str, signals: list[int], root: Path, kill: bool = False) -> dict[str, Any]:
@@ -421,6 +451,7 @@ def bench_faults(progress: Callable[[str], None], only: list[str] | None = None)
     ]
     cases += [
         ("enospc_mid_session", _enospc_case),
+        ("enospc_at_stop", functools.partial(_enospc_case, at_stop=True)),
         ("sigint", lambda root: _cli_case("sigint", [signal.SIGINT], root)),
         ("double_sigint", lambda root: _cli_case("double_sigint", [signal.SIGINT] * 2, root)),
         ("sigterm", lambda root: _cli_case("sigterm", [signal.SIGTERM], root)),

@@ -51,11 +51,11 @@ class _ChunkCleaner(threading.Thread):
         self.folder, self.per_chunk, self.stride = folder, per_chunk, stride
         self.deleted = 0
         self.bad: list[str] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._next = 0
 
     def run(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._halt.wait(0.5):
             self.sweep(final=False)
 
     def sweep(self, final: bool) -> None:
@@ -71,7 +71,7 @@ class _ChunkCleaner(threading.Thread):
             self._next += 1
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(2.0)
 
 

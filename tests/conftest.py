@@ -16,11 +16,26 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # liblsl reads this when pylsl is first imported: warnings and errors only.
-os.environ.setdefault("LSLAPICFG", str(Path(__file__).parents[1] / "mmmelab/data/lsl_api.cfg"))
+os.environ.setdefault("LSLAPICFG", str(Path(__file__).parent / "lsl_test.cfg"))
 
 from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
 
-OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-")
+OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-", "acq-events")
+SHM = Path("/dev/shm")
+
+
+def _children() -> set[int]:
+    import psutil
+
+    try:
+        return {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()}
+    except psutil.Error:
+        return set()
+
+
+def _shm_segments() -> set[str]:
+    return {p.name for p in SHM.iterdir()} if SHM.is_dir() else set()
+
 
 TINY_PROTOCOL = """
 [protocol]
@@ -71,6 +86,37 @@ def no_leftover_threads():
             break
         time.sleep(0.02)
     assert not extra, f"threads left running: {[t.name for t in extra]}"
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes_or_shared_memory():
+    """A test must not leave a child process (writer, simulator) or a /dev/shm segment."""
+    import psutil
+
+    procs, shm = _children(), _shm_segments()
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        extra = []
+        for pid in _children() - procs:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    extra.append(pid)
+            except psutil.Error:
+                pass
+        segments = _shm_segments() - shm
+        if not extra and not segments or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    names = []
+    for pid in extra:
+        try:
+            names.append(" ".join(psutil.Process(pid).cmdline())[:120])
+            psutil.Process(pid).kill()  # do not poison the next test
+        except psutil.Error:
+            pass
+    assert not names, f"child processes left running: {names}"
+    assert not segments, f"shared memory left behind: {sorted(segments)}"
 
 
 @pytest.fixture(autouse=True)

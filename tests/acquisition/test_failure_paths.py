@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
 from mmmelab.analysis.check import check_session
+from mmmelab.faultbench import mount_small_disk, unmount
 from mmmelab.storage import open_session
 from mmmelab.storage.manifest import SessionStatus
 
@@ -150,18 +150,13 @@ def test_a_failing_marker_listener_does_not_stop_later_pulses(small_lab, tiny_pr
 def small_disk(tmp_path) -> Iterator[Path]:
     """A 24 MB tmpfs: a disk that really fills up (needs the right to mount)."""
     mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    refused = mount_small_disk(mnt)
+    if refused:
+        pytest.skip(f"cannot mount a small tmpfs here: {refused}")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        unmount(mnt)
 
 
 def test_full_disk_stops_the_session_as_failed_and_keeps_what_was_written(
@@ -178,11 +173,14 @@ def test_full_disk_stops_the_session_as_failed_and_keeps_what_was_written(
         assert "disk full" in engine.fatal
         folder, stop_s = timed_stop(engine)
     assert stop_s < 2.0
-    with open_session(folder) as s:  # readable, finalised, failed
+    with open_session(folder) as s:  # readable, finalised (on the full disk), failed
         assert s.status is SessionStatus.FAILED
-        assert s.streams["camera"].count > 100
+        on_disk = s.streams["camera"].count
+        assert on_disk > 100
         assert "disk full" in s.manifest["failure"]
+        grabbed = s.manifest["telemetry"]["camera"]["frames"]
     report = check_session(folder)
     assert not report["ok"]
-    print(report["problems"], report["streams"]["camera"])
     assert any("disk full" in p for p in report["problems"])
+    # frames grabbed after the writer stopped are counted, not silently missing
+    assert report["streams"]["camera"]["dropped"] >= grabbed - on_disk > 0

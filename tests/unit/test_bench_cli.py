@@ -43,3 +43,42 @@ def test_bench_camera_refuses_a_missing_folder(tmp_path):
     )
     assert out.returncode == 2 and "is not a folder" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_bench_faults_rows_for_a_writer_kill_and_a_listener_bug():
+    out = subprocess.run(
+        [sys.executable, "-m", "mmmelab", "bench", "faults", "--json",
+         "--only", "frame_writer_sigkill", "bus_listener_exception"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    rows = {r["fault"]: r for r in result["rows"]}
+    assert set(rows) == {"frame_writer_sigkill", "bus_listener_exception"}
+    for row in rows.values():
+        assert {"session_readable", "lost_s", "recorded", "shown", "check_truthful",
+                "stop_s"} <= set(row)  # fmt: skip
+        assert row["meets_targets"], row
+
+
+@pytest.mark.slow
+def test_bench_soak_counts_every_frame_and_cleans_up(monkeypatch):
+    import dataclasses
+
+    import mmmelab.soak as soak
+
+    real = soak.load_lab
+
+    def small(path):
+        lab = real(path)
+        return dataclasses.replace(lab, camera=dataclasses.replace(lab.camera, width=256,
+                                                                   height=128))  # fmt: skip
+
+    monkeypatch.setattr(soak, "load_lab", small)
+    result = soak.bench_soak(0.12, None, lambda _: None)
+    assert result["frames"] > 900 and result["journalled"] == result["frames"]
+    assert result["dropped"] == 0 and not result["bad_chunks"]
+    assert result["chunks_checked_and_deleted"] >= 2
