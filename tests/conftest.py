@@ -24,13 +24,24 @@ OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-", "acq-even
 SHM = Path("/dev/shm")
 
 
+#: helpers an interpreter starts once and keeps for its life (not a test's leftovers)
+LONG_LIVED = ("multiprocessing.resource_tracker", "loky.backend.resource_tracker")
+
+
 def _children() -> set[int]:
     import psutil
 
+    out = set()
     try:
-        return {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()}
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if not any(h in " ".join(p.cmdline()) for h in LONG_LIVED):
+                    out.add(p.pid)
+            except psutil.Error:
+                pass
     except psutil.Error:
-        return set()
+        pass
+    return out
 
 
 def _shm_segments() -> set[str]:

@@ -19,6 +19,7 @@ through the camera journal and sync.json (``open_session``).
 from __future__ import annotations
 
 import json
+import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -366,10 +367,20 @@ def run_parallel(
                 out.append(fn(item))
                 bar.update()
             return out
-        par = joblib.Parallel(n_jobs=jobs, return_as="generator")
-        for res in par(joblib.delayed(fn)(i) for i in items):
-            out.append(res)
-            bar.update()
+        # the items are small (session paths): no memmapping, and joblib's temporary
+        # folder is ours to remove rather than left in /dev/shm
+        with tempfile.TemporaryDirectory(prefix="mmme-joblib-") as tmp:
+            par = joblib.Parallel(
+                n_jobs=jobs, return_as="generator", max_nbytes=None, temp_folder=tmp
+            )
+            try:
+                for res in par(joblib.delayed(fn)(i) for i in items):
+                    out.append(res)
+                    bar.update()
+            finally:  # no worker process outlives the job (loky keeps them for reuse)
+                from joblib.externals.loky import get_reusable_executor
+
+                get_reusable_executor().shutdown(wait=True)
         return out
     finally:
         bar.close()
