@@ -19,6 +19,7 @@ import logging
 import platform
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ from mmmelab.sync.live import LiveSync, StreamHealth
 logger = logging.getLogger(__name__)
 
 RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is left behind
+DEVICE_CLOSE_S = 0.8  # every device's close together, likewise
 SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5  # EEG + physio on disk, generous
 DISK_MARGIN = 1.25
 
@@ -655,13 +657,45 @@ class SessionEngine:
             return None
 
     def _close_devices(self) -> None:
-        for closer in [d.close for d in self.signal_drivers.values()] + [
-            c.close for c in (self.camera, self.triggerbox, self.outlet) if c is not None
-        ]:
+        """Close every device at once, each in its own thread, with one deadline
+        (``DEVICE_CLOSE_S``): a device that hangs in its close is left to finish in
+        the background and named as a problem, so the save is not held."""
+        closers = [(name, d.close) for name, d in self.signal_drivers.items()] + [
+            (name, c.close)
+            for name, c in (
+                ("camera", self.camera),
+                ("trigger box", self.triggerbox),
+                ("marker outlet", self.outlet),
+            )
+            if c is not None
+        ]
+        errors: dict[str, BaseException] = {}
+
+        def run(name: str, closer: Callable[[], None]) -> None:
             try:
                 closer()
             except Exception as exc:  # every device gets its close
-                logger.warning("closing a device: %s", exc, exc_info=True)
+                logger.warning(
+                    "closing the %s: %s", name, exc, exc_info=not isinstance(exc, LabError)
+                )
+                errors[name] = exc
+
+        threads = [
+            threading.Thread(target=run, args=c, name=f"dev-close-{c[0]}", daemon=True)
+            for c in closers
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + DEVICE_CLOSE_S
+        for (name, _), t in zip(closers, threads, strict=True):
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                self._problem(
+                    f"closing the {name} did not finish within {DEVICE_CLOSE_S:g} s "
+                    f"(it hangs; left to finish in the background)"
+                )
+            elif name in errors and self.state is EngineState.STOPPING:
+                self._problem(f"closing the {name}: {errors[name]}")
         if self.simlab is not None:
             simlab, self.simlab = self.simlab, None
             try:

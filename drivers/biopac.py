@@ -448,6 +448,10 @@ class BiopacNdt:
         }
 
     def close(self) -> None:
+        """Stop acquisition in AcqKnowledge and close the connections. Raises
+        DeviceError (after closing everything) when AcqKnowledge could not be told
+        to stop: its own recording then runs on until stopped there."""
+        not_stopped: DeviceError | None = None
         if self._event_thread is not None:
             self._events.put(None)
             self._event_thread.join(0.5)  # a hung AcqKnowledge must not hold the save
@@ -460,8 +464,14 @@ class BiopacNdt:
                 if self._call("getAcquisitionInProgress"):
                     self._call("toggleAcquisition")
             except DeviceError as exc:
-                logger.warning("could not stop AcqKnowledge acquisition: %s", exc)
+                not_stopped = exc
         for sock in (self._data, self._listener):
             if sock is not None:
                 sock.close()
         self._data = self._listener = None
+        if not_stopped is not None:
+            raise DeviceError(
+                self.name,
+                "AcqKnowledge may still be acquiring - stop it there "
+                f"({str(not_stopped).removeprefix(self.name + ': ')})",
+            )

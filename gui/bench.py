@@ -225,3 +225,41 @@ def _meets(value: Any, op: str, limit: float) -> bool:
     if value is None:
         return False
     return {"<=": value <= limit, ">=": value >= limit, "==": value == limit}[op]
+
+
+def hold_recording(lab_path: Path, protocol_path: Path, out: Path, seconds: float) -> int:
+    """Record with the whole GUI (offscreen without a display) for ``seconds``, then
+    close the console as the experimenter would. The fault bench runs this in a
+    child process and SIGKILLs it mid-recording: what is on disk must be readable.
+    Prints ``recording <folder>`` on stderr once the recording runs."""
+    import sys
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PyQt6.QtCore import QEventLoop, QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from mmmelab.config import load_lab, load_protocol
+    from mmmelab.gui.scripted import scripted_session
+
+    app = QApplication.instance() or QApplication(["mmme-hold-recording"])
+    lab, protocol = load_lab(lab_path), load_protocol(protocol_path)
+    with scripted_session(app, lab, protocol, out, "P01", lambda _: None) as lab_app:
+        folder = lab_app.controller.folder
+        print(f"recording {folder}", file=sys.stderr, flush=True)
+        loop = QEventLoop()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=hold_recording.__doc__)
+    parser.add_argument("--lab", type=Path, required=True)
+    parser.add_argument("--protocol", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    a = parser.parse_args()
+    raise SystemExit(hold_recording(a.lab, a.protocol, a.out, a.seconds))

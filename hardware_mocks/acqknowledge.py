@@ -104,6 +104,7 @@ class AcqKnowledgeServer:
         self.trigger_connected = True  # False: digital inputs not wired (fault injection)
         self.toggle_delay_s = 0.0  # fault injection: a blocking (modal) toggle
         self._stop = threading.Event()
+        self._dialog_until = 0.0  # fault injection: a modal dialog blocks every call
         self._streaming = threading.Event()
         self._data_thread: threading.Thread | None = None
         self.rpc = SimpleXMLRPCServer(
@@ -113,7 +114,7 @@ class AcqKnowledgeServer:
         self.rpc.register_introspection_functions()
         for name in dir(self):
             if name.startswith("acq_"):
-                self.rpc.register_function(getattr(self, name), "acq." + name[4:])
+                self.rpc.register_function(self._modal(getattr(self, name)), "acq." + name[4:])
         self.port = self.rpc.server_address[1]
         self._rpc_thread = threading.Thread(
             target=self.rpc.serve_forever, args=(0.05,), name="sim-acq-rpc", daemon=True
@@ -130,6 +131,21 @@ class AcqKnowledgeServer:
         self._udp_thread.start()
 
     # -------------------------------------------------------------- XML-RPC API
+
+    def open_dialog(self, seconds: float) -> None:
+        """A modal dialog opens in AcqKnowledge (fault injection): every control call
+        blocks until it is closed ``seconds`` later (or the server closes). The data
+        connection is not affected: acquisition runs on behind the dialog."""
+        self._dialog_until = time.monotonic() + seconds
+
+    def _modal(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            while (left := self._dialog_until - time.monotonic()) > 0:
+                if self._stop.wait(min(left, 0.05)):
+                    break
+            return method(*args)
+
+        return call
 
     def _channel(self, ch: dict[str, Any]) -> dict[str, Any]:
         for c in self.channels:

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -126,6 +127,18 @@ def ndt_vendor_stop(engine: SessionEngine) -> dict[str, float]:
     return {"physio": float("inf")}  # acquisition is over in AcqKnowledge
 
 
+def ndt_connection_drop(engine: SessionEngine) -> dict[str, float]:
+    acq = engine.simlab.acq
+    acq.faults.disconnect_at_block = acq.samples_sent // acq.block + 1
+    return {}  # acquisition goes on in AcqKnowledge: only the restart's own time is lost
+
+
+def ndt_blocking_call(engine: SessionEngine) -> dict[str, float]:
+    engine.simlab.acq.open_dialog(POST_S + 5.0)  # still open at stop
+    engine.mark("note while a dialog is open in AcqKnowledge")
+    return {}  # data flows on behind the dialog; markers to AcqKnowledge time out
+
+
 def triggerbox_unplugged(engine: SessionEngine) -> dict[str, float]:
     engine.simlab.triggerbox.vanish()
     return {}
@@ -199,7 +212,9 @@ ENGINE_CASES: dict[str, Inject] = {
     "eeg_server_disconnect": eeg_disconnect,
     "eeg_server_stall_1s": eeg_stall,
     "eeg_server_garbage": eeg_garbage,
+    "ndt_connection_drop": ndt_connection_drop,
     "ndt_vendor_stop": ndt_vendor_stop,
+    "ndt_blocking_call": ndt_blocking_call,
     "trigger_box_unplugged": triggerbox_unplugged,
     "camera_unplugged": camera_unplugged,
     "frame_writer_sigkill": frame_writer_sigkill,
@@ -241,7 +256,7 @@ def _row(
         with open_session(folder) as s:
             kinds = [f["kind"].decode() for f in s.faults]
             problems = list(s.manifest.get("problems", [])) + list(s.problems)
-            final = s.status.value != "recording" or name == "recorder_sigkill"
+            final = s.status.value != "recording" or name.endswith("_sigkill")
         report = check_session(folder)
     except LabError as exc:
         return row | {"session_readable": False, "error": str(exc)}
@@ -381,10 +396,9 @@ def _enospc_case(root: Path, at_stop: bool = False) -> dict[str, Any]:
         unmount(mnt)
 
 
-def _cli_case(name: str, signals: list[int], root: Path, kill: bool = False) -> dict[str, Any]:
+def _small_lab_file(root: Path) -> Path:
     from mmmelab.config import shipped as _shipped
 
-    proto_path, _ = _protocol(root)
     lab_text = _shipped("labs", "simulated").read_text()
     for old, new in (
         ("width = 2040", "width = 256"),
@@ -395,53 +409,136 @@ def _cli_case(name: str, signals: list[int], root: Path, kill: bool = False) -> 
         lab_text = lab_text.replace(old, new)
     lab_path = root / "lab.toml"
     lab_path.write_text(lab_text)
-    out = root / "sessions"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmmelab", "record", "--lab", str(lab_path), "--protocol",
-         str(proto_path), "--participant", "P01", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    return lab_path
+
+
+def _wait_for(proc: subprocess.Popen[bytes], text: str, timeout_s: float) -> bytes:
+    """What ``proc`` wrote on stderr up to and including ``text`` (bounded wait)."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            seen += chunk
+            if text.encode() in seen:
+                return seen
+    raise LabError(f"the child never said {text!r}: {seen.decode(errors='replace')[-300:]}")
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )  # fmt: skip
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "recording 'faults'" in line:
-            break
-    time.sleep(PRE_S)
-    t0 = time.monotonic()
-    for sig in signals:
-        os.killpg(proc.pid, sig)
-        time.sleep(0.05)
+
+
+def _sigkill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc`` alone, then wait (bounded) for the writer processes it left,
+    which must finish their files by themselves."""
+    import psutil
+
     try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-    stop_s = None if kill else time.monotonic() - t0
-    if kill:  # the writers, left alone, must finish their files
-        time.sleep(2.0)
+        left = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        left = []
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    _, alive = psutil.wait_procs(left, timeout=10)
+    for p in alive:  # a writer that never finished: the session shows it
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """The child and its pipe gone, whatever happened."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def _killed_row(name: str, out: Path) -> dict[str, Any]:
+    """A killed process: the session says 'recording' (check reports it) and the
+    frames and signals up to the kill are readable."""
+    folders = sorted(out.glob("sub-*")) if out.exists() else []
+    row = _row(name, folders[0] if folders else None, {}, None, None)
+    row["recorded"] = row.get("status") == "recording"
+    if folders:  # what was kept: every stream up to the kill (PRE_S into the recording)
+        streams = check_session(folders[0])["streams"].items()
+        row["on_disk_s"] = {
+            n: round(e["count"] / (e["rate_hz"] or 1.0), 2)
+            for n, e in streams
+            if e["kind"] != "markers"
+        }
+    row["meets_targets"] = bool(
+        row.get("session_readable")
+        and row["recorded"]
+        and row.get("check_truthful")
+        and all(v >= PRE_S - TARGET_LOST_S for v in row.get("on_disk_s", {"-": 0}).values())
+    )
+    return row
+
+
+def _cli_case(name: str, signals: list[int], root: Path) -> dict[str, Any]:
+    proto_path, _ = _protocol(root)
+    lab_path = _small_lab_file(root)
+    out = root / "sessions"
+    proc = _spawn(["-m", "mmmelab", "record", "--lab", str(lab_path), "--protocol",
+                   str(proto_path), "--participant", "P01", "--out", str(out)])  # fmt: skip
+    try:
+        seen = _wait_for(proc, "recording 'faults'", 60)
+        time.sleep(PRE_S)
+        if signals == [signal.SIGKILL]:
+            _sigkill(proc)
+            return _killed_row(name, out)
+        t0 = time.monotonic()
+        for sig in signals:
+            os.killpg(proc.pid, sig)
+            time.sleep(0.05)
+        _, rest = proc.communicate(timeout=60)
+        stop_s = time.monotonic() - t0
+    finally:
+        _reap(proc)
+    err = (seen + rest).decode(errors="replace")
     folders = sorted(out.glob("sub-*")) if out.exists() else []
     row = _row(name, folders[0] if folders else None, {}, stop_s, None)
     row["exit_code"] = proc.returncode
     row["traceback"] = "Traceback" in err
-    if kill:
-        # a killed recorder: the session says 'recording' (check reports it) and the
-        # frames and signals up to the kill are readable
-        row["recorded"] = row.get("status") == "recording"
-        row["meets_targets"] = bool(
-            row.get("session_readable") and row["recorded"] and row.get("check_truthful")
-        )
-    else:
-        row["recorded"] = row.get("status") == "aborted"
-        row["check_truthful"] = bool(row.get("lost_s")) and all(
-            v == 0.0 for v in row["lost_s"].values()
-        )
-        row["shown"] = "stopping and saving" in err
-        row["meets_targets"] = bool(
-            row.get("session_readable") and row["recorded"] and row["shown"]
-            and row["check_truthful"] and not row["traceback"]
-            and (stop_s or 99) <= TARGET_STOP_S  # from the signal to the process's exit
-        )  # fmt: skip
+    row["recorded"] = row.get("status") == "aborted"
+    row["check_truthful"] = bool(row.get("lost_s")) and all(
+        v == 0.0 for v in row["lost_s"].values()
+    )
+    row["shown"] = "stopping and saving" in err
+    row["meets_targets"] = bool(
+        row.get("session_readable") and row["recorded"] and row["shown"]
+        and row["check_truthful"] and not row["traceback"]
+        and stop_s <= TARGET_STOP_S  # from the signal to the process's exit
+    )  # fmt: skip
     return row
+
+
+def _gui_case(root: Path) -> dict[str, Any]:
+    """The GUI process (console, engine, simulators) SIGKILLed mid-recording."""
+    proto_path, _ = _protocol(root)
+    lab_path = _small_lab_file(root)
+    out = root / "sessions"
+    proc = _spawn(["-m", "mmmelab.gui.bench", "--lab", str(lab_path), "--protocol",
+                   str(proto_path), "--out", str(out), "--seconds", "120"])  # fmt: skip
+    try:
+        _wait_for(proc, "recording ", 90)
+        time.sleep(PRE_S)
+        _sigkill(proc)
+    finally:
+        _reap(proc)
+    return _killed_row("gui_sigkill", out)
 
 
 def bench_faults(progress: Callable[[str], None], only: list[str] | None = None) -> dict[str, Any]:
@@ -455,8 +552,8 @@ def bench_faults(progress: Callable[[str], None], only: list[str] | None = None)
         ("sigint", lambda root: _cli_case("sigint", [signal.SIGINT], root)),
         ("double_sigint", lambda root: _cli_case("double_sigint", [signal.SIGINT] * 2, root)),
         ("sigterm", lambda root: _cli_case("sigterm", [signal.SIGTERM], root)),
-        ("recorder_sigkill",
-         lambda root: _cli_case("recorder_sigkill", [signal.SIGKILL], root, kill=True)),
+        ("recorder_sigkill", lambda root: _cli_case("recorder_sigkill", [signal.SIGKILL], root)),
+        ("gui_sigkill", _gui_case),
     ]  # fmt: skip
     rows = []
     for name, run in cases:

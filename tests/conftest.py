@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ os.environ.setdefault("LSLAPICFG", str(Path(__file__).parent / "lsl_test.cfg"))
 
 from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
 
-OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-", "acq-events")
+OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-", "acq-events", "dev-close-")
 SHM = Path("/dev/shm")
 
 
@@ -128,6 +129,59 @@ def no_leftover_processes_or_shared_memory():
             pass
     assert not names, f"child processes left running: {names}"
     assert not segments, f"shared memory left behind: {sorted(segments)}"
+
+
+def _listening() -> set[tuple[str, int]]:
+    """This process's listening TCP sockets (simulated devices' servers, LSL outlets)."""
+    import psutil
+
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process().net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_ports():
+    """A test must not leave a server socket open (a simulator not closed)."""
+    before = _listening()
+    yield
+    deadline = time.monotonic() + 3.0
+    while (extra := _listening() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not extra, f"sockets left open: {sorted(extra)}"
+
+
+def _qt_leftovers() -> tuple[set[int], set[int]]:
+    """Visible top-level windows and active timers (by id) of the Qt application."""
+    if "PyQt6.QtWidgets" not in sys.modules:
+        return set(), set()
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return set(), set()
+    app.processEvents()  # deleteLater() and close events that are due
+    windows = {id(w) for w in QApplication.topLevelWidgets() if w.isVisible()}
+    timers = {
+        id(t)
+        for owner in [app, *QApplication.topLevelWidgets()]
+        for t in owner.findChildren(QTimer)
+        if t.isActive()
+    }
+    return windows, timers
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_windows_or_timers():
+    """A GUI test must close its windows and stop its timers."""
+    windows, timers = _qt_leftovers()
+    yield
+    new_windows, new_timers = _qt_leftovers()
+    assert not new_windows - windows, f"{len(new_windows - windows)} window(s) left open"
+    assert not new_timers - timers, f"{len(new_timers - timers)} Qt timer(s) left running"
 
 
 @pytest.fixture(autouse=True)

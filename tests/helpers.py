@@ -21,3 +21,16 @@ def contiguous(blocks: list) -> bool:
     starts = [b.first_sample for b in blocks]
     ends = [b.first_sample + len(b.data) for b in blocks]
     return starts[1:] == ends[:-1]
+
+
+def wait_until(cond: Any, timeout_s: float = 10.0, what: str = "the condition") -> None:
+    """Poll ``cond()`` until it is true; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:g} s"
+        time.sleep(0.01)
+
+
+def camera_frames(engine: Any) -> int:
+    """Frames the engine's camera recorder has grabbed so far."""
+    return int(engine.telemetry().get("camera", {}).get("frames", 0))

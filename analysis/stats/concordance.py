@@ -67,6 +67,10 @@ class SessionEvents:
     clips: list[tuple[int, float, float]]  # (trial, clip onset, clip offset), master s
     annotations: dict[str, Any] = field(default_factory=dict)  # file, sha256, coder, warnings
     truth: dict[str, Any] = field(default_factory=dict)
+    #: seeds the surrogate apexes: the participant and session number, not the
+    #: folder name (which holds the recording's time), so a copied or renamed
+    #: session gives the same surrogates
+    seed_key: str = ""
 
 
 def _clip_periods(markers: np.ndarray) -> list[tuple[int, float, float]]:
@@ -109,6 +113,7 @@ def load_session(
         physio = from_stream(phys, params)
         clips = _clip_periods(s.markers)
         subject = str(s.manifest["participant"].get("id", folder.name))
+        seed_key = f"{subject}/ses-{s.manifest['participant'].get('session', '')}"
         truth = dict(s.manifest.get("simulation_truth") or {})
     trial = np.full(len(events), -1)
     for k, on, off in clips:
@@ -128,7 +133,7 @@ def load_session(
         "me_rule": vars(table.rule),
         "warnings": table.warnings,
     }
-    return SessionEvents(folder.name, subject, physio, events, clips, info, truth)
+    return SessionEvents(folder.name, subject, physio, events, clips, info, truth, seed_key)
 
 
 def _overlaps(t0: float, t1: float, intervals: np.ndarray, skip: int = -1) -> bool:
@@ -189,7 +194,7 @@ def window_rows(
 ) -> list[dict[str, Any]]:
     """Tidy rows (one per event x D x pre/post) of Table 3's features for one session."""
     rows = []
-    rng = np.random.default_rng([seed, zlib.crc32(se.session.encode())])
+    rng = np.random.default_rng([seed, zlib.crc32((se.seed_key or se.session).encode())])
     for d_s in windows:
         sets = [("ME", me_windows(se, d_s))]
         if surrogates:

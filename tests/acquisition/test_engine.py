@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import time
 from collections import namedtuple
 
 import numpy as np
@@ -16,6 +15,7 @@ from mmmelab.analysis.check import check_session
 from mmmelab.errors import LabError
 from mmmelab.storage import open_session
 from mmmelab.storage.manifest import SessionStatus
+from tests.helpers import camera_frames, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_camera_lost_mid_session_is_recorded_and_the_rest_keeps_recording(
     with SessionEngine(small_lab, tiny_protocol, ParticipantInfo("P01"), tmp_path / "o") as eng:
         eng.connect()
         folder = eng.start()
-        time.sleep(0.5)
+        wait_until(lambda: camera_frames(eng) >= 75, what="75 frames")
         lost_at = eng.clock()
         eng.simlab.camera.unplug()
         eng.run()

@@ -126,6 +126,25 @@ def test_an_exception_inside_a_recorder_fails_the_stream_not_silently(
     assert any("ZeroDivisionError" in p for p in report["problems"])
 
 
+def test_a_hung_acqknowledge_cannot_hold_the_save(small_lab, tiny_protocol, tmp_path):
+    """A modal dialog in AcqKnowledge blocks every control call: markers to it time
+    out (recorded), data flows on, and stop still saves within 2 s, naming the
+    device that hung."""
+    with recording(small_lab, tiny_protocol, tmp_path) as engine:
+        assert run_until(engine, lambda: engine.recorders["physio"].samples > 500, 10)
+        engine.simlab.acq.open_dialog(30.0)
+        engine.mark("while the dialog is open")
+        before = engine.recorders["physio"].samples
+        assert run_until(engine, lambda: engine.recorders["physio"].samples > before + 3000, 10)
+        folder, stop_s = timed_stop(engine)
+    assert stop_s < 2.0
+    report = check_session(folder)
+    assert not report["ok"]
+    assert report["streams"]["physio"]["dropped"] == 0
+    assert any("closing the physio did not finish" in p for p in report["problems"])
+    assert any("not placed" in p and "dialog" in p for p in report["problems"])
+
+
 def test_a_failing_marker_listener_does_not_stop_later_pulses(small_lab, tiny_protocol, tmp_path):
     with recording(small_lab, tiny_protocol, tmp_path) as engine:
         calls = []

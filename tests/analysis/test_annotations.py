@@ -61,7 +61,7 @@ def test_round_trip_with_times_from_the_journal_across_a_dropped_frame(tmp_path:
     back = read_table(path)
     assert [a.kind for a in back.annotations] == [Kind.ME, Kind.MAE]
     assert back.annotations[1].apex is None and back.fps == 150.0
-    rows = list(csv.DictReader(path.open(), delimiter="\t"))
+    rows = list(csv.DictReader(path.read_text().splitlines(), delimiter="\t"))
     assert float(rows[0]["onset_s"]) == pytest.approx(1000.0 + 100 / 150.0, abs=1e-6)
     assert float(rows[0]["offset_s"]) == pytest.approx(1001.0, abs=1e-6)
     assert rows[1]["apex_s"] == "n/a"
@@ -85,7 +85,7 @@ def test_round_trip_with_times_from_the_journal_across_a_dropped_frame(tmp_path:
 )
 def test_every_bad_cell_is_named(tmp_path: Path, column: str, value: str, message: str):
     path = write_table(_table(), tmp_path / "a.tsv")
-    rows = list(csv.reader(path.open(), delimiter="\t"))
+    rows = list(csv.reader(path.read_text().splitlines(), delimiter="\t"))
     rows[1][rows[0].index(column)] = value
     with path.open("w", newline="") as fh:
         csv.writer(fh, delimiter="\t").writerows(rows)

@@ -25,6 +25,7 @@ from mmmelab.storage.frames import JOURNAL_DTYPE
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.sync.codes import EventCode
 from tests.conftest import TINY_PROTOCOL, write_small_lab_toml
+from tests.helpers import camera_frames, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -190,7 +191,8 @@ def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
                 break
             time.sleep(0.05)
         assert folder is not None, "the recorder never got going"
-        time.sleep(1.5)  # let signals.h5 flush at least once more
+        seen = _journal_frames(folder)  # 1.5 s more: signals.h5 flushes at least once more
+        wait_until(lambda: _journal_frames(folder) > seen + 225, 20, "1.5 s more frames")
         children = psutil.Process(proc.pid).children()
         writers = [c for c in children if "mmmelab.storage.writer" in " ".join(c.cmdline())]
         assert len(writers) == 1
@@ -260,7 +262,7 @@ def test_trigger_box_unplugged_mid_session_is_recorded_and_the_session_finishes(
     ) as engine:
         engine.connect()
         folder = engine.start()
-        time.sleep(0.5)
+        wait_until(lambda: camera_frames(engine) >= 75, what="75 frames")
         engine.simlab.triggerbox.vanish()
         engine.run()
         t0 = time.monotonic()

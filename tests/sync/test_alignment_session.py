@@ -6,7 +6,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
 from mmmelab.drivers.lsl import local_clock
 from mmmelab.storage import CameraStream, SignalStream, open_session
+from tests.helpers import camera_frames, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,8 @@ def test_session_alignment_with_reset_drops_lost_and_missing_triggers(
         t0 = local_clock()
         sim.camera.force_reset_at = t0 + 5.0  # camera clock reset
         sim.camera.drop_frames = {300, 301, 302, 700}
-        time.sleep(7.0)
+        # 7 s of frames: the reset at 5 s and 2 s of frames after it
+        wait_until(lambda: camera_frames(engine) >= 7 * 150, 30, "7 s of frames")
         sim.eeg_server.trigger_connected = False  # EEG trigger cable pulled
         engine.run()
         engine.stop()

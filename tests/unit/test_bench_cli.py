@@ -82,3 +82,15 @@ def test_bench_soak_counts_every_frame_and_cleans_up(monkeypatch):
     assert result["frames"] > 900 and result["journalled"] == result["frames"]
     assert result["dropped"] == 0 and not result["bad_chunks"]
     assert result["chunks_checked_and_deleted"] >= 2
+
+
+@pytest.mark.slow
+def test_bench_fault_gui_process_sigkilled_leaves_a_readable_session(tmp_path):
+    """The whole GUI process (console, engine, simulators) killed mid-recording: the
+    writer processes finish their files alone and the session reads back."""
+    from mmmelab.faultbench import _gui_case
+
+    row = _gui_case(tmp_path)
+    assert row["session_readable"] and row["status"] == "recording", row
+    assert row["check_truthful"] and row["meets_targets"], row
+    assert min(row["on_disk_s"].values()) >= 1.0, row
