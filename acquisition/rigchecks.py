@@ -130,8 +130,11 @@ class FocusTracker:
         if self.best <= 0:
             return Check("focus", Verdict.RED, "no image to judge the focus on")
         ratio = self.current / self.best
-        figures = {"sharpness": round(self.current, 6), "best": round(self.best, 6),
-                   "of_best": round(ratio, 3)}  # fmt: skip
+        figures = {
+            "sharpness": round(self.current, 6),
+            "best": round(self.best, 6),
+            "of_best": round(ratio, 3),
+        }
         if ratio >= 0.9:
             return Check("focus", Verdict.GREEN, f"at {ratio:.0%} of the sharpest seen", figures)
         verdict = Verdict.AMBER if ratio >= 0.7 else Verdict.RED
@@ -179,9 +182,9 @@ def flicker(means: np.ndarray, fps: float, max_depth: float = 0.01) -> Check:
         "peak_hz": round(f_peak, 2),
         "peak_depth": round(depth, 5),
         "aliases_hz": {f"{f:g}": a for f, a in aliases.items()},
-        "spectrum_hz": freqs[::max(1, n // 256)].round(2).tolist(),
-        "spectrum_depth": spec[::max(1, n // 256)].round(5).tolist(),
-    }  # fmt: skip
+        "spectrum_hz": freqs[:: max(1, n // 256)].round(2).tolist(),
+        "spectrum_depth": spec[:: max(1, n // 256)].round(5).tolist(),
+    }
     alias_text = ", ".join(f"{f:g} Hz shows at {a:g} Hz" for f, a in aliases.items())
     if depth <= max_depth:
         return Check(
@@ -218,9 +221,15 @@ def impedances(kohm: Sequence[float], labels: Sequence[str], threshold_kohm: flo
     when any is above 70 % of it."""
     z = np.asarray(kohm, dtype=np.float64)
     high = [lab for lab, v in zip(labels, z, strict=True) if not v <= threshold_kohm]
-    near = [lab for lab, v in zip(labels, z, strict=True) if 0.7 * threshold_kohm < v <= threshold_kohm]
-    figures = {"threshold_kohm": threshold_kohm, "kohm": dict(zip(labels, z.round(2).tolist(), strict=True)),
-               "above": high, "near": near}  # fmt: skip
+    near = [
+        lab for lab, v in zip(labels, z, strict=True) if 0.7 * threshold_kohm < v <= threshold_kohm
+    ]
+    figures = {
+        "threshold_kohm": threshold_kohm,
+        "kohm": dict(zip(labels, z.round(2).tolist(), strict=True)),
+        "above": high,
+        "near": near,
+    }
     if high:
         return Check(
             "impedance",
@@ -238,9 +247,11 @@ def impedances(kohm: Sequence[float], labels: Sequence[str], threshold_kohm: flo
         )
     top = float(np.nanmax(z)) if len(z) else 0.0
     return Check(
-        "impedance", Verdict.GREEN, f"all {len(z)} below {threshold_kohm:g} kOhm (max {top:.1f})",
+        "impedance",
+        Verdict.GREEN,
+        f"all {len(z)} below {threshold_kohm:g} kOhm (max {top:.1f})",
         figures,
-    )  # fmt: skip
+    )
 
 
 def eeg_signal_flags(
@@ -273,25 +284,37 @@ def eeg_signal_flags(
             flags["noisy"].append(lab)
         elif share[j] > line_share:
             flags["line_noise"].append(lab)
-    figures = {"sd_uv": dict(zip(labels, sd.round(2).tolist(), strict=True)),
-               "line_share": dict(zip(labels, share.round(3).tolist(), strict=True)),
-               "line_hz": line_hz, **flags}  # fmt: skip
+    figures = {
+        "sd_uv": dict(zip(labels, sd.round(2).tolist(), strict=True)),
+        "line_share": dict(zip(labels, share.round(3).tolist(), strict=True)),
+        "line_hz": line_hz,
+        **flags,
+    }
     bad = [(k, v) for k, v in flags.items() if v]
     if not bad:
-        return Check("eeg signal", Verdict.GREEN, f"all {len(labels)} channels look like EEG",
-                     figures)  # fmt: skip
+        return Check(
+            "eeg signal", Verdict.GREEN, f"all {len(labels)} channels look like EEG", figures
+        )
     n_bad = sum(len(v) for _, v in bad)
     verdict = Verdict.RED if n_bad > max(1, len(labels) // 10) else Verdict.AMBER
-    text = "; ".join(f"{k.replace('_', ' ')}: {', '.join(v[:6])}" + (" ..." if len(v) > 6 else "")
-                     for k, v in bad)  # fmt: skip
+    text = "; ".join(
+        f"{k.replace('_', ' ')}: {', '.join(v[:6])}" + (" ..." if len(v) > 6 else "")
+        for k, v in bad
+    )
     return Check("eeg signal", verdict, text, figures)
 
 
 # ---------------------------------------------------------------- physiology
 
 
-def _rate_check(name: str, value: float, unit: str, ok: tuple[float, float],
-                plausible: tuple[float, float], figures: dict[str, Any]) -> Check:  # fmt: skip
+def _rate_check(
+    name: str,
+    value: float,
+    unit: str,
+    ok: tuple[float, float],
+    plausible: tuple[float, float],
+    figures: dict[str, Any],
+) -> Check:
     if not np.isfinite(value):
         return Check(name, Verdict.RED, f"no {name} could be measured (sensor off?)", figures)
     if ok[0] <= value <= ok[1]:
@@ -300,7 +323,9 @@ def _rate_check(name: str, value: float, unit: str, ok: tuple[float, float],
     return Check(name, verdict, f"{value:.1f} {unit}, outside {ok[0]:g}-{ok[1]:g} {unit}", figures)
 
 
-def heart_rate(ecg: np.ndarray, ppg: np.ndarray, rate_hz: float, max_diff_bpm: float = 5.0) -> Check:
+def heart_rate(
+    ecg: np.ndarray, ppg: np.ndarray, rate_hz: float, max_diff_bpm: float = 5.0
+) -> Check:
     """Heart rate from the ECG's R-peaks and from the PPG's beats (NeuroKit2), and
     whether they agree within ``max_diff_bpm``."""
     import neurokit2 as nk
@@ -311,14 +336,16 @@ def heart_rate(ecg: np.ndarray, ppg: np.ndarray, rate_hz: float, max_diff_bpm: f
         return float(60.0 / np.median(np.diff(peaks) / rate_hz))
 
     try:
-        _, info = nk.ecg_peaks(nk.ecg_clean(ecg, sampling_rate=int(rate_hz)),
-                               sampling_rate=int(rate_hz))  # fmt: skip
+        _, info = nk.ecg_peaks(
+            nk.ecg_clean(ecg, sampling_rate=int(rate_hz)), sampling_rate=int(rate_hz)
+        )
         hr_ecg = bpm(np.asarray(info["ECG_R_Peaks"]))
     except (ValueError, IndexError, ZeroDivisionError):
         hr_ecg = float("nan")
     try:
-        _, pinfo = nk.ppg_peaks(nk.ppg_clean(ppg, sampling_rate=int(rate_hz)),
-                                sampling_rate=int(rate_hz))  # fmt: skip
+        _, pinfo = nk.ppg_peaks(
+            nk.ppg_clean(ppg, sampling_rate=int(rate_hz)), sampling_rate=int(rate_hz)
+        )
         hr_ppg = bpm(np.asarray(pinfo["PPG_Peaks"]))
     except (ValueError, IndexError, ZeroDivisionError):
         hr_ppg = float("nan")
@@ -327,14 +354,21 @@ def heart_rate(ecg: np.ndarray, ppg: np.ndarray, rate_hz: float, max_diff_bpm: f
     if check.verdict is Verdict.RED:
         return check
     if not np.isfinite(hr_ppg):
-        return Check("heart rate", Verdict.RED,
-                     f"ECG {hr_ecg:.0f} bpm but no beats in the PPG (sensor off?)", figures)  # fmt: skip
+        return Check(
+            "heart rate",
+            Verdict.RED,
+            f"ECG {hr_ecg:.0f} bpm but no beats in the PPG (sensor off?)",
+            figures,
+        )
     diff = abs(hr_ecg - hr_ppg)
     figures["diff_bpm"] = round(diff, 1)
     if diff > max_diff_bpm:
-        return Check("heart rate", Verdict.AMBER,
-                     f"ECG {hr_ecg:.0f} bpm and PPG {hr_ppg:.0f} bpm disagree by {diff:.0f}",
-                     figures)  # fmt: skip
+        return Check(
+            "heart rate",
+            Verdict.AMBER,
+            f"ECG {hr_ecg:.0f} bpm and PPG {hr_ppg:.0f} bpm disagree by {diff:.0f}",
+            figures,
+        )
     check.reason = f"ECG {hr_ecg:.0f} bpm, PPG {hr_ppg:.0f} bpm (agree within {diff:.1f})"
     return check
 
@@ -345,8 +379,12 @@ def eda(eda_us: np.ndarray) -> Check:
     level, spread = float(np.median(x)), float(np.ptp(x)) if len(x) else 0.0
     figures = {"level_us": round(level, 3), "range_us": round(spread, 3)}
     if not 0.05 <= level <= 60.0:
-        return Check("EDA", Verdict.RED,
-                     f"level {level:.2f} uS is not skin (electrodes off or shorted?)", figures)  # fmt: skip
+        return Check(
+            "EDA",
+            Verdict.RED,
+            f"level {level:.2f} uS is not skin (electrodes off or shorted?)",
+            figures,
+        )
     if spread < 1e-4:
         return Check("EDA", Verdict.AMBER, f"level {level:.2f} uS but no variation at all", figures)
     verdict = Verdict.GREEN if 0.5 <= level <= 40.0 else Verdict.AMBER
@@ -361,7 +399,9 @@ def breathing(rsp: np.ndarray, rate_hz: float) -> Check:
         cleaned = nk.rsp_clean(rsp, sampling_rate=int(rate_hz))
         _, info = nk.rsp_peaks(cleaned, sampling_rate=int(rate_hz))
         peaks = np.asarray(info["RSP_Peaks"])
-        rate = 60.0 / float(np.median(np.diff(peaks) / rate_hz)) if len(peaks) >= 3 else float("nan")
+        rate = (
+            60.0 / float(np.median(np.diff(peaks) / rate_hz)) if len(peaks) >= 3 else float("nan")
+        )
     except (ValueError, IndexError, ZeroDivisionError):
         rate = float("nan")
     return _rate_check("breathing", rate, "/min", (8, 25), (4, 40), {"per_min": round(rate, 1)})
@@ -369,5 +409,6 @@ def breathing(rsp: np.ndarray, rate_hz: float) -> Check:
 
 def skin_temperature(skt_c: np.ndarray) -> Check:
     t = float(np.median(np.asarray(skt_c, dtype=np.float64)))
-    return _rate_check("skin temperature", t, "degC", (28.0, 37.5), (20.0, 40.0),
-                       {"degC": round(t, 2)})  # fmt: skip
+    return _rate_check(
+        "skin temperature", t, "degC", (28.0, 37.5), (20.0, 40.0), {"degC": round(t, 2)}
+    )
