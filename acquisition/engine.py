@@ -33,6 +33,7 @@ from mmmelab.acquisition.camera_pipeline import TELEMETRY_DTYPE, CameraPipeline
 from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
+from mmmelab.acquisition.preview import Preview
 from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
 from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
 from mmmelab.config import (
@@ -137,6 +138,10 @@ class SessionEngine:
         self.fatal: str | None = None
         self._listener_errors_seen = 0
         self.t_start = float("nan")
+        self.preview_state: Preview | None = None
+        self._streaming: set[str] = set()  # signal drivers already started
+        #: the set-up checks run before Start (``rigcheck``), kept in the manifest
+        self.setup_record: dict[str, Any] = {}
 
     # ------------------------------------------------------------ connect
 
@@ -216,6 +221,41 @@ class SessionEngine:
                 f"{need / 1e9:.1f} GB (with margin) but {free / 1e9:.1f} GB are free"
             )
 
+    # ------------------------------------------------------------ preview
+
+    def preview(self, face_box: tuple[int, int, int, int] | None = None) -> Preview:
+        """Every device live, nothing written (state CONNECTED). Start ends it."""
+        if self.state is not EngineState.CONNECTED:
+            raise LabError(f"preview() in state {self.state.value}")
+        if self.preview_state is not None:
+            return self.preview_state
+        for name, driver in self.signal_drivers.items():
+            if name not in self._streaming:
+                driver.start()
+                self._streaming.add(name)
+            layout = self.layouts[name]
+            self.windows.setdefault(name, SignalWindow(len(layout.channels), layout.rate_hz))
+        assert self.triggerbox is not None and self.outlet is not None
+        bus = TriggerBus(
+            self.triggerbox,
+            self.outlet,
+            self.clock,
+            pulse_s=self.lab.triggerbox.pulse_ms / 1000.0,
+            gap_s=self.lab.triggerbox.gap_ms / 1000.0,
+            sync_interval_s=3600.0,  # no sync pulses: the loop-back code is alone
+        )
+        self.preview_state = Preview(
+            self.camera, self.signal_drivers, self.layouts, self.windows, bus, self.clock,
+            face_box=face_box,
+        )  # fmt: skip
+        self.preview_state.start()
+        return self.preview_state
+
+    def end_preview(self) -> None:
+        if self.preview_state is not None:
+            preview, self.preview_state = self.preview_state, None
+            self._safely("ending the preview", preview.stop)
+
     # ------------------------------------------------------------ start
 
     def start(self, simulate_participant: bool = True, first_data_timeout_s: float = 3.0) -> Path:
@@ -228,6 +268,7 @@ class SessionEngine:
             raise LabError(f"start() in state {self.state.value}")
         check_participant_id(self.participant.id, self.lab.participant_pattern)
         check_session_number(self.participant.session)
+        self.end_preview()  # its bus and camera thread go; the signal devices stream on
         assert self.camera is not None and self.triggerbox is not None
         assert self.outlet is not None
         self.writer = SessionWriter(
@@ -267,9 +308,11 @@ class SessionEngine:
         )
         self.recorders["camera"] = self.pipeline.grabber
         for name, driver in self.signal_drivers.items():
-            driver.start()
+            if name not in self._streaming:  # the preview started it already
+                driver.start()
+                self._streaming.add(name)
             layout = self.layouts[name]
-            self.windows[name] = SignalWindow(len(layout.channels), layout.rate_hz)
+            self.windows.setdefault(name, SignalWindow(len(layout.channels), layout.rate_hz))
             self.recorders[name] = SignalRecorder(
                 driver,
                 signals,
@@ -332,6 +375,7 @@ class SessionEngine:
             "protocol": self.protocol.to_dict(),
             "devices": self.device_info,
             "disk_check": getattr(self, "disk", {}),
+            "setup": self.setup_record or {"checks_run": False},
             "environment": {
                 "python": platform.python_version(),
                 "numpy": np.__version__,
@@ -704,6 +748,7 @@ class SessionEngine:
                 logger.exception("closing the simulated lab")
 
     def close(self) -> None:
+        self.end_preview()
         if self.state in (EngineState.RECORDING, EngineState.CONNECTED):
             self.stop()
         self._close_devices()

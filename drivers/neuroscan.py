@@ -66,6 +66,10 @@ class _NeuroscanClient:
         self._next_sample: int | None = None
         self.skipped_bytes = 0
         self.layout: SignalLayout | None = None
+        # the latest impedance check, kOhm per EEG channel (None: the protocol or the
+        # operator gave none; the set-up check then judges the signal itself)
+        self.impedances_kohm: np.ndarray | None = None
+        self.impedance_time = 0.0
 
     def _open_socket(self) -> None:
         cfg = self.config
@@ -268,6 +272,9 @@ class CurryClient(_NeuroscanClient):
                 ev_type, _, start, _ = struct.unpack_from("<iiii", body, off)
                 self.events.append((start, ev_type))
             return []
+        if code == 4:
+            self._impedance(body, now)
+            return []
         if code != 2:
             return []
         if request != 1:
@@ -306,6 +313,17 @@ class CurryClient(_NeuroscanClient):
                 {"trigger": word.astype(np.uint16)},
             )
         ]
+
+    def _impedance(self, body: bytes, now: float) -> None:
+        """A Data_Impedance packet: float32 ohms per EEG channel (our reading of the
+        format; devices.md names only the code)."""
+        n_eeg = len(self.labels) - (self.trigger_index is not None)
+        if len(body) != 4 * n_eeg:
+            detail = f"impedance packet of {len(body)} bytes for {n_eeg} EEG channels; ignored"
+            self.faults.append(DeviceFault(now, "malformed", 1, detail))
+            return
+        self.impedances_kohm = np.frombuffer(body, dtype="<f4").astype(np.float64) / 1000.0
+        self.impedance_time = now
 
     def info(self) -> dict[str, object]:
         return super().info() | {

@@ -57,6 +57,12 @@ class CurryServer(StreamingServer):
         self.labels = [*eeg_labels(n_channels), "Trigger"]
         self._signal = eeg_background(n_channels, rate_hz, 10.0, seed)
         self._last_code = 0
+        # Curry's impedance check, when the operator runs it: kOhm per EEG channel, sent
+        # as Data_Impedance packets (DATA, 4) about once a second while streaming. The
+        # body layout is our reading (float32 ohms per EEG channel, little-endian):
+        # devices.md names only the code; check it against a real Curry.
+        self.impedance_kohm: np.ndarray | None = None
+        self.impedance_every_blocks = 25
         super().__init__(wire, clock, rate_hz, block_samples, device_clock, latency_s, faults, seed)
 
     @property
@@ -114,4 +120,16 @@ class CurryServer(StreamingServer):
             )
             out += _packet(b"DATA", 3, 3, first_sample, ev)
         self._last_code = int(codes[-1])
+        if self.impedance_kohm is not None and self.blocks_sent % self.impedance_every_blocks == 0:
+            ohm = (np.asarray(self.impedance_kohm, np.float64) * 1000.0).astype("<f4")
+            out += _packet(b"DATA", 4, 0, first_sample, ohm.tobytes())
         return out
+
+    def set_impedances(self, kohm: dict[str, float] | None = None, base: float = 4.0) -> None:
+        """Start the impedance check: every electrode near ``base`` kOhm (seeded
+        spread), those in ``kohm`` as given (a badly gelled electrode)."""
+        rng = np.random.default_rng(7)
+        z = base * rng.uniform(0.6, 1.4, self.n_channels)
+        for name, value in (kohm or {}).items():
+            z[self.labels.index(name)] = value
+        self.impedance_kohm = z

@@ -79,6 +79,8 @@ class SimulatedLab:
                     latency_s=lab.eeg.trigger_latency_ms / 1000.0,
                     seed=seed + 1,
                 )
+                if isinstance(self.eeg_server, CurryServer):
+                    self.eeg_server.set_impedances()  # the operator ran Curry's check: all fine
             if lab.physio.simulate:
                 schedule = MotionSchedule()
                 self.acq = AcqKnowledgeServer(

@@ -167,6 +167,12 @@ def _parser() -> argparse.ArgumentParser:
     con.add_argument("--json", action="store_true", help="print the summary as JSON")
     jobs_args(con)
 
+    rig = sub.add_parser("check-rig", help="the set-up checks on a lab, without the GUI")
+    rig.add_argument("--lab", type=Path, required=True, help="lab configuration (TOML)")
+    rig.add_argument("--seconds", type=_positive_float, default=3.0, help="data per check")
+    rig.add_argument("--impedance-max", type=_positive_float, default=10.0, help="kOhm")
+    rig.add_argument("--json", action="store_true", help="print one JSON object")
+
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
     chk.add_argument("--json", action="store_true", help="print one JSON object")
@@ -512,6 +518,36 @@ def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_rig(args: argparse.Namespace) -> int:
+    """Connect the lab, run every set-up check, disconnect; exit 0 only when no check
+    is red (amber ones are shown and passed)."""
+    import tempfile
+
+    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+    from mmmelab.acquisition.rigcheck import run_rig_check
+    from mmmelab.config import load_lab, load_protocol, shipped
+
+    lab = load_lab(args.lab)
+    protocol = load_protocol(shipped("protocols", "quick"))
+    say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    with (
+        tempfile.TemporaryDirectory(prefix="mmme-check-rig-") as tmp,
+        SessionEngine(lab, protocol, ParticipantInfo("P0"), out_root=Path(tmp)) as engine,
+    ):
+        say(f"connecting devices ({lab.name}) ...")
+        engine.connect()
+        record = run_rig_check(engine, args.seconds, args.impedance_max, say)
+    passed = record["verdict"] != "red"  # amber: passed, with a caution shown
+    if args.json:
+        print(json.dumps(record | {"passed": passed}))
+    else:
+        colour = {"green": "ok  ", "amber": "WARN", "red": "FAIL"}
+        for c in record["checks"]:
+            print(f"{colour[c['verdict']]} {c['name']:<18} {c['reason']}")
+        print(f"set-up check: {record['verdict']} ({record['duration_s']:g} s)")
+    return EXIT_OK if passed else EXIT_NOT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     # liblsl reads its configuration when pylsl is first imported (below, lazily).
     from importlib import resources
@@ -543,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
             return _features(args)
         if args.command == "concordance":
             return _concordance(args)
+        if args.command == "check-rig":
+            return _check_rig(args)
         if args.command == "screenshots":
             from mmmelab.gui.screenshots import take_screenshots
 

@@ -177,6 +177,7 @@ class LabConfig:
     reminder: ReminderConfig = field(default_factory=ReminderConfig)
     sync_interval_s: float = 5.0
     participant_pattern: str = DEFAULT_PARTICIPANT_PATTERN
+    line_hz: float = 50.0  # mains frequency: 50 (Europe, Asia) or 60 Hz (Americas)
     marker_stream: str = "mmme-markers"
     lsl_streams: tuple[LslStreamConfig, ...] = ()
     source_file: str = ""
@@ -363,6 +364,9 @@ def load_lab(path: Path | str) -> LabConfig:
         re.compile(pattern)
     except re.error as exc:
         raise lab.error("participant_pattern", f"is not a regular expression ({exc})") from None
+    line_hz = lab.number("line_hz", 50.0, lo=50.0, hi=60.0)
+    if line_hz not in (50.0, 60.0):
+        raise lab.error("line_hz", f"is {line_hz:g}; the mains frequency is 50 or 60 Hz")
     lab.done()
     devices = top.table("devices", required=True)
     camera = _camera(devices.table("camera", required=True))
@@ -404,6 +408,7 @@ def load_lab(path: Path | str) -> LabConfig:
         reminder=reminder,
         sync_interval_s=sync_interval_s,
         participant_pattern=pattern,
+        line_hz=line_hz,
         marker_stream=marker_stream,
         lsl_streams=lsl_streams,
         source_file=str(path),

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
-from mmmelab.hardware_mocks.ximea.scene import MotionSchedule, Scene
+from mmmelab.hardware_mocks.ximea.scene import MotionSchedule, Rig, Scene
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class SimulatedCamera:
         # the pipeline's limit is measured, not the sensor's readout time.
         self.sensor_limited = sensor_limited
         self.schedule = schedule or MotionSchedule()
+        self.rig = Rig()  # lamps and lens (set-up and fault injection)
         self.params: dict[str, Param] = {
             "exposure": Param(10000.0, T_FLOAT, 15.0, 1_000_000.0, 1.0),
             "gain": Param(0.0, T_FLOAT, -1.5, 12.0, 0.1),
@@ -242,7 +243,7 @@ class SimulatedCamera:
                 return XI_ACQUISITION_ALREADY_UP
             w, h = self.params["width"].value, self.params["height"].value
             if self._scene is None or (self._scene.width, self._scene.height) != (w, h):
-                self._scene = Scene(w, h, self.schedule)
+                self._scene = Scene(w, h, self.schedule, self.rig)
             self._out = np.empty(w * h, np.uint8)
             self._queue.clear()
             self._next = 0
@@ -327,7 +328,11 @@ class SimulatedCamera:
         assert self._scene is not None and self._out is not None
         k, t_exp, gpi = item
         w, h = self._scene.width, self._scene.height
-        src = self._scene.frame(t_exp - self.device_clock.epoch)  # lab time, as physio
+        src = self._scene.frame(  # lab time, as physio
+            t_exp - self.device_clock.epoch,
+            float(self.params["exposure"].value),
+            float(self.params["gain"].value),
+        )
         need = w * h
         if img.bp and self.params["buffer_policy"].value == 1:
             if img.bp_size < need:
