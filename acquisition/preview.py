@@ -136,6 +136,23 @@ class Preview:
         for w in self.workers.values():
             w.stop(1.0)
 
+    def telemetry(self) -> dict[str, dict[str, Any]]:
+        """Per device, as the recording's telemetry names it: state ``live`` (or
+        ``failed``), the camera's measured fps, the signals' sample counts."""
+        out: dict[str, dict[str, Any]] = {}
+        errors = self.errors()
+        with self._lock:
+            times = [f.host_time for f in list(self.frames)[-int(self.fps) - 1 :]]
+            samples = dict(self.samples)
+        if self.camera is not None:
+            fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
+            out["camera"] = {"state": "failed" if "camera" in errors else "live",
+                             "fps": fps, "frames": self.frame_count, "dropped": 0}  # fmt: skip
+        for name, n in samples.items():
+            out[name] = {"state": "failed" if name in errors else "live", "samples": n,
+                         "rate_hz": self.layouts[name].rate_hz, "dropped": 0}  # fmt: skip
+        return out
+
     def errors(self) -> dict[str, str]:
         return {n: w.error for n, w in self.workers.items() if w.error}
 

@@ -197,9 +197,14 @@ class XimeaCamera:
         return 0.0
 
     def start(self) -> None:
+        """Start an acquisition. Its counters start afresh: a preview before the
+        recording is a separate acquisition (acq_nframe restarts at 1)."""
         self._call("starting acquisition", self._cam.start_acquisition)
         self.acquiring = True
         self._last_nframe = 0
+        self.frames = self.dropped = 0
+        self._last_raw_ts, self._wraps = -1, 0
+        self.faults.clear()
 
     def read_into(self, buf: np.ndarray) -> FrameInfo | None:
         """Grab the next frame into ``buf`` (``width*height`` bytes, C-contiguous).

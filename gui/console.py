@@ -37,7 +37,14 @@ from mmmelab.acquisition.presentation import EventCode
 from mmmelab.config import participant_id_problem
 from mmmelab.gui.controller import ControllerState, EngineController, PhaseInfo, SessionResult
 from mmmelab.gui.liveview import PreviewView, SignalPlots
-from mmmelab.gui.panels import DevicePanel, EventLog, PanelLogHandler, RecordingPanel, TrialList
+from mmmelab.gui.panels import (
+    DevicePanel,
+    EventLog,
+    PanelLogHandler,
+    RecordingPanel,
+    SetupPanel,
+    TrialList,
+)
 from mmmelab.gui.reminder import ReminderWindow
 
 logger = logging.getLogger(__name__)
@@ -75,6 +82,7 @@ class ConsoleWindow(QMainWindow):
         controller.marker.connect(self._marker)
         controller.failed.connect(self._failed)
         controller.finished.connect(self._finished)
+        controller.rig_checked.connect(self._rig_checked)
         self.live_timer = QTimer(self)
         self.live_timer.setInterval(LIVE_MS)
         self.live_timer.timeout.connect(self._live)
@@ -221,6 +229,10 @@ class ConsoleWindow(QMainWindow):
         notes.addWidget(self.note_text, 1)
         notes.addWidget(self.note_button)
         layout.addLayout(notes)
+        self.setup = SetupPanel()
+        self.setup.run_button.clicked.connect(self.press_check)
+        self.setup.override.toggled.connect(lambda _: self._update_start())
+        layout.addWidget(self.setup)
         self.phase_label = QLabel("-")
         self.phase_label.setStyleSheet("font-size: 15px;")
         layout.addWidget(self.phase_label)
@@ -250,10 +262,53 @@ class ConsoleWindow(QMainWindow):
             self.notes.toPlainText().strip(),
         )
 
+    def press_check(self) -> None:
+        """Run the set-up checks on the face box the experimenter placed."""
+        if self.controller.state is not ControllerState.READY:
+            return
+        self.setup.summary.setText("running the set-up checks (about 15 s) ...")
+        self.controller.check_rig(self._sensor_face_box())
+
+    def _sensor_face_box(self) -> tuple[int, int, int, int] | None:
+        """The preview's face box in sensor pixels (even, so the Bayer phase holds)."""
+        x, y, w, h = self.preview.face_region()
+        shown = self.preview.shown_size()
+        cam = self.controller.lab.camera
+        if w <= 0 or h <= 0 or shown is None:
+            return None
+        fx, fy = cam.width / shown[1], cam.height / shown[0]
+
+        def even(v: float, hi: int) -> int:
+            return max(0, min(hi, int(v) // 2 * 2))
+
+        x0, y0 = even(x * fx, cam.width - 2), even(y * fy, cam.height - 2)
+        return x0, y0, even(w * fx, cam.width - x0), even(h * fy, cam.height - y0)
+
+    def _rig_checked(self, record: dict[str, Any]) -> None:
+        self.setup.show_record(record)
+        for c in record.get("checks", []):
+            if c["verdict"] != "green":
+                level = logging.ERROR if c["verdict"] == "red" else logging.WARNING
+                self.events.add(f"set-up: {c['name']}: {c['reason']}", level)
+        self._update_start()
+
+    def _update_start(self) -> None:
+        ready = self.controller.state is ControllerState.READY
+        allowed = self.setup.passed() or self.setup.override.isChecked()
+        self.start_button.setEnabled(ready and allowed)
+        self.setup.run_button.setEnabled(ready)
+
     def press_start(self) -> None:
         info = self.participant()
         if info is None or self.controller.state is not ControllerState.READY:
             return
+        if not self.setup.passed():
+            if not self.setup.override.isChecked():
+                return
+            record = self.setup.record
+            reds = [c["name"] for c in (record or {}).get("checks", []) if c["verdict"] == "red"]
+            reason = f"red: {', '.join(reds)}" if record else "checks not run"
+            self.controller.override_checks(f"started by the experimenter ({reason})")
         for w in (self.pid, self.session_no, self.consent, self.notes):
             w.setEnabled(False)
         self.controller.start(info)
@@ -296,7 +351,7 @@ class ConsoleWindow(QMainWindow):
 
     def _state(self, state: ControllerState) -> None:
         recording = state is ControllerState.RECORDING
-        self.start_button.setEnabled(state is ControllerState.READY)
+        self._update_start()
         self.pause_button.setEnabled(recording)
         self.abort_button.setEnabled(recording)
         self.reminder_button.setEnabled(recording)
@@ -304,7 +359,9 @@ class ConsoleWindow(QMainWindow):
         text = {
             ControllerState.IDLE: "not connected",
             ControllerState.CONNECTING: "connecting devices ...",
-            ControllerState.READY: "devices ready - enter the participant and press Start",
+            ControllerState.READY: "devices live (nothing recorded) - run the set-up checks, "
+            "enter the participant and press Start",
+            ControllerState.CHECKING_RIG: "running the set-up checks ...",
             ControllerState.STARTING: "starting the recording ...",
             ControllerState.RECORDING: f"RECORDING into {self.controller.folder}",
             ControllerState.STOPPING: "stopping and saving ...",
@@ -315,7 +372,8 @@ class ConsoleWindow(QMainWindow):
         self.status.setText(text)
         if state is ControllerState.READY:
             self.devices.set_state("connected")
-        if recording and self.plots is None:
+        live = state in (ControllerState.READY, ControllerState.CHECKING_RIG)
+        if (recording or live) and self.plots is None:
             self.plots = SignalPlots(self.controller)
             layout = self.plot_box.layout()
             assert layout is not None
@@ -324,7 +382,10 @@ class ConsoleWindow(QMainWindow):
             self.middle.setSizes([int(total * 0.42), total - int(total * 0.42)])
             self.live_timer.start()
             self.plot_timer.start()
-        elif not recording:
+        elif self.plots is not None and (recording or live):
+            self.live_timer.start()
+            self.plot_timer.start()
+        if not (recording or live):
             self.live_timer.stop()
             self.plot_timer.stop()
 

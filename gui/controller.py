@@ -48,7 +48,8 @@ CHECK_TIMEOUT_S = 300.0
 class ControllerState(enum.StrEnum):
     IDLE = "idle"
     CONNECTING = "connecting"
-    READY = "ready"  # devices connected, not recording
+    READY = "ready"  # devices connected and live (preview), not recording
+    CHECKING_RIG = "checking rig"  # the set-up checks are running
     STARTING = "starting"
     RECORDING = "recording"
     STOPPING = "stopping"
@@ -59,6 +60,8 @@ class ControllerState(enum.StrEnum):
 
 class Command(enum.Enum):
     CONNECT = enum.auto()
+    CHECK_RIG = enum.auto()
+    OVERRIDE = enum.auto()
     START = enum.auto()
     ONSET = enum.auto()
     RATE = enum.auto()
@@ -103,6 +106,7 @@ class EngineController(QObject):
     marker = pyqtSignal(object)  # MarkerRecord
     failed = pyqtSignal(str)  # what went wrong, for the experimenter
     finished = pyqtSignal(object)  # SessionResult
+    rig_checked = pyqtSignal(object)  # the set-up record (dict)
 
     def __init__(
         self,
@@ -124,6 +128,8 @@ class EngineController(QObject):
         self.folder: Path | None = None
         self.result: SessionResult | None = None
         self.error = ""  # the last failure, as told to the experimenter
+        self.setup: dict[str, Any] | None = None  # the last set-up check's record
+        self._preview_rgb: tuple[int, np.ndarray] | None = None
         self._telemetry: dict[str, Any] = {}
         self._queue: queue.Queue[tuple[Command, tuple[Any, ...]]] = queue.Queue()
         self._preview_lock = threading.Lock()
@@ -137,6 +143,14 @@ class EngineController(QObject):
 
     def connect_devices(self) -> None:
         self._put(Command.CONNECT)
+
+    def check_rig(self, face_box: tuple[int, int, int, int] | None = None) -> None:
+        """Run every set-up check (face box in sensor pixels); ``rig_checked`` follows."""
+        self._put(Command.CHECK_RIG, face_box)
+
+    def override_checks(self, reason: str) -> None:
+        """Start without (passing) set-up checks: the override and its reason are kept."""
+        self._put(Command.OVERRIDE, reason)
 
     def start(self, participant: ParticipantInfo) -> None:
         self._put(Command.START, participant)
@@ -194,6 +208,8 @@ class EngineController(QObject):
         if not self._preview_lock.acquire(blocking=False):
             return None
         try:
+            if self.state in (ControllerState.READY, ControllerState.CHECKING_RIG):
+                return self._setup_preview(after_seq)
             pipe = self.engine.pipeline
             if self.state is not ControllerState.RECORDING or pipe is None:
                 return None
@@ -202,6 +218,20 @@ class EngineController(QObject):
             return pipe.latest_preview()
         finally:
             self._preview_lock.release()
+
+    def _setup_preview(self, after_seq: int) -> tuple[int, int, np.ndarray] | None:
+        """Before Start: the preview's newest raw frame, debayered as in a recording."""
+        from mmmelab.storage.preview import preview_shape, render
+
+        live = self.engine.preview_state
+        got = live.latest_frame() if live is not None else None
+        if got is None or got[0] <= after_seq:
+            return None
+        seq, raw = got
+        cam = self.lab.camera
+        out = np.empty((*preview_shape(cam.height, cam.width, 2), 3), np.uint8)
+        render(raw, out, 2)  # the sensor pattern, as FrameGeometry records it (RGGB)
+        return seq, 0, out
 
     def snapshot(self, stream: str, seconds: float, channels: list[int] | None = None) -> Snapshot:
         return self.engine.windows[stream].snapshot(seconds, channels)
@@ -251,6 +281,8 @@ class EngineController(QObject):
             try:
                 if command is not None:
                     self._execute(command, args)
+                if self.state is ControllerState.READY and self.engine.preview_state:
+                    self._telemetry = {**self.engine.preview_state.telemetry(), "_t": 0.0}
                 if self.state is ControllerState.RECORDING:
                     due = self.engine.advance()
                     self._refresh_telemetry()
@@ -269,7 +301,15 @@ class EngineController(QObject):
             if self.state is ControllerState.IDLE:
                 self._set_state(ControllerState.CONNECTING)
                 engine.connect()
+                engine.preview()  # every device live before Start, nothing written
                 self._set_state(ControllerState.READY)
+        elif command is Command.CHECK_RIG:
+            if self.state is ControllerState.READY:
+                self._check_rig(args[0])
+        elif command is Command.OVERRIDE:
+            record = dict(engine.setup_record or {"checks_run": False})
+            engine.setup_record = record | {"overridden": True, "override_reason": args[0]}
+            logger.warning("set-up checks overridden: %s", args[0])
         elif command is Command.START:
             if self.state is ControllerState.READY:
                 engine.participant = args[0]
@@ -281,6 +321,23 @@ class EngineController(QObject):
             logger.info("ignored %s: not recording", command.name.lower())
         else:
             self._execute_recording(command, args)
+
+    def _check_rig(self, face_box: tuple[int, int, int, int] | None) -> None:
+        from mmmelab.acquisition.rigcheck import run_rig_check
+
+        self._set_state(ControllerState.CHECKING_RIG)
+        try:
+            live = self.engine.preview()
+            if face_box is not None and face_box[2] > 0 and face_box[3] > 0:
+                live.face_box = face_box
+            record = run_rig_check(self.engine, progress=logger.info)
+        except LabError as exc:
+            record = {"checks": [], "verdict": "red", "error": str(exc)}
+            logger.error("set-up check: %s", exc)
+        finally:
+            self._set_state(ControllerState.READY)
+        self.setup = record
+        self.rig_checked.emit(record)
 
     def _execute_recording(self, command: Command, args: tuple[Any, ...]) -> None:
         engine = self.engine

@@ -58,6 +58,7 @@ class PreviewView(QWidget):
         rgb = np.ascontiguousarray(full[::2, ::2])
         self.image.setImage(rgb, autoLevels=False)
         h, w = rgb.shape[:2]
+        self._shown_size = (h, w)
         if self.roi is None:
             self.roi = pg.RectROI(
                 [w * 0.3, h * 0.1], [w * 0.4, h * 0.8], pen=pg.mkPen("#ffd54f", width=2)
@@ -67,6 +68,10 @@ class PreviewView(QWidget):
         if self.shown % self._stats_every == 0:
             self._exposure(rgb)
         return True
+
+    def shown_size(self) -> tuple[int, int] | None:
+        """(height, width) of the displayed preview image, once one was shown."""
+        return getattr(self, "_shown_size", None)
 
     def face_region(self) -> tuple[int, int, int, int]:
         """(x, y, width, height) of the face box in displayed preview pixels (1/4 of the sensor)."""

@@ -77,7 +77,8 @@ class DevicePanel(QGroupBox):
             if entry is None:
                 continue
             state = entry.get("state", "?")
-            colour = GOOD if state == "running" else (BAD if state == "failed" else WARN)
+            good = state in ("running", "live")  # live: the preview before Start
+            colour = GOOD if good else (BAD if state == "failed" else WARN)
             self._set(row, 1, state, colour)
             self._set(row, 2, self._rate(name, entry))
             drops = int(entry.get("dropped", 0))
@@ -257,3 +258,54 @@ def boxed(title: str, widget: QWidget) -> QGroupBox:
     layout = QVBoxLayout(box)
     layout.addWidget(widget)
     return box
+
+
+VERDICT_COLOUR = {"green": GOOD, "amber": WARN, "red": BAD}
+
+
+class SetupPanel(QGroupBox):
+    """The set-up checks before Start: a button, one coloured line per check with its
+    reason, and the override (kept in the session with its reason)."""
+
+    def __init__(self) -> None:
+        from PyQt6.QtWidgets import QCheckBox, QPushButton
+
+        super().__init__("Set-up checks")
+        layout = QVBoxLayout(self)
+        self.run_button = QPushButton("Run checks")
+        layout.addWidget(self.run_button)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(("check", "verdict and reason"))
+        _vheader(self.table).setVisible(False)
+        _hheader(self.table).setStretchLastSection(True)
+        self.table.setWordWrap(True)
+        self.table.setMinimumHeight(120)
+        layout.addWidget(self.table)
+        self.summary = QLabel("not run yet: run them before Start")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        self.override = QCheckBox("Start without passing checks (recorded in the session)")
+        layout.addWidget(self.override)
+        self.record: dict[str, Any] | None = None
+
+    def show_record(self, record: dict[str, Any]) -> None:
+        self.record = record
+        checks = record.get("checks", [])
+        self.table.setRowCount(len(checks))
+        for row, c in enumerate(checks):
+            colour = VERDICT_COLOUR.get(c["verdict"], BAD)
+            self.table.setItem(row, 0, _item(c["name"], colour))
+            self.table.setItem(row, 1, _item(f"{c['verdict'].upper()}: {c['reason']}", colour))
+        self.table.resizeRowsToContents()
+        verdict = record.get("verdict", "red")
+        reds = [c["name"] for c in checks if c["verdict"] == "red"]
+        text = record.get("error") or (
+            f"{len(reds)} check(s) red: {', '.join(reds)} - fix and run again"
+            if reds
+            else f"all checks passed ({verdict}) in {record.get('duration_s', 0):g} s"
+        )
+        self.summary.setText(text)
+        self.summary.setStyleSheet(f"color: {VERDICT_COLOUR.get(verdict, BAD).name()};")
+
+    def passed(self) -> bool:
+        return self.record is not None and self.record.get("verdict") in ("green", "amber")

@@ -54,6 +54,7 @@ def scripted_session(
         if controller.state is not ControllerState.READY:
             raise LabError(f"the lab did not connect: {controller.error or 'timeout'}")
         console.notes.setPlainText(notes)
+        console.setup.override.setChecked(True)  # a scripted run: the override is recorded
         console.press_start()
         wait(app, lambda: console.plots is not None or controller.state is failed, 30)
         if controller.state is not ControllerState.RECORDING:

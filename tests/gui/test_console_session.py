@@ -45,6 +45,10 @@ def lab_app(qtbot, gui_lab, tiny_protocol, tmp_path):
 def _ready(qtbot, app):
     app.connect_devices()
     controller = app.controller
+    # Start stays disabled in the preview until the checks ran or are overridden
+    qtbot.waitUntil(app.console.setup.run_button.isEnabled, timeout=WAIT_MS)
+    assert not app.console.start_button.isEnabled()
+    app.console.setup.override.setChecked(True)
     # the button is enabled once the console has seen the READY state (a queued signal)
     qtbot.waitUntil(app.console.start_button.isEnabled, timeout=WAIT_MS)
     assert controller.state is ControllerState.READY
@@ -176,3 +180,52 @@ def test_pause_holds_the_participant_at_the_next_trial(qtbot, lab_app):
     qtbot.waitUntil(lambda: stim.info is not None and not stim.info.paused, timeout=WAIT_MS)
     qtbot.keyClick(stim, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: _phase(app) is Phase.CLIP, timeout=WAIT_MS)
+
+
+def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, lab_app):
+    """Before Start: live preview and plots, the checks run from the console; a
+    high-impedance electrode, a flickering lamp and the MP160's trigger cable out
+    are red with their reasons; fixed, the checks pass, Start is allowed and the
+    manifest holds the set-up record."""
+    app = lab_app
+    console, controller = app.console, app.controller
+    app.connect_devices()
+    qtbot.waitUntil(console.setup.run_button.isEnabled, timeout=WAIT_MS)
+    assert not console.start_button.isEnabled()
+    qtbot.waitUntil(lambda: console.preview.shown > 3, timeout=WAIT_MS)  # live, not recording
+    qtbot.waitUntil(lambda: console.plots is not None and console.plots.updates > 3,
+                    timeout=WAIT_MS)  # fmt: skip
+    assert controller.folder is None
+    sim = controller.engine.simlab
+    sim.eeg_server.set_impedances({"O1": 60.0})
+    sim.camera.rig.flicker_hz, sim.camera.rig.flicker_depth = 100.0, 0.25
+    sim.acq.trigger_connected = False
+    with qtbot.waitSignal(controller.rig_checked, timeout=60_000) as bad:
+        qtbot.mouseClick(console.setup.run_button, Qt.MouseButton.LeftButton)
+    red = {c["name"]: c["reason"] for c in bad.args[0]["checks"] if c["verdict"] == "red"}
+    assert set(red) == {"impedance", "flicker", "trigger physio"}, red
+    table = console.setup.table
+    shown = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    assert shown["impedance"].startswith("RED") and "O1" in shown["impedance"]
+    assert "alias" in shown["flicker"]
+    assert table.item(0, 0).foreground().color().name() in ("#2e7d32", "#c62828", "#ef6c00")
+    qtbot.waitUntil(console.setup.run_button.isEnabled, timeout=WAIT_MS)
+    assert not console.start_button.isEnabled()  # red: Start needs the fix or the override
+    sim.eeg_server.set_impedances()
+    sim.camera.rig.flicker_depth = 0.0
+    sim.acq.trigger_connected = True
+    with qtbot.waitSignal(controller.rig_checked, timeout=60_000) as good:
+        qtbot.mouseClick(console.setup.run_button, Qt.MouseButton.LeftButton)
+    assert good.args[0]["verdict"] != "red", good.args[0]["checks"]
+    qtbot.waitUntil(console.start_button.isEnabled, timeout=WAIT_MS)
+    qtbot.mouseClick(console.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: controller.state is ControllerState.RECORDING, timeout=WAIT_MS)
+    folder = controller.folder
+    console.ask = lambda question: True
+    console.close()
+    qtbot.waitUntil(lambda: not console.isVisible(), timeout=WAIT_MS)
+    app.shutdown()
+    with open_session(folder) as s:
+        setup = s.manifest["setup"]
+    assert setup["verdict"] == good.args[0]["verdict"] and not setup["overridden"]
+    assert {c["name"] for c in setup["checks"]} >= {"exposure", "focus", "flicker", "impedance"}
