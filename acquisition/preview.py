@@ -27,6 +27,7 @@ from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.drivers.base import SampleBlock, SignalDriver, SignalLayout
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import LabError
+from mmmelab.storage.preview import preview_shape, render
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode, trigger_levels
 
@@ -206,6 +207,17 @@ class Preview:
     def latest_frame(self) -> tuple[int, np.ndarray] | None:
         with self._lock:
             return None if self._latest is None else (self._latest_seq, self._latest)
+
+    def latest_rgb(self, after_seq: int, factor: int = 2) -> tuple[int, np.ndarray] | None:
+        """The newest frame debayered and downscaled as a recording's preview is
+        (the sensor's RGGB pattern), if newer than ``after_seq``."""
+        got = self.latest_frame()
+        if got is None or got[0] <= after_seq:
+            return None
+        seq, raw = got
+        out = np.empty((*preview_shape(raw.shape[0], raw.shape[1], factor), 3), np.uint8)
+        render(raw, out, factor)
+        return seq, out
 
     def face_means(self, seconds: float) -> np.ndarray:
         with self._lock:

@@ -96,8 +96,48 @@ def _run(
 ) -> dict[str, Any]:
     from mmmelab.gui.scripted import scripted_session
 
-    with scripted_session(app, lab, protocol, work, "BENCH1", progress) as lab_app:
-        return _measure(app, lab_app, lab, seconds, progress)
+    setup: dict[str, Any] = {}
+
+    def preview_phase(lab_app: Any) -> None:
+        setup.update(_preview_phase(app, lab_app, progress))
+
+    with scripted_session(
+        app, lab, protocol, work, "P9001", progress, before_start=preview_phase
+    ) as lab_app:
+        result = _measure(app, lab_app, lab, seconds, progress)
+    result.update(setup)
+    for name, rule in SETUP_TARGETS.items():
+        result["targets_met"][name] = _meets(result.get(name), *rule)
+    return result
+
+
+PREVIEW_S = 3.0
+SETUP_TARGETS = {"preview_phase_fps": (">=", 25.0), "check_rig_s": ("<=", 15.0)}
+
+
+def _preview_phase(app: Any, lab_app: Any, progress: Progress) -> dict[str, Any]:
+    """Before Start: the camera preview's rate, then every set-up check from the console."""
+    from mmmelab.gui.scripted import wait
+
+    console, controller = lab_app.console, lab_app.controller
+    progress(f"preview phase: {PREVIEW_S:g} s of live preview, then the set-up checks")
+    wait(app, lambda: console.preview.shown > 0, 10)
+    t0, shown0 = controller.clock(), console.preview.shown
+    wait(app, lambda: False, PREVIEW_S)
+    fps = (console.preview.shown - shown0) / (controller.clock() - t0)
+    got: list[dict[str, Any]] = []
+    controller.rig_checked.connect(got.append)
+    console.press_check()
+    wait(app, lambda: bool(got), 60)
+    controller.rig_checked.disconnect(got.append)
+    record = got[0] if got else {}
+    loop = record.get("loopback", {}).get("streams", {})
+    return {
+        "preview_phase_fps": round(fps, 1),
+        "check_rig_s": record.get("duration_s"),
+        "check_rig_verdict": record.get("verdict"),
+        "trigger_loopback_ms": {n: r.get("latency_ms") for n, r in loop.items()},
+    }
 
 
 def _measure(

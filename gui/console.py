@@ -373,6 +373,8 @@ class ConsoleWindow(QMainWindow):
         if state is ControllerState.READY:
             self.devices.set_state("connected")
         live = state in (ControllerState.READY, ControllerState.CHECKING_RIG)
+        if state is ControllerState.STARTING:
+            self.preview.seq = 0  # the recording's preview frames are counted afresh
         if (recording or live) and self.plots is None:
             self.plots = SignalPlots(self.controller)
             layout = self.plot_box.layout()

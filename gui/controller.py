@@ -221,17 +221,9 @@ class EngineController(QObject):
 
     def _setup_preview(self, after_seq: int) -> tuple[int, int, np.ndarray] | None:
         """Before Start: the preview's newest raw frame, debayered as in a recording."""
-        from mmmelab.storage.preview import preview_shape, render
-
         live = self.engine.preview_state
-        got = live.latest_frame() if live is not None else None
-        if got is None or got[0] <= after_seq:
-            return None
-        seq, raw = got
-        cam = self.lab.camera
-        out = np.empty((*preview_shape(cam.height, cam.width, 2), 3), np.uint8)
-        render(raw, out, 2)  # the sensor pattern, as FrameGeometry records it (RGGB)
-        return seq, 0, out
+        got = live.latest_rgb(after_seq) if live is not None else None
+        return None if got is None else (got[0], 0, got[1])
 
     def snapshot(self, stream: str, seconds: float, channels: list[int] | None = None) -> Snapshot:
         return self.engine.windows[stream].snapshot(seconds, channels)

@@ -39,6 +39,7 @@ def scripted_session(
     participant_id: str,
     progress: Progress,
     notes: str = "",
+    before_start: Callable[[LabApp], None] | None = None,
 ) -> Iterator[LabApp]:
     """A recording in the GUI, from Start to saved. Raises LabError when it cannot start."""
     lab_app = LabApp(
@@ -54,9 +55,13 @@ def scripted_session(
         if controller.state is not ControllerState.READY:
             raise LabError(f"the lab did not connect: {controller.error or 'timeout'}")
         console.notes.setPlainText(notes)
-        console.setup.override.setChecked(True)  # a scripted run: the override is recorded
+        if before_start is not None:  # the preview phase (the GUI benchmark measures it)
+            before_start(lab_app)
+        if not console.setup.passed():
+            console.setup.override.setChecked(True)  # a scripted run: the override is kept
         console.press_start()
-        wait(app, lambda: console.plots is not None or controller.state is failed, 30)
+        recording = ControllerState.RECORDING
+        wait(app, lambda: controller.state in (recording, failed), 30)
         if controller.state is not ControllerState.RECORDING:
             raise LabError(f"the recording did not start: {controller.error or 'timeout'}")
         yield lab_app

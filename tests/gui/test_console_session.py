@@ -221,6 +221,8 @@ def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, 
     qtbot.mouseClick(console.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: controller.state is ControllerState.RECORDING, timeout=WAIT_MS)
     folder = controller.folder
+    shown = console.preview.shown  # the recording's preview follows the set-up one
+    qtbot.waitUntil(lambda: console.preview.shown > shown + 3, timeout=WAIT_MS)
     console.ask = lambda question: True
     console.close()
     qtbot.waitUntil(lambda: not console.isVisible(), timeout=WAIT_MS)
