@@ -46,7 +46,7 @@ from mmmelab.config import (
 from mmmelab.drivers.base import SignalDriver, SignalLayout
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import LslInlet, MarkerOutlet, local_clock
-from mmmelab.drivers.neuroscan import make_eeg_driver
+from mmmelab.drivers.neuroscan import AcquireClient, make_eeg_driver
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceTimeoutError, LabError
@@ -142,6 +142,9 @@ class SessionEngine:
         self._streaming: set[str] = set()  # signal drivers already started
         #: the set-up checks run before Start (``rigcheck``), kept in the manifest
         self.setup_record: dict[str, Any] = {}
+        self.camera_changes: list[dict[str, Any]] = []  # adjustments made in preview
+        self.setup_events: list[dict[str, Any]] = []  # e.g. the amplifier's impedance mode
+        self.display_record: dict[str, Any] = {}  # the GUI's clip and display check
 
     # ------------------------------------------------------------ connect
 
@@ -251,6 +254,60 @@ class SessionEngine:
         self.preview_state.start()
         return self.preview_state
 
+    def camera_limits(self) -> dict[str, tuple[float, float]]:
+        """The range of each camera setting the console may change (see adjust_camera)."""
+        if self.camera is None:
+            raise LabError("the camera is not connected")
+        return self.camera.limits()
+
+    def adjust_camera(
+        self,
+        exposure_us: float | None = None,
+        gain_db: float | None = None,
+        white_balance: tuple[float, float, float] | None = None,
+    ) -> dict[str, Any]:
+        """Set exposure, gain or white balance before Start, within the camera's limits
+        (DeviceError otherwise, nothing changed). The lab configuration follows, so the
+        recording, its frame file and the manifest keep the final settings."""
+        if self.state is not EngineState.CONNECTED or self.camera is None:
+            raise LabError(f"the camera can be adjusted only before Start (now {self.state.value})")
+        cam = self.camera.adjust(exposure_us, gain_db, white_balance)
+        self.lab = dataclasses.replace(self.lab, camera=cam)
+        self.device_info["camera"] = self.camera.info()
+        settings = {"exposure_us": cam.exposure_us, "gain_db": cam.gain_db,
+                    "white_balance": list(cam.white_balance)}  # fmt: skip
+        self.camera_changes.append({"t_master": self.clock(), **settings})
+        return settings
+
+    def eeg_impedance_mode(self, on: bool) -> bool:
+        """Switch the amplifier into (or out of) its impedance mode before Start, where
+        its protocol has one (Acquire's StartImpedance). Returns whether it has one;
+        EEG data pauses meanwhile and Start is refused until it is ended."""
+        driver = self.signal_drivers.get("eeg")
+        if self.state is not EngineState.CONNECTED:
+            raise LabError(f"impedance mode only before Start (now {self.state.value})")
+        if not isinstance(driver, AcquireClient):  # Curry sends its impedances as data
+            return False
+        active = driver.impedance_mode
+        if on and not active:
+            driver.start_impedance()
+            self.setup_events.append({"t_master": self.clock(), "event": "impedance mode on"})
+        elif not on and active:
+            driver.end_impedance()
+            self.setup_events.append({"t_master": self.clock(), "event": "impedance mode off"})
+        return True
+
+    def _setup_for_manifest(self) -> dict[str, Any]:
+        """The set-up record with the camera settings the recording started with and
+        every change made in preview (also those after the checks ran)."""
+        cam = self.lab.camera
+        final = {"exposure_us": cam.exposure_us, "gain_db": cam.gain_db,
+                 "white_balance": list(cam.white_balance), "fps": cam.fps}  # fmt: skip
+        record = dict(self.setup_record) if self.setup_record else {"checks_run": False}
+        return record | {"camera_final": final, "camera_changes": list(self.camera_changes),
+                         "events": list(self.setup_events),
+                         "display": self.display_record or {"run": False}}  # fmt: skip
+
     def end_preview(self) -> None:
         if self.preview_state is not None:
             preview, self.preview_state = self.preview_state, None
@@ -268,6 +325,9 @@ class SessionEngine:
             raise LabError(f"start() in state {self.state.value}")
         check_participant_id(self.participant.id, self.lab.participant_pattern)
         check_session_number(self.participant.session)
+        if getattr(self.signal_drivers.get("eeg"), "impedance_mode", False):
+            logger.warning("the amplifier was still in impedance mode: ended before Start")
+            self.eeg_impedance_mode(False)
         self.end_preview()  # its bus and camera thread go; the signal devices stream on
         assert self.camera is not None and self.triggerbox is not None
         assert self.outlet is not None
@@ -287,7 +347,7 @@ class SessionEngine:
             )
             for name, lay in self.layouts.items()
         ]
-        geometry = FrameGeometry(cam.width, cam.height)
+        geometry = FrameGeometry(cam.width, cam.height, white_balance=cam.white_balance)
         self.writer.open_streams(
             geometry,
             specs,
@@ -375,7 +435,7 @@ class SessionEngine:
             "protocol": self.protocol.to_dict(),
             "devices": self.device_info,
             "disk_check": getattr(self, "disk", {}),
-            "setup": self.setup_record or {"checks_run": False},
+            "setup": self._setup_for_manifest(),
             "environment": {
                 "python": platform.python_version(),
                 "numpy": np.__version__,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mmmelab.acquisition import rigchecks as rc
 from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.drivers.base import SampleBlock, SignalDriver, SignalLayout
 from mmmelab.drivers.ximea import XimeaCamera
@@ -98,7 +99,8 @@ class Preview:
         self.width: int = cfg.width if cfg is not None else 0
         self.height: int = cfg.height if cfg is not None else 0
         self.fps = float(cfg.fps) if cfg is not None else 0.0
-        self.face_box: Box = face_box or default_face_box(self.width, self.height)
+        self._face_box: Box = face_box or default_face_box(self.width, self.height)
+        self.focus = rc.FocusTracker()  # the lens being turned: current and best sharpness
         self.keep_s = keep_s
         self._lock = threading.Lock()
         self.frames: collections.deque[FrameSample] = collections.deque(
@@ -163,7 +165,6 @@ class Preview:
         cam = self.camera
         assert cam is not None
         buf = np.empty(self.width * self.height, np.uint8)
-        x, y, w, h = self.face_box
         cam.start()
         try:
             while not stop.is_set():
@@ -171,6 +172,7 @@ class Preview:
                 if info is None:
                     continue
                 img = buf.reshape(self.height, self.width)
+                x, y, w, h = self.face_box  # the experimenter may move it at any time
                 mean = float(img[y : y + h, x : x + w].mean())
                 with self._lock:
                     self.frames.append(FrameSample(info.host_time, mean, info.gpi_level))
@@ -216,8 +218,36 @@ class Preview:
             return None
         seq, raw = got
         out = np.empty((*preview_shape(raw.shape[0], raw.shape[1], factor), 3), np.uint8)
-        render(raw, out, factor)
+        wb = self.camera.config.white_balance if self.camera is not None else (1.0, 1.0, 1.0)
+        render(raw, out, factor, white_balance=wb)
         return seq, out
+
+    @property
+    def face_box(self) -> Box:
+        return self._face_box
+
+    @face_box.setter
+    def face_box(self, box: Box) -> None:
+        if tuple(box) != tuple(self._face_box):
+            self.focus.reset()  # the best-so-far belongs to the old box
+        self._face_box = box
+
+    def camera_figures(self, seconds: float = 2.0) -> dict[str, Any]:
+        """The live camera checks on the newest frame, for the console while the
+        experimenter frames, focuses and sets the exposure: focus (with its best so
+        far), exposure (with the face box's histogram) and flicker (with the spectrum
+        of the face box's brightness over the last ``seconds``)."""
+        latest = self.latest_frame()
+        if latest is None:
+            return {}
+        x, y, w, h = self.face_box
+        box = latest[1][y : y + h, x : x + w]
+        self.focus.update(box)
+        return {
+            "focus": self.focus.check().to_dict(),
+            "exposure": rc.exposure(box).to_dict(),
+            "flicker": rc.flicker(self.face_means(seconds), self.fps).to_dict(),
+        }
 
     def face_means(self, seconds: float) -> np.ndarray:
         with self._lock:

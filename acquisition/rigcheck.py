@@ -49,6 +49,11 @@ def run_rig_check(
     physiology (a breathing rate needs a few breaths). The record is also stored as
     ``engine.setup_record`` for the manifest."""
     t0 = time.monotonic()
+    if getattr(engine.signal_drivers.get("eeg"), "impedance_mode", False):
+        raise LabError(
+            "set-up check: the amplifier is in impedance mode (values on the Acquire PC); "
+            "end it first, then run the checks on the EEG itself"
+        )
     preview = engine.preview()
     preview.clear()
     wait = max(seconds, physio_seconds)
@@ -70,6 +75,7 @@ def run_rig_check(
         "camera": {
             "exposure_us": engine.lab.camera.exposure_us,
             "gain_db": engine.lab.camera.gain_db,
+            "white_balance": list(engine.lab.camera.white_balance),
             "fps": engine.lab.camera.fps,
             "face_box": list(preview.face_box),
         },
@@ -88,15 +94,22 @@ def camera_checks(preview: Preview, seconds: float) -> list[rc.Check]:
     x, y, w, h = preview.face_box
     box = latest[1][y : y + h, x : x + w]
     focus = rc.sharpness(box)
-    verdict = rc.Verdict.GREEN if focus >= SHARPNESS_FLOOR else rc.Verdict.RED
-    reason = (
-        f"sharpness {focus:.4f} (turn the focus ring for the highest figure in the console)"
-        if verdict is rc.Verdict.GREEN
-        else f"sharpness {focus:.4f}: the face box is blurred (focus the lens)"
-    )
+    preview.focus.update(box)
+    best = preview.focus.best
+    figures = {"sharpness": round(focus, 6), "best_seen": round(best, 6)}
+    if focus < SHARPNESS_FLOOR:
+        verdict = rc.Verdict.RED
+        reason = f"sharpness {focus:.4f}: the face box is blurred (focus the lens)"
+    elif focus < 0.7 * best:
+        verdict = rc.Verdict.AMBER
+        reason = (f"sharpness {focus:.4f}, {focus / best:.0%} of the best seen ({best:.4f}): "
+                  f"turn the focus ring back towards the peak")  # fmt: skip
+    else:
+        verdict = rc.Verdict.GREEN
+        reason = f"sharpness {focus:.4f} (best seen {best:.4f})"
     return [
         rc.exposure(box),
-        rc.Check("focus", verdict, reason, {"sharpness": round(focus, 6)}),
+        rc.Check("focus", verdict, reason, figures),
         rc.flicker(preview.face_means(seconds), preview.fps),
     ]
 
@@ -116,6 +129,9 @@ def eeg_checks(
     out.append(
         rc.eeg_signal_flags(data, preview.layouts["eeg"].rate_hz, labels, engine.lab.line_hz)
     )
+    positions = rc.head_positions(labels)  # for the console's head map
+    for c in out:
+        c.figures["positions"] = positions
     return out
 
 

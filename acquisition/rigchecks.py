@@ -254,6 +254,61 @@ def impedances(kohm: Sequence[float], labels: Sequence[str], threshold_kohm: flo
     )
 
 
+def head_positions(labels: Sequence[str]) -> dict[str, list[float]]:
+    """Where each electrode sits on a head seen from above (nose up, the head's rim
+    at radius 1): the 10-05 positions (MNE's ``standard_1005`` montage) projected
+    azimuthally, so the rim is the Fpz-T7-Oz-T8 circle. Labels not in the montage
+    are put outside the head when they are few (EOG, mastoids), else (E1, E2, ...
+    from Acquire) evenly on rings, in order."""
+    import mne
+
+    names = mne.channels.get_builtin_montages()
+    montage = mne.channels.make_standard_montage(
+        "colin27_1005" if "colin27_1005" in names else "standard_1005"
+    )
+    pos = {k.upper(): np.asarray(v) for k, v in montage.get_positions()["ch_pos"].items()}
+    rim = [pos[k] for k in ("FPZ", "OZ", "T7", "T8")]
+    centre = np.array([(rim[2][0] + rim[3][0]) / 2, (rim[0][1] + rim[1][1]) / 2,
+                       np.mean([p[2] for p in rim])])  # fmt: skip
+
+    def polar(xyz: np.ndarray) -> tuple[float, float, float]:
+        x, y, z = xyz - centre
+        r = float(np.hypot(x, y))
+        return float(x), float(y), float(np.arctan2(r, z)) / (np.pi / 2)
+
+    scale = float(np.mean([polar(p)[2] for p in rim]))  # the rim at radius 1
+    out: dict[str, list[float]] = {}
+    unknown = []
+    for lab in labels:
+        xyz = pos.get(str(lab).upper())
+        if xyz is None:
+            unknown.append(lab)
+            continue
+        x, y, rho = polar(xyz)
+        r = float(np.hypot(x, y))
+        f = rho / scale / r if r else 0.0
+        out[str(lab)] = [round(f * x, 3), round(f * y, 3)]
+    if len(unknown) <= len(out):  # a few extra channels (EOG, mastoids): outside the head
+        for j, lab in enumerate(unknown):
+            a = np.pi * (0.75 + 0.5 * j / max(1, len(unknown) - 1))  # the lower left arc
+            out[str(lab)] = [round(float(1.2 * np.cos(a)), 3), round(float(1.2 * np.sin(a)), 3)]
+        return out
+    rings = (8, 16, 24, 32)  # numbered channels only (Acquire's E1, E2, ...): in order
+    k = 0
+    for radius, n in zip((0.25, 0.5, 0.75, 0.95), rings, strict=True):
+        for i in range(n):
+            if k == len(unknown):
+                break
+            a = np.pi / 2 - 2 * np.pi * i / n
+            out[str(unknown[k])] = [round(float(radius * np.cos(a)), 3),
+                                    round(float(radius * np.sin(a)), 3)]  # fmt: skip
+            k += 1
+    for j, lab in enumerate(unknown[k:]):  # more than 80: an outer ring
+        a = np.pi / 2 - 2 * np.pi * j / (len(unknown) - k)
+        out[str(lab)] = [round(float(1.1 * np.cos(a)), 3), round(float(1.1 * np.sin(a)), 3)]
+    return out
+
+
 def eeg_signal_flags(
     data_uv: np.ndarray,
     rate_hz: float,

@@ -358,6 +358,8 @@ class AcquireClient(_NeuroscanClient):
         self._count = 0  # samples counted since the first block
         self._lost_at: float | None = None
         self._gaps = ArrivalGapWatcher(config.rate_hz, min_gap_s=0.03)
+        self.impedance_mode = False
+        self._paused_at: float | None = None  # host time impedance mode began
 
     def _ctrl(self, code: int, request: int) -> None:
         self._send(self.header.pack(b"CTRL", code, request, 0))
@@ -406,6 +408,20 @@ class AcquireClient(_NeuroscanClient):
         self._ctrl(2, 1)  # StartAcquisition
         self._ctrl(3, 3)  # RequestStartData
 
+    def start_impedance(self) -> None:
+        """Acquire's impedance mode (ServerControlCode StartImpedance): the amplifier
+        measures the electrodes and Acquire shows the values on its own screen (its
+        protocol carries none); EEG data stops until :meth:`end_impedance`. Only
+        before a recording: the pause is not counted as lost samples."""
+        self._paused_at = self.clock()
+        self.impedance_mode = True
+        self._ctrl(2, 3)  # StartImpedance
+
+    def end_impedance(self) -> None:
+        """Back to acquisition (StartAcquisition); data resumes."""
+        self.impedance_mode = False
+        self._ctrl(2, 1)  # StartAcquisition
+
     def read(self, timeout_s: float) -> list[SampleBlock]:
         assert self._sock is not None
         self._sock.settimeout(timeout_s)
@@ -431,6 +447,14 @@ class AcquireClient(_NeuroscanClient):
             return []
         counts = np.frombuffer(body, dtype="<i4" if dsize == 4 else "<i2").reshape(-1, n_all)
         n = len(counts)
+        if self._paused_at is not None and not self.impedance_mode:
+            # the samples during impedance mode were never acquired: the index moves on
+            # with the clock (as after a disconnection) but nothing is counted as lost
+            skipped = max(0, int(round((now - self._paused_at) * self.rate_hz)) - n)
+            self._count += skipped
+            self._gaps.reset()
+            self._paused_at = None
+            logger.info("Acquire: data resumed after impedance mode (%d samples skipped)", skipped)
         if self._lost_at is not None:
             # Acquire has no sample index: estimate what the disconnection cost.
             missing = max(0, int(round((now - self._lost_at) * self.rate_hz)) - n)
@@ -462,6 +486,8 @@ class AcquireClient(_NeuroscanClient):
             )
         first = self._count
         self._count += n
+        if self.impedance_mode:  # a block still in flight: the pause starts after it
+            self._paused_at = now
         data = (counts[:, : self.n_eeg] * self.resolution_uv).astype(np.float32)
         word = (
             counts[:, self.n_eeg].astype(np.int64) & 0xFFFF if self.n_evt else np.zeros(n, np.int64)

@@ -19,6 +19,7 @@ Threads: ``open``/``close`` on the control thread; ``start``, ``read_into`` and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 XI_TIMEOUT = 10
 LOST_CODES = {1, 45, 46, 49, 56}  # invalid handle, acquisition stopped/failed, not ready, gone
 TS_WRAP_US = 1 << 32
+WB_PARAMS = ("wb_kr", "wb_kg", "wb_kb")  # white balance gains (xiAPI names)
 WRAP_WINDOW_US = 1_000_000  # a backward jump from within 1 s of 2^32 us is a wrap
 FLAG_CLOCK_RESET = 1  # journal flag: first frame after a timestamp reset
 
@@ -143,6 +145,8 @@ class XimeaCamera:
             self._call(f"setting {name} = {value}", cam.set_param, name, value)
         self._call(f"setting exposure = {c.exposure_us:g} us", cam.set_exposure, c.exposure_us)
         self._call(f"setting gain = {c.gain_db:g} dB", cam.set_gain, c.gain_db)
+        for name, k in zip(WB_PARAMS, c.white_balance, strict=True):
+            self._call(f"setting {name} = {k:g}", cam.set_param, name, float(k))
         self._call(
             "setting frame-rate timing mode",
             cam.set_acq_timing_mode,
@@ -169,6 +173,56 @@ class XimeaCamera:
             self._call("arming timestamp reset", cam.set_ts_rst_mode, "XI_TS_RST_ARM_ONCE")
             self._call("timestamp reset on GPI 1", cam.set_ts_rst_source, "XI_TS_RST_SRC_GPI_1")
 
+    def limits(self) -> dict[str, tuple[float, float]]:
+        """What the console may set in preview: the camera's own (min, max) for gain and
+        the white balance gains, and for exposure the camera's minimum up to what the
+        frame period leaves (20 us short of it)."""
+        cam, out = self._cam, {}
+        for name in ("exposure", "gain", *WB_PARAMS):
+            lo = float(self._call(f"reading {name}:min", cam.get_param, f"{name}:min"))
+            hi = float(self._call(f"reading {name}:max", cam.get_param, f"{name}:max"))
+            out[name] = (lo, hi)
+        lo, hi = out["exposure"]
+        out["exposure"] = (lo, min(hi, 1e6 / self.config.fps - 20.0))
+        return out
+
+    def adjust(
+        self,
+        exposure_us: float | None = None,
+        gain_db: float | None = None,
+        white_balance: tuple[float, float, float] | None = None,
+    ) -> CameraConfig:
+        """Change exposure, gain or white balance while the camera runs (the preview).
+        A value outside the camera's limits is refused with the limits; nothing is
+        changed then. Returns the configuration now in force."""
+        wanted: dict[str, float] = {}
+        if exposure_us is not None:
+            wanted["exposure"] = float(exposure_us)
+        if gain_db is not None:
+            wanted["gain"] = float(gain_db)
+        if white_balance is not None:
+            wanted |= {n: float(k) for n, k in zip(WB_PARAMS, white_balance, strict=True)}
+        limits = self.limits()
+        for name, value in wanted.items():
+            lo, hi = limits[name]
+            if not lo <= value <= hi:
+                raise DeviceError(
+                    self.name, f"{name} = {value:g} is outside the camera's range {lo:g}..{hi:g}"
+                )
+        for name, value in wanted.items():
+            self._call(f"setting {name} = {value:g}", self._cam.set_param, name, value)
+        c = self.config
+        self.config = dataclasses.replace(
+            c,
+            exposure_us=wanted.get("exposure", c.exposure_us),
+            gain_db=wanted.get("gain", c.gain_db),
+            wb_kr=wanted.get("wb_kr", c.wb_kr),
+            wb_kg=wanted.get("wb_kg", c.wb_kg),
+            wb_kb=wanted.get("wb_kb", c.wb_kb),
+        )
+        logger.info("camera adjusted: %s", ", ".join(f"{k} {v:g}" for k, v in wanted.items()))
+        return self.config
+
     def info(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -180,6 +234,7 @@ class XimeaCamera:
             "fps": self.config.fps,
             "exposure_us": self.config.exposure_us,
             "gain_db": self.config.gain_db,
+            "white_balance": list(self.config.white_balance),
             "pixel_format": "RAW8",
             "bayer_pattern": "RGGB",
             "queue_frames": self.config.queue_frames,

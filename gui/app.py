@@ -69,6 +69,10 @@ class LabApp(QObject):
         self.console.pid.setText(participant_id)
         self.console.closed.connect(self.shutdown)
         self.console.follow_stimulus(self.stimulus.next_frame_in, self.stimulus.presented)
+        self.console.display_test_requested.connect(
+            lambda: self.stimulus.test_clip(self.controller.test_clip_path())
+        )
+        self.stimulus.display_checked.connect(self.console.display_checked)
         self.layout_warning = ""
         self.reminder_key = key_of(lab.reminder.key)
         self.note_key = key_of(NOTE_KEY)

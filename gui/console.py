@@ -46,6 +46,7 @@ from mmmelab.gui.panels import (
     TrialList,
 )
 from mmmelab.gui.reminder import ReminderWindow
+from mmmelab.gui.setupview import SetupTabs
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ CONSENT = {
 
 class ConsoleWindow(QMainWindow):
     closed = pyqtSignal()
+    display_test_requested = pyqtSignal()  # the participant screen plays the test clip
 
     def __init__(self, controller: EngineController, reminder: ReminderWindow) -> None:
         super().__init__()
@@ -170,6 +172,9 @@ class ConsoleWindow(QMainWindow):
         self.middle = QSplitter(Qt.Orientation.Vertical)
         self.preview = PreviewView(self.controller)
         self.middle.addWidget(_group("Camera", self.preview))
+        self.setup_tabs = SetupTabs(self.controller)
+        self.preview.on_face_box = lambda: self.controller.set_face_box(self._sensor_face_box())
+        self.middle.addWidget(self.setup_tabs)
         self.plot_box = QGroupBox("EEG and physiology")
         QVBoxLayout(self.plot_box)
         self.middle.addWidget(self.plot_box)
@@ -181,7 +186,7 @@ class ConsoleWindow(QMainWindow):
         right.addWidget(_group("Event log", self.events))
         split.addWidget(right)
         split.setSizes([440, 820, 560])  # scaled to the window by the splitter
-        self.middle.setSizes([400, 600])
+        self.middle.setSizes([400, 300, 500])
         right.setSizes([350, 650])
         self.setCentralWidget(root)
         self.reminder_button.setText(f"Reminder ({lab.reminder.key})")
@@ -231,6 +236,7 @@ class ConsoleWindow(QMainWindow):
         layout.addLayout(notes)
         self.setup = SetupPanel()
         self.setup.run_button.clicked.connect(self.press_check)
+        self.setup.display_button.clicked.connect(self.press_display_check)
         self.setup.override.toggled.connect(lambda _: self._update_start())
         layout.addWidget(self.setup)
         self.phase_label = QLabel("-")
@@ -269,6 +275,22 @@ class ConsoleWindow(QMainWindow):
         self.setup.summary.setText("running the set-up checks (about 15 s) ...")
         self.controller.check_rig(self._sensor_face_box())
 
+    def press_display_check(self) -> None:
+        """Play the test clip with its sound on the participant's screen."""
+        if self.controller.state is not ControllerState.READY:
+            return
+        self.setup.summary.setText("playing the test clip on the participant's screen ...")
+        self.display_test_requested.emit()
+
+    def display_checked(self, record: dict[str, Any]) -> None:
+        self.controller.record_display_check(record)
+        self.setup.show_display(record)
+        for c in record.get("checks", []):
+            if c["verdict"] != "green":
+                level = logging.ERROR if c["verdict"] == "red" else logging.WARNING
+                self.events.add(f"display check: {c['name']}: {c['reason']}", level)
+        self._update_start()
+
     def _sensor_face_box(self) -> tuple[int, int, int, int] | None:
         """The preview's face box in sensor pixels (even, so the Bayer phase holds)."""
         x, y, w, h = self.preview.face_region()
@@ -286,6 +308,7 @@ class ConsoleWindow(QMainWindow):
 
     def _rig_checked(self, record: dict[str, Any]) -> None:
         self.setup.show_record(record)
+        self.setup_tabs.show_record(record)
         for c in record.get("checks", []):
             if c["verdict"] != "green":
                 level = logging.ERROR if c["verdict"] == "red" else logging.WARNING
@@ -297,6 +320,7 @@ class ConsoleWindow(QMainWindow):
         allowed = self.setup.passed() or self.setup.override.isChecked()
         self.start_button.setEnabled(ready and allowed)
         self.setup.run_button.setEnabled(ready)
+        self.setup.display_button.setEnabled(ready)
 
     def press_start(self) -> None:
         info = self.participant()
@@ -308,6 +332,8 @@ class ConsoleWindow(QMainWindow):
             record = self.setup.record
             reds = [c["name"] for c in (record or {}).get("checks", []) if c["verdict"] == "red"]
             reason = f"red: {', '.join(reds)}" if record else "checks not run"
+            if self.setup.display is None:
+                reason += "; clip and display not tested"
             self.controller.override_checks(f"started by the experimenter ({reason})")
         for w in (self.pid, self.session_no, self.consent, self.notes):
             w.setEnabled(False)
@@ -375,13 +401,18 @@ class ConsoleWindow(QMainWindow):
         live = state in (ControllerState.READY, ControllerState.CHECKING_RIG)
         if state is ControllerState.STARTING:
             self.preview.seq = 0  # the recording's preview frames are counted afresh
+        before = state in (ControllerState.IDLE, ControllerState.CONNECTING)
+        if self.setup_tabs.isVisible() and not (before or live):  # its room goes to the plots
+            total = sum(self.middle.sizes())
+            self.middle.setSizes([int(total * 0.42), 0, total - int(total * 0.42)])
+        self.setup_tabs.setVisible(before or live)
         if (recording or live) and self.plots is None:
             self.plots = SignalPlots(self.controller)
             layout = self.plot_box.layout()
             assert layout is not None
             layout.addWidget(self.plots)
             total = sum(self.middle.sizes())
-            self.middle.setSizes([int(total * 0.42), total - int(total * 0.42)])
+            self.middle.setSizes([int(total * 0.36), int(total * 0.4), total - int(total * 0.76)])
             self.live_timer.start()
             self.plot_timer.start()
         elif self.plots is not None and (recording or live):
@@ -436,6 +467,8 @@ class ConsoleWindow(QMainWindow):
             self.plots.refresh()
 
     def _slow(self) -> None:
+        if self.setup_tabs.isVisible():
+            self.setup_tabs.refresh()
         tel = self.controller.telemetry()
         if tel:
             self.devices.refresh(tel)

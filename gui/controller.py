@@ -22,6 +22,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from mmmelab.errors import LabError
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.2
+CAMERA_LIVE_S = 0.5  # how often the live camera figures are recomputed in preview
 RECORDING_POLL_S = 0.02
 TELEMETRY_PERIOD_S = 0.5
 CHECK_TIMEOUT_S = 300.0
@@ -61,6 +63,8 @@ class ControllerState(enum.StrEnum):
 class Command(enum.Enum):
     CONNECT = enum.auto()
     CHECK_RIG = enum.auto()
+    ADJUST_CAMERA = enum.auto()
+    IMPEDANCE = enum.auto()
     OVERRIDE = enum.auto()
     START = enum.auto()
     ONSET = enum.auto()
@@ -107,6 +111,8 @@ class EngineController(QObject):
     failed = pyqtSignal(str)  # what went wrong, for the experimenter
     finished = pyqtSignal(object)  # SessionResult
     rig_checked = pyqtSignal(object)  # the set-up record (dict)
+    camera_adjusted = pyqtSignal(object)  # the settings now in force, or {"error": ...}
+    impedance_changed = pyqtSignal(bool)  # the amplifier's impedance mode is on (True)
 
     def __init__(
         self,
@@ -133,6 +139,9 @@ class EngineController(QObject):
         self._telemetry: dict[str, Any] = {}
         self._queue: queue.Queue[tuple[Command, tuple[Any, ...]]] = queue.Queue()
         self._preview_lock = threading.Lock()
+        self.camera_limits: dict[str, tuple[float, float]] = {}  # known once connected
+        self._camera_live: dict[str, Any] = {}
+        self._camera_live_due = 0.0
         self._thread = threading.Thread(target=self._run, name="gui-control", daemon=True)
         self._thread.start()
         self.engine.paradigm.on_phase.append(self._on_phase)
@@ -147,6 +156,30 @@ class EngineController(QObject):
     def check_rig(self, face_box: tuple[int, int, int, int] | None = None) -> None:
         """Run every set-up check (face box in sensor pixels); ``rig_checked`` follows."""
         self._put(Command.CHECK_RIG, face_box)
+
+    def adjust_camera(
+        self,
+        exposure_us: float | None = None,
+        gain_db: float | None = None,
+        white_balance: tuple[float, float, float] | None = None,
+    ) -> None:
+        """Change the camera's settings in preview; ``camera_adjusted`` follows."""
+        self._put(Command.ADJUST_CAMERA, exposure_us, gain_db, white_balance)
+
+    def impedance_mode(self, on: bool) -> None:
+        """Acquire's impedance mode before Start; ``impedance_changed`` follows."""
+        self._put(Command.IMPEDANCE, on)
+
+    def set_face_box(self, box: tuple[int, int, int, int] | None) -> None:
+        """The face box (sensor pixels) the live camera figures are computed on."""
+        live = self.engine.preview_state
+        if live is not None and box is not None and box[2] > 0 and box[3] > 0:
+            live.face_box = box
+
+    def camera_live(self) -> dict[str, Any]:
+        """The live camera figures in preview (focus with its best, exposure, flicker),
+        refreshed twice a second by the control thread; empty while recording."""
+        return self._camera_live
 
     def override_checks(self, reason: str) -> None:
         """Start without (passing) set-up checks: the override and its reason are kept."""
@@ -233,6 +266,21 @@ class EngineController(QObject):
         folder = getattr(self.engine, "stimuli_dir", None)
         return folder / clip.file if (clip is not None and folder is not None) else None
 
+    def test_clip_path(self) -> Path | None:
+        """The clip the display check plays: the first practice clip, else the neutral
+        clip, else the first trial clip."""
+        p = self.protocol
+        clip = (
+            (p.practice[0] if p.practice else None)
+            or p.neutral
+            or (p.clips[0] if p.clips else None)
+        )
+        return self.clip_path(clip)
+
+    def record_display_check(self, record: dict[str, Any]) -> None:
+        """The clip and display check's record, kept in the manifest's set-up record."""
+        self.engine.display_record = record
+
     def neutral_path(self) -> Path | None:
         return self.clip_path(self.protocol.neutral)
 
@@ -275,6 +323,9 @@ class EngineController(QObject):
                     self._execute(command, args)
                 if self.state is ControllerState.READY and self.engine.preview_state:
                     self._telemetry = {**self.engine.preview_state.telemetry(), "_t": 0.0}
+                    if time.monotonic() >= self._camera_live_due:
+                        self._camera_live = self.engine.preview_state.camera_figures()
+                        self._camera_live_due = time.monotonic() + CAMERA_LIVE_S
                 if self.state is ControllerState.RECORDING:
                     due = self.engine.advance()
                     self._refresh_telemetry()
@@ -294,10 +345,22 @@ class EngineController(QObject):
                 self._set_state(ControllerState.CONNECTING)
                 engine.connect()
                 engine.preview()  # every device live before Start, nothing written
+                if engine.camera is not None:
+                    self.camera_limits = engine.camera_limits()
                 self._set_state(ControllerState.READY)
         elif command is Command.CHECK_RIG:
             if self.state is ControllerState.READY:
                 self._check_rig(args[0])
+        elif command is Command.ADJUST_CAMERA:
+            if self.state is ControllerState.READY:
+                try:
+                    settings = engine.adjust_camera(*args)
+                except LabError as exc:  # out of range: refused, nothing changed
+                    settings = {"error": str(exc)}
+                self.camera_adjusted.emit(settings)
+        elif command is Command.IMPEDANCE:
+            if self.state is ControllerState.READY and engine.eeg_impedance_mode(args[0]):
+                self.impedance_changed.emit(bool(args[0]))
         elif command is Command.OVERRIDE:
             record = dict(engine.setup_record or {"checks_run": False})
             engine.setup_record = record | {"overridden": True, "override_reason": args[0]}
@@ -306,6 +369,7 @@ class EngineController(QObject):
             if self.state is ControllerState.READY:
                 engine.participant = args[0]
                 self._set_state(ControllerState.STARTING)
+                self._camera_live = {}
                 self.folder = engine.start(simulate_participant=False)
                 self._set_state(ControllerState.RECORDING)
                 self._refresh_telemetry(force=True)

@@ -7,6 +7,7 @@ signals) and update persistent pyqtgraph items.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -39,6 +40,7 @@ class PreviewView(QWidget):
         box.addItem(self.image)
         self.box = box
         self.roi: pg.RectROI | None = None
+        self.on_face_box: Callable[[], None] | None = None  # the face box was placed
         self.exposure = QLabel("no camera preview yet")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -64,10 +66,17 @@ class PreviewView(QWidget):
                 [w * 0.3, h * 0.1], [w * 0.4, h * 0.8], pen=pg.mkPen("#ffd54f", width=2)
             )
             self.box.addItem(self.roi)
+            self.roi.sigRegionChangeFinished.connect(self._face_box_moved)
+            self._shown_size = (h, w)
+            self._face_box_moved()
         self.shown += 1
         if self.shown % self._stats_every == 0:
             self._exposure(rgb)
         return True
+
+    def _face_box_moved(self, *_: object) -> None:
+        if self.on_face_box is not None:
+            self.on_face_box()
 
     def shown_size(self) -> tuple[int, int] | None:
         """(height, width) of the displayed preview image, once one was shown."""

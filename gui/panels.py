@@ -274,6 +274,8 @@ class SetupPanel(QGroupBox):
         layout = QVBoxLayout(self)
         self.run_button = QPushButton("Run checks")
         layout.addWidget(self.run_button)
+        self.display_button = QPushButton("Test clip and display (participant screen)")
+        layout.addWidget(self.display_button)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(("check", "verdict and reason"))
         _vheader(self.table).setVisible(False)
@@ -287,25 +289,41 @@ class SetupPanel(QGroupBox):
         self.override = QCheckBox("Start without passing checks (recorded in the session)")
         layout.addWidget(self.override)
         self.record: dict[str, Any] | None = None
+        self.display: dict[str, Any] | None = None  # the clip and display check
 
-    def show_record(self, record: dict[str, Any]) -> None:
-        self.record = record
-        checks = record.get("checks", [])
+    def show_display(self, record: dict[str, Any]) -> None:
+        self.display = record
+        if self.record is not None:
+            self.show_record(self.record)
+        else:
+            self._fill(record.get("checks", []))
+            self.summary.setText("display checked; now run the set-up checks")
+
+    def _fill(self, checks: list[dict[str, Any]]) -> None:
+        checks = checks + (self.display or {}).get("checks", [])
         self.table.setRowCount(len(checks))
         for row, c in enumerate(checks):
             colour = VERDICT_COLOUR.get(c["verdict"], BAD)
             self.table.setItem(row, 0, _item(c["name"], colour))
             self.table.setItem(row, 1, _item(f"{c['verdict'].upper()}: {c['reason']}", colour))
         self.table.resizeRowsToContents()
+
+    def show_record(self, record: dict[str, Any]) -> None:
+        self.record = record
+        checks = record.get("checks", [])
+        self._fill(checks)
         verdict = record.get("verdict", "red")
         reds = [c["name"] for c in checks if c["verdict"] == "red"]
         text = record.get("error") or (
             f"{len(reds)} check(s) red: {', '.join(reds)} - fix and run again"
             if reds
             else f"all checks passed ({verdict}) in {record.get('duration_s', 0):g} s"
+            + ("" if self.display is not None else " - now test the clip and display")
         )
         self.summary.setText(text)
         self.summary.setStyleSheet(f"color: {VERDICT_COLOUR.get(verdict, BAD).name()};")
 
     def passed(self) -> bool:
-        return self.record is not None and self.record.get("verdict") in ("green", "amber")
+        """The set-up checks passed and the clip and display check has been run."""
+        ok = self.record is not None and self.record.get("verdict") in ("green", "amber")
+        return ok and self.display is not None

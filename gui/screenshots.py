@@ -36,10 +36,48 @@ def take_screenshots(out: Path, progress: Progress = _quiet) -> list[Path]:
         lab = load_lab(shipped("labs", "simulated"))
         protocol = load_protocol(shipped("protocols", "quick"))
         notes = "demo session; glasses off"
-        with scripted_session(app, lab, protocol, work, "P07", progress, notes) as lab_app:
-            return _shoot(app, lab_app, out, progress)
+        setup: list[Path] = []
+
+        def before_start(lab_app: Any) -> None:
+            setup.extend(_shoot_setup(app, lab_app, out, progress))
+
+        with scripted_session(
+            app, lab, protocol, work, "P07", progress, notes, before_start=before_start
+        ) as lab_app:
+            return setup + _shoot(app, lab_app, out, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _shoot_setup(app: Any, lab_app: Any, out: Path, progress: Progress) -> list[Path]:
+    """The console before Start: the checks run (a lamp flickering at mains rate and a
+    badly gelled electrode, as found on a first morning), then the display check."""
+    from mmmelab.gui.scripted import wait
+
+    console, controller = lab_app.console, lab_app.controller
+    sim = controller.engine.simlab
+    sim.camera.rig.flicker_hz, sim.camera.rig.flicker_depth = 100.0, 0.05
+    sim.eeg_server.set_impedances({"O1": 38.0, "T8": 9.0})
+    wait(app, lambda: console.preview.shown > 5, 10)
+    got: list[Any] = []
+    controller.rig_checked.connect(got.append)
+    console.press_check()
+    wait(app, lambda: bool(got), 60)
+    lab_app.stimulus.display_checked.connect(got.append)
+    console.press_display_check()
+    wait(app, lambda: len(got) > 1, 30)
+    wait(app, lambda: "mains" in console.setup_tabs.camera.flicker.text(), 5)
+    saved = []
+    for tab, name in ((0, "console-setup-camera"), (1, "console-setup-impedance")):
+        console.setup_tabs.setCurrentIndex(tab)
+        wait(app, lambda: False, 0.6)
+        path = out / f"{name}.png"
+        console.grab().save(str(path))
+        saved.append(path)
+        progress(f"saved {path}")
+    sim.camera.rig.flicker_depth = 0.0
+    sim.eeg_server.set_impedances()
+    return saved
 
 
 def _shoot(app: Any, lab_app: Any, out: Path, progress: Progress) -> list[Path]:

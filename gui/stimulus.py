@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PyQt6.QtCore import QRect, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QColor, QFont, QImage, QKeyEvent, QPainter, QPaintEvent
+from PyQt6.QtMultimedia import QMediaDevices
 from PyQt6.QtWidgets import QStackedLayout, QWidget
 
 from mmmelab.acquisition.paradigm import Phase, Rating
@@ -35,6 +36,7 @@ from mmmelab.config import ScreensConfig
 from mmmelab.gui.audio import ClipAudio, output_available
 from mmmelab.gui.controller import EngineController, PhaseInfo
 from mmmelab.gui.decoder import ClipDecoder
+from mmmelab.gui.displaycheck import TEST_KIND, TEST_SECONDS, display_verdicts
 from mmmelab.gui.rating import RatingPanel
 
 logger = logging.getLogger(__name__)
@@ -118,11 +120,13 @@ class PhotodiodePatch(QWidget):
     def __init__(self, parent: QWidget, size_px: int) -> None:
         super().__init__(parent)
         self.white = False
+        self.flips = 0
         self.setFixedSize(size_px, size_px)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
 
     def flip(self) -> None:
         self.white = not self.white
+        self.flips += 1
         self.repaint()
 
     def paintEvent(self, event: QPaintEvent | None) -> None:
@@ -148,6 +152,7 @@ class StimulusWindow(QWidget):
     """
 
     presented = pyqtSignal()
+    display_checked = pyqtSignal(object)  # the clip and display check's record (dict)
 
     def __init__(self, controller: EngineController, screens: ScreensConfig) -> None:
         super().__init__()
@@ -176,6 +181,7 @@ class StimulusWindow(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._tick)
+        self._screens = screens
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         controller.phase_changed.connect(self.on_phase)
         self.canvas.set_text(*TEXTS["wait"])
@@ -183,6 +189,8 @@ class StimulusWindow(QWidget):
     # ------------------------------------------------------------ paradigm
 
     def on_phase(self, info: PhaseInfo) -> None:
+        if self.playback is not None and self.playback.schedule.kind == TEST_KIND:
+            self._end_test()  # the session began: the display check gives way
         self.info = info
         phase = info.phase
         if phase is Phase.WAIT_SPACE:
@@ -246,6 +254,56 @@ class StimulusWindow(QWidget):
         super().keyPressEvent(event)
 
     # ------------------------------------------------------------ playback
+
+    # ------------------------------------------------------------ display check
+
+    def test_clip(self, path: Path | None, seconds: float = TEST_SECONDS) -> bool:
+        """Play ``seconds`` of the clip at ``path`` with its sound, before Start (the
+        clip and display check); ``display_checked`` follows with the record. False
+        when something plays already or there is no clip."""
+        if self.playback is not None or path is None or self.info is not None:
+            return False
+        decoder = ClipDecoder(path)
+        schedule = FrameSchedule(fps=decoder.fps, trial=-1, practice=True, kind=TEST_KIND,
+                                 clip_id="display check")  # fmt: skip
+        self._test_s = seconds
+        self._test_flips = self.patch.flips if self.patch is not None else 0
+        self.playback = Playback(decoder, schedule)
+        self._tick()
+        return True
+
+    def _end_test(self) -> None:
+        pb = self.playback
+        if pb is None or pb.schedule.kind != TEST_KIND:
+            return
+        sched = pb.schedule
+        times = [t for _, _, t in sched._pending]
+        sched._pending.clear()
+        device = QMediaDevices.defaultAudioOutput()
+        audio = {
+            "clip_has_sound": pb.decoder.pcm is not None,
+            "device": None if device.isNull() else device.description(),
+            "offset_ms": None if math.isnan(sched.audio_offset_s)
+            else round(sched.audio_offset_s * 1000.0, 1),
+        }  # fmt: skip
+        photodiode = {
+            "enabled": self.patch is not None,
+            "corner": self._corner.value,
+            "size_px": self._screens.photodiode_size_px,
+            "flips": (self.patch.flips - self._test_flips) if self.patch is not None else 0,
+        }
+        screen = self.screen()
+        refresh = float(screen.refreshRate()) if screen is not None else 0.0
+        record = display_verdicts(refresh, sched.fps, times, sched.dropped, sched.repeated,
+                                  sched.late_max_s, audio, photodiode)  # fmt: skip
+        record["clip"] = str(pb.decoder.path.name)
+        self._timer.stop()
+        self.playback = None
+        if pb.audio is not None:
+            pb.audio.stop()
+        pb.decoder.close()
+        self.canvas.set_text(*TEXTS["wait"])
+        self.display_checked.emit(record)
 
     def _preload(self, path: Path | None) -> None:
         if self._preloaded is not None:
@@ -312,6 +370,11 @@ class StimulusWindow(QWidget):
             self._timer.start(RETRY_MS)  # the decoder is behind: look again soon
         elif math.isfinite(nxt):
             self._timer.start(max(0, int((nxt - now) * 1000)))
+        if sched.kind == TEST_KIND:  # the display check: nothing is logged
+            if sched.started and (now - sched.onset >= self._test_s or not math.isfinite(nxt)):
+                self._timer.stop()
+                QTimer.singleShot(0, self._end_test)
+            return
         if sched.shown - pb.flushed >= FLUSH_FRAMES:
             pb.flushed = sched.shown
             self.controller.log_frames(sched, final=False)
@@ -335,6 +398,8 @@ class StimulusWindow(QWidget):
             return
         if not self._audio_ok:
             pb.schedule.audio = AUDIO_NO_DEVICE
+            if pb.schedule.kind == TEST_KIND:  # the display check reports it itself
+                return
             if not self._audio_reported:
                 self._audio_reported = True
                 self.controller.fault(
@@ -356,7 +421,8 @@ class StimulusWindow(QWidget):
         if pb.audio is not None:
             pb.audio.stop()
         pb.decoder.close()
-        self.controller.log_frames(pb.schedule, final=True)
+        if pb.schedule.kind != TEST_KIND:
+            self.controller.log_frames(pb.schedule, final=True)
 
     def _flip_patch(self) -> None:
         if self.patch is not None:

@@ -4,7 +4,9 @@ Wire format (../shared/reference/devices.md 1b): a 12-byte big-endian header
 ``id[4] code:u16 request:u16 size:u32``, little-endian bodies. ``CTRL 3/5``
 (RequestBasicInfo) -> ``DATA 1/3`` with the 28-byte BasicInfo (size, EEG and
 event channels, block points, rate, data size, microvolts per count);
-``CTRL 2/1`` StartAcquisition; ``CTRL 3/3`` RequestStartData -> ``DATA 2/2``
+``CTRL 2/1`` StartAcquisition; ``CTRL 2/3`` StartImpedance (the amplifier measures
+impedances, which Acquire shows on its own screen: no data is sent until
+StartAcquisition); ``CTRL 3/3`` RequestStartData -> ``DATA 2/2``
 blocks of int32 counts, sample-major, the event channel last; ``CTRL 3/4`` stops
 the data; ``CTRL 1/2`` closes. Any other header closes the connection, as the
 BCI2000 reference server does. Acquire carries no sample index: a client can
@@ -57,6 +59,7 @@ class AcquireServer(StreamingServer):
         self.idle_word = idle_word
         self.data_size = data_size
         self.start_replies = start_replies
+        self.impedance_mode = False  # CTRL 2/3 received and not yet ended by CTRL 2/1
         self._signal = eeg_background(n_channels, rate_hz, 10.0, seed)
         super().__init__(wire, clock, rate_hz, block_samples, device_clock, latency_s, faults, seed)
 
@@ -79,14 +82,26 @@ class AcquireServer(StreamingServer):
                     self.resolution_uv,
                 )
                 self.send(conn, _packet(b"DATA", 1, 3, body))
-            elif (code, request) == (2, 1):  # StartAcquisition
+            elif (code, request) == (2, 1):  # StartAcquisition (also ends impedance mode)
                 for _ in range(self.start_replies):
                     self.send(conn, _packet(b"CTRL", 2, 1))
+                if state.pop("impedance", False):
+                    self.impedance_mode = False
+                    if state.get("wants_data"):
+                        self.start_stream(conn, state)
+            elif (code, request) == (2, 3):  # StartImpedance: the amplifier measures
+                # impedances (shown on the Acquire PC); no EEG data until StartAcquisition
+                state["impedance"] = True
+                self.impedance_mode = True
+                self.stop_stream(state)
             elif (code, request) == (2, 2):  # StopAcquisition
                 self.stop_stream(state)
             elif (code, request) == (3, 3):  # RequestStartData
-                self.start_stream(conn, state)
+                state["wants_data"] = True
+                if not state.get("impedance"):
+                    self.start_stream(conn, state)
             elif (code, request) == (3, 4):  # RequestStopData
+                state["wants_data"] = False
                 self.stop_stream(state)
             elif (code, request) == (1, 2):  # ClosingUp
                 raise ClientGone("closing up")

@@ -77,6 +77,15 @@ class CameraConfig:
     timestamp_reset_on_trigger: bool = False
     timeout_ms: int = 200
     trigger_latency_ms: float = 0.0  # TTL edge to the GPI level the camera reports
+    # White balance gains (xiAPI's wb_kr/kg/kb). RAW8 frames are stored as the sensor
+    # gave them; the gains are recorded with the frames and applied when they are shown.
+    wb_kr: float = 1.0
+    wb_kg: float = 1.0
+    wb_kb: float = 1.0
+
+    @property
+    def white_balance(self) -> tuple[float, float, float]:
+        return (self.wb_kr, self.wb_kg, self.wb_kb)
 
 
 @dataclass(frozen=True)
@@ -221,6 +230,9 @@ def _camera(t: Table) -> CameraConfig:
         ),
         timeout_ms=t.integer("timeout_ms", d.timeout_ms, lo=10, hi=10_000),
         trigger_latency_ms=t.number("trigger_latency_ms", d.trigger_latency_ms, lo=0.0, hi=100.0),
+        wb_kr=t.number("wb_kr", d.wb_kr, lo=0.0, hi=8.0),
+        wb_kg=t.number("wb_kg", d.wb_kg, lo=0.0, hi=8.0),
+        wb_kb=t.number("wb_kb", d.wb_kb, lo=0.0, hi=8.0),
     )
     period_us = 1e6 / cfg.fps
     if cfg.exposure_us >= period_us:

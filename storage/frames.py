@@ -68,6 +68,7 @@ class FrameGeometry:
     pixel_format: str = "RAW8"
     bayer_pattern: str = "RGGB"
     frames_per_chunk: int = 900
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)  # kr, kg, kb; not applied
 
     @property
     def stride(self) -> int:
@@ -80,6 +81,7 @@ class FrameGeometry:
             "height": self.height,
             "pixel_format": self.pixel_format,
             "bayer_pattern": self.bayer_pattern,
+            "white_balance": list(self.white_balance),
             "frames_per_chunk": self.frames_per_chunk,
             "stride_bytes": self.stride,
             "page_bytes": PAGE,
@@ -289,6 +291,8 @@ class FrameStore:
         self.stride = int(meta["stride_bytes"])
         self.per_chunk = int(meta["frames_per_chunk"])
         self.bayer_pattern = str(meta["bayer_pattern"])
+        kr, kg, kb = (float(k) for k in meta.get("white_balance", (1.0, 1.0, 1.0)))
+        self.white_balance = (kr, kg, kb)
         try:
             raw = np.fromfile(folder / "journal.bin", dtype=np.uint8)
         except OSError as exc:
@@ -337,8 +341,9 @@ class FrameStore:
         return flat.reshape(self.height, self.width)
 
     def rgb(self, index: int) -> np.ndarray:
-        """The frame debayered to RGB at half resolution (one pixel per 2x2 cell)."""
-        return debayer_half(self[index], self.bayer_pattern)
+        """The frame debayered to RGB at half resolution (one pixel per 2x2 cell), with
+        the white balance set at recording."""
+        return debayer_half(self[index], self.bayer_pattern, self.white_balance)
 
     def close(self) -> None:
         # The maps close when the last view into them is released.
@@ -353,11 +358,18 @@ _BAYER_OFFSETS = {
 }
 
 
-def debayer_half(raw: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
-    """RGB image at half resolution from a Bayer mosaic: R, mean of both G, B per 2x2 cell."""
+def debayer_half(
+    raw: np.ndarray, pattern: str = "RGGB", white_balance: tuple[float, float, float] | None = None
+) -> np.ndarray:
+    """RGB image at half resolution from a Bayer mosaic: R, mean of both G, B per 2x2 cell
+    (each times its white balance gain, clipped at 255, when gains are given)."""
     (ry, rx), (g1y, g1x), (g2y, g2x), (by, bx) = _BAYER_OFFSETS[pattern]
     h, w = raw.shape[0] // 2 * 2, raw.shape[1] // 2 * 2
     r = raw[ry:h:2, rx:w:2]
     g = (raw[g1y:h:2, g1x:w:2].astype(np.uint16) + raw[g2y:h:2, g2x:w:2]) // 2
     b = raw[by:h:2, bx:w:2]
+    if white_balance is not None and tuple(white_balance) != (1.0, 1.0, 1.0):
+        gains = zip((r, g, b), white_balance, strict=True)
+        planes = [np.minimum(255.0, p * k + 0.5) for p, k in gains]
+        return np.dstack(planes).astype(np.uint8)
     return np.dstack([r, g.astype(np.uint8), b])

@@ -23,9 +23,19 @@ HEADER_WORDS = 8  # seq, height, width, source acq_nframe, ...
 
 @numba.njit(nogil=True, cache=False)
 def debayer_downscale(
-    raw: np.ndarray, out: np.ndarray, factor: int, ry: int, rx: int, by: int, bx: int
+    raw: np.ndarray,
+    out: np.ndarray,
+    factor: int,
+    ry: int,
+    rx: int,
+    by: int,
+    bx: int,
+    kr: int = 256,
+    kg: int = 256,
+    kb: int = 256,
 ) -> None:  # pragma: no cover - compiled
-    """RGB ``out`` (h, w, 3) from Bayer ``raw``: each pixel averages factor^2 2x2 cells."""
+    """RGB ``out`` (h, w, 3) from Bayer ``raw``: each pixel averages factor^2 2x2 cells,
+    times the white balance gains ``kr, kg, kb`` (in 1/256), clipped at 255."""
     h, w = out.shape[0], out.shape[1]
     gy, gx = ry, 1 - rx  # the G on the red row
     n = factor * factor
@@ -41,18 +51,28 @@ def debayer_downscale(
                     r += raw[cy + ry, cx + rx]
                     b += raw[cy + by, cx + bx]
                     g += raw[cy + gy, cx + gx] + raw[cy + 1 - gy, cx + 1 - gx]
-            out[y, x, 0] = r // n
-            out[y, x, 1] = g // (2 * n)
-            out[y, x, 2] = b // n
+            out[y, x, 0] = min(255, r * kr // (256 * n))
+            out[y, x, 1] = min(255, g * kg // (512 * n))
+            out[y, x, 2] = min(255, b * kb // (256 * n))
 
 
 def preview_shape(height: int, width: int, factor: int) -> tuple[int, int]:
     return height // (2 * factor), width // (2 * factor)
 
 
-def render(raw: np.ndarray, out: np.ndarray, factor: int, pattern: str = "RGGB") -> None:
+WB_UNITY = (1.0, 1.0, 1.0)
+
+
+def render(
+    raw: np.ndarray,
+    out: np.ndarray,
+    factor: int,
+    pattern: str = "RGGB",
+    white_balance: tuple[float, float, float] = WB_UNITY,
+) -> None:
     ry, rx, by, bx = _PATTERNS[pattern]
-    debayer_downscale(raw, out, factor, ry, rx, by, bx)
+    kr, kg, kb = (int(round(k * 256)) for k in white_balance)
+    debayer_downscale(raw, out, factor, ry, rx, by, bx, kr, kg, kb)
 
 
 class PreviewBuffer:
@@ -85,15 +105,21 @@ class PreviewBuffer:
             raise LabError(f"preview buffer {name!r} does not exist") from None
 
     def publish(
-        self, raw: np.ndarray, factor: int, pattern: str, acq_nframe: int, scratch: bool = False
+        self,
+        raw: np.ndarray,
+        factor: int,
+        pattern: str,
+        acq_nframe: int,
+        scratch: bool = False,
+        white_balance: tuple[float, float, float] = WB_UNITY,
     ) -> None:
         """Render ``raw`` as the newest preview (``scratch``: only compile, publish nothing)."""
         if scratch:
             h, w = preview_shape(raw.shape[0], raw.shape[1], factor)
-            render(raw, np.empty((h, w, 3), np.uint8), factor, pattern)
+            render(raw, np.empty((h, w, 3), np.uint8), factor, pattern, white_balance)
             return
         seq = int(self.header[0]) + 1
-        render(raw, self.images[seq % 2], factor, pattern)
+        render(raw, self.images[seq % 2], factor, pattern, white_balance)
         self.header[3] = acq_nframe
         self.header[0] = seq
 

@@ -88,6 +88,7 @@ def writer_main(spec: WriterSpec) -> int:
             geo.bayer_pattern,
             0,
             scratch=True,
+            white_balance=geo.white_balance,
         )
     ring.user[U_READY] = 1
     code = 0
@@ -154,7 +155,11 @@ def _loop(
                 seq, view, record = latest
                 raw = view[:frame_bytes].reshape(geo.height, geo.width)
                 preview.publish(
-                    raw, spec.preview_factor, geo.bayer_pattern, int(record["acq_nframe"])
+                    raw,
+                    spec.preview_factor,
+                    geo.bayer_pattern,
+                    int(record["acq_nframe"]),
+                    white_balance=geo.white_balance,
                 )
                 ring.user[U_PREVIEWS] += 1
             next_preview = now + period
@@ -203,6 +208,7 @@ class FrameWriterProcess:
                 "pixel_format": geometry.pixel_format,
                 "bayer_pattern": geometry.bayer_pattern,
                 "frames_per_chunk": geometry.frames_per_chunk,
+                "white_balance": tuple(geometry.white_balance),
             },
             parent_pid=os.getpid(),
             direct=direct,

@@ -93,6 +93,9 @@ class SimulatedCamera:
         self.params: dict[str, Param] = {
             "exposure": Param(10000.0, T_FLOAT, 15.0, 1_000_000.0, 1.0),
             "gain": Param(0.0, T_FLOAT, -1.5, 12.0, 0.1),
+            "wb_kr": Param(1.0, T_FLOAT, 0.0, 8.0, 0.01),
+            "wb_kg": Param(1.0, T_FLOAT, 0.0, 8.0, 0.01),
+            "wb_kb": Param(1.0, T_FLOAT, 0.0, 8.0, 0.01),
             "width": Param(self.sensor_width, T_INT, 16, self.sensor_width, 8, while_acq=False),
             "height": Param(self.sensor_height, T_INT, 2, self.sensor_height, 2, while_acq=False),
             "offsetX": Param(0, T_INT, 0, 0, 8),

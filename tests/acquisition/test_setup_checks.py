@@ -219,3 +219,68 @@ def test_check_rig_cli_fails_with_the_trigger_cable_out(tmp_path, monkeypatch, c
     assert code == 1 and not record["passed"] and record["verdict"] == "red"
     red = [c for c in record["checks"] if c["verdict"] == "red"]
     assert [c["name"] for c in red] == ["trigger physio"]
+
+
+def test_head_positions_put_the_electrodes_where_they_sit():
+    pos = rc.head_positions(["Fpz", "Oz", "T7", "T8", "Cz", "HEO", "VEO"])
+    assert pos["Fpz"][1] > 0.9 and pos["Oz"][1] < -0.8  # nose up
+    assert pos["T7"][0] < -0.9 and pos["T8"][0] > 0.9  # left is left, seen from above
+    assert np.hypot(*pos["Cz"]) < 0.1
+    assert np.hypot(*pos["HEO"]) > 1.1 and pos["HEO"] != pos["VEO"]  # EOG: off the head
+    numbered = rc.head_positions([f"E{i}" for i in range(1, 65)])  # Acquire: rings, in order
+    assert np.hypot(*numbered["E1"]) == pytest.approx(0.25, abs=1e-3)
+    assert len({tuple(p) for p in numbered.values()}) == 64
+
+
+def test_white_balance_in_the_preview_kernel_matches_the_reader():
+    from mmmelab.storage.frames import debayer_half
+    from mmmelab.storage.preview import render
+
+    raw = np.random.default_rng(3).integers(0, 256, (32, 48), dtype=np.uint8)
+    wb = (1.5, 1.0, 0.5)
+    out = np.empty((16, 24, 3), np.uint8)
+    render(raw, out, 1, white_balance=wb)
+    ref = debayer_half(raw, "RGGB", wb)
+    assert np.abs(out.astype(int) - ref).max() <= 1  # integer vs float rounding
+    assert ref[..., 0].max() == 255  # 1.5x clips, it does not wrap
+    assert (debayer_half(raw) == debayer_half(raw, "RGGB", (1.0, 1.0, 1.0))).all()
+
+
+@pytest.mark.slow
+def test_camera_settings_change_in_preview_within_limits_and_are_kept(
+    small_lab, tiny_protocol, tmp_path
+):
+    """Exposure, gain and white balance set before Start: out-of-range values are
+    refused with the camera's range and change nothing; the final settings drive the
+    recording and are kept in the manifest and the frame file."""
+    from mmmelab.errors import DeviceError
+
+    out = tmp_path / "out"
+    with SessionEngine(small_lab, tiny_protocol, ParticipantInfo("P01"), out) as engine:
+        engine.connect()
+        preview = engine.preview()
+        assert preview.wait_for_data(0.5, 10)
+        limits = engine.camera_limits()
+        assert limits["exposure"][1] < 1e6 / small_lab.camera.fps  # inside the frame period
+        dark = float(preview.face_means(0.3).mean())
+        with pytest.raises(DeviceError, match="outside the camera's range"):
+            engine.adjust_camera(exposure_us=limits["exposure"][1] + 100.0)
+        assert engine.lab.camera.exposure_us == small_lab.camera.exposure_us
+        settings = engine.adjust_camera(
+            exposure_us=small_lab.camera.exposure_us / 2, gain_db=3.0, white_balance=(1.2, 1.0, 0.8)
+        )
+        assert settings["gain_db"] == 3.0
+        preview.clear()
+        assert preview.wait_for_data(0.5, 10)
+        half = float(preview.face_means(0.3).mean())
+        # half the light, +3 dB (x1.41) gain: about 0.71 of the level before
+        assert half == pytest.approx(0.71 * dark, rel=0.12)
+        folder = engine.start(simulate_participant=False)
+        engine.stop()
+    with open_session(folder) as s:
+        setup = s.manifest["setup"]
+        wb = s.streams["camera"].frames.white_balance
+    assert setup["camera_final"]["exposure_us"] == small_lab.camera.exposure_us / 2
+    assert setup["camera_final"]["white_balance"] == [1.2, 1.0, 0.8]
+    assert len(setup["camera_changes"]) == 1 and setup["checks_run"] is False
+    assert wb == (1.2, 1.0, 0.8)

@@ -183,3 +183,27 @@ def test_acquire_basic_info_of_the_wrong_size_is_refused():
     with server, pytest.raises(DeviceError, match=r"implausible basic info \(size 27"):
         driver.connect()
     driver.close()
+
+
+def test_acquire_impedance_mode_pauses_the_data_without_a_gap():
+    """StartImpedance (CTRL 2/3): the simulated amplifier sends no EEG until
+    StartAcquisition; the pause is not a loss, and the sample index follows the clock."""
+    server, _, driver = serve("acquire", FaultPlan())
+    with server:
+        driver.connect()
+        driver.start()
+        before = collect(driver, 200)
+        driver.start_impedance()
+        t_pause = local_clock()
+        while local_clock() - t_pause < 0.3:  # blocks in flight, then nothing
+            before += driver.read(0.05)
+        assert server.impedance_mode
+        assert driver.read(0.2) == [], "data flowed in impedance mode"
+        driver.end_impedance()
+        after = collect(driver, 200)
+        driver.close()
+    assert not server.impedance_mode
+    assert [f.kind for f in driver.faults] == []
+    last = before[-1].first_sample + len(before[-1].data)
+    skipped = after[0].first_sample - last
+    assert skipped >= 0.25 * 1000, skipped  # about the pause, at 1 kHz

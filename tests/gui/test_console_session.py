@@ -198,7 +198,7 @@ def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, 
     assert controller.folder is None
     sim = controller.engine.simlab
     sim.eeg_server.set_impedances({"O1": 60.0})
-    sim.camera.rig.flicker_hz, sim.camera.rig.flicker_depth = 100.0, 0.25
+    sim.camera.rig.flicker_hz, sim.camera.rig.flicker_depth = 100.0, 0.05  # eyes stay unsaturated
     sim.acq.trigger_connected = False
     with qtbot.waitSignal(controller.rig_checked, timeout=60_000) as bad:
         qtbot.mouseClick(console.setup.run_button, Qt.MouseButton.LeftButton)
@@ -209,6 +209,21 @@ def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, 
     assert shown["impedance"].startswith("RED") and "O1" in shown["impedance"]
     assert "alias" in shown["flicker"]
     assert table.item(0, 0).foreground().color().name() in ("#2e7d32", "#c62828", "#ef6c00")
+    heads = console.setup_tabs.impedance
+    assert heads.colours["O1"] == "#c62828" and heads.colours["CZ"] == "#2e7d32"  # the head map
+    camera = console.setup_tabs.camera  # live figures while the lens is turned
+    qtbot.waitUntil(lambda: camera.updates > 2 and camera.focus_bar.value() > 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "mains flicker" in camera.flicker.text(), timeout=WAIT_MS)
+    assert camera.alias_lines  # the spectrum marks where 100 and 120 Hz would show
+    camera.fields["gain_db"].setValue(50.0)  # beyond the camera: clamped to its range
+    assert camera.fields["gain_db"].value() == controller.camera_limits["gain"][1]
+    camera.fields["exposure_us"].setValue(2500.0)
+    with qtbot.waitSignal(controller.camera_adjusted, timeout=WAIT_MS) as adjusted:
+        qtbot.mouseClick(camera.apply_button, Qt.MouseButton.LeftButton)
+    assert adjusted.args[0]["exposure_us"] == 2500.0 and "in force" in camera.applied.text()
+    camera.fields["gain_db"].setValue(0.0)
+    with qtbot.waitSignal(controller.camera_adjusted, timeout=WAIT_MS):
+        qtbot.mouseClick(camera.apply_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(console.setup.run_button.isEnabled, timeout=WAIT_MS)
     assert not console.start_button.isEnabled()  # red: Start needs the fix or the override
     sim.eeg_server.set_impedances()
@@ -217,10 +232,21 @@ def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, 
     with qtbot.waitSignal(controller.rig_checked, timeout=60_000) as good:
         qtbot.mouseClick(console.setup.run_button, Qt.MouseButton.LeftButton)
     assert good.args[0]["verdict"] != "red", good.args[0]["checks"]
+    qtbot.wait(300)
+    assert not console.start_button.isEnabled()  # the clip and display check is not run yet
+    with qtbot.waitSignal(app.stimulus.display_checked, timeout=30_000) as display:
+        qtbot.mouseClick(console.setup.display_button, Qt.MouseButton.LeftButton)
+    shown = {c["name"]: c for c in display.args[0]["checks"]}
+    assert set(shown) == {"display", "audio", "photodiode"}
+    assert shown["display"]["figures"]["frames_shown"] > 5  # the clip (up to 3 s) played
+    assert shown["display"]["figures"]["refresh_hz_reported"] > 0
+    rows = [table.item(r, 0).text() for r in range(table.rowCount())]
+    assert {"display", "audio", "photodiode", "impedance"} <= set(rows)
     qtbot.waitUntil(console.start_button.isEnabled, timeout=WAIT_MS)
     qtbot.mouseClick(console.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: controller.state is ControllerState.RECORDING, timeout=WAIT_MS)
     folder = controller.folder
+    assert not console.setup_tabs.isVisible()  # the set-up views are for before Start
     shown = console.preview.shown  # the recording's preview follows the set-up one
     qtbot.waitUntil(lambda: console.preview.shown > shown + 3, timeout=WAIT_MS)
     console.ask = lambda question: True
@@ -231,3 +257,5 @@ def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, 
         setup = s.manifest["setup"]
     assert setup["verdict"] == good.args[0]["verdict"] and not setup["overridden"]
     assert {c["name"] for c in setup["checks"]} >= {"exposure", "focus", "flicker", "impedance"}
+    assert setup["camera_final"]["exposure_us"] == 2500.0 and len(setup["camera_changes"]) == 2
+    assert setup["display"]["verdict"] == display.args[0]["verdict"]
