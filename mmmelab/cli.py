@@ -168,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     jobs_args(con)
 
     rig = sub.add_parser("check-rig", help="the set-up checks on a lab, without the GUI")
-    rig.add_argument("--lab", type=Path, required=True, help="lab configuration (TOML)")
+    rig.add_argument("--lab", type=Path, required=True,
+                     help="lab configuration (TOML), or the shipped 'simulated'")  # fmt: skip
     rig.add_argument("--seconds", type=_positive_float, default=3.0, help="data per check")
     rig.add_argument("--impedance-max", type=_positive_float, default=10.0, help="kOhm")
     rig.add_argument("--json", action="store_true", help="print one JSON object")
@@ -518,6 +519,15 @@ def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _lab_file(path: Path) -> Path:
+    """A lab file, or the name of a shipped lab (``simulated``) when no such file exists."""
+    from mmmelab.config import shipped
+
+    if not path.exists() and path.suffix == "" and shipped("labs", path.name).exists():
+        return shipped("labs", path.name)
+    return path
+
+
 def _check_rig(args: argparse.Namespace) -> int:
     """Connect the lab, run every set-up check, disconnect; exit 0 only when no check
     is red (amber ones are shown and passed)."""
@@ -527,7 +537,7 @@ def _check_rig(args: argparse.Namespace) -> int:
     from mmmelab.acquisition.rigcheck import run_rig_check
     from mmmelab.config import load_lab, load_protocol, shipped
 
-    lab = load_lab(args.lab)
+    lab = load_lab(_lab_file(args.lab))
     protocol = load_protocol(shipped("protocols", "quick"))
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     with (

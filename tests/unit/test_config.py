@@ -209,3 +209,14 @@ def test_cli_rejects_a_name_as_participant_id(tmp_path):
     assert result.returncode == 2 and "pseudonymous" in result.stderr
     assert "Traceback" not in result.stderr
     assert not Path("Jane Doe").exists()
+
+
+def test_a_shipped_lab_can_be_named_instead_of_a_path(tmp_path, monkeypatch):
+    from mmmelab.cli import _lab_file
+    from mmmelab.config import shipped
+
+    monkeypatch.chdir(tmp_path)
+    assert _lab_file(Path("simulated")) == shipped("labs", "simulated")
+    (tmp_path / "simulated").write_text("")  # a file of that name wins
+    assert _lab_file(Path("simulated")) == Path("simulated")
+    assert _lab_file(Path("nolab")) == Path("nolab")  # and a missing one stays missing
