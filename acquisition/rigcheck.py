@@ -87,6 +87,29 @@ def run_rig_check(
     return record
 
 
+def run_loopback(engine: SessionEngine) -> dict[str, Any]:
+    """The trigger loop-back alone (about a second): one test code, per stream its edge
+    and latency. When the set-up checks ran before, their trigger rows are replaced by
+    these and the verdict is judged again, so the manifest keeps the latest truth.
+    Returns the (updated) set-up record, or one with only these checks."""
+    loop = engine.preview().loopback()
+    checks = loopback_checks(loop)
+    old = engine.setup_record.get("checks") if engine.setup_record else None
+    kept = [rc.Check(c["name"], rc.Verdict(c["verdict"]), c["reason"], c.get("figures", {}))
+            for c in old or [] if not c["name"].startswith("trigger")]  # fmt: skip
+    merged = kept + checks
+    record = dict(engine.setup_record) if old is not None else {"loopback_only": True}
+    record |= {
+        "checks": [c.to_dict() for c in merged],
+        "verdict": rc.worst(merged).value,
+        "loopback": loop,
+        "t_master": engine.clock(),
+    }
+    record.setdefault("overridden", False)
+    engine.setup_record = record
+    return record
+
+
 def camera_checks(preview: Preview, seconds: float) -> list[rc.Check]:
     latest = preview.latest_frame()
     if latest is None:

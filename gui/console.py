@@ -237,6 +237,7 @@ class ConsoleWindow(QMainWindow):
         self.setup = SetupPanel()
         self.setup.run_button.clicked.connect(self.press_check)
         self.setup.display_button.clicked.connect(self.press_display_check)
+        self.setup.loopback_button.clicked.connect(self.press_loopback)
         self.setup.override.toggled.connect(lambda _: self._update_start())
         layout.addWidget(self.setup)
         self.phase_label = QLabel("-")
@@ -274,6 +275,11 @@ class ConsoleWindow(QMainWindow):
             return
         self.setup.summary.setText("running the set-up checks (about 15 s) ...")
         self.controller.check_rig(self._sensor_face_box())
+
+    def press_loopback(self) -> None:
+        if self.controller.state is ControllerState.READY:
+            self.setup.summary.setText("sending the trigger test code ...")
+            self.controller.loopback()
 
     def press_display_check(self) -> None:
         """Play the test clip with its sound on the participant's screen."""
@@ -321,6 +327,7 @@ class ConsoleWindow(QMainWindow):
         self.start_button.setEnabled(ready and allowed)
         self.setup.run_button.setEnabled(ready)
         self.setup.display_button.setEnabled(ready)
+        self.setup.loopback_button.setEnabled(ready)
 
     def press_start(self) -> None:
         info = self.participant()

@@ -65,6 +65,7 @@ class Command(enum.Enum):
     CHECK_RIG = enum.auto()
     ADJUST_CAMERA = enum.auto()
     IMPEDANCE = enum.auto()
+    LOOPBACK = enum.auto()
     OVERRIDE = enum.auto()
     START = enum.auto()
     ONSET = enum.auto()
@@ -165,6 +166,10 @@ class EngineController(QObject):
     ) -> None:
         """Change the camera's settings in preview; ``camera_adjusted`` follows."""
         self._put(Command.ADJUST_CAMERA, exposure_us, gain_db, white_balance)
+
+    def loopback(self) -> None:
+        """The trigger loop-back alone; ``rig_checked`` follows with the updated record."""
+        self._put(Command.LOOPBACK)
 
     def impedance_mode(self, on: bool) -> None:
         """Acquire's impedance mode before Start; ``impedance_changed`` follows."""
@@ -358,6 +363,9 @@ class EngineController(QObject):
                 except LabError as exc:  # out of range: refused, nothing changed
                     settings = {"error": str(exc)}
                 self.camera_adjusted.emit(settings)
+        elif command is Command.LOOPBACK:
+            if self.state is ControllerState.READY:
+                self._check_rig(None, loopback_only=True)
         elif command is Command.IMPEDANCE:
             if self.state is ControllerState.READY and engine.eeg_impedance_mode(args[0]):
                 self.impedance_changed.emit(bool(args[0]))
@@ -378,15 +386,20 @@ class EngineController(QObject):
         else:
             self._execute_recording(command, args)
 
-    def _check_rig(self, face_box: tuple[int, int, int, int] | None) -> None:
-        from mmmelab.acquisition.rigcheck import run_rig_check
+    def _check_rig(
+        self, face_box: tuple[int, int, int, int] | None, loopback_only: bool = False
+    ) -> None:
+        from mmmelab.acquisition.rigcheck import run_loopback, run_rig_check
 
         self._set_state(ControllerState.CHECKING_RIG)
         try:
             live = self.engine.preview()
             if face_box is not None and face_box[2] > 0 and face_box[3] > 0:
                 live.face_box = face_box
-            record = run_rig_check(self.engine, progress=logger.info)
+            if loopback_only:
+                record = run_loopback(self.engine)
+            else:
+                record = run_rig_check(self.engine, progress=logger.info)
         except LabError as exc:
             record = {"checks": [], "verdict": "red", "error": str(exc)}
             logger.error("set-up check: %s", exc)

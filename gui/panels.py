@@ -12,6 +12,7 @@ from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import (
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QPlainTextEdit,
@@ -274,8 +275,16 @@ class SetupPanel(QGroupBox):
         layout = QVBoxLayout(self)
         self.run_button = QPushButton("Run checks")
         layout.addWidget(self.run_button)
-        self.display_button = QPushButton("Test clip and display (participant screen)")
-        layout.addWidget(self.display_button)
+        row = QHBoxLayout()
+        self.loopback_button = QPushButton("Trigger loop-back")
+        self.loopback_button.setToolTip("one test code through the trigger bus: per stream, "
+                                        "whether its edge arrived and its latency")  # fmt: skip
+        row.addWidget(self.loopback_button)
+        self.display_button = QPushButton("Test clip and display")
+        self.display_button.setToolTip("a few seconds of a clip with its sound on the "
+                                       "participant's screen")  # fmt: skip
+        row.addWidget(self.display_button)
+        layout.addLayout(row)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(("check", "verdict and reason"))
         _vheader(self.table).setVisible(False)
@@ -320,10 +329,15 @@ class SetupPanel(QGroupBox):
             else f"all checks passed ({verdict}) in {record.get('duration_s', 0):g} s"
             + ("" if self.display is not None else " - now test the clip and display")
         )
+        if record.get("loopback_only"):
+            seen = f"red: {', '.join(reds)}" if reds else "every stream saw the test code"
+            text = f"trigger loop-back: {seen} - run the set-up checks before Start"
         self.summary.setText(text)
         self.summary.setStyleSheet(f"color: {VERDICT_COLOUR.get(verdict, BAD).name()};")
 
     def passed(self) -> bool:
-        """The set-up checks passed and the clip and display check has been run."""
-        ok = self.record is not None and self.record.get("verdict") in ("green", "amber")
-        return ok and self.display is not None
+        """The set-up checks passed (the loop-back alone is not enough) and the clip
+        and display check has been run."""
+        rec = self.record
+        ok = rec is not None and rec.get("verdict") in ("green", "amber")
+        return ok and rec is not None and not rec.get("loopback_only") and self.display is not None

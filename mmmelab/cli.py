@@ -174,6 +174,16 @@ def _parser() -> argparse.ArgumentParser:
     rig.add_argument("--impedance-max", type=_positive_float, default=10.0, help="kOhm")
     rig.add_argument("--json", action="store_true", help="print one JSON object")
 
+    ev = sub.add_parser("eval-spotting", help="spotting against the coders (MEGC, IoU >= 0.5)")
+    ev.add_argument("--gt", type=Path, required=True,
+                    help="annotation table (.tsv), MEGC csv, or a folder of sessions")  # fmt: skip
+    ev.add_argument("--pred", type=Path, required=True, help="the same kinds of input")
+    ev.add_argument("--rule", choices=("one-to-one", "gt-found"), default="one-to-one")
+    ev.add_argument("--iou", type=_positive_float, default=0.5, help="match threshold")
+    ev.add_argument("--fps", type=_positive_float, default=None,
+                    help="fps of csv input without a type column (ME/MaE by duration)")  # fmt: skip
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
     chk.add_argument("--json", action="store_true", help="print one JSON object")
@@ -519,6 +529,32 @@ def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _eval_spotting(args: argparse.Namespace) -> int:
+    from mmmelab.analysis.spotting import evaluate, read_intervals
+
+    if args.iou > 1:
+        raise LabError(f"--iou {args.iou:g}: an IoU threshold is at most 1")
+    gt, pred = read_intervals(args.gt, args.fps), read_intervals(args.pred, args.fps)
+    result = evaluate(gt, pred, args.iou, args.rule)
+    result["inputs"] = {"gt": str(args.gt), "pred": str(args.pred), "fps": args.fps}
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    print(f"rule {args.rule}, IoU >= {args.iou:g}, {result['videos']} video(s)")
+    print(f"{'class':8} {'GT':>5} {'pred':>5} {'TP':>5} {'FP':>5} {'FN':>5} "
+          f"{'P':>6} {'R':>6} {'F1':>6}")  # fmt: skip
+    for name in ("ME", "MaE", "overall"):
+        c = result[name]
+        print(f"{name:8} {c['n_gt']:5d} {c['n_pred']:5d} {c['tp']:5d} {c['fp']:5d} {c['fn']:5d} "
+              f"{c['precision']:6.3f} {c['recall']:6.3f} {c['f1']:6.3f}")  # fmt: skip
+    apex = result["apex"]
+    if apex["pairs"]:
+        err = apex["apex_error_ms_median"]
+        print(f"apex inside the event in {apex['apex_hit_rate']:.1%} of {apex['pairs']} matches"
+              + (f"; median apex error {err:.0f} ms" if err is not None else ""))  # fmt: skip
+    return EXIT_OK
+
+
 def _lab_file(path: Path) -> Path:
     """A lab file, or the name of a shipped lab (``simulated``) when no such file exists."""
     from mmmelab.config import shipped
@@ -591,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
             return _concordance(args)
         if args.command == "check-rig":
             return _check_rig(args)
+        if args.command == "eval-spotting":
+            return _eval_spotting(args)
         if args.command == "screenshots":
             from mmmelab.gui.screenshots import take_screenshots
 

@@ -226,9 +226,16 @@ def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, 
         qtbot.mouseClick(camera.apply_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(console.setup.run_button.isEnabled, timeout=WAIT_MS)
     assert not console.start_button.isEnabled()  # red: Start needs the fix or the override
+    sim.acq.trigger_connected = True  # the cable back in: the loop-back alone shows it
+    with qtbot.waitSignal(controller.rig_checked, timeout=WAIT_MS) as loop:
+        qtbot.mouseClick(console.setup.loopback_button, Qt.MouseButton.LeftButton)
+    trig = {c["name"]: c["verdict"] for c in loop.args[0]["checks"] if c["name"].startswith("trig")}
+    assert trig == dict.fromkeys(("trigger camera", "trigger eeg", "trigger physio"), "green")
+    assert loop.args[0]["verdict"] == "red"  # the impedance and the lamp are still to fix
+    shown = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    assert shown["trigger physio"].startswith("GREEN") and shown["impedance"].startswith("RED")
     sim.eeg_server.set_impedances()
     sim.camera.rig.flicker_depth = 0.0
-    sim.acq.trigger_connected = True
     with qtbot.waitSignal(controller.rig_checked, timeout=60_000) as good:
         qtbot.mouseClick(console.setup.run_button, Qt.MouseButton.LeftButton)
     assert good.args[0]["verdict"] != "red", good.args[0]["checks"]
