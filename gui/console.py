@@ -291,10 +291,14 @@ class ConsoleWindow(QMainWindow):
     def display_checked(self, record: dict[str, Any]) -> None:
         self.controller.record_display_check(record)
         self.setup.show_display(record)
+        self._log_checks("display check", record)
+
+    def _log_checks(self, what: str, record: dict[str, Any]) -> None:
+        """Every check that is not green into the event log; Start re-judged."""
         for c in record.get("checks", []):
             if c["verdict"] != "green":
                 level = logging.ERROR if c["verdict"] == "red" else logging.WARNING
-                self.events.add(f"display check: {c['name']}: {c['reason']}", level)
+                self.events.add(f"{what}: {c['name']}: {c['reason']}", level)
         self._update_start()
 
     def _sensor_face_box(self) -> tuple[int, int, int, int] | None:
@@ -315,11 +319,7 @@ class ConsoleWindow(QMainWindow):
     def _rig_checked(self, record: dict[str, Any]) -> None:
         self.setup.show_record(record)
         self.setup_tabs.show_record(record)
-        for c in record.get("checks", []):
-            if c["verdict"] != "green":
-                level = logging.ERROR if c["verdict"] == "red" else logging.WARNING
-                self.events.add(f"set-up: {c['name']}: {c['reason']}", level)
-        self._update_start()
+        self._log_checks("set-up", record)
 
     def _update_start(self) -> None:
         ready = self.controller.state is ControllerState.READY
