@@ -65,7 +65,6 @@ def detect_face(img: np.ndarray) -> Box | None:
     small = (
         cv2.resize(g, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else g
     )
-    small = cv2.equalizeHist(small)
     side = max(24, min(small.shape) // 6)
     found = _cascade().detectMultiScale(small, 1.1, 5, minSize=(side, side))
     if len(found) == 0:
