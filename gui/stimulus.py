@@ -277,8 +277,7 @@ class StimulusWindow(QWidget):
         if pb is None or pb.schedule.kind != TEST_KIND:
             return
         sched = pb.schedule
-        times = [t for _, _, t in sched._pending]
-        sched._pending.clear()
+        times = sched.rows()["t_display"].tolist()  # the frames shown, never logged
         device = QMediaDevices.defaultAudioOutput()
         audio = {
             "clip_has_sound": pb.decoder.pcm is not None,
