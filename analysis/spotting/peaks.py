@@ -90,3 +90,50 @@ def find_candidates(
         kept.append(Peak(onset, apex, offset, float(x[apex]), kind))
     kept.sort(key=lambda q: q.onset)
     return kept, {**info, "peaks": len(peaks), "suppressed": suppressed}
+
+
+def spot_regions(
+    curves: dict[str, np.ndarray], frame_numbers: np.ndarray, fps: float,
+    params: PeakParams | None = None, rule: MeRule | None = None, method: str = "flow",
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Candidates from every region's curve, pooled: each peak ranked by its height
+    over its region's threshold, overlaps across regions suppressed as within one.
+    Returns the annotation table (coder ``auto:<method>``, camera frame numbers) and
+    the provenance (parameters, per-region thresholds and counts)."""
+    from mmmelab.analysis.annotations.table import Annotation, AnnotationTable, Kind
+
+    params = params or PeakParams()
+    rule = rule or MeRule()
+    pooled: list[tuple[float, str, Peak]] = []
+    per_region: dict[str, Any] = {}
+    for name, curve in curves.items():
+        peaks, info = find_candidates(curve, fps, params, rule)
+        per_region[name] = {"threshold": info["threshold"], "peaks": len(peaks)}
+        for q in peaks:
+            pooled.append((q.height / info["threshold"] if info["threshold"] > 0 else 0.0, name, q))
+    pooled.sort(key=lambda r: -r[0])
+    kept: list[tuple[float, str, Peak]] = []
+    for row in pooled:
+        q = row[2]
+        if all(iou((q.onset, q.offset), (o[2].onset, o[2].offset)) <= params.max_overlap
+               for o in kept):  # fmt: skip
+            kept.append(row)
+    kept.sort(key=lambda r: r[2].onset)
+    numbers = np.asarray(frame_numbers, dtype=np.int64)
+    coder = f"auto:{method}"
+    anns = [
+        Annotation(
+            f"auto-{i + 1:04d}",
+            int(numbers[q.onset]),
+            int(numbers[q.apex]),
+            int(numbers[q.offset]),
+            Kind(q.kind),
+            coder=coder,
+            notes=f"region {name}, {score:.2f} x its threshold",
+        )  # fmt: skip
+        for i, (score, name, q) in enumerate(kept)
+    ]
+    table = AnnotationTable(anns, fps, coder, rule)
+    info = {"method": method, "params": params.to_dict(), "regions": per_region,
+            "pooled_peaks": len(pooled), "candidates": len(anns)}  # fmt: skip
+    return table, info

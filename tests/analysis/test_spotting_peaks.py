@@ -44,3 +44,19 @@ def test_edges_flat_curves_and_bad_parameters():
     assert find_candidates(np.zeros(0), FPS)[0] == []
     with pytest.raises(ValueError):
         find_candidates(bumps(), FPS, PeakParams(p=1.5))
+
+
+def test_regions_are_pooled_and_frame_numbers_keep_their_gaps():
+    from mmmelab.analysis.spotting.peaks import spot_regions
+
+    n = 1000
+    mouth = bumps(n, at=(200, 700), heights=(1.0, 0.9))
+    brow = bumps(n, at=(205, 500), heights=(0.2, 0.45))  # 205: weaker, overlaps the mouth
+    numbers = np.arange(1, n + 1)
+    numbers[600:] += 3  # three frames were dropped before position 600
+    table, info = spot_regions({"mouth": mouth, "brow": brow}, numbers, FPS,
+                               PeakParams(p=0.3, k=18, smooth=1))  # fmt: skip
+    got = [(a.onset, a.apex, a.offset, a.notes.split(",")[0]) for a in table.annotations]
+    assert got == [(183, 201, 219, "region mouth"), (483, 501, 519, "region brow"),
+                   (686, 704, 722, "region mouth")]  # fmt: skip
+    assert table.coder == "auto:flow" and info["pooled_peaks"] == 4 and info["candidates"] == 3
