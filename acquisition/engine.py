@@ -274,15 +274,20 @@ class SessionEngine:
         cam = self.camera.adjust(exposure_us, gain_db, white_balance)
         self.lab = dataclasses.replace(self.lab, camera=cam)
         self.device_info["camera"] = self.camera.info()
-        settings = {"exposure_us": cam.exposure_us, "gain_db": cam.gain_db,
-                    "white_balance": list(cam.white_balance)}  # fmt: skip
+        settings = cam.settings()
         self.camera_changes.append({"t_master": self.clock(), **settings})
         return settings
+
+    @property
+    def eeg_in_impedance_mode(self) -> bool:
+        """The amplifier is in its impedance mode (no EEG data flows)."""
+        driver = self.signal_drivers.get("eeg")
+        return isinstance(driver, AcquireClient) and driver.impedance_mode
 
     def eeg_impedance_mode(self, on: bool) -> bool:
         """Switch the amplifier into (or out of) its impedance mode before Start, where
         its protocol has one (Acquire's StartImpedance). Returns whether it has one;
-        EEG data pauses meanwhile and Start is refused until it is ended."""
+        EEG data pauses meanwhile; Start ends it (and logs that it did)."""
         driver = self.signal_drivers.get("eeg")
         if self.state is not EngineState.CONNECTED:
             raise LabError(f"impedance mode only before Start (now {self.state.value})")
@@ -300,11 +305,9 @@ class SessionEngine:
     def _setup_for_manifest(self) -> dict[str, Any]:
         """The set-up record with the camera settings the recording started with and
         every change made in preview (also those after the checks ran)."""
-        cam = self.lab.camera
-        final = {"exposure_us": cam.exposure_us, "gain_db": cam.gain_db,
-                 "white_balance": list(cam.white_balance), "fps": cam.fps}  # fmt: skip
         record = dict(self.setup_record) if self.setup_record else {"checks_run": False}
-        return record | {"camera_final": final, "camera_changes": list(self.camera_changes),
+        return record | {"camera_final": self.lab.camera.settings(),
+                         "camera_changes": list(self.camera_changes),
                          "events": list(self.setup_events),
                          "display": self.display_record or {"run": False}}  # fmt: skip
 
@@ -325,7 +328,7 @@ class SessionEngine:
             raise LabError(f"start() in state {self.state.value}")
         check_participant_id(self.participant.id, self.lab.participant_pattern)
         check_session_number(self.participant.session)
-        if getattr(self.signal_drivers.get("eeg"), "impedance_mode", False):
+        if self.eeg_in_impedance_mode:
             logger.warning("the amplifier was still in impedance mode: ended before Start")
             self.eeg_impedance_mode(False)
         self.end_preview()  # its bus and camera thread go; the signal devices stream on

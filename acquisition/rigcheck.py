@@ -49,7 +49,7 @@ def run_rig_check(
     physiology (a breathing rate needs a few breaths). The record is also stored as
     ``engine.setup_record`` for the manifest."""
     t0 = time.monotonic()
-    if getattr(engine.signal_drivers.get("eeg"), "impedance_mode", False):
+    if engine.eeg_in_impedance_mode:
         raise LabError(
             "set-up check: the amplifier is in impedance mode (values on the Acquire PC); "
             "end it first, then run the checks on the EEG itself"
@@ -72,13 +72,7 @@ def run_rig_check(
         "checks": [c.to_dict() for c in checks],
         "verdict": rc.worst(checks).value,
         "loopback": loop,
-        "camera": {
-            "exposure_us": engine.lab.camera.exposure_us,
-            "gain_db": engine.lab.camera.gain_db,
-            "white_balance": list(engine.lab.camera.white_balance),
-            "fps": engine.lab.camera.fps,
-            "face_box": list(preview.face_box),
-        },
+        "camera": {**engine.lab.camera.settings(), "face_box": list(preview.face_box)},
         "t_master": engine.clock(),
         "duration_s": round(time.monotonic() - t0, 2),
         "overridden": False,

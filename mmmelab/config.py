@@ -87,6 +87,11 @@ class CameraConfig:
     def white_balance(self) -> tuple[float, float, float]:
         return (self.wb_kr, self.wb_kg, self.wb_kb)
 
+    def settings(self) -> dict[str, Any]:
+        """The image settings a session records (set-up record, manifest, changes)."""
+        return {"exposure_us": self.exposure_us, "gain_db": self.gain_db,
+                "white_balance": list(self.white_balance), "fps": self.fps}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class EegConfig:
