@@ -45,11 +45,13 @@ def synthetic_physio(
     me_onsets: tuple[float, ...],
     skt_base: float = 33.0,
     eda_base: float = 4.0,
+    response: tuple[float, float, float] | None = None,
 ) -> dict[str, Any]:
     """The simulated lab's physiology model, with heart-rate variability (for ``mmme simulate``).
 
     Returns float32 arrays ECG (mV), PPG, RSP, SKT (degC), EDA (uS), ``rate_hz`` apart,
-    whose heart rate rises after each time in ``me_onsets`` (s from the start).
+    whose heart rate rises after each time in ``me_onsets`` (s from the start), by
+    ``response`` = (rise bpm, delay s, width s) (default: ``hr_response_model()``).
     """
     from mmmelab.hardware_mocks import synth
 
@@ -64,6 +66,7 @@ def synthetic_physio(
         eda_base=eda_base,
         eda_drift=0.0,  # stationary: a study's windows are compared at any time
         skt_wander=True,
+        response=synth.HrResponse(*response) if response else None,
     )
 
 
@@ -80,17 +83,26 @@ def synthetic_eeg_labels(n_channels: int) -> list[str]:
     return synth.eeg_labels(n_channels)
 
 
-def synthetic_face(width: int, height: int) -> tuple[Any, Any]:
-    """RAW8 mosaics of the simulated face: neutral and at the peak of a micro-expression."""
-    from mmmelab.hardware_mocks.ximea.scene import face_rgb, mosaic_rggb
+def synthetic_face(
+    width: int, height: int, expressions: list[dict[str, Any]], span: tuple[float, float],
+    seed: int,
+) -> Any:  # fmt: skip
+    """The simulated face (a ``FaceRenderer``) making ``expressions`` (master times) with
+    blinks, head moves, drift, light change and noise over ``span``."""
+    from mmmelab.hardware_mocks.ximea.face import FaceRenderer, FaceScript
 
-    return mosaic_rggb(face_rgb(height, width, 0.0)), mosaic_rggb(face_rgb(height, width, 1.0))
+    script = FaceScript.random(span[0], span[1], expressions, min(width, height), seed)
+    return FaceRenderer(width, height, script)
 
 
-def hr_response_model() -> dict[str, float]:
+def hr_response_model(response: tuple[float, float, float] | None = None) -> dict[str, float]:
     """The heart-rate response the simulated physiology puts after a micro-expression."""
     from mmmelab.hardware_mocks import synth
 
+    if response:
+        rise, delay, width = response
+        return {"rise_bpm": rise, "delay_s": delay, "width_s": width,
+                "pulse_transit_s": synth.PULSE_TRANSIT_S}  # fmt: skip
     return {
         "rise_bpm": synth.ME_HR_RISE_BPM,
         "delay_s": synth.ME_HR_DELAY_S,

@@ -67,6 +67,9 @@ class StudyPlan:
     seed: int = 1
     bad_eeg_channels: int = 1  # channels made noisy (for bad-channel detection)
     dropped_frames: int = 0  # places where the camera drops two frames
+    hr_response_to: tuple[str, ...] = ("ME",)  # expression kinds the heart rate answers
+    hr_response: tuple[float, float, float] | None = None  # rise bpm, delay s, width s
+    min_gap_s: float = 6.0  # between expression onsets
 
     def responder(self, k: int) -> bool:
         if self.responders is None:
@@ -101,13 +104,15 @@ class _Timeline:
     end_s: float
 
 
-def _place(rng: np.random.Generator, lo: float, hi: float, n: int, taken: list[float]) -> list:
+def _place(
+    rng: np.random.Generator, lo: float, hi: float, n: int, taken: list[float], gap: float = 6.0
+) -> list:
     out: list[float] = []
     for _ in range(50 * max(n, 1)):
         if len(out) >= n:
             break
         t = float(rng.uniform(lo, hi))
-        if all(abs(t - u) > 6.0 for u in [*taken, *out]):
+        if all(abs(t - u) > gap for u in [*taken, *out]):
             out.append(t)
     return sorted(out)
 
@@ -157,9 +162,9 @@ def _timeline(plan: StudyPlan, protocol: Protocol, rng: np.random.Generator) -> 
         )
         taken: list[float] = []
         n_me = int(rng.poisson(plan.me_per_clip))
-        for tm in _place(rng, onset + 3.0, offset - 3.0, n_me, taken):
+        for tm in _place(rng, onset + 3.0, offset - 3.0, n_me, taken, plan.min_gap_s):
             taken.append(tm)
-            dur = float(rng.uniform(0.2, 0.45))
+            dur = float(rng.uniform(0.15, 0.5))
             expressions.append(
                 {
                     "kind": "ME",
@@ -171,10 +176,15 @@ def _timeline(plan: StudyPlan, protocol: Protocol, rng: np.random.Generator) -> 
                 }
             )
         for tm in _place(
-            rng, onset + 3.0, offset - 3.0, int(rng.poisson(plan.mae_per_clip)), taken
+            rng,
+            onset + 3.0,
+            offset - 3.0,
+            int(rng.poisson(plan.mae_per_clip)),
+            taken,
+            plan.min_gap_s,
         ):
             taken.append(tm)
-            dur = float(rng.uniform(1.0, 2.4))
+            dur = float(rng.uniform(0.6, 4.0))
             expressions.append(
                 {
                     "kind": "MaE",
@@ -233,6 +243,7 @@ class _SessionSimulator:
         self.base_bpm = 70.0
         self.bad_channels: list[str] = []
         self.drops: list[int] = []
+        self.face_truth: dict[str, Any] = {}
         self.box_latency = lab.triggerbox.latency_ms / 1000.0
         mk = self.timeline.markers
         self.on = np.array([m[1] for m in mk])
@@ -281,11 +292,16 @@ class _SessionSimulator:
             "generator": "mmme simulate",
             "seed": self.seed,
             "hr_response": self.responder,
-            "heart_rate": {"base_bpm": self.base_bpm, **simulation.hr_response_model()},
+            "heart_rate": {
+                "base_bpm": self.base_bpm,
+                "response_to": list(self.plan.hr_response_to),
+                **simulation.hr_response_model(self.plan.hr_response),
+            },
             "expressions": exprs,
             "clocks": {n: dataclasses.asdict(c) for n, c in self.clocks.items()},
             "bad_eeg_channels": self.bad_channels,
             "dropped_frames": self.drops,
+            "face": self.face_truth,
         }
 
     # ---------------------------------------------------------------- writing
@@ -333,7 +349,9 @@ class _SessionSimulator:
             self._write_markers(writer)
             self._write_trials(writer)
             progress(0.05)
-            frame_of = self._write_camera(writer.camera_folder, geometry, readout_us)
+            frame_of = self._write_camera(
+                writer.camera_folder, geometry, readout_us, lambda f: progress(0.05 + 0.2 * f)
+            )
             progress(0.25)
             self._write_physio(writer)
             progress(0.5)
@@ -401,7 +419,7 @@ class _SessionSimulator:
         clock.offset_s += first / plan.rate_hz  # the device counts from its own start
         n = int(self.timeline.end_s - MASTER_START_S) * int(plan.rate_hz)
         t = self._sample_times(clock, first, n)
-        mes = [e["onset"] for e in self.timeline.expressions if e["kind"] == "ME"]
+        mes = [e["onset"] for e in self.timeline.expressions if e["kind"] in plan.hr_response_to]
         onsets = tuple(float(m - t[0]) for m in mes) if self.responder else ()
         self.base_bpm = float(self.rng.uniform(62, 80))
         sig = simulation.synthetic_physio(
@@ -412,6 +430,7 @@ class _SessionSimulator:
             onsets,
             skt_base=float(self.rng.uniform(30.5, 33.5)),
             eda_base=float(self.rng.uniform(2.0, 8.0)),
+            response=plan.hr_response,
         )
         data = np.stack([sig[ch] for ch in self.lab.physio.channels if ch in sig], axis=1)
         if data.shape[1] != len(self.lab.physio.channels):
@@ -500,11 +519,19 @@ class _SessionSimulator:
             raise LabError(f"{writer.folder}: the signal writer does not keep up or has stopped")
 
     def _write_camera(
-        self, folder: Path, geometry: FrameGeometry, readout_us: float
-    ) -> Callable[[float], int]:
+        self, folder: Path, geometry: FrameGeometry, readout_us: float,
+        progress: Callable[[float], None],
+    ) -> Callable[[float], int]:  # fmt: skip
         plan, clock = self.plan, self.clocks["camera"]
         fw = FrameWriter(folder, geometry)
-        neutral, peak = simulation.synthetic_face(plan.camera_width, plan.camera_height)
+        face = simulation.synthetic_face(
+            plan.camera_width, plan.camera_height, self.timeline.expressions,
+            (MASTER_START_S, self.timeline.end_s), self.seed,
+        )  # fmt: skip
+        self.face_truth = face.script.truth()
+        by_onset = {e["onset"]: e for e in face.script.expressions}
+        for e in self.timeline.expressions:
+            e["aus"] = by_onset[e["onset"]]["aus"]
         n = int((self.timeline.end_s - MASTER_START_S) * plan.fps)
         dev_t = clock.device(MASTER_START_S) + np.arange(n) / plan.fps  # exposure starts
         exposure_master = clock.master(dev_t)
@@ -515,12 +542,8 @@ class _SessionSimulator:
             self.drops.append(int(pos))
         latency = self.box_latency + self.lab.camera.trigger_latency_ms / 1000.0
         gpi = (_trigger_code(exposure_master, self.on, self.codes, latency) > 0).astype(np.uint32)
-        on = np.array([e["onset"] for e in self.timeline.expressions])
-        off = np.array([e["offset"] for e in self.timeline.expressions])
-        idx = np.searchsorted(on, exposure_master, side="right") - 1
-        active = (idx >= 0) & (exposure_master < off[np.clip(idx, 0, None)]) if len(on) else None
         stride = geometry.stride
-        batch = 900
+        batch = max(1, min(900, (64 << 20) // stride))
         buf = aligned_buffer(batch * stride).reshape(batch, stride)
         size = plan.camera_width * plan.camera_height
         keep = np.flatnonzero(~drop)
@@ -537,10 +560,11 @@ class _SessionSimulator:
                 rows["host_time"] = exposure_master[sel] + 0.004
                 rows["gain_db"] = 0.0
                 buf[:m, size:] = 0
-                buf[:m, :size] = neutral.reshape(-1)
-                if active is not None:
-                    buf[:m][active[sel], :size] = peak.reshape(-1)
+                for j, i in enumerate(sel):
+                    img = buf[j, :size].reshape(plan.camera_height, plan.camera_width)
+                    face.render(float(exposure_master[i]), img)
                 fw.append_run(buf[:m], rows)
+                progress(a / len(keep))
         finally:
             fw.close()
 

@@ -8,6 +8,7 @@ Both return float32 arrays in physical units (uV; mV, a.u., a.u., degC, uS).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -57,9 +58,19 @@ ME_HR_WIDTH_S = 1.2  # ... with this Gaussian width
 PULSE_TRANSIT_S = 0.25  # R peak to the systolic peak of the pulse wave at the finger
 
 
+@dataclasses.dataclass(frozen=True)
+class HrResponse:
+    """The heart-rate rise after an expression onset: a Gaussian bump."""
+
+    rise_bpm: float = ME_HR_RISE_BPM
+    delay_s: float = ME_HR_DELAY_S
+    width_s: float = ME_HR_WIDTH_S
+
+
 def heart_rate_profile(
-    t: np.ndarray, base_bpm: float, me_onsets: tuple[float, ...], hrv_seed: int | None = None
-) -> np.ndarray:
+    t: np.ndarray, base_bpm: float, me_onsets: tuple[float, ...], hrv_seed: int | None = None,
+    response: HrResponse | None = None,
+) -> np.ndarray:  # fmt: skip
     """Instantaneous heart rate (bpm) at times ``t``: a brief rise after each onset.
 
     With ``hrv_seed``, the rate also varies as a real one does: respiratory sinus
@@ -76,8 +87,9 @@ def heart_rate_profile(
         hr += 1.2 * np.sin(2 * np.pi * t / 173.0 + ph[2]) + 0.8 * np.sin(
             2 * np.pi * t / 61.0 + ph[3]
         )
+    r = response or HrResponse()
     for onset in me_onsets:
-        hr += ME_HR_RISE_BPM * np.exp(-0.5 * ((t - onset - ME_HR_DELAY_S) / ME_HR_WIDTH_S) ** 2)
+        hr += r.rise_bpm * np.exp(-0.5 * ((t - onset - r.delay_s) / r.width_s) ** 2)
     return hr
 
 
@@ -86,10 +98,11 @@ def beat_times(
     base_bpm: float,
     me_onsets: tuple[float, ...],
     hrv_seed: int | None = None,
+    response: HrResponse | None = None,
 ) -> np.ndarray:
     """R-peak times (s) following the heart-rate profile (the ground truth)."""
     grid = np.arange(0.0, seconds + 2.0, 0.01)
-    hr = heart_rate_profile(grid, base_bpm, me_onsets, hrv_seed)
+    hr = heart_rate_profile(grid, base_bpm, me_onsets, hrv_seed, response)
     times = [0.4]
     while times[-1] < seconds:
         times.append(times[-1] + 60.0 / float(np.interp(times[-1], grid, hr)))
@@ -154,6 +167,7 @@ def make_physio(
     eda_base: float = 2.0,
     eda_drift: float = -0.01,
     skt_wander: bool = False,
+    response: HrResponse | None = None,
 ) -> dict[str, np.ndarray]:
     """As :func:`physio_signals`, not cached, with optional heart-rate variability
     (``hrv_seed``, see :func:`heart_rate_profile`), skin temperature and conductance
@@ -168,7 +182,7 @@ def make_physio(
     _, info = nk.ecg_peaks(ecg_ref, sampling_rate=fs)
     peaks = np.asarray(info["ECG_R_Peaks"])
     ppg_ref = nk.ppg_simulate(duration=12, sampling_rate=fs, heart_rate=60, random_state=seed)
-    beats = beat_times(seconds, heart_rate, me_onsets, hrv_seed)
+    beats = beat_times(seconds, heart_rate, me_onsets, hrv_seed, response)
     ecg = _place(_template(ecg_ref, fs, peaks, 0.35, 0.55), fs, n, beats, 0.35)
     ppg_peaks = np.asarray(nk.ppg_findpeaks(ppg_ref, sampling_rate=fs)["PPG_Peaks"])
     ppg_beat = _template(ppg_ref, fs, ppg_peaks, 0.3, 0.6)

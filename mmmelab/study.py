@@ -68,7 +68,7 @@ def write_truth_annotations(folder: Path) -> Path:
                 "onset": e["onset_frame"],
                 "apex": e["apex_frame"],
                 "offset": e["offset_frame"],
-                "aus": "12" if e["emotion"] == "happiness" else "4+7",
+                "aus": e.get("aus") or ("12" if e["emotion"] == "happiness" else "4+7"),
                 "emotion": e["emotion"],
                 "notes": "simulation ground truth",
             }
