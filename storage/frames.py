@@ -303,6 +303,7 @@ class FrameStore:
         #: journal records whose frame could not be found on disk, by reason
         self.missing: dict[str, int] = {}
         self._maps: dict[int, np.ndarray] = {}
+        self._fds: dict[int, int] = {}
         positions = journal["index"].astype(np.int64)
         chunks = positions // self.per_chunk if len(journal) else np.zeros(0, np.int64)
         on_disk = np.zeros(len(journal), bool)
@@ -340,6 +341,28 @@ class FrameStore:
         flat = self._maps[chunk][pos, : self.width * self.height]
         return flat.reshape(self.height, self.width)
 
+    def read_rows(self, index: int, y0: int, y1: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``y0..y1-1`` of frame ``index`` read with ``pread`` into ``out`` (uint8,
+        (y1 - y0, width)): unlike indexing, which maps the chunk, nothing stays mapped,
+        so a long streaming read does not grow the process's memory."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"frame {index} out of range (0..{len(self) - 1})")
+        if not 0 <= y0 < y1 <= self.height:
+            raise ValueError(f"rows {y0}..{y1} outside the frame's 0..{self.height}")
+        chunk, pos = divmod(int(self.journal["index"][index]), self.per_chunk)
+        if out is None:
+            out = np.empty((y1 - y0, self.width), np.uint8)
+        fd = self._fds.get(chunk)
+        if fd is None:
+            fd = self._fds[chunk] = os.open(self.folder / chunk_name(chunk), os.O_RDONLY)
+        offset = pos * self.stride + y0 * self.width
+        n = os.preadv(fd, [memoryview(out.reshape(-1))], offset)  # type: ignore[arg-type]
+        if n != out.nbytes:
+            raise SessionFormatError(
+                f"{self.folder / chunk_name(chunk)}: frame {index} is cut short"
+            )
+        return out
+
     def rgb(self, index: int) -> np.ndarray:
         """The frame debayered to RGB at half resolution (one pixel per 2x2 cell), with
         the white balance set at recording."""
@@ -348,6 +371,9 @@ class FrameStore:
     def close(self) -> None:
         # The maps close when the last view into them is released.
         self._maps.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 _BAYER_OFFSETS = {

@@ -20,14 +20,14 @@ from mmmelab.analysis.face.motion import optical_flow
 
 #: region -> (x0, y0, x1, y1) as fractions of the face crop
 REGIONS: dict[str, tuple[float, float, float, float]] = {
-    "brow_left": (0.15, 0.15, 0.45, 0.32),
-    "brow_right": (0.55, 0.15, 0.85, 0.32),
-    "eye_left": (0.18, 0.32, 0.45, 0.45),
-    "eye_right": (0.55, 0.32, 0.82, 0.45),
-    "nose": (0.40, 0.42, 0.60, 0.62),
-    "cheek_left": (0.10, 0.50, 0.35, 0.70),
-    "cheek_right": (0.65, 0.50, 0.90, 0.70),
-    "mouth": (0.28, 0.68, 0.72, 0.90),
+    "brow_left": (0.20, 0.27, 0.48, 0.40),
+    "brow_right": (0.52, 0.27, 0.80, 0.40),
+    "eye_left": (0.24, 0.40, 0.47, 0.50),
+    "eye_right": (0.53, 0.40, 0.76, 0.50),
+    "nose": (0.42, 0.48, 0.58, 0.64),
+    "cheek_left": (0.14, 0.53, 0.38, 0.70),
+    "cheek_right": (0.62, 0.53, 0.86, 0.70),
+    "mouth": (0.30, 0.66, 0.70, 0.86),
 }
 ANCHOR = "nose"
 

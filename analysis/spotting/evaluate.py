@@ -38,6 +38,7 @@ the event, apex error = |predicted apex - event apex| in ms at the video's fps
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -232,6 +233,12 @@ def read_intervals(
 def _from_table(path: Path, rule: MeRule | None) -> list[Interval]:
     table = read_table(path, rule)
     session = path.parent.parent.name  # sub-P01_ses-01_<stamp>/annotations/x.tsv
+    try:  # a table written elsewhere (mmme spot --out) names its session in the sidecar
+        named = json.loads(path.with_suffix(".json").read_text()).get("session") or ""
+    except (OSError, ValueError, AttributeError):
+        named = ""
+    if named and not session.startswith("sub-"):
+        session = str(named)
     subject = session.split("_")[0].removeprefix("sub-") if session.startswith("sub-") else ""
     return [
         Interval(

@@ -73,7 +73,7 @@ class SessionEvents:
     seed_key: str = ""
 
 
-def _clip_periods(markers: np.ndarray) -> list[tuple[int, float, float]]:
+def clip_periods(markers: np.ndarray) -> list[tuple[int, float, float]]:
     if not len(markers):
         return []
     codes, t = markers["code"], markers["t_on"]
@@ -111,7 +111,7 @@ def load_session(
         journal = cam.journal
         events = times_table(table, journal["acq_nframe"], cam.master_time)
         physio = from_stream(phys, params)
-        clips = _clip_periods(s.markers)
+        clips = clip_periods(s.markers)
         subject = str(s.manifest["participant"].get("id", folder.name))
         seed_key = f"{subject}/ses-{s.manifest['participant'].get('session', '')}"
         truth = dict(s.manifest.get("simulation_truth") or {})
