@@ -184,6 +184,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="fps of csv input without a type column (ME/MaE by duration)")  # fmt: skip
     ev.add_argument("--json", action="store_true", help="print one JSON object")
 
+    from mmmelab.spotcli import add_parsers as spot_parsers
+
+    spot_parsers(sub, what, _positive_float)
+
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
     chk.add_argument("--json", action="store_true", help="print one JSON object")
@@ -523,6 +527,12 @@ def _bench(args: argparse.Namespace) -> int:
         if args.dir is not None and not args.dir.is_dir():
             raise LabError(f"--dir {args.dir} is not a folder")
         result = bench_soak(args.minutes, args.dir, bench.progress_to_stderr)
+    elif args.bench == "spotting":
+        from mmmelab.spotbench import bench_spotting
+
+        if args.dir is not None and not args.dir.is_dir():
+            raise LabError(f"--dir {args.dir} is not a folder")
+        result = bench_spotting(args.minutes, args.dir, bench.progress_to_stderr)
     else:
         result = bench.bench_ringbuffer()
     print(json.dumps(result, indent=None if args.json else 2))
@@ -629,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check_rig(args)
         if args.command == "eval-spotting":
             return _eval_spotting(args)
+        if args.command == "spot":
+            from mmmelab.spotcli import run_spot
+
+            return run_spot(args)
         if args.command == "screenshots":
             from mmmelab.gui.screenshots import take_screenshots
 

@@ -43,33 +43,6 @@ def _cells(
             out[i, j, 2] = raw[cy + by, cx + bx]
 
 
-@numba.njit(nogil=True, cache=False)
-def _grey_cells(
-    raw: np.ndarray, y0: int, x0: int, h: int, w: int, ry: int, rx: int, by: int, bx: int,
-    out: np.ndarray,
-) -> None:  # pragma: no cover - compiled  # fmt: skip
-    """float32 (h, w) BT.601 luma of the 2x2 cells of ``raw`` from cell (y0, x0)."""
-    gy, gx = ry, 1 - rx
-    for i in range(h):
-        cy = 2 * (y0 + i)
-        for j in range(w):
-            cx = 2 * (x0 + j)
-            g = 0.5 * (np.float32(raw[cy + gy, cx + gx]) + raw[cy + 1 - gy, cx + 1 - gx])
-            out[i, j] = 0.299 * raw[cy + ry, cx + rx] + 0.587 * g + 0.114 * raw[cy + by, cx + bx]
-
-
-def grey_region(raw: np.ndarray, cells: tuple[int, int, int, int], pattern: str = "RGGB",
-                out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-    """The grey (luma) of ``cells`` = (x0, y0, w, h) in 2x2-cell units of a RAW8 mosaic:
-    the fast path of ``debayer_region(..., colour=False)`` (same values)."""
-    x0, y0, w, h = cells
-    if out is None:
-        out = np.empty((h, w), np.float32)
-    ry, rx, by, bx = _PATTERN[pattern]
-    _grey_cells(raw, y0, x0, h, w, ry, rx, by, bx, out)
-    return out
-
-
 def debayer_region(
     raw: np.ndarray, region: Region | None = None, pattern: str = "RGGB",
     colour: bool = False, white_balance: tuple[float, float, float] | None = None,
