@@ -44,7 +44,7 @@ regional curves (for the coding tool), and the provenance of every choice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -412,8 +412,3 @@ def _above_threshold(x: np.ndarray, p: float, floor_z: float, k: int) -> np.ndar
 
 def _k(c: Candidate, params: SpotParams, fps: float) -> int:
     return max(1, int(round((params.me_k_s if c.scale == "me" else params.mae_k_s) * fps)))
-
-
-def iter_chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
-    for a in range(0, len(seq), n):
-        yield seq[a : a + n]
