@@ -43,11 +43,12 @@ def run_spot(args: argparse.Namespace) -> int:
         raise LabError(f"{src}: no such session folder or video file")
     params = SpotParams(flow=args.flow, interval=args.interval, global_motion=args.global_motion,
                         stabilise=args.stabilise)  # fmt: skip
-    bar = tqdm(desc="spot", unit="frame", disable=args.json)
+    bar: Any = None  # made at the first progress: a refused input prints its one line only
 
     def progress(done: int, total: int) -> None:
-        if total:
-            bar.total = total
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc="spot", unit="frame", total=total or None, disable=args.json)
         bar.n = done
         bar.refresh()
 
@@ -59,7 +60,8 @@ def run_spot(args: argparse.Namespace) -> int:
                 raise LabError(f"{src}: --ccf needs a session (a video has no heart rate)")
             result = spot_video(src, params, args.segment, progress)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     paths = write_outputs(result, args.out, params, src)
     summary = {
         "source": str(src), "frames": result.info["frames"], "segments": result.info["segments"],

@@ -182,6 +182,8 @@ def spot_session(
         frames = SessionFrames(cam)
         segs = _segments_session(s, frames, segment_s)
         total = sum(b - a for _, a, b in segs)
+        if progress:
+            progress(0, total)
         results, done = [], 0
         # more reading threads than cores: a read waiting on the disk leaves the CPU to
         # the flow; the next segment's blocks queue behind this one's

@@ -32,8 +32,9 @@ Per segment (a session's clip periods; fixed windows of a plain video):
    is shared by the whole face: both rejected. Every rejection is counted.
 5. **Interval.** ``interval="extent"`` (default): from the flow between a frame
    before the candidate and each frame around it, the span where the candidate
-   region's displacement stays above ``extent_fraction`` of its peak (the coders'
-   onset and offset: first frame moved, back to neutral); ``"fixed"``: apex +- k
+   region's displacement stays above ``extent_fraction`` of its peak, widened to
+   where the displacement stops falling towards the baseline (the coders' onset and
+   offset: first frame moved, back to neutral); ``"fixed"``: apex +- k
    (the MEGC baseline). Candidates found at both scales are one event (the one
    of larger displacement stays); the kind follows from the measured duration at
    the session's fps (``MeRule``).
@@ -296,6 +297,12 @@ def _extent(crops: np.ndarray, cand: Candidate, k: int, params: SpotParams, fps:
         hi_j += 1
     if not edge_ok and (lo == 0 or hi_j == len(pos) - 1):
         return None
+    # the level cuts into the rise and the fall; the motion starts (and ends) where the
+    # displacement stops falling towards the baseline, as a coder marks it
+    while lo > 0 and 0.0 < disp[lo - 1] < disp[lo]:
+        lo -= 1
+    while hi_j < len(pos) - 1 and 0.0 < disp[hi_j + 1] < disp[hi_j]:
+        hi_j += 1
     return int(pos[lo]), int(pos[peak_at]), int(pos[hi_j]), float(disp[peak_at])
 
 
