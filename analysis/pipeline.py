@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmmelab import __version__
+from mmmelab.analysis import provenance as _provenance
 from mmmelab.analysis.annotations import annotation_path
 from mmmelab.analysis.physio import CHOICES, FeatureParams, PhysioParams
+from mmmelab.analysis.provenance import sha256
 from mmmelab.analysis.stats import concordance as conc
 from mmmelab.errors import LabError
 
@@ -29,21 +28,7 @@ PACKAGES = ("numpy", "scipy", "pandas", "neurokit2", "mne", "mne-icalabel", "pyt
 
 
 def versions() -> dict[str, str]:
-    out = {"mmme-lab": __version__}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return _provenance.versions(PACKAGES)
 
 
 def input_hashes(session: Path, annotations: Path | None) -> dict[str, str]:

@@ -17,7 +17,6 @@ face boxes, thresholds, rejections, CCF decisions, package versions, input hash)
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import threading
 import time
@@ -40,11 +39,13 @@ from mmmelab.analysis.face.cv import opencv
 from mmmelab.analysis.face.detect import trial_box
 from mmmelab.analysis.face.frames import SessionFrames, VideoFrames
 from mmmelab.analysis.face.stabilise import Stabiliser
+from mmmelab.analysis.provenance import sha256, versions
 from mmmelab.analysis.spotting import ccf
 from mmmelab.analysis.spotting.spotter import SegmentResult, SpotParams, spot_segment
 from mmmelab.errors import LabError
 
 METHOD = "mdmd-flow"
+SPOT_PACKAGES = ("numpy", "scipy", "opencv-contrib-python-headless", "h5py", "neurokit2")
 READ_THREADS = 4
 
 
@@ -188,19 +189,22 @@ def spot_session(
         # more reading threads than cores: a read waiting on the disk leaves the CPU to
         # the flow; the next segment's blocks queue behind this one's
         with ThreadPoolExecutor(READ_THREADS) as pool:
+
+            def crops_of(seg: int) -> _SegmentCrops:
+                _, a, b = segs[seg]
+                return _SegmentCrops(frames, a, b, params.size, params.detect_frames, pool,
+                                     params.stabilise)  # fmt: skip
+
             source = None
             for j, (label, a, b) in enumerate(segs):
-                here = source or _SegmentCrops(
-                    frames, a, b, params.size, params.detect_frames, pool
-                )
-                source = None
-                if j + 1 < len(segs):
-                    _, a2, b2 = segs[j + 1]
-                    source = _SegmentCrops(frames, a2, b2, params.size, params.detect_frames, pool)
+                here = source or crops_of(j)
+                source = crops_of(j + 1) if j + 1 < len(segs) else None
                 res = spot_segment(here.crops, frames.numbers[a:b], frames.times[a:b],
                                    frames.fps, params, rule, here.ready)  # fmt: skip
                 missing = int(frames.numbers[b - 1] - frames.numbers[a] + 1 - (b - a))
                 res.info.update(segment=label, box=here.info, missing_frames=missing)
+                if here.stabiliser is not None:
+                    res.info["stabilisation"] = here.stabiliser.provenance()
                 results.append(res)
                 done += b - a
                 if progress:
@@ -336,22 +340,9 @@ def spot_video(path: Path, params: SpotParams | None = None, segment_s: float = 
     return SpotResult(Path(path).stem, fps, table, table, results, info, cam)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_outputs(result: SpotResult, out: Path, params: SpotParams, source: Path) -> list[Path]:
     """Write the table, the curves and the provenance; returns the paths."""
     import platform
-
-    import cv2 as _cv2  # noqa: F401 - version below
-    import scipy
-
-    from mmmelab import __version__
 
     out.mkdir(parents=True, exist_ok=True)
     table_path = write_table(result.table, out / f"{result.name}_spots.tsv", result.camera,
@@ -372,13 +363,12 @@ def write_outputs(result: SpotResult, out: Path, params: SpotParams, source: Pat
     hashed = src if src.is_file() else src / "session.json"
     prov = {
         "method": METHOD, "params": params.to_dict(), "source": str(src),
-        "source_sha256": _sha256(hashed) if hashed.exists() else "",
+        "source_sha256": sha256(hashed) if hashed.exists() else "",
         "source_hashed": hashed.name, "fps": result.fps, **result.info,
         "segments_detail": [seg.info for seg in result.segments],
         "candidates": len(result.unfiltered.annotations), "kept": len(result.table.annotations),
         "ccf_decisions": [d.to_dict() for d in result.decisions],
-        "versions": {"mmme_lab": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
-                     "opencv": opencv().__version__, "python": platform.python_version()},
+        "versions": {**versions(SPOT_PACKAGES), "python": platform.python_version()},
         "outputs": {"tables": [p.name for p in paths], "curves": curves_path.name},
     }  # fmt: skip
     prov_path = out / f"{result.name}_spot.json"

@@ -200,3 +200,17 @@ def test_the_heart_rate_filter_runs_on_the_spotting_result(session):
     assert ccf["kept"] + ccf["removed"] == n == len(result.decisions)
     assert len(result.table.annotations) == ccf["kept"]
     assert all(np.isfinite(d.slope) for d in result.decisions)
+
+
+def test_stabilised_spotting_still_finds_the_expressions(session):
+    from mmmelab.analysis.annotations import annotation_path
+    from mmmelab.analysis.spotting.evaluate import evaluate, read_intervals
+    from mmmelab.analysis.spotting.run import spot_session, write_outputs
+
+    params = SpotParams(stabilise=True)
+    result = spot_session(session, params)
+    st = result.segments[0].info["stabilisation"]
+    assert st["points"] >= 8 and st["unstable_frames"] == 0
+    out = write_outputs(result, session.parent / "stab", params, session)[0]
+    ev = evaluate(read_intervals(annotation_path(session)), read_intervals(out))
+    assert ev["ME"]["tp"] >= 1

@@ -1,0 +1,30 @@
+"""What every analysis output records about where it came from: input hashes and
+the versions of the packages that made it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+
+from mmmelab import __version__
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def versions(packages: Iterable[str]) -> dict[str, str]:
+    """mmme-lab's version and each installed distribution's ("not installed" if absent)."""
+    out = {"mmme-lab": __version__}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
