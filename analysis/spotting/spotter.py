@@ -56,7 +56,7 @@ from mmmelab.analysis.annotations.table import MeRule
 from mmmelab.analysis.face.cv import opencv
 from mmmelab.analysis.face.regions import REGIONS
 from mmmelab.analysis.spotting.evaluate import iou
-from mmmelab.analysis.spotting.peaks import PeakParams, find_candidates
+from mmmelab.analysis.spotting.peaks import PeakParams, find_candidates, moilanen_threshold
 
 EYES = ("eye_left", "eye_right")
 #: regions next to the eyes, where a blink's motion spills over (the mouth is too far)
@@ -329,31 +329,31 @@ def spot_segment(
     ):
         k = max(1, int(round(k_s * fps / step)))
         g, head = cell_flows(crops, k * step, step, params, ready)
-        head_full = np.interp(np.arange(n), np.arange(0, n, step)[: len(head)], head)
+        at = np.arange(0, n, step)  # the frames this scale's curve was computed on
+
+        def every_frame(x: np.ndarray, at: np.ndarray = at, step: int = step) -> np.ndarray:
+            return np.interp(np.arange(n), at[: len(x)], x) if step > 1 else x
+
+        head_full = every_frame(head)
         head_near = ndimage.maximum_filter1d(head_full, 2 * k * step + 1)
         curves[f"{scale}:head"] = head_full
         reg = _difference(g, k, cells)
         full = {}
         for name, cur in reg.items():
-            x = _smooth(cur, max(1, smooth // step))
-            full[name] = (
-                np.interp(np.arange(n), np.arange(0, n, step)[: len(x)], x) if step > 1 else x
-            )
+            full[name] = every_frame(_smooth(cur, max(1, smooth // step)))
             curves[f"{scale}:{name}"] = full[name]
         eye = np.maximum(full[EYES[0]], full[EYES[1]])
         eye_event = _above_threshold(eye, p, params.floor_z, k * step)
         scale_info: dict[str, Any] = {"k_frames": k * step, "regions": {}}
-        local = [n for n in full if n not in EYES]
+        local = [r for r in full if r not in EYES]
         for name in local:
             cur = full[name]
-            med = float(np.median(cur))
-            floor = med + params.floor_z * 1.4826 * float(np.median(np.abs(cur - med)))
-            peaks, pinfo = find_candidates(
+            thr, megc, floor = _threshold(cur, p, params.floor_z)
+            peaks, _ = find_candidates(
                 np.maximum(cur, 0), fps, PeakParams(p=p, k=k * step, smooth=1), rule
             )
-            thr = max(pinfo["threshold"], floor)
             kept = [q for q in peaks if q.height >= thr]
-            scale_info["regions"][name] = {"threshold": thr, "megc_threshold": pinfo["threshold"],
+            scale_info["regions"][name] = {"threshold": thr, "megc_threshold": megc,
                                            "noise_floor": floor, "peaks": len(kept)}  # fmt: skip
             others = [full[o] for o in local if o != name]
             for q in kept:
@@ -406,14 +406,18 @@ def spot_segment(
     return SegmentResult(numbers, times, curves, out, rejected, info)
 
 
-def _above_threshold(x: np.ndarray, p: float, floor_z: float, k: int) -> np.ndarray:
-    """True within ``k`` frames of where ``x`` is above its spotting threshold."""
-    from scipy import ndimage
-
+def _threshold(x: np.ndarray, p: float, floor_z: float) -> tuple[float, float, float]:
+    """(threshold, MEGC threshold, noise floor) of a curve: the MEGC ``mean + p (max -
+    mean)``, never below median + ``floor_z`` robust SDs (1.4826 MAD)."""
     med = float(np.median(x))
     floor = med + floor_z * 1.4826 * float(np.median(np.abs(x - med)))
-    mean = float(x.mean())
-    above = x >= max(mean + p * (float(x.max()) - mean), floor)
+    megc = moilanen_threshold(x, p)
+    return max(megc, floor), megc, floor
+
+
+def _above_threshold(x: np.ndarray, p: float, floor_z: float, k: int) -> np.ndarray:
+    """True within ``k`` frames of where ``x`` is above its spotting threshold."""
+    above = x >= _threshold(x, p, floor_z)[0]
     return ndimage.binary_dilation(above, iterations=k) if above.any() else above
 
 
