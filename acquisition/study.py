@@ -69,7 +69,12 @@ class StudyPlan:
     dropped_frames: int = 0  # places where the camera drops two frames
     hr_response_to: tuple[str, ...] = ("ME",)  # expression kinds the heart rate answers
     hr_response: tuple[float, float, float] | None = None  # rise bpm, delay s, width s
+    hr_response_at: str = "onset"  # the delay counts from the expression's onset or apex
     min_gap_s: float = 6.0  # between expression onsets
+
+    def __post_init__(self) -> None:
+        if self.hr_response_at not in ("onset", "apex"):
+            raise LabError(f"hr_response_at must be 'onset' or 'apex', not {self.hr_response_at!r}")
 
     def responder(self, k: int) -> bool:
         if self.responders is None:
@@ -295,6 +300,7 @@ class _SessionSimulator:
             "heart_rate": {
                 "base_bpm": self.base_bpm,
                 "response_to": list(self.plan.hr_response_to),
+                "response_from": self.plan.hr_response_at,
                 **simulation.hr_response_model(self.plan.hr_response),
             },
             "expressions": exprs,
@@ -419,7 +425,8 @@ class _SessionSimulator:
         clock.offset_s += first / plan.rate_hz  # the device counts from its own start
         n = int(self.timeline.end_s - MASTER_START_S) * int(plan.rate_hz)
         t = self._sample_times(clock, first, n)
-        mes = [e["onset"] for e in self.timeline.expressions if e["kind"] in plan.hr_response_to]
+        at = plan.hr_response_at
+        mes = [e[at] for e in self.timeline.expressions if e["kind"] in plan.hr_response_to]
         onsets = tuple(float(m - t[0]) for m in mes) if self.responder else ()
         self.base_bpm = float(self.rng.uniform(62, 80))
         sig = simulation.synthetic_physio(

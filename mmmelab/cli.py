@@ -532,7 +532,7 @@ def _bench(args: argparse.Namespace) -> int:
 
         if args.dir is not None and not args.dir.is_dir():
             raise LabError(f"--dir {args.dir} is not a folder")
-        result = bench_spotting(args.minutes, args.dir, bench.progress_to_stderr)
+        result = bench_spotting(args.minutes, args.dir, bench.progress_to_stderr, args.hr_from)
     else:
         result = bench.bench_ringbuffer()
     print(json.dumps(result, indent=None if args.json else 2))

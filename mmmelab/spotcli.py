@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
     bs = bench.add_parser("spotting", help="the spotter on a simulated 2040x1080 150 fps session")
     bs.add_argument("--minutes", type=positive, default=1.0, help="length of the session")
     bs.add_argument("--dir", type=Path, default=None, help="folder for the temporary session")
+    bs.add_argument("--hr-from", choices=("apex", "onset"), default="apex",
+                    help="the simulated heart-rate response counts from the apex (climbing "
+                         "through it, as CCF assumes) or from the onset")  # fmt: skip
     bs.add_argument("--json", action="store_true", help="print only the JSON object")
 
 
@@ -72,6 +76,10 @@ def run_spot(args: argparse.Namespace) -> int:
     }  # fmt: skip
     if "ccf" in result.info:
         summary["ccf_removed"] = result.info["ccf"]["removed"]
+    if result.info.get("direct_fallback"):  # slower and CPU-hungrier, never silent
+        summary["direct_fallback"] = result.info["direct_fallback"]
+        print(f"note: frames read through the page cache: {summary['direct_fallback']}",
+              file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps(summary))
     else:

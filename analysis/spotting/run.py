@@ -108,10 +108,10 @@ class _SegmentCrops:
     def _work(self, lo: int, hi: int) -> None:
         cv2 = opencv()
         store, box = self.frames.store, self.box
-        rows = np.empty((self.y1 - self.y0, self.frames.width), np.uint8)
+        reader = store.row_reader(self.y0, self.y1)  # direct I/O: no page-cache copy
         x0, x1 = 2 * box.x, 2 * (box.x + box.w)
         for i in range(lo, hi):
-            store.read_rows(self.a + i, self.y0, self.y1, rows)
+            rows = reader.read(self.a + i)
             # each 2x2 Bayer cell's mean (R + 2G + B) / 4: the grey motion is measured on
             cells = cv2.resize(rows[:, x0:x1], (box.w, box.h), interpolation=cv2.INTER_AREA)
             crop = cv2.resize(cells, (self.size, self.size), interpolation=cv2.INTER_AREA)
@@ -212,7 +212,8 @@ def spot_session(
         table = _to_table(results, frames.fps, rule)
         camera = (frames.numbers, frames.times)
         info: dict[str, Any] = {"source": frames.provenance(), "segments": len(segs),
-                                "frames": total}  # fmt: skip
+                                "frames": total, "direct_reads": frames.store.direct_reads,
+                                "direct_fallback": frames.store.direct_fallback}  # fmt: skip
     info["seconds"] = time.perf_counter() - t_start
     result = SpotResult(folder.name, frames.fps, table, table, results, info, camera)
     return apply_ccf(folder, result, ccf_k) if use_ccf else result

@@ -88,9 +88,20 @@ def session(tmp_path_factory):
     neutral = dataclasses.replace(proto.neutral, duration_s=NEUTRAL_S)
     proto = dataclasses.replace(proto, clips=clips, neutral=neutral)
     # half the sensor's size (the face's motions scale with it), one 15 s trial
-    plan = StudyPlan(participants=1, minutes=0.6, camera_width=1024, camera_height=544,
-                     responders=1, hr_response_to=("ME", "MaE"), hr_response=BENCH_HR_RESPONSE,
-                     me_per_clip=3.0, mae_per_clip=1.0, min_gap_s=4.5, seed=4)  # fmt: skip
+    plan = StudyPlan(
+        participants=1,
+        minutes=0.6,
+        camera_width=1024,
+        camera_height=544,
+        responders=1,
+        hr_response_to=("ME", "MaE"),
+        hr_response=BENCH_HR_RESPONSE["apex"],
+        hr_response_at="apex",
+        me_per_clip=3.0,
+        mae_per_clip=1.0,
+        min_gap_s=4.5,
+        seed=4,
+    )
     root = tmp_path_factory.mktemp("spot")
     folder = simulate_study(root, plan, protocol=proto)[0]
     align_session(folder)
@@ -124,7 +135,8 @@ def test_spot_finds_the_simulated_expressions(session, tmp_path):
     assert found["apex"]["apex_hit_rate"] == 1.0
     kept = evaluate(gt, read_intervals(table))  # the heart rate answers each expression
     assert kept["overall"]["precision"] >= found["overall"]["precision"]
-    assert kept["overall"]["tp"] >= 1
+    assert kept["overall"]["tp"] == found["overall"]["tp"]  # the rate climbs at every apex
+    assert prov["ccf"]["removed"] == found["overall"]["fp"] - kept["overall"]["fp"]
     assert "auto:" in table.read_text()
 
 
@@ -214,3 +226,46 @@ def test_stabilised_spotting_still_finds_the_expressions(session):
     out = write_outputs(result, session.parent / "stab", params, session)[0]
     ev = evaluate(read_intervals(annotation_path(session)), read_intervals(out))
     assert ev["ME"]["tp"] >= 1
+
+
+@pytest.mark.timeout(300)
+def test_a_participant_whose_rate_climbs_at_the_apex_passes_ccf(tmp_path):
+    """The bench's responder: every true apex passes the heart-rate filter; a rate tied
+    to the onset lets some long macro-expressions' apexes through flat (the paper: 73 %)."""
+    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.analysis.alignment import align_session
+    from mmmelab.analysis.physio.preprocess import PhysioParams, from_stream
+    from mmmelab.analysis.spotting import ccf
+    from mmmelab.analysis.stats.concordance import clip_periods
+    from mmmelab.config import load_protocol, shipped
+    from mmmelab.errors import LabError
+    from mmmelab.spotbench import BENCH_HR_RESPONSE, CLIP_S, NEUTRAL_S
+    from mmmelab.storage import SignalStream, open_session
+
+    with pytest.raises(LabError, match="hr_response_at"):
+        StudyPlan(hr_response_at="offset")
+    proto = load_protocol(shipped("protocols", "mmme"))
+    clips = tuple(dataclasses.replace(c, duration_s=CLIP_S) for c in proto.clips)
+    proto = dataclasses.replace(
+        proto, clips=clips, neutral=dataclasses.replace(proto.neutral, duration_s=NEUTRAL_S)
+    )
+    plan = StudyPlan(participants=1, minutes=2.0, responders=1, hr_response_to=("ME", "MaE"),
+                     hr_response=BENCH_HR_RESPONSE["apex"], hr_response_at="apex",
+                     me_per_clip=2.0, mae_per_clip=1.5, min_gap_s=4.5, seed=22)  # fmt: skip
+    folder = simulate_study(tmp_path, plan, protocol=proto)[0]
+    align_session(folder)
+    with open_session(folder) as s:
+        truth = s.manifest["simulation_truth"]
+        phys = s.streams["physio"]
+        assert isinstance(phys, SignalStream)
+        data = from_stream(phys, PhysioParams())
+        periods = clip_periods(s.markers)
+    assert truth["heart_rate"]["response_from"] == "apex"
+    decisions = []
+    for _k, t0, t1 in periods:
+        apexes = [e["apex"] for e in truth["expressions"] if t0 <= e["apex"] <= t1]
+        cands = [ccf.Candidate(str(i), a) for i, a in enumerate(apexes)]
+        decisions += ccf.ccf_filter(cands, data.t, data.heart_rate, (t0, t1))[0]
+    assert len(decisions) >= 8 and all(d.kept for d in decisions), [
+        d.reason for d in decisions if not d.kept
+    ]

@@ -163,3 +163,37 @@ def test_bad_manifests_get_clear_errors(tmp_path, content, words):
 def test_not_a_folder(tmp_path):
     with pytest.raises(SessionFormatError, match="no such folder"):
         open_session(tmp_path / "missing")
+
+
+def test_row_reader_reads_rows_directly_or_says_why_not(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    w = write_session(tmp_path)
+    w.finalize(SessionStatus.COMPLETE)
+    store = FrameStore(w.camera_folder)
+    try:
+        for y0, y1 in ((0, H), (7, 30), (H - 1, H)):
+            reader = store.row_reader(y0, y1)
+            for i in (0, 9, 10, 24):
+                np.testing.assert_array_equal(reader.read(i), _frame(i)[y0:y1])
+        with pytest.raises(ValueError):
+            store.row_reader(30, 10)
+        with pytest.raises(IndexError):
+            store.row_reader(0, H).read(25)
+    finally:
+        store.close()
+    real_open = os.open
+
+    def no_direct(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", no_direct)
+    store = FrameStore(w.camera_folder)
+    try:
+        np.testing.assert_array_equal(store.row_reader(3, 9).read(12), _frame(12)[3:9])
+        assert store.direct_reads is False and "no direct I/O" in store.direct_fallback
+    finally:
+        store.close()
