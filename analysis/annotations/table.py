@@ -36,7 +36,9 @@ from __future__ import annotations
 import csv
 import enum
 import hashlib
+import io
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -216,34 +218,30 @@ def write_table(
     if camera is not None and anns:
         keys = np.array([[a.onset, a.apex_or_mid, a.offset] for a in anns], dtype=np.float64)
         times = event_times(camera[0], camera[1], keys.reshape(-1)).reshape(-1, 3)
-    tmp = path.with_suffix(".tsv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow([*COLUMNS, *DERIVED])
-        for i, a in enumerate(anns):
-            row = [
-                a.id,
-                a.kind.value,
-                a.onset,
-                "" if a.apex is None else a.apex,
-                a.offset,
-                format_aus(a.aus),
-                a.emotion.value,
-                a.coder or table.coder,
-                a.notes,
-                a.kind_override,
-            ]
-            dur = (
-                a.offset - a.onset + (1 if table.rule.counting == "inclusive" else 0)
-            ) / table.fps
-            derived = [f"{dur * 1000.0:.2f}"]
-            if times is not None:
-                apex_t = times[i, 1] if a.apex is not None else float("nan")
-                derived += [_fmt_s(times[i, 0]), _fmt_s(apex_t), _fmt_s(times[i, 2])]
-            else:
-                derived += ["n/a", "n/a", "n/a"]
-            w.writerow([*row, *derived])
-    tmp.replace(path)
+    out = io.StringIO(newline="")
+    w = csv.writer(out, delimiter="\t", lineterminator="\n")
+    w.writerow([*COLUMNS, *DERIVED])
+    for i, a in enumerate(anns):
+        row = [
+            a.id,
+            a.kind.value,
+            a.onset,
+            "" if a.apex is None else a.apex,
+            a.offset,
+            format_aus(a.aus),
+            a.emotion.value,
+            a.coder or table.coder,
+            a.notes,
+            a.kind_override,
+        ]
+        dur = (a.offset - a.onset + (1 if table.rule.counting == "inclusive" else 0)) / table.fps
+        derived = [f"{dur * 1000.0:.2f}"]
+        if times is not None:
+            apex_t = times[i, 1] if a.apex is not None else float("nan")
+            derived += [_fmt_s(times[i, 0]), _fmt_s(apex_t), _fmt_s(times[i, 2])]
+        else:
+            derived += ["n/a", "n/a", "n/a"]
+        w.writerow([*row, *derived])
     sidecar = {
         "format": "mmme-annotations",
         "format_version": 1,
@@ -271,8 +269,28 @@ def write_table(
         "source_sha256": table.source_sha256,
         "software": {"name": "mmme-lab", "version": __version__},
     }
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2))
+    # the sidecar first: a kill between the two leaves the old table with a sidecar
+    # that describes it equally well (both only grow the same columns)
+    atomic_write(path.with_suffix(".json"), json.dumps(sidecar, indent=2))
+    atomic_write(path, out.getvalue())
     return path
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a kill at any moment leaves the old file or
+    the new one, never a part: a temporary file, fsync, rename, fsync of the folder."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fmt_s(v: float) -> str:
