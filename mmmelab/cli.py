@@ -9,6 +9,9 @@
     mmme simulate DIR --participants N --minutes M   a simulated study (sessions + truth)
     mmme features SESSION [--annotations F] --out D  Table 3 / Table 6 / EEG band features
     mmme concordance SESSION... --out D       ME-physiology concordance (TSV, JSON, HTML)
+    mmme spot SESSION|VIDEO --out DIR         spotting candidates (MDMD-like optical flow)
+    mmme annotate SESSION --coder NAME        the frame-exact coding window (--adjudicate)
+    mmme agreement SESSION... [--json]        the coders' agreement (AU r, kappas, ICC)
     mmme bench camera|sync|gui|ringbuffer --json  performance figures of this machine
     mmme screenshots [--out DIR]              pictures of the GUI windows (scripts/screenshots.sh)
     mmme --version
@@ -187,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
     from mmmelab.spotcli import add_parsers as spot_parsers
 
     spot_parsers(sub, what, _positive_float)
+    from mmmelab.codingcli import add_parsers as coding_parsers
+
+    coding_parsers(sub)
 
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
@@ -639,14 +645,22 @@ def main(argv: list[str] | None = None) -> int:
             return _check_rig(args)
         if args.command == "eval-spotting":
             return _eval_spotting(args)
+        if args.command in ("annotate", "agreement"):
+            from mmmelab import codingcli
+
+            if args.command == "annotate":
+                return codingcli.run_annotate(args)
+            return codingcli.run_agreement(args)
         if args.command == "spot":
             from mmmelab.spotcli import run_spot
 
             return run_spot(args)
         if args.command == "screenshots":
+            from mmmelab.codingcli import coding_screenshots
             from mmmelab.gui.screenshots import take_screenshots
 
-            for path in take_screenshots(args.out, lambda m: print(m, file=sys.stderr)):
+            say = lambda m: print(m, file=sys.stderr)  # noqa: E731
+            for path in [*take_screenshots(args.out, say), *coding_screenshots(args.out, say)]:
                 print(path)
             return EXIT_OK
         return _check(args)

@@ -22,11 +22,12 @@ two of one coder's events in a group, the one with the lower summed IoU leaves i
 * Detection: how many events each coder marked, how many were matched by the other.
 
 **Consensus** (``propose_consensus``): per group, key frames are the median over its
-coders (DFME took the median of five); the emotion is the label given by more than
-half of all coders (DFME: >= 4 of 7; with two coders, both); an AU is kept when more
-than half of all coders gave it. Whatever falls short - an event only some coders
-marked, no emotion majority, an AU some gave, key frames further apart than
-``frame_tolerance`` - becomes a *dispute* the adjudicator decides.
+coders (DFME took the median of five; a half frame, as with two coders, rounds up);
+the emotion is the label given by more than half of all coders (DFME: >= 4 of 7;
+with two coders, both); an AU is kept when more than half of all coders gave it.
+Whatever falls short - an event only some coders marked, no emotion majority, an AU
+some gave, key frames further apart than ``frame_tolerance`` - becomes a *dispute*
+the adjudicator decides.
 """
 
 from __future__ import annotations
