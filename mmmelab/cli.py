@@ -12,6 +12,8 @@
     mmme spot SESSION|VIDEO --out DIR         spotting candidates (MDMD-like optical flow)
     mmme annotate SESSION --coder NAME        the frame-exact coding window (--adjudicate)
     mmme agreement SESSION... [--json]        the coders' agreement (AU r, kappas, ICC)
+    mmme clip-study --clips DIR --rater R     one evaluator rates the candidate clips
+    mmme clip-study --clips DIR --summarise   alpha, ICC, kappa; a protocol of the best clips
     mmme bench camera|sync|gui|ringbuffer --json  performance figures of this machine
     mmme screenshots [--out DIR]              pictures of the GUI windows (scripts/screenshots.sh)
     mmme --version
@@ -192,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     spot_parsers(sub, what, _positive_float)
     from mmmelab.codingcli import add_parsers as coding_parsers
 
-    coding_parsers(sub)
+    coding_parsers(sub, what, _positive_float)
 
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
@@ -533,6 +535,12 @@ def _bench(args: argparse.Namespace) -> int:
         if args.dir is not None and not args.dir.is_dir():
             raise LabError(f"--dir {args.dir} is not a folder")
         result = bench_soak(args.minutes, args.dir, bench.progress_to_stderr)
+    elif args.bench == "annotate":
+        from mmmelab.annotatebench import bench_annotate
+
+        if args.dir is not None and not args.dir.is_dir():
+            raise LabError(f"--dir {args.dir} is not a folder")
+        result = bench_annotate(args.dir, bench.progress_to_stderr, args.long_minutes)
     elif args.bench == "spotting":
         from mmmelab.spotbench import bench_spotting
 
@@ -645,12 +653,12 @@ def main(argv: list[str] | None = None) -> int:
             return _check_rig(args)
         if args.command == "eval-spotting":
             return _eval_spotting(args)
-        if args.command in ("annotate", "agreement"):
+        if args.command in ("annotate", "agreement", "clip-study"):
             from mmmelab import codingcli
 
-            if args.command == "annotate":
-                return codingcli.run_annotate(args)
-            return codingcli.run_agreement(args)
+            run = {"annotate": codingcli.run_annotate, "agreement": codingcli.run_agreement,
+                   "clip-study": codingcli.run_clip_study}[args.command]  # fmt: skip
+            return run(args)
         if args.command == "spot":
             from mmmelab.spotcli import run_spot
 

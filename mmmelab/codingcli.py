@@ -1,5 +1,6 @@
 """``mmme annotate`` (the coding window, or with ``--adjudicate`` the adjudication
-window) and ``mmme agreement`` (the coders' agreement, per session and pooled)."""
+window), ``mmme agreement`` (the coders' agreement, per session and pooled),
+``mmme clip-study`` (the raters' validation of the clips) and ``mmme bench annotate``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from typing import Any
 from mmmelab.errors import LabError
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
+    ba = bench.add_parser("annotate", help="the coding window: open, seek, step, play")
+    ba.add_argument("--dir", type=Path, default=None, help="folder for the temporary sessions")
+    ba.add_argument("--long-minutes", type=positive, default=60.0,
+                    help="length of the session the opening is measured on")  # fmt: skip
+    ba.add_argument("--json", action="store_true", help="print only the JSON object")
     an = sub.add_parser("annotate", help="code a session's micro-expressions frame by frame")
     an.add_argument("session", type=Path)
     an.add_argument("--coder", required=True, help="your coder name (initials or an id)")
@@ -28,6 +34,25 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="walk the disputes of the submitted passes and write the consensus",
     )
+    cs = sub.add_parser("clip-study", help="evaluators rate candidate clips; choose the best")
+    cs.add_argument("--clips", type=Path, required=True, help="folder of candidate clips")
+    who = cs.add_mutually_exclusive_group(required=True)
+    who.add_argument("--rater", help="run one evaluator's pass (resumes where they stopped)")
+    who.add_argument(
+        "--summarise",
+        action="store_true",
+        help="alpha, ICC and kappa over the rater files; write the protocol",
+    )
+    cs.add_argument(
+        "--ratings", type=Path, default=None, help="rater files (default CLIPS/ratings)"
+    )
+    cs.add_argument("--seed", type=int, default=0, help="study seed (each rater's clip order)")
+    cs.add_argument("--rating-limit", type=positive, default=60.0, help="seconds to answer")
+    cs.add_argument("--best", type=int, default=6, help="clips per emotion in the protocol")
+    cs.add_argument("--protocol", type=Path, default=None,
+                    help="protocol file to write (default CLIPS/validated.toml)")  # fmt: skip
+    cs.add_argument("--name", default="validated", help="the protocol's name")
+    cs.add_argument("--json", action="store_true", help="print the summary as JSON")
     ag = sub.add_parser("agreement", help="agreement of the coders' submitted passes")
     ag.add_argument("sessions", type=Path, nargs="+")
     ag.add_argument("--threshold", type=float, default=0.5, help="IoU to match two events")
@@ -187,3 +212,39 @@ def coding_screenshots(out: Path, say: Any = print) -> list[Path]:
         return shoot(folder, out, work / "spots")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_clip_study(args: argparse.Namespace) -> int:
+    from mmmelab import clipstudy
+
+    if args.rater is not None:
+        run = clipstudy.RaterPass(args.clips, args.rater, args.ratings, args.seed)
+        if not run.remaining():
+            print(f"rater {args.rater}: every clip is rated ({run.path})")
+            return 0
+        from mmmelab.gui.clipstudy import run_clip_study as run_window
+
+        return run_window(run, args.rating_limit)
+    if args.best < 1:
+        raise LabError(f"--best {args.best}: at least one clip per emotion")
+    protocol = args.protocol or args.clips / "validated.toml"
+    out = clipstudy.summarise(args.clips, args.ratings, args.best, protocol, args.name, args.seed)
+    protocol.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str))
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    st = out["stats"]
+    print(f"{out['clips']} clips, {len(out['raters'])} raters")
+    for dim in ("valence", "arousal"):
+        a, icc2 = st[dim]["cronbach_alpha"], st[dim]["icc"]["ICC2"]
+        ci_a = f"[{_fmt(a['ci_low'])}, {_fmt(a['ci_high'])}]"
+        ci_i = f"[{_fmt(icc2['ci_low'])}, {_fmt(icc2['ci_high'])}]"
+        print(f"  {dim}: alpha {_fmt(a['value'])} {ci_a}; ICC(2,1) {_fmt(icc2['value'])} {ci_i}")
+    fk = st["emotion"].get("fleiss_kappa", {})
+    print(f"  emotion: Fleiss' kappa {_fmt(fk.get('value'))} ({st['emotion'].get('band', '')})")
+    for emo, ids in out["chosen"].items():
+        print(f"  {emo}: {', '.join(ids) or '(none)'}")
+    if out["short_of_best"]:
+        print(f"note: fewer than {args.best} clips for {', '.join(out['short_of_best'])}")
+    print(out["protocol"])
+    return 0
