@@ -17,6 +17,9 @@ Enter              save the event;  Esc: cancel the mark (and leave a text field
 N / Shift+N        next / previous spotter candidate
 M / Shift+M        next / previous session marker
 J / Shift+J        next / previous saved event
+U  T  G            type the AUs / the notes / a frame number to go to (Enter: back)
+Ctrl+1 .. Ctrl+8   emotion: happiness, surprise, sadness, fear, anger, disgust,
+                   contempt, others
 =================  ==========================================================
 
 Every mark goes to disk as it is made (the model writes atomically).
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QElapsedTimer, Qt, QTimer
+from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QKeyEvent
 from PyQt6.QtWidgets import (
     QApplication,
@@ -66,11 +69,22 @@ NO_SKIP_FPS = 75.0  # up to this rate (every speed but 1) each frame is shown in
 OWN, OTHER, CANDIDATE, DRAFT = "#4fc3f7", "#b0bec5", "#ffb74d", "#81c784"
 MARKER_COLOUR = "#ffd54f"
 SPEED_KEYS = (Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_4)
+EMOTION_KEYS = tuple(Qt.Key(Qt.Key.Key_1.value + i) for i in range(len(EMOTIONS)))  # Ctrl+1-8
 KEYS_HELP = (
     "Left/Right 1 frame (Shift 10, PgUp/PgDn 1 s) · Space play · R reverse · 1-4 speed · "
-    "L loop · O/A/F onset/apex/offset · Enter save · Esc cancel · N candidate · M marker · "
-    "J event"
+    "L loop · O/A/F onset/apex/offset · U type AUs · Ctrl+1-8 emotion · T notes · "
+    "G go to frame · Enter save · Esc cancel · N candidate · M marker · J event"
 )
+
+
+class Field(QLineEdit):
+    """A text field that keeps its Enter: QLineEdit passes Return on to its parent (for
+    dialogs' default buttons), which here would save the event half-typed."""
+
+    def keyPressEvent(self, ev: QKeyEvent | None) -> None:
+        super().keyPressEvent(ev)
+        if ev is not None and ev.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            ev.accept()
 
 
 class CodingWindow(QMainWindow):
@@ -88,14 +102,44 @@ class CodingWindow(QMainWindow):
         self.skipped_frames = 0  # frames a playback tick had to jump over (full speed)
         self.late_ticks = 0  # slow-motion ticks that came late (the video waited)
         self._acc = 0.0
-        self._clock = QElapsedTimer()
+        self._last_tick = 0.0
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._tick)
         self._span = (np.inf, -np.inf)  # master-time window the tracks hold
+        self._y: dict[str, tuple[float, float]] = {}  # each track's y range shown
+        self._event_items: list[Any] = []
+        self._pending_t = 0.0
+        self._tracks_timer = QTimer(self)
+        self._tracks_timer.setSingleShot(True)
+        self._tracks_timer.timeout.connect(lambda: self._tracks_around(self._pending_t))
+        self._labels_shown: list[Any] = []
+        self._spans: dict[int, tuple[np.ndarray, np.ndarray, list[int]]] = {}
         self._build()
         self._draw_events()
         self.show_frame(model.position)
+        # the heart rate is computed once the window is up, and drawn when it is ready
+        self._hr_poll = QTimer(self)
+        self._hr_poll.timeout.connect(self._heart_rate_ready)
+        QTimer.singleShot(100, self._start_background)
+
+    def _start_background(self) -> None:
+        if not self.isVisible():
+            return
+        self.model.start_background()
+        self._hr_poll.start(300)
+
+    def _heart_rate_ready(self) -> None:
+        m = self.model
+        if m.background_busy:
+            return
+        if m.closed:
+            self._hr_poll.stop()
+            return
+        self._hr_poll.stop()
+        self._span = (np.inf, -np.inf)
+        self.show_frame(m.position)
+        self._status()
 
     # ------------------------------------------------------------ layout
 
@@ -128,7 +172,10 @@ class CodingWindow(QMainWindow):
             plot.getAxis("left").setWidth(70)
             plot.getAxis("left").enableAutoSIPrefix(False)
             if row < len(names):
-                plot.getAxis("bottom").setStyle(showValues=False)
+                plot.hideAxis("bottom")  # one time axis, under the last track
+            # ranges are set, never searched: autoranging 11 plots on every seek costs
+            # more than reading the data
+            plot.disableAutoRange()
             if first is None:
                 first = plot
             else:
@@ -140,13 +187,17 @@ class CodingWindow(QMainWindow):
             if name not in ("events", "motion"):
                 self.curves[name] = plot.plot(pen=pg.mkPen("#e0e0e0", width=1))
         self.plots["events"].getAxis("bottom").setLabel("s from the first frame")
-        self.plots["events"].setYRange(0, 3)
+        self.plots["events"].setYRange(0, 3.6, padding=0)
+        self.tracks_view.scene().sigMouseClicked.connect(self._events_clicked)
         self.plots["events"].getAxis("left").setTicks([[(0.5, "spots"), (1.5, "others"),
                                                         (2.5, "mine")]])  # fmt: skip
         if "motion" in self.plots:
+            top = 0.0
             for label, (t, y) in sorted(self.model.spots.curves.items()):
                 if label.startswith("me:"):
                     self.plots["motion"].plot(t - m.t0, y, pen=pg.mkPen("#90a4ae", width=1))
+                    top = max(top, float(np.nanmax(y)) if len(y) else 0.0)
+            self.plots["motion"].setYRange(0, top or 1.0, padding=0.05)
         self.caption = QLabel()
         self.caption.setStyleSheet("font-family: monospace; font-size: 13px")
         left = QWidget()
@@ -182,15 +233,16 @@ class CodingWindow(QMainWindow):
         self.kind_box = QComboBox()
         self.kind_box.addItems(["kind by the rule", *KINDS])
         self.kind_box.activated.connect(lambda _i: self._override())
-        self.reason = QLineEdit()
+        self.reason = Field()
         self.reason.setPlaceholderText("reason for the override")
         self.reason.editingFinished.connect(self._override)
         row.addWidget(self.kind_box)
         row.addWidget(self.reason, 1)
         lay.addLayout(row)
         lay.addWidget(QLabel("Action units (FACS: L12+6B, 4(B/C))"))
-        self.aus = QLineEdit()
+        self.aus = Field()
         self.aus.editingFinished.connect(self._aus_typed)
+        self.aus.returnPressed.connect(self._aus_entered)
         lay.addWidget(self.aus)
         pick = QHBoxLayout()
         self.side_box = QComboBox()
@@ -214,10 +266,15 @@ class CodingWindow(QMainWindow):
         self.emotion.addItems(list(EMOTIONS))
         self.emotion.activated.connect(lambda _i: self._labels(emotion=self.emotion.currentText()))
         lay.addWidget(self.emotion)
-        self.notes = QLineEdit()
+        self.notes = Field()
         self.notes.setPlaceholderText("notes")
         self.notes.editingFinished.connect(lambda: self._labels(notes=self.notes.text()))
+        self.notes.returnPressed.connect(self._notes_entered)
         lay.addWidget(self.notes)
+        self.goto = Field()
+        self.goto.setPlaceholderText("go to frame number (G)")
+        self.goto.returnPressed.connect(self._goto)
+        lay.addWidget(self.goto)
         buttons = QHBoxLayout()
         for text, slot in (("Save event (Enter)", self.commit), ("Cancel (Esc)", self.cancel),
                            ("Delete", self.delete_selected)):  # fmt: skip
@@ -243,7 +300,10 @@ class CodingWindow(QMainWindow):
 
     # ------------------------------------------------------------ the frame
 
-    def show_frame(self, number: int) -> None:
+    def show_frame(self, number: int, defer_tracks: bool = False) -> None:
+        """Frame ``number`` on screen. With ``defer_tracks`` (a seek) the tracks, when
+        they must be read afresh, follow in the next turn of the event loop: the face
+        is painted first."""
         m = self.model
         shown = m.frame(number)
         if shown.image is None:
@@ -252,57 +312,89 @@ class CodingWindow(QMainWindow):
             self.gap_text.setText(f"frame {shown.number} was dropped")
             self.gap_text.setPos(w / 2, h / 2)
         else:
-            self.image.setImage(shown.image, autoLevels=False, levels=(0, 255))
+            # uint8 RGB with no levels goes to the screen without a rescaling pass
+            self.image.setImage(shown.image, autoLevels=False)
             self.gap_text.setText("")
         rel = shown.t - m.t0
         where = "DROPPED" if shown.gap else f"stored #{shown.index}"
-        self.caption.setText(f"frame {shown.number}   t {rel:9.3f} s   ({where})   "
+        self.caption.setText(f"frame {shown.number}   t {rel:9.3f} s   master {shown.t:.4f}   "
+                             f"({where})   "
                              f"speed 1/{round(1 / SPEEDS[self.speed_index])}"
                              f"{'   loop' if self.loop else ''}")  # fmt: skip
         for c in self.cursors:
             c.setPos(rel)
-        self._tracks_around(shown.t)
+        if defer_tracks and not self._inside(shown.t):
+            self._pending_t = shown.t
+            self._tracks_timer.start(0)
+        else:
+            self._tracks_around(shown.t)
         self._show_draft()
 
-    def _tracks_around(self, t: float) -> None:
+    def _inside(self, t: float) -> bool:
         a, b = self._span
-        w = self.window_s
-        if a + 0.25 * w <= t <= b - 0.25 * w:
+        return a + 0.25 * self.window_s <= t <= b - 0.25 * self.window_s
+
+    def _tracks_around(self, t: float) -> None:
+        if self._inside(t) or self.model.closed:  # (a deferred redraw after the close)
             return
+        w = self.window_s
         a, b = t - w / 2, t + w / 2
         self._span = (a, b)
         m = self.model
         for name, curve in self.curves.items():
             tr = m.track(name, a, b, max_points=1200)
             curve.setData(tr.t - m.t0, tr.y)
+            if len(tr.y):
+                self._fit_y(name, float(np.min(tr.y)), float(np.max(tr.y)))
         self.plots["events"].setXRange(a - m.t0, b - m.t0, padding=0)
+        self._marker_labels(a, b)
+
+    def _fit_y(self, name: str, lo: float, hi: float) -> None:
+        """Keep a track's y range while the data fit it and fill a good part of it: a
+        steady axis is easier to read, and one that does not move is not redrawn."""
+        old = self._y.get(name)
+        if old is not None:
+            olo, ohi = old
+            span = ohi - olo
+            if olo <= lo and hi <= ohi and (hi - lo) >= 0.4 * span:
+                return
+        pad = 0.08 * (hi - lo) or 1.0
+        self._y[name] = (lo - pad, hi + pad)
+        self.plots[name].setYRange(lo - pad, hi + pad, padding=0)
 
     # ------------------------------------------------------------ events drawn
 
     def _draw_events(self) -> None:
+        """The event row: markers as one item of vertical lines (their labels only in the
+        window shown), events and candidates as bars - one item per kind, so an hour's
+        hundreds of them cost one paint each, not hundreds."""
         m = self.model
         plot = self.plots["events"]
-        for item in list(plot.items):
-            if (
-                isinstance(item, (pg.LinearRegionItem, pg.InfiniteLine))
-                and item not in self.cursors
-            ):
-                plot.removeItem(item)
-        for t, text in m.markers:
-            line = pg.InfiniteLine(
-                t - m.t0,
-                angle=90,
-                pen=pg.mkPen(MARKER_COLOUR, width=1),
-                label=text,
-                labelOpts={"position": 0.9, "color": MARKER_COLOUR},
-            )
-            plot.addItem(line)
+        for item in self._event_items:
+            plot.removeItem(item)
+        self._event_items = []
+        if m.markers:
+            ts = np.array([t - m.t0 for t, _ in m.markers])
+            x = np.repeat(ts, 3)
+            x[2::3] = np.nan
+            y = np.tile([0.0, 3.0, np.nan], len(ts))
+            lines = pg.PlotDataItem(x, y, connect="finite", pen=pg.mkPen(MARKER_COLOUR, width=1))
+            self._add(plot, lines)
         rows = [(src, a) for src, a in m.events_on_screen()]
-        for src, a in rows:
-            y = 2.0 if src == m.coder else 1.0
-            self._region(plot, a.onset, a.offset, OWN if src == m.coder else OTHER, y)
-        for a in m.spots.candidates:
-            self._region(plot, a.onset, a.offset, CANDIDATE, 0.0, jump=a.apex or a.onset)
+        own = [a for src, a in rows if src == m.coder]
+        others = [a for src, a in rows if src != m.coder]
+        self._spans = {}
+        for row, (events, colour) in enumerate(((m.spots.candidates, CANDIDATE), (others, OTHER),
+                                                (own, OWN))):  # fmt: skip
+            if not events:
+                continue
+            on = np.array([m.time_of(a.onset) for a in events]) - m.t0
+            off = np.array([m.time_of(a.offset) for a in events]) - m.t0 + 1.0 / m.fps
+            bars = pg.BarGraphItem(x0=on, x1=off, y0=row + 0.1, height=0.8,
+                                   brush=pg.mkBrush(colour + "b0"), pen=pg.mkPen(None))  # fmt: skip
+            self._add(plot, bars)
+            self._spans[row] = (on, off, [a.apex if a.apex is not None else a.onset
+                                          for a in events])  # fmt: skip
         self.events.clear()
         for src, a in rows:
             apex = "-" if a.apex is None else str(a.apex)
@@ -314,21 +406,45 @@ class CodingWindow(QMainWindow):
             self.events.addItem(item)
         self._status()
 
-    def _region(self, plot: pg.PlotItem, on: int, off: int, colour: str, y: float,
-                jump: int | None = None) -> None:  # fmt: skip
-        m = self.model
-        t0, t1 = m.time_of(on) - m.t0, m.time_of(off) - m.t0 + 1.0 / m.fps
-        reg = pg.LinearRegionItem((t0, t1), movable=False, brush=pg.mkBrush(colour + "80"),
-                                  span=(y / 3 + 0.02, (y + 1) / 3 - 0.02))  # fmt: skip
-        if jump is not None:
-            reg.mouseClickEvent = lambda ev, n=jump: self._jump(n, ev)
-        plot.addItem(reg)
+    def _add(self, plot: pg.PlotItem, item: Any) -> None:
+        plot.addItem(item)
+        self._event_items.append(item)
+
+    def _marker_labels(self, a: float, b: float) -> None:
+        """Labels of the markers inside the window shown (made again when it moves)."""
+        plot, m = self.plots["events"], self.model
+        for item in self._labels_shown:
+            plot.removeItem(item)
+        self._labels_shown = []
+        for t, text in m.markers:
+            if a <= t <= b:
+                label = pg.TextItem(text, color=MARKER_COLOUR, anchor=(0, 0))
+                label.setPos(t - m.t0, 3.0)
+                plot.addItem(label)
+                self._labels_shown.append(label)
+
+    def _events_clicked(self, ev: Any) -> None:
+        """A click on a candidate or an event in the event row goes to its apex."""
+        plot = self.plots["events"]
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        if not plot.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        p = plot.vb.mapSceneToView(ev.scenePos())
+        row = int(np.floor(p.y()))
+        hit = self._spans.get(row)
+        if hit is None:
+            return
+        on, off, targets = hit
+        inside = np.flatnonzero((on <= p.x()) & (p.x() <= off))
+        if len(inside):
+            self._jump(int(targets[int(inside[0])]))
 
     def _jump(self, number: int, ev: Any = None) -> None:
         if ev is not None:
             ev.accept()
         self.pause()
-        self.show_frame(number)
+        self.show_frame(number, defer_tracks=True)
 
     # ------------------------------------------------------------ marks
 
@@ -387,6 +503,14 @@ class CodingWindow(QMainWindow):
         if self._try(lambda: self.model.set_labels(aus=self.aus.text())):
             self._show_draft()
 
+    def _aus_entered(self) -> None:
+        self._aus_typed()
+        self.view.setFocus()  # typed: back to the keys
+
+    def _notes_entered(self) -> None:
+        self._labels(notes=self.notes.text())
+        self.view.setFocus()
+
     def pick_au(self, au: str) -> None:
         side = {"L": "L", "R": "R"}.get(self.side_box.currentText(), "")
         inten = self.intensity_box.currentText()
@@ -430,6 +554,14 @@ class CodingWindow(QMainWindow):
         if self._try(lambda: self.model.delete(ev_id)):
             self._draw_events()
 
+    def _goto(self) -> None:
+        text = self.goto.text().strip()
+        if not text.isdigit():
+            self.say(f"{text!r} is not a frame number", error=True)
+            return
+        self._jump(int(text))
+        self.view.setFocus()
+
     def _event_clicked(self, item: QListWidgetItem) -> None:
         _src, _id, onset = item.data(Qt.ItemDataRole.UserRole)
         self._jump(int(onset))
@@ -449,7 +581,7 @@ class CodingWindow(QMainWindow):
     def play(self, direction: int = 1) -> None:
         self.direction = direction
         self._acc = 0.0
-        self._clock.start()
+        self._last_tick = time.perf_counter()
         self._timer.start(TICK_MS)
 
     def pause(self) -> None:
@@ -461,7 +593,8 @@ class CodingWindow(QMainWindow):
         self.show_frame(self.model.position)
 
     def _tick(self) -> None:
-        dt = self._clock.restart() / 1000.0
+        now = time.perf_counter()  # (QElapsedTimer.restart's whole ms would lose time)
+        dt, self._last_tick = now - self._last_tick, now
         self._acc += dt * SPEEDS[self.speed_index] * self.model.fps
         n = int(self._acc)
         if n < 1:
@@ -519,7 +652,7 @@ class CodingWindow(QMainWindow):
                 self.pause()
             else:
                 self.play(-1)
-        elif k in SPEED_KEYS:
+        elif k in SPEED_KEYS and not mods & Qt.KeyboardModifier.ControlModifier:
             self.set_speed(SPEED_KEYS.index(k))
         elif k == key.Key_L:
             self.loop = not self.loop
@@ -530,6 +663,13 @@ class CodingWindow(QMainWindow):
             self.commit()
         elif k == key.Key_Escape:
             self.cancel()
+        elif mods & Qt.KeyboardModifier.ControlModifier and k in EMOTION_KEYS:
+            self.emotion.setCurrentIndex(EMOTION_KEYS.index(k))
+            self._labels(emotion=self.emotion.currentText())
+        elif k in (key.Key_U, key.Key_T, key.Key_G):
+            field = {key.Key_U: self.aus, key.Key_T: self.notes, key.Key_G: self.goto}[k]
+            field.setFocus()
+            field.selectAll()
         elif k in (key.Key_N, key.Key_M, key.Key_J):
             find = {key.Key_N: m.next_candidate, key.Key_M: m.next_marker,
                     key.Key_J: m.next_annotation}[k]  # fmt: skip
@@ -543,6 +683,8 @@ class CodingWindow(QMainWindow):
 
     def closeEvent(self, ev: Any) -> None:
         self.pause()
+        self._hr_poll.stop()
+        self._tracks_timer.stop()
         super().closeEvent(ev)
 
 
@@ -552,22 +694,9 @@ def run_annotate(folder: Path, coder: str, spots: Path | None = None,
     app = QApplication.instance() or QApplication(sys.argv[:1])
     model = CodingSession(folder, coder, spots, eeg)
     try:
-        model.start_background()
         win = CodingWindow(model)
         win.show()
         win.view.setFocus()
-        refresh = QTimer(win)  # the heart rate arrives from its thread
-        started = time.monotonic()
-
-        def poll() -> None:
-            if model.heart_rate is not None or time.monotonic() - started > 600:
-                refresh.stop()
-                win._span = (np.inf, -np.inf)
-                win.show_frame(model.position)
-                win._status()
-
-        refresh.timeout.connect(poll)
-        refresh.start(500)
         app.exec()
     finally:
         model.close()

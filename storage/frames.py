@@ -312,21 +312,23 @@ class FrameStore:
         self.direct_fallback = ""  # why reads went through the page cache instead
         positions = journal["index"].astype(np.int64)
         chunks = positions // self.per_chunk if len(journal) else np.zeros(0, np.int64)
-        on_disk = np.zeros(len(journal), bool)
-        for chunk in np.unique(chunks).tolist():
+        uniq, counts = np.unique(chunks, return_counts=True)
+        # frames each chunk file holds (0: missing); chunks are mapped on first use
+        self._held: dict[int, int] = {}
+        held = np.zeros(int(uniq.max()) + 1 if len(uniq) else 0, np.int64)
+        for chunk, count in zip(uniq.tolist(), counts.tolist(), strict=True):
             path = folder / chunk_name(chunk)
-            in_chunk = chunks == chunk
             if not path.exists():
-                self.missing[f"{path.name} is missing"] = int(in_chunk.sum())
+                self.missing[f"{path.name} is missing"] = int(count)
                 continue
-            n = min(path.stat().st_size // self.stride, self.per_chunk)
-            if n:
-                self._maps[chunk] = np.memmap(path, np.uint8, mode="r", shape=(n, self.stride))
-            there = in_chunk & (positions % self.per_chunk < n)
-            short = int(in_chunk.sum() - there.sum())
-            if short:
-                self.missing[f"{path.name} is cut short"] = short
-            on_disk |= there
+            held[chunk] = self._held[chunk] = min(path.stat().st_size // self.stride,
+                                                  self.per_chunk)  # fmt: skip
+        on_disk = (positions % self.per_chunk) < held[chunks] if len(journal) else np.zeros(0, bool)
+        kept = np.bincount(chunks[on_disk], minlength=len(held)) if len(journal) else held
+        for chunk, count in zip(uniq.tolist(), counts.tolist(), strict=True):
+            short = int(count - kept[chunk])
+            if short and chunk in self._held:
+                self.missing[f"{chunk_name(chunk)} is cut short"] = short
         #: whole journal records, whether or not their frame bytes survived
         self.journal_records = len(journal)
         self.journal = journal[on_disk] if not on_disk.all() else journal
@@ -344,7 +346,11 @@ class FrameStore:
         if not -len(self) <= index < len(self):
             raise IndexError(f"frame {index} out of range (0..{len(self) - 1})")
         chunk, pos = divmod(int(self.journal["index"][index]), self.per_chunk)
-        flat = self._maps[chunk][pos, : self.width * self.height]
+        m = self._maps.get(chunk)
+        if m is None:
+            m = self._maps[chunk] = np.memmap(self.folder / chunk_name(chunk), np.uint8, mode="r",
+                                              shape=(self._held[chunk], self.stride))  # fmt: skip
+        flat = m[pos, : self.width * self.height]
         return flat.reshape(self.height, self.width)
 
     def read_rows(self, index: int, y0: int, y1: int, out: np.ndarray | None = None) -> np.ndarray:

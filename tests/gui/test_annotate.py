@@ -48,9 +48,16 @@ def key(qtbot, win, k, times=1, shift=False):
         qtbot.keyClick(win, k, mod)
 
 
-def code_event(qtbot, win, start, apex_after, offset_after, aus, emotion):
-    """Go to ``start`` and mark an event by keys, the labels by the side panel."""
-    win._jump(start)
+EMOTION_ORDER = [e.value for e in Emotion]
+
+
+def code_event(qtbot, win, start, apex_after, offset_after, aus, emotion, by_keys=True):
+    """Go to ``start`` (by typing its number) and mark an event by keys: key frames,
+    AUs typed, emotion by Ctrl+digit - or the labels clicked in the side panel."""
+    key(qtbot, win, K.Key_G)
+    qtbot.keyClicks(win.goto, str(start))
+    qtbot.keyClick(win.goto, K.Key_Return)
+    assert win.model.position == start
     key(qtbot, win, K.Key_O)
     key(qtbot, win, K.Key_Right, apex_after // 10, shift=True)
     key(qtbot, win, K.Key_Right, apex_after % 10)
@@ -59,11 +66,19 @@ def code_event(qtbot, win, start, apex_after, offset_after, aus, emotion):
     key(qtbot, win, K.Key_Right, rest // 10, shift=True)
     key(qtbot, win, K.Key_Right, rest % 10)
     key(qtbot, win, K.Key_F)
-    for au in aus:  # the picker, clicked
-        win.au_buttons[au].click()
-    win.emotion.setCurrentText(emotion)
-    win.emotion.activated.emit(win.emotion.currentIndex())
-    win.view.setFocus()
+    if by_keys:
+        key(qtbot, win, K.Key_U)
+        qtbot.keyClicks(win.aus, "+".join(aus))
+        qtbot.keyClick(win.aus, K.Key_Return)  # back to the video's keys
+        digit = Qt.Key(Qt.Key.Key_1.value + EMOTION_ORDER.index(emotion))
+        qtbot.keyClick(win, digit, Qt.KeyboardModifier.ControlModifier)
+    else:
+        for au in aus:  # the picker, clicked
+            win.au_buttons[au].click()
+        win.emotion.setCurrentText(emotion)
+        win.emotion.activated.emit(win.emotion.currentIndex())
+        win.view.setFocus()
+    assert win.model.draft.emotion == emotion and win.model.draft.aus == "+".join(aus)
     key(qtbot, win, K.Key_Return)
 
 
@@ -107,7 +122,7 @@ def test_two_coders_a_kill_the_adjudication_and_the_agreement(qtbot, session, tm
     assert model3.others() == {} and win3.events.count() == 0
     code_event(qtbot, win3, f0 + 301, 11, 44, ["6", "12"], "happiness")
     code_event(qtbot, win3, f0 + 902, 6, 30, ["1", "2", "5"], "surprise")
-    code_event(qtbot, win3, f0 + 1505, 60, 230, ["4"], "fear")
+    code_event(qtbot, win3, f0 + 1505, 60, 230, ["4"], "fear", by_keys=False)
     win3.submit()
     assert win3.events.count() == 6  # now ann's submitted pass shows too
     model3.close()
