@@ -1,10 +1,11 @@
 """The coding window measured (``mmme bench annotate`` runs these in child processes).
 
 ``measure_open``: a session to the first frame and its tracks on screen.
-``measure_frames``: seeks to random frames, steps of +-1 frame, and playback at 1/5
-speed - each timed from the key to the frame painted (``processEvents`` after the
-change: the paint happens inside it), with the tracks redrawn when the cursor
-leaves their middle.
+``measure_frames``: seeks to random frames (as G, N, M, J or a click make them:
+timed to the face painted, ``repaint`` being synchronous; and to the tracks read and
+drawn as well, in the next turn of the event loop), steps of +-1 frame (timed to the
+frame and the tracks painted, ``processEvents`` after the key) and playback at 1/5
+speed (frames shown per second, frames skipped, ticks that came late).
 """
 
 from __future__ import annotations

@@ -186,3 +186,16 @@ def test_adjudication_decides_the_disputes_and_writes_the_consensus(fresh):
     again = Adjudication(fresh, "judge")
     assert again.decisions == {} and "started over" in again.note
     assert len(list((fresh / "annotations").glob("adjudication.*.json"))) == 1
+
+
+def test_the_screen_shows_the_cells_the_analysis_measures():
+    from mmmelab.analysis.annotations.coding import display_rgb, white_balance_luts
+    from mmmelab.analysis.face.frames import debayer_region
+
+    raw = np.random.default_rng(3).integers(0, 256, (48, 64), np.uint8)
+    for pattern in ("RGGB", "BGGR", "GRBG", "GBRG"):
+        for gains in ((1.0, 1.0, 1.0), (1.4, 1.0, 1.8)):
+            shown = display_rgb(raw, pattern, white_balance_luts(gains)).astype(float)
+            cells = debayer_region(raw, None, pattern, True, gains)
+            assert shown.shape == cells.shape == (24, 32, 3)
+            assert np.abs(shown - cells).max() <= 0.5 + 1e-3  # rounding of the G mean only
