@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -61,7 +62,9 @@ def test_session_alignment_with_reset_drops_lost_and_missing_triggers(
     assert cam["method"] == "triggers" and len(cam["segments"]) == 2  # split at the reset
     assert sum(d["missing"] for d in cam["dropped_frames"]) == 4
     assert eeg["method"] == "triggers"
-    assert any("lost its triggers" in w for w in eeg["warnings"])  # flagged
+    lost = [w for w in eeg["warnings"] if "lost its triggers" in w]
+    assert lost  # flagged
+    last_edge = float(re.search(r"after ([0-9.]+) s \(master clock\)", lost[0])[1])
     assert phys["method"] == "host_time"
     assert any("host receive times" in w for w in phys["warnings"])
     with open_session(folder) as s:
@@ -70,7 +73,13 @@ def test_session_alignment_with_reset_drops_lost_and_missing_triggers(
         e = s.streams["eeg"]
         assert isinstance(e, SignalStream) and e.aligned
         err = e.master_time - true_master(clocks["eeg"], e.sample_index / e.rate_hz)
-        assert np.percentile(np.abs(err), 95) < 1.0e-3
+        # where the edges are, the map is within a millisecond; after the last one it is
+        # extrapolated (as the warning says), with the drift estimated from edges read
+        # at 1 kHz: there the error may grow by a fraction of a millisecond more
+        fitted = e.master_time <= last_edge
+        assert fitted.sum() > 1000
+        assert np.percentile(np.abs(err[fitted]), 95) < 1.0e-3
+        assert np.abs(err).max() < 2.5e-3
         c = s.streams["camera"]
         assert isinstance(c, CameraStream) and c.aligned
         truth_cam = truth["camera"]["t0_master"] + (c.journal["acq_nframe"] - 1) / 150.0
