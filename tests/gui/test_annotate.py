@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import pyqtgraph as pg
 import pytest
 from PyQt6.QtCore import Qt
 
@@ -228,3 +229,70 @@ def test_a_real_kill_loses_no_saved_mark(session, tmp_path):
     table = read_table(annotation_path(folder, "kim"))  # readable whatever the moment
     ids = {a.id for a in table.annotations}
     assert set(done) <= ids  # every event the tool reported saved is there
+
+
+def test_spotter_candidates_are_a_track_and_a_key_away(qtbot, session, tmp_path):
+    """A spot folder as ``mmme spot`` writes it: candidates in the event row (N and a
+    click go to their apex) and the regional curves as a track."""
+    import numpy as np
+
+    from mmmelab.analysis.annotations import Annotation, AnnotationTable, write_table
+
+    with CodingSession(session, "viewer") as probe:
+        f0, numbers, times = probe.first, probe.numbers, probe.times
+    spots = tmp_path / "spots"
+    cands = [Annotation(f"auto-{k}", f0 + on, f0 + on + 9, f0 + on + 30, coder="auto:mdmd-flow")
+             for k, on in enumerate((400, 1200), start=1)]  # fmt: skip
+    table = AnnotationTable(cands, 150.0, "auto:mdmd-flow")
+    write_table(table, spots / f"{session.name}_spots.tsv", (numbers, times), session.name)
+    t = times[:2000]
+    np.savez(spots / f"{session.name}_curves.npz", seg0_frame=numbers[:2000], seg0_time=t,
+             **{"seg0_me:mouth": np.sin(t), "seg0_mae:mouth": np.cos(t)})  # fmt: skip
+    model = CodingSession(session, "viewer", spots)
+    win = CodingWindow(model)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        assert "motion" in win.plots and len(model.spots.candidates) == 2
+        win._jump(f0)
+        key(qtbot, win, K.Key_N)
+        assert model.position == f0 + 409  # the first candidate's apex
+        key(qtbot, win, K.Key_N)
+        assert model.position == f0 + 1209
+        key(qtbot, win, K.Key_N, shift=True)
+        assert model.position == f0 + 409
+        win._jump(f0 + 1200)  # the second bar is on screen: click its middle
+        qtbot.waitUntil(lambda: not win._tracks_timer.isActive(), timeout=5000)
+        plot = win.plots["events"]
+        x = model.time_of(f0 + 1215) - model.t0
+        scene = plot.vb.mapViewToScene(pg.Point(x, 0.5))
+
+        class Click:
+            def button(self):
+                return Qt.MouseButton.LeftButton
+
+            def scenePos(self):
+                return scene
+
+            def accept(self):
+                pass
+
+        win._jump(f0 + 1180)
+        win._events_clicked(Click())
+        assert model.position == f0 + 1209
+    finally:
+        win.close()
+        model.close()
+
+
+def test_annotate_refuses_bad_input_in_one_line(session, tmp_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    for args, words in (
+        ([str(session), "--coder", "a/b"], "coder 'a/b'"),
+        ([str(tmp_path / "nowhere"), "--coder", "ann"], "not a session folder"),
+        ([str(session), "--coder", "ann", "--spots", str(tmp_path)], "_spots.tsv"),
+    ):
+        res = subprocess.run([sys.executable, "-m", "mmmelab", "annotate", *args],
+                             capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert words in res.stderr
