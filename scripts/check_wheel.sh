@@ -12,17 +12,23 @@ fi
 wheel="$(ls "$tmp"/dist/*.whl)"
 .venv/bin/python -m pip install -q --no-deps --target "$tmp/site" "$wheel"
 cd "$tmp"
-PYTHONPATH="$tmp/site" "$here/.venv/bin/python" - "$tmp/site" <<'PY'
+PYTHONPATH="$tmp/site" "$here/.venv/bin/python" - "$tmp/site" "$here" <<'PY'
 import importlib, pathlib, sys
 site = pathlib.Path(sys.argv[1]).resolve()
 import mmmelab
 assert pathlib.Path(mmmelab.__file__).resolve().is_relative_to(site), mmmelab.__file__
-for sub in ("acquisition", "drivers", "sync", "storage", "gui", "analysis", "hardware_mocks",
-            "analysis.annotations", "analysis.physio", "analysis.eeg", "analysis.stats",
-            "analysis.report",
-            "hardware_mocks.ximea", "cli", "config"):
+# every package of the source tree (a folder with __init__.py under a layer) must be in
+# the wheel: a package left out of pyproject.toml's list would import from nowhere
+src = pathlib.Path(sys.argv[2])
+layers = ("acquisition", "drivers", "sync", "storage", "gui", "analysis", "hardware_mocks")
+subs = ["cli", "config"]
+for layer in layers:
+    for init in sorted((src / layer).rglob("__init__.py")):
+        subs.append(".".join(init.parent.relative_to(src).parts))
+for sub in subs:
     mod = importlib.import_module(f"mmmelab.{sub}")
-    assert pathlib.Path(mod.__file__).resolve().is_relative_to(site), mod.__file__
+    assert pathlib.Path(mod.__file__).resolve().is_relative_to(site), (
+        f"mmmelab.{sub} is not in the wheel: add it to pyproject.toml's packages")
 from mmmelab.config import load_lab, load_protocol, shipped
 assert len(load_protocol(shipped("protocols", "mmme")).trial_order) == 42
 load_lab(shipped("labs", "simulated"))
