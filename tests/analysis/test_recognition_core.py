@@ -158,3 +158,44 @@ def test_weights_are_per_class_recall_or_precision():
     assert weights(["negative"], ["negative"], LABELS).tolist() == [1.0, 0.0, 0.0]
     probs = {"a": np.array([[0.2, 0.5, 0.3]]), "b": np.array([[0.6, 0.1, 0.3]])}
     assert probability_average(probs, LABELS) == ["negative"]
+
+
+def _simulated_features(n_subjects=10, per_class=4, seed=3):
+    rng = np.random.default_rng(seed)
+    labels, subjects, feats = [], [], {"clear": [], "weak": [], "noise": []}
+    for s in range(n_subjects):
+        offset = rng.normal(0, 0.3, 4)  # each subject's own baseline
+        for j, c in enumerate(LABELS):
+            for _ in range(per_class):
+                labels.append(c)
+                subjects.append(f"S{s:02d}")
+                centre = np.eye(4)[j] * 3.0
+                feats["clear"].append(centre + offset + rng.normal(0, 1.0, 4))
+                feats["weak"].append(0.6 * centre + rng.normal(0, 1.5, 4))
+                feats["noise"].append(rng.normal(0, 1.0, 4))
+    return {k: np.array(v) for k, v in feats.items()}, labels, subjects
+
+
+@pytest.mark.timeout(300)
+def test_per_modality_svms_and_their_vote_over_loso():
+    from mmmelab.analysis.recognition.classical import run_protocol
+
+    feats, y, subj = _simulated_features()
+    feats["clear"][3, 1] = np.nan  # a missing feature is imputed, not fatal
+    folds = loso(subj)
+    seen = []
+    results = run_protocol(feats, y, subj, folds, LABELS, progress=lambda i, n: seen.append(i))
+    assert seen == list(range(1, len(folds) + 1))
+    uar = {}
+    for name in feats:
+        per = [(r.truth, r.modalities[name].predictions) for r in results]
+        uar[name] = evaluate(per, LABELS)["pooled"]["uar"]
+    fused = evaluate([(r.truth, r.fused) for r in results], LABELS)["pooled"]["uar"]
+    assert uar["clear"] > 0.8 and 0.15 < uar["noise"] < 0.55 and uar["weak"] > 0.45
+    # a noise voter and a weak one can outvote the clear one now and then (as MMME's
+    # five peripheral voters can outvote the face): above the others, near the best
+    assert fused > uar["weak"] and fused >= uar["clear"] - 0.1
+    r0 = results[0]
+    assert set(r0.modalities["clear"].params) == {"C", "gamma"}
+    assert len(r0.modalities["clear"].weights) == 3 and r0.modalities["clear"].inner_uar > 0.7
+    assert r0.test == folds[0].test.tolist()
