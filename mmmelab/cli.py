@@ -14,6 +14,8 @@
     mmme agreement SESSION... [--json]        the coders' agreement (AU r, kappas, ICC)
     mmme clip-study --clips DIR --rater R     one evaluator rates the candidate clips
     mmme clip-study --clips DIR --summarise   alpha, ICC, kappa; a protocol of the best clips
+    mmme dataset build SESSION... --out DS    recognition samples from coded sessions
+    mmme recognize DS --out DIR [--protocol loso|kfold]  per-modality SVMs and their vote
     mmme bench camera|sync|gui|ringbuffer --json  performance figures of this machine
     mmme screenshots [--out DIR]              pictures of the GUI windows (scripts/screenshots.sh)
     mmme --version
@@ -195,6 +197,9 @@ def _parser() -> argparse.ArgumentParser:
     from mmmelab.codingcli import add_parsers as coding_parsers
 
     coding_parsers(sub, what, _positive_float)
+    from mmmelab.recognitioncli import add_parsers as recognition_parsers
+
+    recognition_parsers(sub)
 
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
@@ -653,6 +658,12 @@ def main(argv: list[str] | None = None) -> int:
             return _check_rig(args)
         if args.command == "eval-spotting":
             return _eval_spotting(args)
+        if args.command in ("dataset", "recognize"):
+            from mmmelab import recognitioncli
+
+            if args.command == "dataset":
+                return recognitioncli.run_dataset(args)
+            return recognitioncli.run_recognize(args)
         if args.command in ("annotate", "agreement", "clip-study"):
             from mmmelab import codingcli
 

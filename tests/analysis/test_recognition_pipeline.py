@@ -1,0 +1,94 @@
+"""Coded sessions -> ``mmme dataset build`` -> ``mmme recognize`` on a small simulated
+study: samples with face crops, flow stacks, EEG windows and every modality's
+features; the classical classifiers and the vote over LOSO; bad input in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.analysis.alignment import align_session
+    from mmmelab.config import load_protocol, shipped
+    from mmmelab.study import write_truth_annotations
+
+    root = tmp_path_factory.mktemp("recognition")
+    proto = load_protocol(shipped("protocols", "mmme"))
+    clips = tuple(dataclasses.replace(c, duration_s=12.0) for c in proto.clips)
+    proto = dataclasses.replace(
+        proto, clips=clips, neutral=dataclasses.replace(proto.neutral, duration_s=2.0)
+    )
+    plan = StudyPlan(participants=3, minutes=0.9, camera_width=320, camera_height=176,
+                     me_per_clip=2.0, mae_per_clip=1.0, min_gap_s=3.0, seed=5)  # fmt: skip
+    folders = simulate_study(root / "sessions", plan, protocol=proto)
+    for f in folders:
+        align_session(f)
+        write_truth_annotations(f)
+    yield root, folders
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def mmme(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mmmelab", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def test_dataset_then_recognize(study):
+    root, folders = study
+    ds = root / "ds"
+    res = mmme("dataset", "build", *folders, "--out", ds, "--json")
+    assert res.returncode == 0, res.stderr
+    brief = json.loads(res.stdout)
+    assert brief["subjects"] == ["S01", "S02", "S03"] and brief["samples"] >= 6
+    with h5py.File(ds / "dataset.h5", "r") as h5:
+        index = json.loads(h5.attrs["index"])
+        assert {m for m in h5["features"]} == {"FACE", "EEG", "ECG", "PPG", "RSP", "SKT", "EDA"}
+        first = h5["samples"][index[0]["sample"]]
+        crops, flow = first["crops"], first["flow"]
+        on, apex, off = first.attrs["keys_onset_apex_offset"]
+        assert crops.shape[1:] == (128, 128) and crops.dtype == np.uint8
+        assert off == len(crops) - 1 and on == 0 <= apex <= off
+        assert flow.shape == (3, 128, 128) and first["eeg"].shape[1] == 2000  # 10 s at 200 Hz
+        assert h5["features"]["FACE"].shape == (len(index), 21)
+    row = index[0]
+    assert row["label3"] in ("negative", "positive", "surprise") and row["consent_level"] in (1, 2)
+    assert (ds / "index.tsv").read_text().count("\n") == len(index) + 1
+    again = mmme("dataset", "build", *folders, "--out", ds, "--json")  # nothing changed
+    assert again.returncode == 0 and json.loads(again.stdout)["samples"] == len(index)
+    out = root / "rec"
+    rec = mmme("recognize", ds, "--out", out, "--classes", "3", "--json")
+    assert rec.returncode == 0, rec.stderr
+    table = json.loads(rec.stdout)["table"]
+    assert [r["modality"] for r in table] == ["face", "eeg", "ecg", "ppg", "rsp", "skt", "eda",
+                                              "fusion"]  # fmt: skip
+    for r in table:
+        assert 0.0 <= r["uar_pooled"] <= 1.0 and set(r["recall_per_class"]) == {
+            "negative", "positive", "surprise"}  # fmt: skip
+    report = json.loads((out / "recognition.json").read_text())
+    assert len(report["folds"]) == 3 and len(report["provenance"]["dataset_sha256"]) == 64
+    assert (out / "confusion_fusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "uar_pooled" in (out / "recognition.tsv").read_text()
+
+
+def test_bad_input_is_one_line(study, tmp_path):
+    root, folders = study
+    for args, words in (
+        (("dataset", "build", tmp_path, "--out", tmp_path / "d"), "not a session folder"),
+        (("recognize", tmp_path, "--out", tmp_path / "r"), "no dataset.h5"),
+        (("recognize", root / "ds", "--out", tmp_path / "r", "--modalities", "face,nose"), "nose"),
+    ):
+        res = mmme(*args, timeout=60)
+        assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
+        assert words in res.stderr
