@@ -14,13 +14,19 @@ from mmmelab.errors import LabError
 
 def add_parsers(sub: Any) -> None:
     ds = sub.add_parser("dataset", help="samples for recognition from coded sessions")
-    what = ds.add_subparsers(dest="dataset_command", metavar="build", required=True)
+    what = ds.add_subparsers(dest="dataset_command", metavar="build|import", required=True)
     b = what.add_parser("build", help="one sample per consensus annotation, in DS/dataset.h5")
     b.add_argument("sessions", type=Path, nargs="+")
     b.add_argument("--out", type=Path, required=True, help="the dataset folder")
     b.add_argument("--no-eeg", action="store_true", help="leave the EEG out")
     b.add_argument("--no-face", action="store_true", help="leave the face crops out")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
+    im = what.add_parser("import", help="a public ME dataset's released folders and sheet")
+    im.add_argument("--layout", choices=("casme2", "samm", "casme3"), required=True)
+    im.add_argument("--root", type=Path, required=True, help="the dataset's top folder")
+    im.add_argument("--sheet", type=Path, required=True, help="its coding sheet (.xlsx, .csv)")
+    im.add_argument("--out", type=Path, required=True, help="the dataset folder to write")
+    im.add_argument("--json", action="store_true", help="print the summary as JSON")
     rc = sub.add_parser("recognize", help="per-modality classifiers and their weighted vote")
     rc.add_argument("dataset", type=Path)
     rc.add_argument("--out", type=Path, required=True)
@@ -36,6 +42,9 @@ def add_parsers(sub: Any) -> None:
 
 def run_dataset(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+
+    if args.dataset_command == "import":
+        return _import(args)
 
     from mmmelab.analysis.recognition.dataset import build_dataset
     from mmmelab.storage.manifest import MANIFEST
@@ -107,3 +116,33 @@ def run_recognize(args: argparse.Namespace) -> int:
 
 def _f(v: Any) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def _import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mmmelab.analysis.recognition.importer import import_dataset
+
+    bar: Any = None
+
+    def progress(i: int, n: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=n, unit="sample", file=sys.stderr, disable=None)
+        bar.n = i
+        bar.refresh()
+
+    try:
+        summary = import_dataset(args.layout, args.root, args.sheet, args.out, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    brief = {k: summary[k] for k in ("samples", "subjects", "notes", "source")}
+    if args.json:
+        print(json.dumps(brief, default=str))
+    else:
+        print(f"{summary['samples']} samples of {len(summary['subjects'])} subjects -> "
+              f"{args.out / 'dataset.h5'}")  # fmt: skip
+        for n in summary["notes"]:
+            print(f"note: {n}")
+    return 0

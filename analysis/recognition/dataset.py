@@ -68,8 +68,6 @@ def _face(folder: Path, events: Any, clips: list[tuple[int, float, float]],
     """Per event id: crops, key-frame positions, flow stack and the face descriptor."""
     from mmmelab.analysis.face.detect import NoFaceError, crop, trial_box
     from mmmelab.analysis.face.frames import SessionFrames
-    from mmmelab.analysis.face.motion import optical_flow, optical_strain
-    from mmmelab.analysis.face.regions import ANCHOR, REGIONS, _slices
     from mmmelab.storage import CameraStream, open_session
 
     out: dict[str, dict[str, Any]] = {}
@@ -103,27 +101,35 @@ def _face(folder: Path, events: Any, clips: list[tuple[int, float, float]],
             if not got:
                 notes.append(f"event {ev['id']}: no stored frame in {on}..{off}")
                 continue
-            numbers = np.array([n for n, _ in got])
-            crops = np.stack([c for _, c in got])
-            i_on, i_apex = 0, int(np.argmin(np.abs(numbers - apex)))
-            flow = optical_flow(crops[i_on], crops[i_apex], "dis")
-            strain = optical_strain(flow)
-            stack = np.concatenate([flow.transpose(2, 0, 1), strain[None]]).astype(np.float16)
-            f = flow.astype(np.float64)
-            ys, xs = _slices(f.shape, REGIONS[ANCHOR])
-            f = f - np.median(f[ys, xs].reshape(-1, 2), axis=0)
-            desc = []
-            for name, region in REGIONS.items():
-                if name == ANCHOR:
-                    continue
-                ys, xs = _slices(f.shape, region)
-                u, v = f[ys, xs, 0].mean(), f[ys, xs, 1].mean()
-                mag = float(np.hypot(u, v))
-                desc += [mag, u / mag if mag else 0.0, v / mag if mag else 0.0]
-            out[str(ev["id"])] = {"crops": crops, "numbers": numbers, "flow": stack,
-                                  "keys": [i_on, i_apex, len(numbers) - 1],
-                                  "descriptor": np.array(desc)}  # fmt: skip
+            out[str(ev["id"])] = face_sample(got, apex)
     return out
+
+
+def face_sample(got: list[tuple[int, np.ndarray]], apex: int) -> dict[str, Any]:
+    """From (frame number, 128x128 grey crop) onset..offset: the crops, their numbers,
+    the onset->apex (u, v, strain) stack and the MDMO-like descriptor."""
+    from mmmelab.analysis.face.motion import optical_flow, optical_strain
+    from mmmelab.analysis.face.regions import ANCHOR, REGIONS, _slices
+
+    numbers = np.array([n for n, _ in got])
+    crops = np.stack([c for _, c in got])
+    i_on, i_apex = 0, int(np.argmin(np.abs(numbers - apex)))
+    flow = optical_flow(crops[i_on], crops[i_apex], "dis")
+    strain = optical_strain(flow)
+    stack = np.concatenate([flow.transpose(2, 0, 1), strain[None]]).astype(np.float16)
+    f = flow.astype(np.float64)
+    ys, xs = _slices(f.shape, REGIONS[ANCHOR])
+    f = f - np.median(f[ys, xs].reshape(-1, 2), axis=0)  # the head's motion
+    desc = []
+    for name, region in REGIONS.items():
+        if name == ANCHOR:
+            continue
+        ys, xs = _slices(f.shape, region)
+        u, v = f[ys, xs, 0].mean(), f[ys, xs, 1].mean()
+        mag = float(np.hypot(u, v))
+        desc += [mag, u / mag if mag else 0.0, v / mag if mag else 0.0]
+    return {"crops": crops, "numbers": numbers, "flow": stack,
+            "keys": [i_on, i_apex, len(numbers) - 1], "descriptor": np.array(desc)}  # fmt: skip
 
 
 def face_descriptor_names() -> list[str]:
