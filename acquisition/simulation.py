@@ -46,6 +46,8 @@ def synthetic_physio(
     skt_base: float = 33.0,
     eda_base: float = 4.0,
     response: tuple[float, float, float] | None = None,
+    emotions: tuple[str, ...] | None = None,
+    emotion_scale: float = 0.0,
 ) -> dict[str, Any]:
     """The simulated lab's physiology model, with heart-rate variability (for ``mmme simulate``).
 
@@ -67,6 +69,8 @@ def synthetic_physio(
         eda_drift=0.0,  # stationary: a study's windows are compared at any time
         skt_wander=True,
         response=synth.HrResponse(*response) if response else None,
+        emotions=emotions,
+        emotion_scale=emotion_scale,
     )
 
 
@@ -75,6 +79,14 @@ def synthetic_eeg(n_channels: int, rate_hz: float, seconds: float, seed: int) ->
     from mmmelab.hardware_mocks import synth
 
     return synth.eeg_background(n_channels, rate_hz, seconds, seed)
+
+
+def emotion_eeg(emotion: str) -> tuple[float, float]:
+    """(alpha gain, beta amplitude) the simulated EEG shows around an expression of
+    ``emotion`` (per unit of the study plan's ``emotion_scale``)."""
+    from mmmelab.hardware_mocks import synth
+
+    return synth.EMOTION_EEG.get(emotion, (0.0, 0.0))
 
 
 def synthetic_eeg_labels(n_channels: int) -> list[str]:

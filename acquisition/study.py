@@ -71,6 +71,9 @@ class StudyPlan:
     hr_response: tuple[float, float, float] | None = None  # rise bpm, delay s, width s
     hr_response_at: str = "onset"  # the delay counts from the expression's onset or apex
     min_gap_s: float = 6.0  # between expression onsets
+    # emotion-specific physiology and EEG after each expression (0: none), scaling
+    # synth.EMOTION_PHYSIO and the EEG's alpha/beta change (for recognition studies)
+    emotion_scale: float = 0.0
 
     def __post_init__(self) -> None:
         if self.hr_response_at not in ("onset", "apex"):
@@ -301,6 +304,7 @@ class _SessionSimulator:
                 "base_bpm": self.base_bpm,
                 "response_to": list(self.plan.hr_response_to),
                 "response_from": self.plan.hr_response_at,
+                "emotion_scale": self.plan.emotion_scale,
                 **simulation.hr_response_model(self.plan.hr_response),
             },
             "expressions": exprs,
@@ -426,8 +430,9 @@ class _SessionSimulator:
         n = int(self.timeline.end_s - MASTER_START_S) * int(plan.rate_hz)
         t = self._sample_times(clock, first, n)
         at = plan.hr_response_at
-        mes = [e[at] for e in self.timeline.expressions if e["kind"] in plan.hr_response_to]
-        onsets = tuple(float(m - t[0]) for m in mes) if self.responder else ()
+        answered = [e for e in self.timeline.expressions if e["kind"] in plan.hr_response_to]
+        onsets = tuple(float(e[at] - t[0]) for e in answered) if self.responder else ()
+        emotions = tuple(str(e["emotion"]) for e in answered) if self.responder else ()
         self.base_bpm = float(self.rng.uniform(62, 80))
         sig = simulation.synthetic_physio(
             plan.rate_hz,
@@ -438,6 +443,8 @@ class _SessionSimulator:
             skt_base=float(self.rng.uniform(30.5, 33.5)),
             eda_base=float(self.rng.uniform(2.0, 8.0)),
             response=plan.hr_response,
+            emotions=emotions,
+            emotion_scale=plan.emotion_scale,
         )
         data = np.stack([sig[ch] for ch in self.lab.physio.channels if ch in sig], axis=1)
         if data.shape[1] != len(self.lab.physio.channels):
@@ -473,6 +480,19 @@ class _SessionSimulator:
         gain = np.r_[np.full(14, 6.0), 10.0, 150.0]
         return (gain * np.exp(-0.5 * (dist / width) ** 2)).astype(np.float32), xyz
 
+    def _eeg_emotions(self, src: np.ndarray, t: np.ndarray) -> None:
+        """Each expression's emotion-specific alpha change and beta burst around its
+        apex (``synth.EMOTION_EEG`` x the plan's ``emotion_scale``), in place."""
+        scale = self.plan.emotion_scale
+        for e in self.timeline.expressions:
+            gain_a, beta = simulation.emotion_eeg(str(e["emotion"]))
+            lo, hi = np.searchsorted(t, [e["apex"] - 5.0, e["apex"] + 5.0])
+            if hi <= lo:
+                continue
+            bump = np.exp(-0.5 * ((t[lo:hi] - e["apex"]) / 2.0) ** 2).astype(np.float32)
+            src[lo:hi, 14] *= 1.0 + scale * gain_a * bump
+            src[lo:hi, 14] += scale * beta * bump * np.sin(2 * np.pi * 20.0 * t[lo:hi])
+
     def _write_eeg(self, writer: SessionWriter, labels: list[str], progress: Callable) -> None:
         plan, clock = self.plan, self.clocks["eeg"]
         first = 1_000_000 + int(self.rng.integers(0, 100_000))
@@ -505,6 +525,8 @@ class _SessionSimulator:
             src[:, 14] = np.sin(2 * np.pi * 10.0 * tt + 0.3) * (
                 1 + 0.5 * np.sin(2 * np.pi * tt / 7)
             )
+            if plan.emotion_scale:
+                self._eeg_emotions(src, self._sample_times(clock, first + a, m))
             for s0 in self.rng.integers(0, max(1, m - 400), size=max(1, m // 4000)):
                 src[s0 : s0 + 400, 15] += blink[: min(400, m - s0)]
             chunk = src @ mixing.T

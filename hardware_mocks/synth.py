@@ -69,7 +69,7 @@ class HrResponse:
 
 def heart_rate_profile(
     t: np.ndarray, base_bpm: float, me_onsets: tuple[float, ...], hrv_seed: int | None = None,
-    response: HrResponse | None = None,
+    response: HrResponse | None = None, gains: tuple[float, ...] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Instantaneous heart rate (bpm) at times ``t``: a brief rise after each onset.
 
@@ -88,8 +88,9 @@ def heart_rate_profile(
             2 * np.pi * t / 61.0 + ph[3]
         )
     r = response or HrResponse()
-    for onset in me_onsets:
-        hr += r.rise_bpm * np.exp(-0.5 * ((t - onset - r.delay_s) / r.width_s) ** 2)
+    for k, onset in enumerate(me_onsets):
+        g = 1.0 if gains is None else gains[k]
+        hr += g * r.rise_bpm * np.exp(-0.5 * ((t - onset - r.delay_s) / r.width_s) ** 2)
     return hr
 
 
@@ -99,10 +100,11 @@ def beat_times(
     me_onsets: tuple[float, ...],
     hrv_seed: int | None = None,
     response: HrResponse | None = None,
+    gains: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """R-peak times (s) following the heart-rate profile (the ground truth)."""
     grid = np.arange(0.0, seconds + 2.0, 0.01)
-    hr = heart_rate_profile(grid, base_bpm, me_onsets, hrv_seed, response)
+    hr = heart_rate_profile(grid, base_bpm, me_onsets, hrv_seed, response, gains)
     times = [0.4]
     while times[-1] < seconds:
         times.append(times[-1] + 60.0 / float(np.interp(times[-1], grid, hr)))
@@ -156,6 +158,50 @@ def physio_signals(
     return out
 
 
+#: How each emotion moves the peripheral signals after its expression (relative
+#: effects, scaled by ``emotion_scale``): the heart rate's rise (x the response),
+#: an SCR (uS), breathing depth, a skin-temperature drop (degC) and the pulse
+#: amplitude (vasoconstriction). Made-up but distinct patterns, so a simulated study
+#: has physiology that separates the emotions by a known amount.
+EMOTION_PHYSIO: dict[str, dict[str, float]] = {
+    "happiness": {"hr": 0.6, "eda": 0.15, "rsp": 0.35, "skt": 0.00, "ppg": 0.10},
+    "surprise": {"hr": 0.2, "eda": 0.60, "rsp": -0.40, "skt": 0.00, "ppg": -0.10},
+    "sadness": {"hr": -0.6, "eda": 0.05, "rsp": -0.20, "skt": 0.03, "ppg": 0.15},
+    "fear": {"hr": 1.0, "eda": 0.50, "rsp": 0.30, "skt": 0.06, "ppg": -0.35},
+    "anger": {"hr": 0.9, "eda": 0.35, "rsp": 0.50, "skt": -0.04, "ppg": -0.20},
+    "disgust": {"hr": -0.3, "eda": 0.30, "rsp": -0.45, "skt": 0.02, "ppg": -0.05},
+    "contempt": {"hr": 0.0, "eda": 0.10, "rsp": 0.10, "skt": -0.02, "ppg": 0.25},
+}
+
+
+#: The EEG's change around an expression's apex per emotion: the alpha source's gain
+#: and a beta (20 Hz) burst's amplitude (relative to the alpha), x ``emotion_scale``.
+EMOTION_EEG: dict[str, tuple[float, float]] = {
+    "happiness": (-0.30, 0.40), "surprise": (-0.60, 0.10), "sadness": (0.40, -0.00),
+    "fear": (-0.50, 0.60), "anger": (-0.20, 0.80), "disgust": (0.20, 0.30),
+    "contempt": (0.50, 0.50),
+}  # fmt: skip
+
+
+def _emotion_effects(
+    t: np.ndarray, onsets: tuple[float, ...], effects: list[dict[str, float]], scale: float,
+    ppg: np.ndarray, rsp: np.ndarray, eda: np.ndarray, skt: np.ndarray,
+) -> None:  # fmt: skip
+    """Add each expression's emotion-specific responses in place (see EMOTION_PHYSIO)."""
+    for onset, fx in zip(onsets, effects, strict=True):
+        a, b = np.searchsorted(t, [onset, onset + 14.0])
+        if b <= a:
+            continue
+        dt = t[a:b] - onset
+        bump = np.exp(-0.5 * ((dt - 3.0) / 1.5) ** 2)  # a few seconds after the onset
+        lag = np.clip(dt - 1.5, 0.0, None)  # the SCR's latency, then rise and recovery
+        scr = (1.0 - np.exp(-lag / 0.7)) * np.exp(-lag / 3.0)
+        eda[a:b] += scale * fx.get("eda", 0.0) * scr
+        rsp[a:b] *= 1.0 + scale * fx.get("rsp", 0.0) * bump
+        ppg[a:b] *= 1.0 + scale * fx.get("ppg", 0.0) * bump
+        skt[a:b] -= scale * fx.get("skt", 0.0) * np.clip(dt / 6.0, 0.0, 1.0) * np.exp(-dt / 12.0)
+
+
 def make_physio(
     rate_hz: float,
     seconds: float,
@@ -168,6 +214,8 @@ def make_physio(
     eda_drift: float = -0.01,
     skt_wander: bool = False,
     response: HrResponse | None = None,
+    emotions: tuple[str, ...] | None = None,
+    emotion_scale: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """As :func:`physio_signals`, not cached, with optional heart-rate variability
     (``hrv_seed``, see :func:`heart_rate_profile`), skin temperature and conductance
@@ -182,7 +230,9 @@ def make_physio(
     _, info = nk.ecg_peaks(ecg_ref, sampling_rate=fs)
     peaks = np.asarray(info["ECG_R_Peaks"])
     ppg_ref = nk.ppg_simulate(duration=12, sampling_rate=fs, heart_rate=60, random_state=seed)
-    beats = beat_times(seconds, heart_rate, me_onsets, hrv_seed, response)
+    effects = [EMOTION_PHYSIO.get(e, {}) for e in emotions] if emotions else []
+    gains = tuple(1.0 + emotion_scale * fx.get("hr", 0.0) for fx in effects) if effects else None
+    beats = beat_times(seconds, heart_rate, me_onsets, hrv_seed, response, gains)
     ecg = _place(_template(ecg_ref, fs, peaks, 0.35, 0.55), fs, n, beats, 0.35)
     ppg_peaks = np.asarray(nk.ppg_findpeaks(ppg_ref, sampling_rate=fs)["PPG_Peaks"])
     ppg_beat = _template(ppg_ref, fs, ppg_peaks, 0.3, 0.6)
@@ -209,6 +259,8 @@ def make_physio(
     else:
         slow = 0.05 * np.sin(2 * np.pi * t / max(seconds, 1.0))
     skt = skt_base + slow + 0.002 * rng.standard_normal(n)
+    if effects and emotion_scale:
+        _emotion_effects(t, me_onsets, effects, emotion_scale, ppg, rsp, eda, skt)
     return {
         k: np.asarray(v[:n], dtype=np.float32)
         for k, v in {"ECG": ecg, "PPG": ppg, "RSP": rsp, "SKT": skt, "EDA": eda}.items()

@@ -199,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     coding_parsers(sub, what, _positive_float)
     from mmmelab.recognitioncli import add_parsers as recognition_parsers
 
-    recognition_parsers(sub)
+    recognition_parsers(sub, what, _positive_float)
 
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
@@ -540,6 +540,13 @@ def _bench(args: argparse.Namespace) -> int:
         if args.dir is not None and not args.dir.is_dir():
             raise LabError(f"--dir {args.dir} is not a folder")
         result = bench_soak(args.minutes, args.dir, bench.progress_to_stderr)
+    elif args.bench == "recognition":
+        from mmmelab.recognitionbench import bench_recognition
+
+        if args.participants < 3:
+            raise LabError(f"--participants {args.participants}: LOSO needs three or more")
+        result = bench_recognition(args.participants, args.minutes, args.scale, args.dir,
+                                   bench.progress_to_stderr)  # fmt: skip
     elif args.bench == "annotate":
         from mmmelab.annotatebench import bench_annotate
 

@@ -12,7 +12,14 @@ from typing import Any
 from mmmelab.errors import LabError
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
+    br = bench.add_parser("recognition", help="classical recognisers on a simulated study")
+    br.add_argument("--participants", type=int, default=10)
+    br.add_argument("--minutes", type=positive, default=3.0, help="length of each session")
+    br.add_argument("--scale", type=positive, default=1.5,
+                    help="size of the simulated emotion-specific responses")  # fmt: skip
+    br.add_argument("--dir", type=Path, default=None, help="folder for the temporary study")
+    br.add_argument("--json", action="store_true", help="print only the JSON object")
     ds = sub.add_parser("dataset", help="samples for recognition from coded sessions")
     what = ds.add_subparsers(dest="dataset_command", metavar="build|import", required=True)
     b = what.add_parser("build", help="one sample per consensus annotation, in DS/dataset.h5")

@@ -138,7 +138,8 @@ def face_descriptor_names() -> list[str]:
     return [f"FACE_{r}_{q}" for r in REGIONS if r != ANCHOR for q in ("mag", "cos", "sin")]
 
 
-def _session_samples(folder: Path, with_eeg: bool, with_face: bool) -> dict[str, Any]:
+def _session_samples(folder: Path, with_eeg: bool, with_face: bool,
+                     eeg_ica: bool = True) -> dict[str, Any]:  # fmt: skip
     from mmmelab.analysis.physio.features import TABLE6
     from mmmelab.analysis.stats import concordance as conc
     from mmmelab.storage import SignalStream, open_session
@@ -154,7 +155,7 @@ def _session_samples(folder: Path, with_eeg: bool, with_face: bool) -> dict[str,
         if with_eeg and isinstance(eeg_stream, SignalStream):
             from mmmelab.analysis.eeg import EegParams, from_stream
 
-            eeg_res = from_stream(eeg_stream, EegParams())
+            eeg_res = from_stream(eeg_stream, EegParams(ica=eeg_ica))
         elif with_eeg:
             notes.append("no EEG stream")
     faces = _face(folder, se.events, se.clips, notes) if with_face else {}
@@ -212,9 +213,11 @@ def build_dataset(
     with_eeg: bool = True,
     with_face: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
+    eeg_ica: bool = True,
 ) -> dict[str, Any]:
     """Build (or update) ``out/dataset.h5``; returns the summary written to
-    ``out/dataset.json``."""
+    ``out/dataset.json``. ``eeg_ica=False`` skips the ICA of the EEG preprocessing
+    (faster; recorded in the parameters)."""
     import h5py
 
     from mmmelab.analysis.physio.features import TABLE6
@@ -222,7 +225,8 @@ def build_dataset(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     params = {"eeg": with_eeg, "face": with_face, "crop": CROP, "eeg_window_s": EEG_WINDOW_S,
-              "flow": "dis", "strain": "standard", "version": __version__}  # fmt: skip
+              "flow": "dis", "strain": "standard", "eeg_ica": eeg_ica,
+              "version": __version__}  # fmt: skip
     old_summary = {}
     if (out / "dataset.json").exists():
         try:
@@ -259,7 +263,7 @@ def build_dataset(
                     index += [{k: v for k, v in r.items() if k != "row"} for r in rows]
                     summary_sessions[folder.name] = info
                     continue
-                res = _session_samples(folder, with_eeg, with_face)
+                res = _session_samples(folder, with_eeg, with_face, eeg_ica)
                 for smp in res["samples"]:
                     sid = f"{folder.name}:{smp['event']}"
                     g = grp.create_group(sid)

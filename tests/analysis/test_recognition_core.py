@@ -199,3 +199,28 @@ def test_per_modality_svms_and_their_vote_over_loso():
     assert set(r0.modalities["clear"].params) == {"C", "gamma"}
     assert len(r0.modalities["clear"].weights) == 3 and r0.modalities["clear"].inner_uar > 0.7
     assert r0.test == folds[0].test.tolist()
+
+
+def test_the_simulated_emotions_move_the_physiology_as_their_table_says():
+    from mmmelab.hardware_mocks import synth
+
+    onsets = (10.0, 40.0)
+    base = synth.make_physio(200.0, 60.0, 70.0, 4, onsets, hrv_seed=5, emotions=("fear", "sadness"),
+                             emotion_scale=0.0)  # fmt: skip
+    moved = synth.make_physio(200.0, 60.0, 70.0, 4, onsets, hrv_seed=5,
+                              emotions=("fear", "sadness"), emotion_scale=2.0)  # fmt: skip
+    t = np.arange(len(base["EDA"])) / 200.0
+
+    def window(x, onset):
+        return x[(t >= onset + 2) & (t < onset + 8)]
+
+    d_eda = [float((window(moved["EDA"], o) - window(base["EDA"], o)).mean()) for o in onsets]
+    table = synth.EMOTION_PHYSIO
+    lag = np.arange(2.0, 8.0, 1 / 200.0) - 1.5  # the SCR's shape over that window
+    shape = float(np.mean((1 - np.exp(-lag / 0.7)) * np.exp(-lag / 3.0)))
+    assert d_eda[0] == pytest.approx(2.0 * table["fear"]["eda"] * shape, rel=0.02)
+    assert d_eda[0] > 3 * d_eda[1] > 0  # fear's SCR is ten times sadness's
+    d_skt = float((window(moved["SKT"], 10.0) - window(base["SKT"], 10.0)).mean())
+    assert d_skt < -0.02  # fear cools the skin
+    before = (t > 2) & (t < 8)
+    assert np.allclose(moved["EDA"][before], base["EDA"][before])  # nothing before an event
