@@ -7,19 +7,16 @@ for concordance, a self-contained HTML page with its plots.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mmmelab.analysis import provenance as _provenance
 from mmmelab.analysis.annotations import annotation_path
 from mmmelab.analysis.physio import CHOICES, FeatureParams, PhysioParams
-from mmmelab.analysis.provenance import sha256
+from mmmelab.analysis.provenance import jsonable, sha256
 from mmmelab.analysis.stats import concordance as conc
 from mmmelab.errors import LabError
 
@@ -134,14 +131,7 @@ def run_features(
     return summary
 
 
-def _json(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    return str(obj)
+_json = jsonable  # the one JSON default for analysis outputs
 
 
 # ---------------------------------------------------------------- concordance

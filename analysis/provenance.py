@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from mmmelab import __version__
 
@@ -28,3 +29,19 @@ def versions(packages: Iterable[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def jsonable(obj: Any) -> Any:
+    """``json.dumps``'s ``default`` for analysis outputs: numpy scalars and arrays,
+    dataclasses, anything else as its text."""
+    import dataclasses
+
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return str(obj)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from mmmelab.errors import LabError
+from mmmelab.progress import LazyBar
 
 
 def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
@@ -48,30 +48,17 @@ def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
 
 
 def run_dataset(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     if args.dataset_command == "import":
         return _import(args)
-
     from mmmelab.analysis.recognition.dataset import build_dataset
     from mmmelab.storage.manifest import MANIFEST
 
     for s in args.sessions:
         if not (s / MANIFEST).is_file():
             raise LabError(f"{s}: not a session folder (no {MANIFEST})")
-    bar = tqdm(total=len(args.sessions), unit="session", file=sys.stderr, disable=None)
-
-    def progress(i: int, n: int, name: str) -> None:
-        bar.n = i
-        bar.set_postfix_str(name[-40:])
-        bar.refresh()
-
-    try:
-        summary = build_dataset(args.sessions, args.out, not args.no_eeg, not args.no_face,
-                                progress)  # fmt: skip
-    finally:
-        bar.n = len(args.sessions)
-        bar.close()
+    with LazyBar("session") as bar:
+        summary = build_dataset(args.sessions, args.out, not args.no_eeg, not args.no_face, bar)
+        bar(len(args.sessions), len(args.sessions))
     brief = {k: summary[k] for k in ("samples", "subjects", "params")} | {
         "notes": {k: v["notes"] for k, v in summary["sessions"].items() if v["notes"]}
     }
@@ -86,26 +73,12 @@ def run_dataset(args: argparse.Namespace) -> int:
 
 
 def run_recognize(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mmmelab.analysis.recognition.run import recognize
 
     mods = [m.strip() for m in args.modalities.split(",") if m.strip()]
-    bar: Any = None
-
-    def progress(i: int, n: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=n, unit="fold", file=sys.stderr, disable=None)
-        bar.n = i
-        bar.refresh()
-
-    try:
+    with LazyBar("fold") as bar:
         report = recognize(args.dataset, args.out, args.protocol, args.k, mods, args.classes,
-                           args.weight, args.seed, progress=progress)  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.close()
+                           args.weight, args.seed, progress=bar)  # fmt: skip
     if args.json:
         print(json.dumps({"protocol": report["protocol"], "classes": report["classes"],
                           "chance_uar": report["chance_uar"], "table": report["table"]},
@@ -126,24 +99,10 @@ def _f(v: Any) -> str:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mmmelab.analysis.recognition.importer import import_dataset
 
-    bar: Any = None
-
-    def progress(i: int, n: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=n, unit="sample", file=sys.stderr, disable=None)
-        bar.n = i
-        bar.refresh()
-
-    try:
-        summary = import_dataset(args.layout, args.root, args.sheet, args.out, progress)
-    finally:
-        if bar is not None:
-            bar.close()
+    with LazyBar("sample") as bar:
+        summary = import_dataset(args.layout, args.root, args.sheet, args.out, bar)
     brief = {k: summary[k] for k in ("samples", "subjects", "notes", "source")}
     if args.json:
         print(json.dumps(brief, default=str))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mmmelab.errors import LabError
+from mmmelab.progress import LazyBar
 
 
 def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
@@ -37,8 +38,6 @@ def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
 
 
 def run_spot(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mmmelab.analysis.spotting.run import spot_session, spot_video, write_outputs
     from mmmelab.analysis.spotting.spotter import SpotParams
 
@@ -47,25 +46,13 @@ def run_spot(args: argparse.Namespace) -> int:
         raise LabError(f"{src}: no such session folder or video file")
     params = SpotParams(flow=args.flow, interval=args.interval, global_motion=args.global_motion,
                         stabilise=args.stabilise)  # fmt: skip
-    bar: Any = None  # made at the first progress: a refused input prints its one line only
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(desc="spot", unit="frame", total=total or None, disable=args.json)
-        bar.n = done
-        bar.refresh()
-
-    try:
+    with LazyBar("frame", "spot", disable=args.json) as progress:
         if src.is_dir():
             result = spot_session(src, params, args.ccf, args.ccf_k, args.segment, progress)
         else:
             if args.ccf:
                 raise LabError(f"{src}: --ccf needs a session (a video has no heart rate)")
             result = spot_video(src, params, args.segment, progress)
-    finally:
-        if bar is not None:
-            bar.close()
     paths = write_outputs(result, args.out, params, src)
     summary = {
         "source": str(src), "frames": result.info["frames"], "segments": result.info["segments"],

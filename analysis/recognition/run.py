@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mmmelab.analysis.provenance import sha256, versions
+from mmmelab.analysis.provenance import jsonable, sha256, versions
 from mmmelab.analysis.recognition.classical import run_protocol
 from mmmelab.analysis.recognition.dataset import FILE, load_features
 from mmmelab.analysis.recognition.metrics import (
@@ -92,16 +90,8 @@ def recognize(ds: Path, out: Path, protocol: str = "loso", k: int = 10,
                                  + " > ".join(m for m in PRIORITY if m in x),
                        "versions": versions(("numpy", "scipy", "scikit-learn", "h5py"))},
     }  # fmt: skip
-    (out / "recognition.json").write_text(json.dumps(report, indent=1, default=_json))
+    (out / "recognition.json").write_text(json.dumps(report, indent=1, default=jsonable))
     return report
-
-
-def _json(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)
 
 
 def _fmt(v: Any) -> str:
