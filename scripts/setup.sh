@@ -3,13 +3,16 @@
 # a virtual environment in .venv, and the package with its dependencies.
 # Idempotent: re-running only installs what is missing or changed.
 #   scripts/setup.sh          runtime dependencies
-#   scripts/setup.sh --dev    plus the test and lint tools
+#   scripts/setup.sh --models the deep recognisers too (PyTorch: about 6 GB installed)
+#   scripts/setup.sh --dev    plus the test and lint tools (and the models, which the
+#                             tests train on CPU)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 extras=""
-[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+[[ "${1:-}" == "--models" ]] && extras="[models]"
+[[ "${1:-}" == "--dev" ]] && extras="[dev,models]"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
