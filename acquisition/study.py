@@ -603,6 +603,18 @@ class _SessionSimulator:
         return frame_of
 
 
+def short_trials(clip_s: float, neutral_s: float) -> Any:
+    """The shipped MMME protocol with every clip ``clip_s`` and the neutral clip
+    ``neutral_s`` long: short trials, so that a short simulated session holds several
+    (the benchmarks and tests use it)."""
+    from mmmelab.config import load_protocol, shipped
+
+    proto = load_protocol(shipped("protocols", "mmme"))
+    clips = tuple(dataclasses.replace(c, duration_s=clip_s) for c in proto.clips)
+    neutral = dataclasses.replace(proto.neutral, duration_s=neutral_s)
+    return dataclasses.replace(proto, clips=clips, neutral=neutral)
+
+
 def simulate_study(
     out: Path,
     plan: StudyPlan,

@@ -167,25 +167,19 @@ def _print_report(name: str, rep: dict[str, Any]) -> None:
 def coding_screenshots(out: Path, say: Any = print) -> list[Path]:
     """A simulated session (1024x544, the realistic face), spotted, with one coder's
     events, in the coding window: ``docs/screenshots/annotate.png``."""
-    import dataclasses
     import shutil
     import tempfile
 
-    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.acquisition.study import StudyPlan, short_trials, simulate_study
     from mmmelab.analysis.alignment import align_session
     from mmmelab.analysis.annotations.coding import CodingSession
     from mmmelab.analysis.spotting.run import spot_session, write_outputs
     from mmmelab.analysis.spotting.spotter import SpotParams
-    from mmmelab.config import load_protocol, shipped
     from mmmelab.gui.annotate import shoot
 
     work = Path(tempfile.mkdtemp(prefix="mmme-coding-shots-"))
     try:
-        proto = load_protocol(shipped("protocols", "mmme"))
-        clips = tuple(dataclasses.replace(c, duration_s=15.0) for c in proto.clips)
-        proto = dataclasses.replace(
-            proto, clips=clips, neutral=dataclasses.replace(proto.neutral, duration_s=3.0)
-        )
+        proto = short_trials(15.0, 3.0)
         plan = StudyPlan(participants=1, minutes=0.6, camera_width=1024, camera_height=544,
                          responders=1, hr_response_to=("ME", "MaE"), me_per_clip=3.0,
                          mae_per_clip=1.0, min_gap_s=4.5, seed=4)  # fmt: skip

@@ -15,7 +15,6 @@ training throughput is reported as missing.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import time
@@ -29,20 +28,16 @@ TARGETS = {"minutes_total": 15.0}
 def bench_recognition(participants: int = 10, minutes: float = 3.0, scale: float = 1.5,
                       keep: Path | None = None,
                       say: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
-    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.acquisition.study import StudyPlan, short_trials, simulate_study
     from mmmelab.analysis.alignment import align_session
     from mmmelab.analysis.recognition.dataset import build_dataset
     from mmmelab.analysis.recognition.run import recognize
-    from mmmelab.config import load_protocol, shipped
     from mmmelab.study import write_truth_annotations
 
     t_start = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="mmme-bench-recognition-", dir=keep))
     try:
-        proto = load_protocol(shipped("protocols", "mmme"))
-        clips = tuple(dataclasses.replace(c, duration_s=12.0) for c in proto.clips)
-        neutral = dataclasses.replace(proto.neutral, duration_s=2.0)
-        proto = dataclasses.replace(proto, clips=clips, neutral=neutral)
+        proto = short_trials(12.0, 2.0)
         plan = StudyPlan(participants=participants, minutes=minutes, camera_width=320,
                          camera_height=176, responders=participants, me_per_clip=2.0,
                          mae_per_clip=1.0, min_gap_s=3.0, emotion_scale=scale, seed=31)  # fmt: skip

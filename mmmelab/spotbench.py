@@ -20,7 +20,6 @@ The session is deleted afterwards (``--dir`` chooses the disk).
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 import resource
@@ -132,18 +131,14 @@ def bench_spotting(
     say: Callable[[str], None] = print,
     hr_from: str = "apex",
 ) -> dict[str, Any]:
-    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.acquisition.study import StudyPlan, short_trials, simulate_study
     from mmmelab.analysis.alignment import align_session
     from mmmelab.analysis.annotations import annotation_path
-    from mmmelab.config import load_protocol, shipped
     from mmmelab.study import write_truth_annotations
 
     root = Path(tempfile.mkdtemp(prefix="mmme-bench-spotting-", dir=keep))
     try:
-        proto = load_protocol(shipped("protocols", "mmme"))
-        clips = tuple(dataclasses.replace(c, duration_s=CLIP_S) for c in proto.clips)
-        neutral = dataclasses.replace(proto.neutral, duration_s=NEUTRAL_S)
-        proto = dataclasses.replace(proto, clips=clips, neutral=neutral)
+        proto = short_trials(CLIP_S, NEUTRAL_S)
         plan = StudyPlan(
             participants=1,
             minutes=minutes,

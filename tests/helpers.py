@@ -39,16 +39,11 @@ def camera_frames(engine: Any) -> int:
 def simulate_short_session(root: Any, seed: int = 5, minutes: float = 0.6) -> Any:
     """A small simulated session with 12 s clips (so it holds clip markers), two
     dropped frames and physiology, aligned: for the coding tool's tests."""
-    import dataclasses
 
-    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.acquisition.study import StudyPlan, short_trials, simulate_study
     from mmmelab.analysis.alignment import align_session
-    from mmmelab.config import load_protocol, shipped
 
-    proto = load_protocol(shipped("protocols", "mmme"))
-    clips = tuple(dataclasses.replace(c, duration_s=12.0) for c in proto.clips)
-    neutral = dataclasses.replace(proto.neutral, duration_s=2.0)
-    proto = dataclasses.replace(proto, clips=clips, neutral=neutral)
+    proto = short_trials(12.0, 2.0)
     plan = StudyPlan(participants=1, minutes=minutes, dropped_frames=1, me_per_clip=2.0,
                      seed=seed)  # fmt: skip
     folder = simulate_study(root, plan, protocol=proto)[0]

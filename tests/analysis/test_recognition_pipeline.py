@@ -4,7 +4,6 @@ features; the classical classifiers and the vote over LOSO; bad input in one lin
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -19,17 +18,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.acquisition.study import StudyPlan, short_trials, simulate_study
     from mmmelab.analysis.alignment import align_session
-    from mmmelab.config import load_protocol, shipped
     from mmmelab.study import write_truth_annotations
 
     root = tmp_path_factory.mktemp("recognition")
-    proto = load_protocol(shipped("protocols", "mmme"))
-    clips = tuple(dataclasses.replace(c, duration_s=12.0) for c in proto.clips)
-    proto = dataclasses.replace(
-        proto, clips=clips, neutral=dataclasses.replace(proto.neutral, duration_s=2.0)
-    )
+    proto = short_trials(12.0, 2.0)
     plan = StudyPlan(participants=3, minutes=0.9, camera_width=320, camera_height=176,
                      me_per_clip=2.0, mae_per_clip=1.0, min_gap_s=3.0, seed=5)  # fmt: skip
     folders = simulate_study(root / "sessions", plan, protocol=proto)

@@ -76,17 +76,13 @@ def test_head_motion_is_removed_and_an_expression_stays():
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.acquisition.study import StudyPlan, short_trials, simulate_study
     from mmmelab.analysis.alignment import align_session
-    from mmmelab.config import load_protocol, shipped
     from mmmelab.spotbench import BENCH_HR_RESPONSE
     from mmmelab.study import write_truth_annotations
 
     CLIP_S, NEUTRAL_S = 15.0, 3.0
-    proto = load_protocol(shipped("protocols", "mmme"))
-    clips = tuple(dataclasses.replace(c, duration_s=CLIP_S) for c in proto.clips)
-    neutral = dataclasses.replace(proto.neutral, duration_s=NEUTRAL_S)
-    proto = dataclasses.replace(proto, clips=clips, neutral=neutral)
+    proto = short_trials(CLIP_S, NEUTRAL_S)
     # half the sensor's size (the face's motions scale with it), one 15 s trial
     plan = StudyPlan(
         participants=1,
@@ -232,23 +228,18 @@ def test_stabilised_spotting_still_finds_the_expressions(session):
 def test_a_participant_whose_rate_climbs_at_the_apex_passes_ccf(tmp_path):
     """The bench's responder: every true apex passes the heart-rate filter; a rate tied
     to the onset lets some long macro-expressions' apexes through flat (the paper: 73 %)."""
-    from mmmelab.acquisition.study import StudyPlan, simulate_study
+    from mmmelab.acquisition.study import StudyPlan, short_trials, simulate_study
     from mmmelab.analysis.alignment import align_session
     from mmmelab.analysis.physio.preprocess import PhysioParams, from_stream
     from mmmelab.analysis.spotting import ccf
     from mmmelab.analysis.stats.concordance import clip_periods
-    from mmmelab.config import load_protocol, shipped
     from mmmelab.errors import LabError
     from mmmelab.spotbench import BENCH_HR_RESPONSE, CLIP_S, NEUTRAL_S
     from mmmelab.storage import SignalStream, open_session
 
     with pytest.raises(LabError, match="hr_response_at"):
         StudyPlan(hr_response_at="offset")
-    proto = load_protocol(shipped("protocols", "mmme"))
-    clips = tuple(dataclasses.replace(c, duration_s=CLIP_S) for c in proto.clips)
-    proto = dataclasses.replace(
-        proto, clips=clips, neutral=dataclasses.replace(proto.neutral, duration_s=NEUTRAL_S)
-    )
+    proto = short_trials(CLIP_S, NEUTRAL_S)
     plan = StudyPlan(participants=1, minutes=2.0, responders=1, hr_response_to=("ME", "MaE"),
                      hr_response=BENCH_HR_RESPONSE["apex"], hr_response_at="apex",
                      me_per_clip=2.0, mae_per_clip=1.5, min_gap_s=4.5, seed=22)  # fmt: skip
