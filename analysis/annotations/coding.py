@@ -224,7 +224,6 @@ class CodingSession:
         d = state.get("draft") or {}
         self.draft = Draft(**{k: v for k, v in d.items() if k in Draft().__dict__})
         self.position = int(np.clip(int(state.get("position", self.first)), self.first, self.last))
-        self.saves = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -496,7 +495,6 @@ class CodingSession:
         write_table(self.table, path, (self.numbers, self.times), self.session.manifest.get(
             "session_id", self.folder.name))  # fmt: skip
         self._save_state()
-        self.saves += 1
 
     def _save_state(self) -> None:
         state = {"coder": self.coder, "submitted": self.submitted,
