@@ -74,10 +74,17 @@ class StudyPlan:
     # emotion-specific physiology and EEG after each expression (0: none), scaling
     # synth.EMOTION_PHYSIO and the EEG's alpha/beta change (for recognition studies)
     emotion_scale: float = 0.0
+    emotion_scale_eeg: float | None = None  # the EEG's own scale (None: emotion_scale)
+    # each participant sees the clips in their own seeded order (counterbalanced), not
+    # the protocol's one order: short sessions then cover every emotion
+    order_per_participant: bool = False
 
     def __post_init__(self) -> None:
         if self.hr_response_at not in ("onset", "apex"):
             raise LabError(f"hr_response_at must be 'onset' or 'apex', not {self.hr_response_at!r}")
+
+    def eeg_scale(self) -> float:
+        return self.emotion_scale if self.emotion_scale_eeg is None else self.emotion_scale_eeg
 
     def responder(self, k: int) -> bool:
         if self.responders is None:
@@ -133,6 +140,8 @@ def _timeline(plan: StudyPlan, protocol: Protocol, rng: np.random.Generator) -> 
     trials: list[dict[str, Any]] = []
     expressions: list[dict[str, Any]] = []
     order = list(protocol.trial_order)
+    if plan.order_per_participant:
+        order = [order[i] for i in rng.permutation(len(order))]
     neutral = protocol.neutral.duration_s
     k = 0
     t += 1.0
@@ -305,6 +314,7 @@ class _SessionSimulator:
                 "response_to": list(self.plan.hr_response_to),
                 "response_from": self.plan.hr_response_at,
                 "emotion_scale": self.plan.emotion_scale,
+                "emotion_scale_eeg": self.plan.eeg_scale(),
                 **simulation.hr_response_model(self.plan.hr_response),
             },
             "expressions": exprs,
@@ -482,8 +492,8 @@ class _SessionSimulator:
 
     def _eeg_emotions(self, src: np.ndarray, t: np.ndarray) -> None:
         """Each expression's emotion-specific alpha change and beta burst around its
-        apex (``synth.EMOTION_EEG`` x the plan's ``emotion_scale``), in place."""
-        scale = self.plan.emotion_scale
+        apex (``synth.EMOTION_EEG`` x the plan's EEG scale), in place."""
+        scale = self.plan.eeg_scale()
         for e in self.timeline.expressions:
             gain_a, beta = simulation.emotion_eeg(str(e["emotion"]))
             lo, hi = np.searchsorted(t, [e["apex"] - 5.0, e["apex"] + 5.0])
@@ -525,7 +535,7 @@ class _SessionSimulator:
             src[:, 14] = np.sin(2 * np.pi * 10.0 * tt + 0.3) * (
                 1 + 0.5 * np.sin(2 * np.pi * tt / 7)
             )
-            if plan.emotion_scale:
+            if plan.eeg_scale():
                 self._eeg_emotions(src, self._sample_times(clock, first + a, m))
             for s0 in self.rng.integers(0, max(1, m - 400), size=max(1, m // 4000)):
                 src[s0 : s0 + 400, 15] += blink[: min(400, m - s0)]

@@ -162,15 +162,18 @@ def physio_signals(
 #: effects, scaled by ``emotion_scale``): the heart rate's rise (x the response),
 #: an SCR (uS), breathing depth, a skin-temperature drop (degC) and the pulse
 #: amplitude (vasoconstriction). Made-up but distinct patterns, so a simulated study
-#: has physiology that separates the emotions by a known amount.
+#: has physiology that separates the emotions by a known amount. The skin
+#: temperature's changes (a fingertip cooling by up to 0.2 degC within ten seconds,
+#: the size reported for fear-like vasoconstriction; a warming is negative) differ
+#: between every pair of emotions, so each modality alone can tell them apart.
 EMOTION_PHYSIO: dict[str, dict[str, float]] = {
-    "happiness": {"hr": 0.6, "eda": 0.15, "rsp": 0.35, "skt": 0.00, "ppg": 0.10},
-    "surprise": {"hr": 0.2, "eda": 0.60, "rsp": -0.40, "skt": 0.00, "ppg": -0.10},
-    "sadness": {"hr": -0.6, "eda": 0.05, "rsp": -0.20, "skt": 0.03, "ppg": 0.15},
-    "fear": {"hr": 1.0, "eda": 0.50, "rsp": 0.30, "skt": 0.06, "ppg": -0.35},
-    "anger": {"hr": 0.9, "eda": 0.35, "rsp": 0.50, "skt": -0.04, "ppg": -0.20},
-    "disgust": {"hr": -0.3, "eda": 0.30, "rsp": -0.45, "skt": 0.02, "ppg": -0.05},
-    "contempt": {"hr": 0.0, "eda": 0.10, "rsp": 0.10, "skt": -0.02, "ppg": 0.25},
+    "happiness": {"hr": 0.6, "eda": 0.15, "rsp": 0.35, "skt": -0.08, "ppg": 0.10},
+    "surprise": {"hr": 0.2, "eda": 0.60, "rsp": -0.40, "skt": 0.10, "ppg": -0.10},
+    "sadness": {"hr": -0.6, "eda": 0.05, "rsp": -0.20, "skt": 0.04, "ppg": 0.15},
+    "fear": {"hr": 1.0, "eda": 0.50, "rsp": 0.30, "skt": 0.20, "ppg": -0.35},
+    "anger": {"hr": 0.9, "eda": 0.35, "rsp": 0.50, "skt": 0.14, "ppg": -0.20},
+    "disgust": {"hr": -0.3, "eda": 0.30, "rsp": -0.45, "skt": -0.03, "ppg": -0.05},
+    "contempt": {"hr": 0.0, "eda": 0.10, "rsp": 0.10, "skt": -0.14, "ppg": 0.25},
 }
 
 

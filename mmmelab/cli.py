@@ -545,8 +545,8 @@ def _bench(args: argparse.Namespace) -> int:
 
         if args.participants < 3:
             raise LabError(f"--participants {args.participants}: LOSO needs three or more")
-        result = bench_recognition(args.participants, args.minutes, args.scale, args.dir,
-                                   bench.progress_to_stderr)  # fmt: skip
+        result = bench_recognition(args.participants, args.minutes, args.scale, args.eeg_scale,
+                                   args.dir, args.deep, bench.progress_to_stderr)  # fmt: skip
     elif args.bench == "annotate":
         from mmmelab.annotatebench import bench_annotate
 

@@ -13,11 +13,15 @@ from mmmelab.progress import LazyBar
 
 
 def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
-    br = bench.add_parser("recognition", help="classical recognisers on a simulated study")
+    br = bench.add_parser("recognition", help="the recognisers on a simulated study")
     br.add_argument("--participants", type=int, default=10)
-    br.add_argument("--minutes", type=positive, default=3.0, help="length of each session")
-    br.add_argument("--scale", type=positive, default=1.5,
-                    help="size of the simulated emotion-specific responses")  # fmt: skip
+    br.add_argument("--minutes", type=positive, default=5.0, help="length of each session")
+    br.add_argument("--deep", action="store_true",
+                    help="also LOSO with HTNet on the face (minutes more)")  # fmt: skip
+    br.add_argument("--scale", type=positive, default=3.0,
+                    help="size of the simulated emotion-specific physiology")  # fmt: skip
+    br.add_argument("--eeg-scale", type=positive, default=0.8,
+                    help="size of the simulated emotion-specific EEG")  # fmt: skip
     br.add_argument("--dir", type=Path, default=None, help="folder for the temporary study")
     br.add_argument("--json", action="store_true", help="print only the JSON object")
     ds = sub.add_parser("dataset", help="samples for recognition from coded sessions")
@@ -44,6 +48,22 @@ def add_parsers(sub: Any, bench: Any, positive: Any) -> None:
     rc.add_argument("--weight", choices=("recall", "precision"), default="recall",
                     help="the vote's p_ij: per-class recall (paper_spec) or precision")  # fmt: skip
     rc.add_argument("--seed", type=int, default=0)
+    rc.add_argument("--inner-k", type=int, default=3,
+                    help="inner subject folds (settings, epochs, vote weights)")  # fmt: skip
+    rc.add_argument("--face-model", choices=("mdmo", "htnet", "tsfmicro"), default="mdmo",
+                    help="the face's classifier: an SVM on the MDMO-like descriptor, or a deep "
+                         "model (the [models] extra)")  # fmt: skip
+    rc.add_argument("--eeg-model", choices=("bandpower", "eegnet"), default="bandpower",
+                    help="the EEG's classifier: an SVM on band power, or EEGNet")  # fmt: skip
+    rc.add_argument("--tsf-fusion", choices=("late", "early", "t2s", "s2t"), default="late",
+                    help="TSFmicro's branch fusion (the paper's best: late)")  # fmt: skip
+    rc.add_argument("--epochs", type=_count, default=30,
+                    help="deep models: most epochs; inner CV picks the number")  # fmt: skip
+    rc.add_argument("--batch", type=_count, default=32)
+    rc.add_argument("--lr", type=float, default=8e-4)
+    rc.add_argument("--size", choices=("cpu", "paper"), default="cpu",
+                    help="deep model sizes: small enough for a CPU, or the papers'")  # fmt: skip
+    rc.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     rc.add_argument("--json", action="store_true", help="print the table as JSON")
 
 
@@ -74,11 +94,18 @@ def run_dataset(args: argparse.Namespace) -> int:
 
 def run_recognize(args: argparse.Namespace) -> int:
     from mmmelab.analysis.recognition.run import recognize
+    from mmmelab.analysis.recognition.training import TrainSettings
 
     mods = [m.strip() for m in args.modalities.split(",") if m.strip()]
-    with LazyBar("fold") as bar:
+    if args.inner_k < 2:
+        raise LabError(f"--inner-k {args.inner_k}: at least 2")
+    with LazyBar("fold", "folds") as bar, LazyBar("epoch", "  epochs", position=1) as epochs:
+        train = TrainSettings(epochs=args.epochs, batch=args.batch, lr=args.lr,
+                              size=args.size, device=args.device, fusion=args.tsf_fusion,
+                              epoch_progress=epochs)  # fmt: skip
         report = recognize(args.dataset, args.out, args.protocol, args.k, mods, args.classes,
-                           args.weight, args.seed, progress=bar)  # fmt: skip
+                           args.weight, args.seed, args.inner_k, bar, args.face_model,
+                           args.eeg_model, train)  # fmt: skip
     if args.json:
         print(json.dumps({"protocol": report["protocol"], "classes": report["classes"],
                           "chance_uar": report["chance_uar"], "table": report["table"]},
@@ -92,6 +119,16 @@ def run_recognize(args: argparse.Namespace) -> int:
         print(f"  {r['modality']:<7} {cells}")
     print(args.out / "recognition.json")
     return 0
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def _f(v: Any) -> str:

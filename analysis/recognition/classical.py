@@ -1,26 +1,25 @@
-"""Classical classifiers per modality and the fused result over a protocol.
+"""The classical classifier of a modality: one RBF SVM on its feature row.
 
-One RBF SVM per modality (scikit-learn: median imputation of missing features,
-standardisation, ``SVC``), its C and gamma chosen by inner cross-validation on the
-outer fold's training subjects only (subject folds, mean UAR). For the weighted
-vote (``fusion``) each modality's weights p_ij come from its inner-CV predictions
-with the chosen hyper-parameters - again the training subjects only - so no test
-subject ever shapes a weight. ``run_protocol`` returns, per fold and modality, the
-predictions, the chosen parameters and the weights, and the fused predictions.
+scikit-learn: median imputation of missing features, standardisation, ``SVC`` with
+balanced class weights; C and gamma chosen by inner cross-validation on the outer
+fold's training subjects only (subject folds, mean UAR). The chosen setting's inner
+predictions - again the training subjects only - are what the vote's weights are
+estimated from (``run.run_protocol``), so no test subject ever shapes a weight.
+Class probabilities for the averaging baseline: Platt scaling fitted on 3-fold
+predictions of the training samples (scikit-learn's ``CalibratedClassifierCV``,
+seeded), or a softmax of the decision function when a class has one training sample.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mmmelab.analysis.recognition.fusion import weighted_vote, weights
 from mmmelab.analysis.recognition.metrics import scores
-from mmmelab.analysis.recognition.protocols import Fold, check_split, inner_folds
+from mmmelab.analysis.recognition.protocols import Learned, inner_folds
 
 C_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
 GAMMA_GRID: tuple[float | str, ...] = ("scale", 0.01, 0.1, 1.0)
@@ -35,7 +34,13 @@ def _model(c: float, gamma: float | str, seed: int) -> Any:
     return make_pipeline(
         SimpleImputer(strategy="median", keep_empty_features=True),
         StandardScaler(),
-        SVC(C=c, gamma=gamma, kernel="rbf", class_weight="balanced", random_state=seed),
+        SVC(
+            C=c,
+            gamma=gamma,
+            kernel="rbf",
+            class_weight="balanced",
+            random_state=seed,
+        ),
     )
 
 
@@ -46,24 +51,6 @@ def _fit_predict(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarr
     model = _model(c, gamma, seed)
     model.fit(x[train], y[train])
     return np.asarray(model.predict(x[test]), dtype=object)
-
-
-@dataclass
-class ModalityFold:
-    predictions: list[str]
-    params: dict[str, Any]
-    weights: list[float]
-    inner_uar: float | None
-
-
-@dataclass
-class FoldResult:
-    fold: str
-    test: list[int]
-    truth: list[str]
-    modalities: dict[str, ModalityFold] = field(default_factory=dict)
-    fused: list[str] = field(default_factory=list)
-    fusion_details: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _inner(
@@ -92,32 +79,52 @@ def _inner(
     return best[1], best[2], best[3], best[0]
 
 
-def run_protocol(
-    features: Mapping[str, np.ndarray], labels_of: Sequence[str], subjects: Sequence[str],
-    folds: list[Fold], labels: Sequence[str], inner_k: int = 3, seed: int = 0,
-    weight: str = "recall", priority: Sequence[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[FoldResult]:  # fmt: skip
-    """Every modality's SVM and the weighted vote over ``folds``."""
-    y = np.asarray([str(v) for v in labels_of], dtype=object)
-    subj = np.asarray([str(s) for s in subjects])
-    out = []
-    for n, fold in enumerate(folds):
-        check_split(subj, fold)
-        res = FoldResult(fold.name, fold.test.tolist(), [str(v) for v in y[fold.test]])
-        votes: dict[str, list[str]] = {}
-        voter_w: dict[str, np.ndarray] = {}
-        for name, x in features.items():
-            x = np.asarray(x, dtype=np.float64)
-            params, idx, inner_pred, inner_uar = _inner(x, y, subj, fold.train, labels,
-                                                        inner_k, seed)  # fmt: skip
-            w = weights(list(y[idx]), list(inner_pred), labels, weight)
-            pred = _fit_predict(x, y, fold.train, fold.test, params["C"], params["gamma"], seed)
-            res.modalities[name] = ModalityFold([str(p) for p in pred], params, w.tolist(),
-                                                inner_uar)  # fmt: skip
-            votes[name], voter_w[name] = [str(p) for p in pred], w
-        res.fused, res.fusion_details = weighted_vote(votes, voter_w, labels, priority)
-        out.append(res)
-        if progress:
-            progress(n + 1, len(folds))
-    return out
+def _final(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+           labels: Sequence[str], c: float, gamma: float | str,
+           seed: int) -> tuple[list[str], np.ndarray, str]:  # fmt: skip
+    """Test predictions, class probabilities (columns in ``labels`` order) and how the
+    probabilities were made."""
+    classes, counts = np.unique(y[train].astype(str), return_counts=True)
+    proba = np.zeros((len(test), len(labels)))
+    if len(classes) < 2:  # one class to learn from: it is the answer, with certainty
+        proba[:, list(labels).index(str(classes[0]))] = 1.0
+        return [str(classes[0])] * len(test), proba, "one class in training"
+    model = _model(c, gamma, seed)
+    model.fit(x[train], y[train])
+    pred = [str(p) for p in model.predict(x[test])]
+    k = int(min(3, counts.min()))
+    if k >= 2:  # Platt scaling on 3-fold predictions of the training samples
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.model_selection import StratifiedKFold
+
+        folds = StratifiedKFold(k, shuffle=True, random_state=seed)
+        cal = CalibratedClassifierCV(_model(c, gamma, seed), method="sigmoid", ensemble=False,
+                                     cv=folds)  # fmt: skip
+        cal.fit(x[train], y[train])
+        got, order, how = cal.predict_proba(x[test]), cal.classes_, f"Platt, {k}-fold"
+    else:  # a class with one training sample: softmax of the one-vs-rest decision
+        d = np.asarray(model.decision_function(x[test]), dtype=np.float64)
+        e = np.exp(d - d.max(axis=1, keepdims=True))
+        got, order, how = e / e.sum(axis=1, keepdims=True), model.classes_, "decision softmax"
+    for col, cls in enumerate(order):
+        proba[:, list(labels).index(str(cls))] = got[:, col]
+    return pred, proba, how
+
+
+class SVMLearner:
+    """One modality's RBF SVM on its feature matrix ``x`` (samples x features)."""
+
+    name = "svm"
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = np.asarray(x, dtype=np.float64)
+
+    def fit_predict(self, y: np.ndarray, subjects: np.ndarray, train: np.ndarray,
+                    test: np.ndarray, labels: Sequence[str], inner_k: int,
+                    seed: int) -> Learned:  # fmt: skip
+        params, idx, inner_pred, inner_uar = _inner(self.x, y, subjects, train, labels,
+                                                    inner_k, seed)  # fmt: skip
+        pred, proba, how = _final(self.x, y, train, test, labels, params["C"], params["gamma"],
+                                  seed)  # fmt: skip
+        return Learned(pred, proba, params | {"probabilities": how}, idx,
+                       [str(p) for p in inner_pred], inner_uar)  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -96,3 +97,28 @@ def inner_folds(subjects: Sequence[str] | np.ndarray, train: np.ndarray, k: int 
     for f in out:
         check_split(subj, f)
     return out
+
+
+@dataclass
+class Learned:
+    """What one modality's classifier gives for one outer fold: its test predictions
+    (and class probabilities, for the averaging baseline), the settings its inner
+    cross-validation chose, and that inner CV's predictions on the training subjects -
+    the only source of the vote's weights."""
+
+    predictions: list[str]
+    probabilities: np.ndarray  # (test samples, labels), rows sum to 1
+    params: dict[str, Any]
+    inner_index: np.ndarray
+    inner_predictions: list[str]
+    inner_uar: float | None
+
+
+class Learner(Protocol):
+    """One modality's classifier over a protocol (an SVM on features, a deep model)."""
+
+    name: str
+
+    def fit_predict(self, y: np.ndarray, subjects: np.ndarray, train: np.ndarray,
+                    test: np.ndarray, labels: Sequence[str], inner_k: int,
+                    seed: int) -> Learned: ...  # fmt: skip

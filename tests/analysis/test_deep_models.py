@@ -72,3 +72,55 @@ def test_bad_model_settings_are_one_line():
         model("TSFmicro", n_classes=3, size=40)
     with pytest.raises(LabError, match="no deep model"):
         model("ResNet", n_classes=3)
+
+
+def _flow_study(n_subjects=4, per=6, side=64, seed=0):
+    """Flow stacks of two classes (class 1 moves the upper left quarter), subjects."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n_subjects * per, 3, side, side)).astype(np.float32)
+    y = np.array(["a", "b"] * (n_subjects * per // 2), dtype=object)
+    x[y == "b", 0, : side // 2, : side // 2] += 2.0
+    subjects = np.repeat([f"S{i}" for i in range(n_subjects)], per)
+    return x, y, subjects
+
+
+def test_deep_learner_chooses_its_epochs_on_the_training_subjects_only():
+    import numpy as np
+
+    from mmmelab.analysis.recognition.training import DeepLearner, TrainSettings
+
+    x, y, subjects = _flow_study()
+    train, test = np.flatnonzero(subjects != "S3"), np.flatnonzero(subjects == "S3")
+    ticks = []
+    settings = TrainSettings(epochs=3, batch=6, epoch_progress=lambda d, t, n: ticks.append(d))
+
+    def run(inputs):
+        ln = DeepLearner("htnet", [inputs], np.ones(len(y), bool), settings, 2)
+        return ln, ln.fit_predict(y, subjects, train, test, ["a", "b"], 3, seed=1)
+
+    ln, got = run(x)
+    assert 1 <= got.params["epochs"] <= 3 and len(got.params["inner_uar_by_epoch"]) == 3
+    assert got.probabilities.shape == (len(test), 2)
+    assert np.allclose(got.probabilities.sum(1), 1.0, atol=1e-5)
+    assert sorted(got.inner_index.tolist()) == train.tolist()  # inner predictions: train only
+    assert ticks[-1] == 3 * 3 + got.params["epochs"] and ln.samples_per_s() > 0
+    scrambled = x.copy()
+    scrambled[test] = np.random.default_rng(9).normal(0, 5, scrambled[test].shape)
+    _, again = run(scrambled)  # the test subject changed: nothing chosen may change
+    assert again.params == got.params and again.inner_predictions == got.inner_predictions
+    assert again.inner_uar == got.inner_uar
+
+
+def test_no_cuda_is_one_line():
+    import numpy as np
+
+    from mmmelab.analysis.recognition.training import DeepLearner, TrainSettings
+    from mmmelab.errors import LabError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    x, _, _ = _flow_study(2, 2)
+    with pytest.raises(LabError, match="no CUDA device"):
+        DeepLearner("htnet", [x], np.ones(len(x), bool), TrainSettings(device="cuda"), 2)

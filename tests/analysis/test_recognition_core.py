@@ -178,7 +178,7 @@ def _simulated_features(n_subjects=10, per_class=4, seed=3):
 
 @pytest.mark.timeout(300)
 def test_per_modality_svms_and_their_vote_over_loso():
-    from mmmelab.analysis.recognition.classical import run_protocol
+    from mmmelab.analysis.recognition.run import run_protocol
 
     feats, y, subj = _simulated_features()
     feats["clear"][3, 1] = np.nan  # a missing feature is imputed, not fatal
@@ -196,7 +196,11 @@ def test_per_modality_svms_and_their_vote_over_loso():
     # five peripheral voters can outvote the face): above the others, near the best
     assert fused > uar["weak"] and fused >= uar["clear"] - 0.1
     r0 = results[0]
-    assert set(r0.modalities["clear"].params) == {"C", "gamma"}
+    assert set(r0.modalities["clear"].params) == {"C", "gamma", "probabilities"}
+    assert r0.modalities["clear"].params["probabilities"] == "Platt, 3-fold"
+    averaged = evaluate([(r.truth, r.averaged) for r in results], LABELS)["pooled"]["uar"]
+    assert averaged > uar["weak"]  # the averaging baseline: probabilities that mean something
+    assert all(len(r.fused_other) == len(r.truth) for r in results)
     assert len(r0.modalities["clear"].weights) == 3 and r0.modalities["clear"].inner_uar > 0.7
     assert r0.test == folds[0].test.tolist()
 

@@ -65,8 +65,9 @@ def test_dataset_then_recognize(study):
     rec = mmme("recognize", ds, "--out", out, "--classes", "3", "--json")
     assert rec.returncode == 0, rec.stderr
     table = json.loads(rec.stdout)["table"]
-    assert [r["modality"] for r in table] == ["face", "eeg", "ecg", "ppg", "rsp", "skt", "eda",
-                                              "fusion"]  # fmt: skip
+    rows = ["face", "eeg", "ecg", "ppg", "rsp", "skt", "eda", "fusion", "fusion_precision",
+            "prob_average"]  # fmt: skip
+    assert [r["modality"] for r in table] == rows
     for r in table:
         assert 0.0 <= r["uar_pooled"] <= 1.0 and set(r["recall_per_class"]) == {
             "negative", "positive", "surprise"}  # fmt: skip
@@ -82,7 +83,37 @@ def test_bad_input_is_one_line(study, tmp_path):
         (("dataset", "build", tmp_path, "--out", tmp_path / "d"), "not a session folder"),
         (("recognize", tmp_path, "--out", tmp_path / "r"), "no dataset.h5"),
         (("recognize", root / "ds", "--out", tmp_path / "r", "--modalities", "face,nose"), "nose"),
+        (("recognize", root / "ds", "--out", tmp_path / "r", "--epochs", "0"), "at least 1"),
+        (("recognize", root / "ds", "--out", tmp_path / "r", "--inner-k", "1"), "--inner-k"),
     ):
         res = mmme(*args, timeout=60)
         assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr
         assert words in res.stderr
+
+
+def test_the_deep_models_over_loso(study):
+    """TSFmicro on the face and EEGNet on the EEG, trained inside each fold, their epochs
+    chosen on the training subjects, voting with an SVM."""
+    import os
+
+    if not os.environ.get("CI"):
+        pytest.importorskip("torch")
+    root, folders = study
+    if not (root / "ds" / "dataset.h5").exists():  # this test alone
+        assert mmme("dataset", "build", *folders, "--out", root / "ds").returncode == 0
+    out = root / "deep"
+    res = mmme("recognize", root / "ds", "--out", out, "--modalities", "face,eeg,ecg",
+               "--face-model", "tsfmicro", "--eeg-model", "eegnet", "--epochs", "2",
+               "--inner-k", "2", "--classes", "3", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "recognition.json").read_text())
+    assert report["models"] == {"face": "tsfmicro", "eeg": "eegnet", "ecg": "svm"}
+    for fold in report["folds_detail"]:
+        for m in ("face", "eeg"):
+            params = fold["modalities"][m]["params"]
+            assert 1 <= params["epochs"] <= 2 and len(params["inner_uar_by_epoch"]) == 2
+    assert set(report["training_samples_per_s"]) == {"face", "eeg"}
+    assert report["provenance"]["deep"]["models"] == {"face": "tsfmicro", "eeg": "eegnet"}
+    assert "torch" in report["provenance"]["versions"]
+    rows = {r["modality"] for r in json.loads(res.stdout)["table"]}
+    assert rows == {"face", "eeg", "ecg", "fusion", "fusion_precision", "prob_average"}
