@@ -200,6 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     from mmmelab.recognitioncli import add_parsers as recognition_parsers
 
     recognition_parsers(sub, what, _positive_float)
+    from mmmelab.exportcli import add_parsers as export_parsers
+
+    export_parsers(sub)
 
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
@@ -677,6 +680,10 @@ def main(argv: list[str] | None = None) -> int:
             run = {"annotate": codingcli.run_annotate, "agreement": codingcli.run_agreement,
                    "clip-study": codingcli.run_clip_study}[args.command]  # fmt: skip
             return run(args)
+        if args.command == "export":
+            from mmmelab.exportcli import run_export
+
+            return run_export(args)
         if args.command == "spot":
             from mmmelab.spotcli import run_spot
 

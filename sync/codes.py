@@ -63,6 +63,30 @@ class EventCode(enum.IntEnum):
     SYNC = 200
 
 
+#: What each code means (the table above), for the sidecars of exports.
+MEANING: dict[EventCode, str] = {
+    EventCode.SESSION_START: "recording has started on every device",
+    EventCode.SESSION_END: "last event before the devices stop",
+    EventCode.PRACTICE_START: "the practice block begins (not analysed)",
+    EventCode.PRACTICE_END: "the practice block is over",
+    EventCode.TRIAL_START: "a trial begins; the 'press Space' screen is shown",
+    EventCode.CLIP_ONSET: "first frame of the emotional clip is shown",
+    EventCode.CLIP_OFFSET: "the clip has ended",
+    EventCode.RATING_ONSET: "the self-report screen is shown",
+    EventCode.RATING_RESPONSE: "the participant submitted the rating in time",
+    EventCode.RATING_MISSED: "the rating time limit ran out",
+    EventCode.NEUTRAL_ONSET: "the neutral (relaxation) clip starts",
+    EventCode.NEUTRAL_OFFSET: "the neutral clip has ended; the trial is over",
+    EventCode.REMINDER_ON: "the CMRR reminder is shown on the auxiliary display",
+    EventCode.REMINDER_OFF: "the CMRR reminder is hidden",
+    EventCode.NOTE: "the experimenter marked a moment (free text)",
+    EventCode.PAUSE: "the experimenter paused the session",
+    EventCode.RESUME: "the session continues after a pause",
+    EventCode.ABORT: "the experimenter aborted the session",
+    EventCode.SYNC: "periodic sync pulse (keeps alignment through quiet stretches)",
+}
+assert set(MEANING) == set(EventCode)
+
 #: Codes the experimenter or the bus adds on top of the paradigm's own sequence.
 UNPLANNED = frozenset(
     {

@@ -1,0 +1,63 @@
+"""``mmme export bids``: sessions out as a BIDS dataset, with consent enforced."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mmmelab.errors import LabError
+from mmmelab.progress import LazyBar
+
+
+def add_parsers(sub: Any) -> None:
+    ex = sub.add_parser("export", help="sessions out as BIDS (or the ME-dataset layout)")
+    what = ex.add_subparsers(dest="export_command", metavar="bids", required=True)
+    b = what.add_parser("bids", help="EEG, physiology, events, face video as one BIDS dataset")
+    b.add_argument("sessions", type=Path, nargs="+")
+    b.add_argument("--out", type=Path, required=True, help="the dataset's folder")
+    b.add_argument("--restricted", type=Path, default=None,
+                   help="a separate folder for the face video of consent-level-2 "
+                        "participants (never published)")  # fmt: skip
+    b.add_argument("--no-video", action="store_true", help="leave the face video out")
+    b.add_argument("--codec", choices=("x264", "ffv1"), default="x264",
+                   help="lossless video codec (x264 at qp 0: fast; FFV1: archival)")  # fmt: skip
+    b.add_argument("--eeg-format", choices=("BrainVision", "EDF"), default="BrainVision")
+    b.add_argument("--author", action="append", default=[],
+                   help="an author for dataset_description.json (repeat)")  # fmt: skip
+    b.add_argument("--license", default=None, help="the dataset's licence (e.g. CC-BY-4.0)")
+    b.add_argument("--validate", action="store_true",
+                   help="run the BIDS validator on the result (bids-validator-deno)")  # fmt: skip
+    b.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from mmmelab.export import export_bids, validate
+    from mmmelab.storage.manifest import MANIFEST
+
+    for s in args.sessions:
+        if not (s / MANIFEST).is_file():
+            raise LabError(f"{s}: not a session folder (no {MANIFEST})")
+    with LazyBar("session") as bar:
+        summary = export_bids(args.sessions, args.out, args.restricted, not args.no_video,
+                              args.codec, args.eeg_format, args.author, args.license,
+                              bar)  # fmt: skip
+    if args.validate:
+        summary["validator"] = validate(args.out)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        for d in summary["sessions"]:
+            face = ("video" if "video" in d else "video -> restricted" if "restricted_video" in d
+                    else "no video")  # fmt: skip
+            print(f"sub-{d['sub']} ses-{d['ses']}: consent {d['consent_level']}, "
+                  f"{d['events']} events, {face}")  # fmt: skip
+        if "validator" in summary:
+            v = summary["validator"]
+            print(f"BIDS validator: {v['n_errors']} errors, {v['n_warnings']} warnings")
+        print(args.out)
+    if args.validate and summary["validator"]["n_errors"]:
+        codes = ", ".join(summary["validator"]["errors"])
+        raise LabError(f"{args.out}: the BIDS validator found errors ({codes})")
+    return 0
