@@ -13,7 +13,7 @@ from mmmelab.progress import LazyBar
 
 def add_parsers(sub: Any) -> None:
     ex = sub.add_parser("export", help="sessions out as BIDS (or the ME-dataset layout)")
-    what = ex.add_subparsers(dest="export_command", metavar="bids", required=True)
+    what = ex.add_subparsers(dest="export_command", metavar="bids|me-dataset", required=True)
     b = what.add_parser("bids", help="EEG, physiology, events, face video as one BIDS dataset")
     b.add_argument("sessions", type=Path, nargs="+")
     b.add_argument("--out", type=Path, required=True, help="the dataset's folder")
@@ -30,6 +30,16 @@ def add_parsers(sub: Any) -> None:
     b.add_argument("--validate", action="store_true",
                    help="run the BIDS validator on the result (bids-validator-deno)")  # fmt: skip
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
+    m = what.add_parser("me-dataset", help="the CASME/SAMM-style layout: crops, sheet, splits")
+    m.add_argument("sessions", type=Path, nargs="+")
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--restricted", type=Path, default=None,
+                   help="a separate folder for consent-level-2 participants' crops")  # fmt: skip
+    m.add_argument("--no-faces", action="store_true", help="no crops: sheet, splits, signals")
+    m.add_argument("--format", choices=("png", "jpg"), default="png")
+    m.add_argument("--quality", type=int, default=95, help="JPEG quality (1-100)")
+    m.add_argument("--size", type=int, default=None, help="resize crops to SIZE x SIZE")
+    m.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -39,6 +49,8 @@ def run_export(args: argparse.Namespace) -> int:
     for s in args.sessions:
         if not (s / MANIFEST).is_file():
             raise LabError(f"{s}: not a session folder (no {MANIFEST})")
+    if args.export_command == "me-dataset":
+        return _me_dataset(args)
     with LazyBar("session") as bar:
         summary = export_bids(args.sessions, args.out, args.restricted, not args.no_video,
                               args.codec, args.eeg_format, args.author, args.license,
@@ -60,4 +72,21 @@ def run_export(args: argparse.Namespace) -> int:
     if args.validate and summary["validator"]["n_errors"]:
         codes = ", ".join(summary["validator"]["errors"])
         raise LabError(f"{args.out}: the BIDS validator found errors ({codes})")
+    return 0
+
+
+def _me_dataset(args: argparse.Namespace) -> int:
+    from mmmelab.medataset import export_me_dataset
+
+    if args.size is not None and args.size < 8:
+        raise LabError(f"--size {args.size}: at least 8 pixels")
+    with LazyBar("session") as bar:
+        summary = export_me_dataset(args.sessions, args.out, args.restricted, args.format,
+                                    args.quality, args.size, not args.no_faces, bar)  # fmt: skip
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(f"{summary['samples']} samples of {len(summary['subjects'])} subjects -> {args.out}")
+        for n in summary["notes"]:
+            print(f"note: {n}")
     return 0

@@ -66,7 +66,7 @@ def _session_key(folder: Path, params: dict[str, Any]) -> str:
 def _face(folder: Path, events: Any, clips: list[tuple[int, float, float]],
           notes: list[str]) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per event id: crops, key-frame positions, flow stack and the face descriptor."""
-    from mmmelab.analysis.face.detect import NoFaceError, crop, trial_box
+    from mmmelab.analysis.face.detect import crop
     from mmmelab.analysis.face.frames import SessionFrames
     from mmmelab.storage import CameraStream, open_session
 
@@ -77,25 +77,13 @@ def _face(folder: Path, events: Any, clips: list[tuple[int, float, float]],
             notes.append("no camera stream: no face samples")
             return out
         frames = SessionFrames(cam)
-        boxes: dict[int, Any] = {}
+        boxes = trial_boxes(frames, events, clips, notes)
         for _, ev in events.iterrows():
-            trial = int(ev["trial"])
-            if trial not in boxes:
-                start = next((on for k, on, _off in clips if k == trial), None)
-                first = int(frames.numbers[np.searchsorted(frames.times, start)]) if (
-                    start is not None) else int(ev["onset_frame"])  # fmt: skip
-                try:
-                    boxes[trial], _ = trial_box(f.image for f in frames.read(first, first + 40))
-                except NoFaceError as exc:
-                    boxes[trial] = None
-                    notes.append(f"trial {trial}: {exc}; its samples have no face")
-            box = boxes[trial]
+            box = boxes[int(ev["trial"])]
             if box is None:
                 continue
             on, off = int(ev["onset_frame"]), int(ev["offset_frame"])
-            apex = int(ev["apex_frame"]) if ev["apex_frame"] is not None and not (
-                isinstance(ev["apex_frame"], float) and np.isnan(ev["apex_frame"])) else (
-                (on + off) // 2)  # fmt: skip
+            apex = apex_frame(ev)
             got = [(f.number, crop(np.clip(f.image, 0, 255).astype(np.uint8), box, CROP))
                    for f in frames.read(on, off)]  # fmt: skip
             if not got:
@@ -103,6 +91,37 @@ def _face(folder: Path, events: Any, clips: list[tuple[int, float, float]],
                 continue
             out[str(ev["id"])] = face_sample(got, apex)
     return out
+
+
+def trial_boxes(frames: Any, events: Any, clips: list[tuple[int, float, float]],
+                notes: list[str]) -> dict[int, Any]:  # fmt: skip
+    """Each trial's fixed face box (``face.detect.trial_box`` on the first frames of its
+    clip), or None with a note when no face is found."""
+    from mmmelab.analysis.face.detect import NoFaceError, trial_box
+
+    boxes: dict[int, Any] = {}
+    for _, ev in events.iterrows():
+        trial = int(ev["trial"])
+        if trial in boxes:
+            continue
+        start = next((on for k, on, _off in clips if k == trial), None)
+        first = int(frames.numbers[np.searchsorted(frames.times, start)]) if (
+            start is not None) else int(ev["onset_frame"])  # fmt: skip
+        try:
+            boxes[trial], _ = trial_box(f.image for f in frames.read(first, first + 40))
+        except NoFaceError as exc:
+            boxes[trial] = None
+            notes.append(f"trial {trial}: {exc}; its samples have no face")
+    return boxes
+
+
+def apex_frame(ev: Any) -> int:
+    """An event row's apex frame, or its middle when the apex was not annotated."""
+    on, off = int(ev["onset_frame"]), int(ev["offset_frame"])
+    apex = ev["apex_frame"]
+    if apex is None or (isinstance(apex, float) and np.isnan(apex)):
+        return (on + off) // 2
+    return int(apex)
 
 
 def face_sample(got: list[tuple[int, np.ndarray]], apex: int) -> dict[str, Any]:

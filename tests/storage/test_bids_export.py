@@ -26,7 +26,7 @@ def study(tmp_path_factory):
     from mmmelab.study import write_truth_annotations
 
     root = tmp_path_factory.mktemp("bids")
-    plan = StudyPlan(participants=2, minutes=0.6, camera_width=64, camera_height=48,
+    plan = StudyPlan(participants=2, minutes=0.6, camera_width=320, camera_height=176,
                      me_per_clip=2.0, mae_per_clip=1.0, min_gap_s=3.0, seed=7)  # fmt: skip
     folders = simulate_study(root / "sessions", plan, protocol=short_trials(10.0, 2.0))
     for f in folders:
@@ -180,7 +180,7 @@ def test_video_reads_back_frame_for_frame(study, exported):
             assert np.array_equal(times["frame_number"], cam.journal["acq_nframe"])
             assert np.allclose(times["master_time"], cam.master_time, atol=1e-6)
             meta = json.loads((beh / f"{pre}_video.json").read_text())
-            assert (meta["Width"], meta["Height"], meta["FrameRate"]) == (64, 48, 150.0)
+            assert (meta["Width"], meta["Height"], meta["FrameRate"]) == (320, 176, 150.0)
 
 
 def test_no_level_2_face_in_public_whatever_the_options(study, tmp_path):
@@ -225,3 +225,47 @@ def test_cli_refuses_in_one_line(study, tmp_path):
     assert "sub-S01: consent level 2" in res.stderr and "--restricted" in res.stderr
     res = mmme("export", "bids", tmp_path, "--out", tmp_path / "y", timeout=60)
     assert res.returncode == 2 and "not a session folder" in res.stderr
+
+
+def test_me_dataset_layout(study, tmp_path):
+    import cv2
+    import pandas as pd
+
+    from mmmelab.analysis.annotations import annotation_path, read_table
+    from mmmelab.storage.consent import ConsentError
+
+    _, folders = study
+    with pytest.raises(ConsentError, match="sub-S01: consent level 2"):
+        mmme_export = __import__("mmmelab.medataset", fromlist=["x"]).export_me_dataset
+        mmme_export(folders, tmp_path / "refused")
+    out, restricted = tmp_path / "me", tmp_path / "me-restricted"
+    res = mmme("export", "me-dataset", *folders, "--out", out, "--restricted", restricted,
+               "--format", "jpg", "--quality", "90", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    sheet = pd.read_csv(out / "coding.csv")
+    xlsx = pd.read_excel(out / "coding.xlsx")
+    assert list(sheet.columns) == list(xlsx.columns) and len(sheet) == len(xlsx)
+    n_events = sum(len(read_table(annotation_path(f)).annotations) for f in folders)
+    assert len(sheet) == n_events > 0
+    assert set(sheet["label3"]) <= {"negative", "positive", "surprise"}
+    for _, r in sheet.iterrows():
+        tree = out if r["consent_level"] == 1 else restricted
+        folder = tree / r["subject"] / r["sample"]
+        imgs = sorted(folder.glob("img*.jpg"))
+        assert len(imgs) == r["n_frames"] > 0 and r["frames"] == (
+            "public" if r["consent_level"] == 1 else "restricted")  # fmt: skip
+        nums = sorted(int(p.stem[3:]) for p in imgs)
+        assert nums[0] == r["onset_frame"] and nums[-1] == r["offset_frame"]
+        assert cv2.imread(str(imgs[0])).ndim == 3  # colour
+        sig = np.load(out / r["subject"] / r["sample"] / "signals.npz")
+        assert abs(sig["eeg_t"][0] + 5.0) < 0.01 and abs(sig["eeg_t"][-1] - 5.0) < 0.01
+        assert sig["physio"].shape[1] == 5 and sig["eeg"].shape[1] == 64
+    # no level-2 face in the public folder; its labels and signals are there
+    assert not list((out / "S01").rglob("img*")) and list((out / "S01").rglob("signals.npz"))
+    assert list((restricted / "S01").rglob("img*.jpg"))
+    assert "RESTRICTED" in (restricted / "RESTRICTED.txt").read_text()
+    for s in sheet["subject"].unique():
+        test = (out / "splits" / "loso" / f"{s}-test.txt").read_text().split()
+        train = (out / "splits" / "loso" / f"{s}-train.txt").read_text().split()
+        assert set(test) == set(sheet[sheet["subject"] == s]["sample"])
+        assert not set(test) & set(train) and len(test) + len(train) == len(sheet)
