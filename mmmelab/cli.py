@@ -684,6 +684,10 @@ def main(argv: list[str] | None = None) -> int:
             from mmmelab.exportcli import run_export
 
             return run_export(args)
+        if args.command == "report":
+            from mmmelab.exportcli import run_report
+
+            return run_report(args)
         if args.command == "spot":
             from mmmelab.spotcli import run_spot
 

@@ -30,6 +30,12 @@ def add_parsers(sub: Any) -> None:
     b.add_argument("--validate", action="store_true",
                    help="run the BIDS validator on the result (bids-validator-deno)")  # fmt: skip
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r = sub.add_parser("report", help="the quality report of a session (one HTML page)")
+    r.add_argument("session", type=Path)
+    r.add_argument("--out", type=Path, default=None, help="default: SESSION/report.html")
+    r.add_argument("--ica", action="store_true", help="run the EEG's ICA for its summary")
+    r.add_argument("--open", action="store_true", help="open it in the web browser")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
     m = what.add_parser("me-dataset", help="the CASME/SAMM-style layout: crops, sheet, splits")
     m.add_argument("sessions", type=Path, nargs="+")
     m.add_argument("--out", type=Path, required=True)
@@ -89,4 +95,24 @@ def _me_dataset(args: argparse.Namespace) -> int:
         print(f"{summary['samples']} samples of {len(summary['subjects'])} subjects -> {args.out}")
         for n in summary["notes"]:
             print(f"note: {n}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from mmmelab.analysis.report.session import write_report
+
+    with LazyBar("section") as bar:
+        summary = write_report(args.session, args.out, args.ica, bar)
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "stats"} | {
+            "stats": summary["stats"]}, default=str))  # fmt: skip
+    else:
+        print(
+            f"{summary['path']} ({summary['bytes'] / 1e3:.0f} kB, {summary['seconds']:.1f} s; "
+            f"{'ok' if summary['ok'] else str(summary['faults']) + ' faults/warnings'})"
+        )
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(Path(summary["path"]).resolve().as_uri())
     return 0

@@ -5,7 +5,8 @@
 #   scripts/setup.sh          runtime dependencies
 #   scripts/setup.sh --models the deep recognisers too (PyTorch: about 6 GB installed)
 #   scripts/setup.sh --dev    plus the test and lint tools (and the models, which the
-#                             tests train on CPU)
+#                             tests train on CPU, and Debian's chromium, in which the
+#                             tests open the QC report)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,6 +58,10 @@ have_lib 'libxcb-keysyms.so.1'   || missing+=(libxcb-keysyms1)
 have_lib 'libxcb-shape.so.0'     || missing+=(libxcb-shape0)
 have_lib 'libpulse.so.0'         || missing+=(libpulse0)       # Qt Multimedia (clip sound)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3-venv")
+# the tests open the QC report in a real headless browser
+if [[ "$extras" == "[dev,models]" ]]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 
 # --- virtual environment and the package --------------------------------------
