@@ -46,6 +46,7 @@ from mmmelab.gui.panels import (
     TrialList,
 )
 from mmmelab.gui.reminder import ReminderWindow
+from mmmelab.gui.reportlaunch import ReportLauncher
 from mmmelab.gui.setupview import SetupTabs
 
 logger = logging.getLogger(__name__)
@@ -234,6 +235,13 @@ class ConsoleWindow(QMainWindow):
         notes.addWidget(self.note_text, 1)
         notes.addWidget(self.note_button)
         layout.addLayout(notes)
+        self.report_button = QPushButton("Quality report")
+        self.report_button.setToolTip("the session's quality report (HTML), after recording")
+        self.report_button.setEnabled(False)
+        self.report_button.clicked.connect(self.press_report)
+        self.reports = ReportLauncher(self)
+        self.reports.done.connect(self._report_done)
+        layout.addWidget(self.report_button)
         self.setup = SetupPanel()
         self.setup.run_button.clicked.connect(self.press_check)
         self.setup.display_button.clicked.connect(self.press_display_check)
@@ -447,8 +455,23 @@ class ConsoleWindow(QMainWindow):
     def _failed(self, message: str) -> None:
         self.events.add(message, logging.ERROR)
 
+    def press_report(self) -> None:
+        if self.result is None or self.result.folder is None or self.reports.running:
+            return
+        self.events.add(f"writing the quality report of {self.result.folder.name} ...")
+        self.report_button.setEnabled(False)
+        self.reports.start(self.result.folder)
+
+    def _report_done(self, path: str, error: str) -> None:
+        self.report_button.setEnabled(True)
+        if path:
+            self.events.add(f"quality report: {path}")
+        else:
+            self.events.add(f"quality report failed: {error}", logging.ERROR)
+
     def _finished(self, result: SessionResult) -> None:
         self.result = result
+        self.report_button.setEnabled(result.folder is not None)
         self.events.add(f"session saved: {result.folder} (status {result.status})")
         check = result.check
         if check:

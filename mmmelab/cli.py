@@ -202,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     recognition_parsers(sub, what, _positive_float)
     from mmmelab.exportcli import add_parsers as export_parsers
 
-    export_parsers(sub)
+    export_parsers(sub, what)
 
     chk = sub.add_parser("check", help="integrity check of a session folder")
     chk.add_argument("session", type=Path)
@@ -550,6 +550,15 @@ def _bench(args: argparse.Namespace) -> int:
             raise LabError(f"--participants {args.participants}: LOSO needs three or more")
         result = bench_recognition(args.participants, args.minutes, args.scale, args.eeg_scale,
                                    args.dir, args.deep, bench.progress_to_stderr)  # fmt: skip
+    elif args.bench == "export":
+        from mmmelab.exportbench import bench_export
+
+        if args.dir is not None and not args.dir.is_dir():
+            raise LabError(f"--dir {args.dir} is not a folder")
+        if args.video_minutes <= 0 or args.long_minutes <= 0:
+            raise LabError("--video-minutes and --long-minutes must be positive")
+        result = bench_export(args.video_minutes, args.long_minutes, args.dir, args.codec,
+                              say=bench.progress_to_stderr)  # fmt: skip
     elif args.bench == "annotate":
         from mmmelab.annotatebench import bench_annotate
 

@@ -11,7 +11,15 @@ from mmmelab.errors import LabError
 from mmmelab.progress import LazyBar
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Any, bench: Any) -> None:
+    be = bench.add_parser("export", help="video encoding, BIDS, ME dataset and report times")
+    be.add_argument("--video-minutes", type=float, default=1.0,
+                    help="full-resolution video to encode (1 min = 20 GB of RAW8)")  # fmt: skip
+    be.add_argument("--long-minutes", type=float, default=60.0,
+                    help="length of the session exported and reported")  # fmt: skip
+    be.add_argument("--codec", choices=("x264", "ffv1"), default="x264")
+    be.add_argument("--dir", type=Path, default=None, help="folder for the temporary sessions")
+    be.add_argument("--json", action="store_true", help="print only the JSON object")
     ex = sub.add_parser("export", help="sessions out as BIDS (or the ME-dataset layout)")
     what = ex.add_subparsers(dest="export_command", metavar="bids|me-dataset", required=True)
     b = what.add_parser("bids", help="EEG, physiology, events, face video as one BIDS dataset")

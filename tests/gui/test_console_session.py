@@ -133,6 +133,15 @@ def test_two_trial_session_through_the_gui(qtbot, lab_app):
             assert (mine["t_display"] >= mine["t_due"] - 0.003).all()
         rating_screens = display[display["code"] == EventCode.RATING_ONSET]
         assert len(rating_screens) == 3
+    # the quality report, from the console, written by its own process, then opened
+    opened = []
+    console.reports._open = opened.append
+    assert console.report_button.isEnabled()
+    qtbot.mouseClick(console.report_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(opened), timeout=120_000)
+    assert opened[0].toLocalFile() == str(controller.folder / "report.html")
+    page = (controller.folder / "report.html").read_text()
+    assert "<h2>Synchronisation</h2>" in page and "reminder" in page
 
 
 def test_closing_the_console_while_recording_asks_then_saves(qtbot, lab_app):
