@@ -73,7 +73,7 @@ def _plan(sessions: Sequence[Path]) -> list[Planned]:
 
 
 def export_bids(sessions: Sequence[Path], out: Path, restricted: Path | None = None,
-                video: bool = True, codec: str = "x264", eeg_format: str = "BrainVision",
+                video: bool = True, codec: str = "magicyuv", eeg_format: str = "BrainVision",
                 authors: Sequence[str] = (), license_: str | None = None,
                 progress: Progress | None = None) -> dict[str, Any]:  # fmt: skip
     """Write (or update) the dataset at ``out``; returns a summary."""

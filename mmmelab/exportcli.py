@@ -17,7 +17,7 @@ def add_parsers(sub: Any, bench: Any) -> None:
                     help="full-resolution video to encode (1 min = 20 GB of RAW8)")  # fmt: skip
     be.add_argument("--long-minutes", type=float, default=60.0,
                     help="length of the session exported and reported")  # fmt: skip
-    be.add_argument("--codec", choices=("x264", "ffv1"), default="x264")
+    be.add_argument("--codec", choices=("magicyuv", "x264", "ffv1"), default="magicyuv")
     be.add_argument("--dir", type=Path, default=None, help="folder for the temporary sessions")
     be.add_argument("--json", action="store_true", help="print only the JSON object")
     ex = sub.add_parser("export", help="sessions out as BIDS (or the ME-dataset layout)")
@@ -29,8 +29,9 @@ def add_parsers(sub: Any, bench: Any) -> None:
                    help="a separate folder for the face video of consent-level-2 "
                         "participants (never published)")  # fmt: skip
     b.add_argument("--no-video", action="store_true", help="leave the face video out")
-    b.add_argument("--codec", choices=("x264", "ffv1"), default="x264",
-                   help="lossless video codec (x264 at qp 0: fast; FFV1: archival)")  # fmt: skip
+    b.add_argument("--codec", choices=("magicyuv", "x264", "ffv1"), default="magicyuv",
+                   help="lossless video codec: MagicYUV (keeps up with 150 fps), x264 at qp "
+                        "0 (smaller), FFV1 (archival)")  # fmt: skip
     b.add_argument("--eeg-format", choices=("BrainVision", "EDF"), default="BrainVision")
     b.add_argument("--author", action="append", default=[],
                    help="an author for dataset_description.json (repeat)")  # fmt: skip
