@@ -136,9 +136,6 @@ class _FirstFrames:
     def __getitem__(self, i: int) -> Any:
         return self._s[i]
 
-    def row_reader(self, y0: int, y1: int) -> Any:  # direct I/O, as the store reads
-        return self._s.row_reader(y0, y1)
-
 
 def _long(root: Path, minutes: float, codec: str, say: Callable[[str], None]) -> dict[str, Any]:
     from mmmelab.analysis.report.session import write_report

@@ -23,10 +23,8 @@ import gzip
 import io
 import json
 import os
-import queue
 import re
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -365,7 +363,8 @@ def write_video(cam: CameraStream, folder: Path, pre: str, tb: Timebase,
         # full range: H.264 decoders return 4:0:0 as yuvj420p, whose luma is the mosaic
         # exactly; as limited range a grey conversion would rescale every value
         stream.codec_context.color_range = FULL_RANGE
-        for i, img in enumerate(_frames_ahead(frames, n)):
+        for i in range(n):  # the page cache reads ahead; frame threads encode in parallel
+            img = np.ascontiguousarray(frames[i])
             vf = av.VideoFrame.from_ndarray(img, format="gray")
             vf.pts, vf.color_range = i, FULL_RANGE
             for pkt in stream.encode(vf):
@@ -398,43 +397,3 @@ def write_video(cam: CameraStream, folder: Path, pre: str, tb: Timebase,
     }  # fmt: skip
     write_json(folder / f"{pre}_video.json", meta)
     return {"file": name, "frames": n, "bytes": path.stat().st_size, "dropped": missing}
-
-
-def _frames_ahead(frames: Any, n: int) -> Iterator[np.ndarray]:
-    """Frames ``0..n-1`` read one ahead by a thread, with direct I/O where the store
-    has it (the read costs the CPU almost nothing and ``preadv`` lets the GIL go, so
-    reading overlaps encoding). Each frame is valid until two more have been taken."""
-    if not hasattr(frames, "row_reader"):
-        for i in range(n):
-            yield np.ascontiguousarray(frames[i])
-        return
-    readers = [frames.row_reader(0, frames.height) for _ in range(3)]
-    q: queue.Queue[Any] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for i in range(n):
-                if stop.is_set():
-                    return
-                q.put(readers[i % 3].read(i))
-        except (OSError, LabError, IndexError) as exc:  # handed to the consumer, raised there
-            q.put(exc)
-            return
-        q.put(None)
-
-    thread = threading.Thread(target=work, name="video-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not None:
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a reader waiting to hand over a frame
-            try:
-                q.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        thread.join()

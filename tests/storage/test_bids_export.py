@@ -275,36 +275,3 @@ def test_me_dataset_layout(study, tmp_path):
         train = (out / "splits" / "loso" / f"{s}-train.txt").read_text().split()
         assert set(test) == set(sheet[sheet["subject"] == s]["sample"])
         assert not set(test) & set(train) and len(test) + len(train) == len(sheet)
-
-
-class _FakeStore:
-    """Frames 0..n-1 whose pixels are their index; frame ``bad`` cannot be read."""
-
-    def __init__(self, n, bad=None):
-        self.n, self.bad, self.height, self.width = n, bad, 4, 6
-
-    def row_reader(self, y0, y1):
-        store = self
-        buf = np.empty((y1 - y0, self.width), np.uint8)
-
-        class Reader:
-            def read(self, i):
-                if i == store.bad:
-                    raise OSError(5, "Input/output error")
-                buf[:] = i
-                return buf
-
-        return Reader()
-
-
-@pytest.mark.timeout(30)
-def test_frames_are_read_ahead_in_order_and_a_read_error_surfaces():
-    from mmmelab.storage.bids import _frames_ahead
-
-    got = [int(f[0, 0]) for f in _frames_ahead(_FakeStore(50), 50)]
-    assert got == list(range(50))
-    it = _frames_ahead(_FakeStore(50), 50)
-    assert int(next(it)[0, 0]) == 0
-    it.close()  # the consumer stops early: the reader thread ends, nothing hangs
-    with pytest.raises(OSError, match="Input/output"):
-        list(_frames_ahead(_FakeStore(50, bad=17), 50))
