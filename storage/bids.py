@@ -322,8 +322,8 @@ class Codec:
 
 CODECS = {
     "magicyuv": Codec("magicyuv", "avi", "gray", {},
-                      "MagicYUV: lossless, intra only, built for speed - the only lossless "
-                      "codec here that keeps up with 150 fps at 2040x1080 on two cores",
+                      "MagicYUV: lossless, intra only, built for speed - the fastest lossless "
+                      "codec here (see mmme bench export)",
                       "FRAME"),
     "ffv1": Codec("ffv1", "mkv", "gray", {"level": "3", "slices": "4", "slicecrc": "1",
                                           "g": "1"},

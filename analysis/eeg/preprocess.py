@@ -160,11 +160,11 @@ def read_stream(stream: SignalStream, rate_hz: float) -> tuple[np.ndarray, np.nd
         return np.asarray(data, np.float32), np.asarray(t_in)
     up, down = ratio.numerator, ratio.denominator
     n_out = -(-len(data) * up // down)
-    out = np.empty((n_out, data.shape[1]), np.float32)
+    out = np.empty((data.shape[1], n_out), np.float32)  # channel rows: contiguous writes
     for c in range(data.shape[1]):
-        out[:, c] = sps.resample_poly(data[:, c].astype(np.float64), up, down)[:n_out]
+        out[c] = sps.resample_poly(data[:, c].astype(np.float64), up, down)[:n_out]
     t = np.interp(np.arange(n_out) * down / up, np.arange(len(t_in)), t_in)
-    return out, t
+    return np.ascontiguousarray(out.T), t
 
 
 def find_bad_channels(x: np.ndarray, names: list[str], params: EegParams) -> dict[str, str]:
