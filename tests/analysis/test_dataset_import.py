@@ -73,7 +73,8 @@ def test_import_a_released_layout_then_recognize(layout, tmp_path):
                           str(tmp_path / "rec"), "--modalities", "face", "--json"],
                          capture_output=True, text=True, timeout=200)  # fmt: skip
     assert rec.returncode == 0, rec.stderr
-    assert [r["modality"] for r in json.loads(rec.stdout)["table"]] == ["face", "fusion"]
+    rows = [r["modality"] for r in json.loads(rec.stdout)["table"]]
+    assert rows == ["face", "fusion", "fusion_precision", "prob_average"]
 
 
 def test_import_names_a_missing_folder(tmp_path):
