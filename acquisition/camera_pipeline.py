@@ -31,7 +31,8 @@ import numpy as np
 
 from mmmelab.acquisition.recorders import FaultSink, Recorder
 from mmmelab.drivers.ximea import XimeaCamera
-from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, aligned_buffer
+from mmmelab.storage.directio import aligned_buffer
+from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry
 from mmmelab.storage.preview import PreviewBuffer, preview_shape
 from mmmelab.storage.ringbuffer import FrameRing
 from mmmelab.storage.writer import WRITER, FrameWriterProcess

@@ -35,7 +35,8 @@ from mmmelab import __version__
 from mmmelab.acquisition import simulation
 from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
 from mmmelab.errors import LabError
-from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameWriter, aligned_buffer
+from mmmelab.storage.directio import aligned_buffer
+from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameWriter
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import AuxSpec, SignalSpec

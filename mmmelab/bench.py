@@ -27,7 +27,8 @@ import numpy as np
 from mmmelab.config import LabConfig, load_lab, shipped
 from mmmelab.drivers.lsl import local_clock
 from mmmelab.errors import LabError
-from mmmelab.storage.frames import PAGE, FrameGeometry, aligned_buffer, frame_stride
+from mmmelab.storage.directio import PAGE, aligned_buffer
+from mmmelab.storage.frames import FrameGeometry, frame_stride
 from mmmelab.storage.ringbuffer import FrameRing
 from mmmelab.storage.writer import WRITER, FrameWriterProcess
 

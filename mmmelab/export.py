@@ -35,7 +35,9 @@ import numpy as np
 
 from mmmelab import __version__
 from mmmelab.errors import LabError
+from mmmelab.progress import LazyBar
 from mmmelab.storage import CameraStream, SignalStream, bids, open_session
+from mmmelab.storage.bidsvideo import write_video
 from mmmelab.storage.consent import LEVELS, check_public, face_public
 
 Progress = Callable[[int, int, str], None]
@@ -75,8 +77,10 @@ def _plan(sessions: Sequence[Path]) -> list[Planned]:
 def export_bids(sessions: Sequence[Path], out: Path, restricted: Path | None = None,
                 video: bool = True, codec: str = "magicyuv", eeg_format: str = "BrainVision",
                 authors: Sequence[str] = (), license_: str | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:  # fmt: skip
-    """Write (or update) the dataset at ``out``; returns a summary."""
+                progress: Progress | None = None,
+                layout: str = "tiles") -> dict[str, Any]:  # fmt: skip
+    """Write (or update) the dataset at ``out``; returns a summary. ``codec`` and
+    ``layout``: the face video's (``storage.bidsvideo``)."""
     plan = _plan(sessions)
     if video and restricted is None:
         for p in plan:  # before anything is written
@@ -89,7 +93,8 @@ def export_bids(sessions: Sequence[Path], out: Path, restricted: Path | None = N
     for n, p in enumerate(plan):
         if progress:
             progress(n, len(plan), f"sub-{p.sub} ses-{p.ses}")
-        done.append(_session(p, out, restricted, video, codec, eeg_format))
+        done.append(_session(p, out, restricted, (codec, layout) if video else None,
+                             eeg_format))  # fmt: skip
     _dataset_files(out, plan, done, list(authors), license_)
     if restricted is not None and any(d.get("restricted_video") for d in done):
         _restricted_files(Path(restricted), plan, done)
@@ -99,7 +104,7 @@ def export_bids(sessions: Sequence[Path], out: Path, restricted: Path | None = N
             else None}  # fmt: skip
 
 
-def _session(p: Planned, out: Path, restricted: Path | None, video: bool, codec: str,
+def _session(p: Planned, out: Path, restricted: Path | None, video: tuple[str, str] | None,
              eeg_format: str) -> dict[str, Any]:  # fmt: skip
     pre = bids.prefix(p.sub, p.ses)
     with open_session(p.folder) as s:
@@ -124,16 +129,15 @@ def _session(p: Planned, out: Path, restricted: Path | None, video: bool, codec:
         info["events"] = len(rows)
         cam = s.streams.get("camera")
         if video and isinstance(cam, CameraStream):
-            if face_public(p.consent):
-                v = bids.write_video(cam, out / f"sub-{p.sub}" / f"ses-{p.ses}" / "beh", pre, tb,
-                                     codec)  # fmt: skip
+            public = face_public(p.consent)
+            assert public or restricted is not None  # checked before anything was written
+            root = out if public else Path(restricted)  # type: ignore[arg-type]
+            with LazyBar("frame", "face video", position=1) as bar:
+                v = write_video(cam, root / f"sub-{p.sub}" / f"ses-{p.ses}" / "beh", pre, tb,
+                                *video, progress=bar)  # fmt: skip
+            if public:
                 files.append(f"beh/{v['file']}")
-                info["video"] = v
-            else:
-                assert restricted is not None  # checked before anything was written
-                v = bids.write_video(cam, Path(restricted) / f"sub-{p.sub}" / f"ses-{p.ses}"
-                                     / "beh", pre, tb, codec)  # fmt: skip
-                info["restricted_video"] = v
+            info["video" if public else "restricted_video"] = v
         acq = _acq_time(s, eeg)
         _scans(out / f"sub-{p.sub}" / f"ses-{p.ses}" / f"sub-{p.sub}_ses-{p.ses}_scans.tsv",
                files, acq)  # fmt: skip

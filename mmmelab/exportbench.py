@@ -30,7 +30,7 @@ TARGETS = {"video_encode_fps": 150.0, "report_s": 30.0, "report_bytes": 5_000_00
 def bench_export(video_minutes: float = 1.0, long_minutes: float = 60.0,
                  keep: Path | None = None, codec: str = "magicyuv", probe_s: float = 10.0,
                  say: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
-    from mmmelab.storage.bids import CODECS
+    from mmmelab.storage.bidsvideo import CODECS
 
     others = [c for c in CODECS if c != codec]
     root = Path(tempfile.mkdtemp(prefix="mmme-bench-export-", dir=keep))
@@ -66,7 +66,8 @@ def _video(root: Path, minutes: float, codec: str, others: list[str], probe_s: f
     import av
 
     from mmmelab.storage import CameraStream, SignalStream, open_session
-    from mmmelab.storage.bids import Timebase, write_video
+    from mmmelab.storage.bids import Timebase
+    from mmmelab.storage.bidsvideo import from_tiles, write_video
 
     say(f"simulating {minutes:g} min at 2040x1080 RAW8, 150 fps ...")
     t0 = time.perf_counter()
@@ -82,17 +83,18 @@ def _video(root: Path, minutes: float, codec: str, others: list[str], probe_s: f
         raw_bytes = cam.frames.width * cam.frames.height
         plan = [(codec, n)] + [(o, int(probe_s * cam.rate_hz)) for o in others]
         for name, frames in plan:
-            sub = _Limited(cam, frames)
             t = time.perf_counter()
             dest = root / f"video-{name}"
-            got = write_video(sub, dest, "sub-X_ses-01_task-mmme", tb, name)
+            got = write_video(cam, dest, "sub-X_ses-01_task-mmme", tb, name, limit=frames)
             dt = time.perf_counter() - t
             res[f"{name}_encode_fps"] = round(got["frames"] / dt, 1)
             res[f"{name}_bytes_per_frame"] = int(got["bytes"] / got["frames"])
             res[f"{name}_frames"] = got["frames"]
             with av.open(str(dest / got["file"])) as c:
                 for i, f in enumerate(c.decode(video=0)):
-                    assert np.array_equal(f.to_ndarray(format="gray"), cam.frames[i]), (name, i)
+                    img = f.to_ndarray(format="gray")
+                    img = from_tiles(img) if got["layout"] == "tiles" else img
+                    assert np.array_equal(img, cam.frames[i]), (name, i)
                     if i == 2:
                         break
             say(f"  {name}: {res[f'{name}_encode_fps']} fps, "
@@ -104,37 +106,6 @@ def _video(root: Path, minutes: float, codec: str, others: list[str], probe_s: f
     res["video_frames"] = n
     res["video_lossless_checked"] = True
     return res
-
-
-class _Limited:
-    """A camera stream's first ``n`` frames (for the codec probe)."""
-
-    def __init__(self, cam: Any, n: int) -> None:
-        self._cam, self._n = cam, min(n, len(cam.frames))
-        self.name, self.rate_hz = cam.name, cam.rate_hz
-        self.frames = _FirstFrames(cam.frames, self._n)
-        self.journal = cam.journal[: self._n]
-        self.master_time = np.asarray(cam.master_time)[: self._n]
-        self.dropped_frames: list[Any] = []
-
-    def dropped(self) -> tuple[int, int]:
-        nf = self.journal["acq_nframe"].astype(np.int64)
-        jump = np.diff(nf) - 1
-        return int(np.count_nonzero(jump)), int(jump[jump > 0].sum())
-
-
-class _FirstFrames:
-    def __init__(self, store: Any, n: int) -> None:
-        self._s, self._n = store, n
-        self.width, self.height = store.width, store.height
-        self.bayer_pattern, self.white_balance = store.bayer_pattern, store.white_balance
-        self.meta = store.meta
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: int) -> Any:
-        return self._s[i]
 
 
 def _long(root: Path, minutes: float, codec: str, say: Callable[[str], None]) -> dict[str, Any]:

@@ -32,6 +32,9 @@ def add_parsers(sub: Any, bench: Any) -> None:
     b.add_argument("--codec", choices=("magicyuv", "x264", "ffv1"), default="magicyuv",
                    help="lossless video codec: MagicYUV (keeps up with 150 fps), x264 at qp "
                         "0 (smaller), FFV1 (archival)")  # fmt: skip
+    b.add_argument("--layout", choices=("tiles", "mosaic"), default="tiles",
+                   help="the Bayer mosaic as four half-size tiles, one per colour site (half "
+                        "the bytes, lossless), or in sensor order")  # fmt: skip
     b.add_argument("--eeg-format", choices=("BrainVision", "EDF"), default="BrainVision")
     b.add_argument("--author", action="append", default=[],
                    help="an author for dataset_description.json (repeat)")  # fmt: skip
@@ -69,7 +72,7 @@ def run_export(args: argparse.Namespace) -> int:
     with LazyBar("session") as bar:
         summary = export_bids(args.sessions, args.out, args.restricted, not args.no_video,
                               args.codec, args.eeg_format, args.author, args.license,
-                              bar)  # fmt: skip
+                              bar, args.layout)  # fmt: skip
     if args.validate:
         summary["validator"] = validate(args.out)
     if args.json:

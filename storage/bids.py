@@ -22,7 +22,6 @@ import csv
 import gzip
 import io
 import json
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import numpy as np
 
 from mmmelab import __version__
 from mmmelab.errors import LabError
-from mmmelab.storage.session import CameraStream, SignalStream
+from mmmelab.storage.session import SignalStream
 
 BIDS_VERSION = "1.10.0"
 TASK = "mmme"
@@ -45,7 +44,6 @@ PHYSIO_COLUMNS = {
     "SKT": ("skin_temperature", "degC", "skin temperature (BIOPAC SKT100C)"),
     "EDA": ("eda", "uS", "electrodermal activity (BIOPAC EDA100C), skin conductance"),
 }
-FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 EOG_NAMES = ("HEO", "VEO", "HEOG", "VEOG", "EOG")
 LABEL = re.compile(r"[^A-Za-z0-9]")
 
@@ -90,10 +88,10 @@ def write_tsv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]])
 
 
 def _cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+    if v is None:
         return "n/a"
     if isinstance(v, float | np.floating):
-        return f"{float(v):.6f}".rstrip("0").rstrip(".") if v == v else "n/a"
+        return f"{float(v):.6f}".rstrip("0").rstrip(".") if np.isfinite(v) else "n/a"
     text = str(v)
     return text.replace("\t", " ").replace("\n", " ") if text else "n/a"
 
@@ -305,95 +303,3 @@ def write_events(path: Path, rows: list[dict[str, Any]], levels: dict[str, str])
         meta["apex"]["Units"] = "s"
     write_json(path.with_suffix(".json"), meta)
     return path
-
-
-# ------------------------------------------------------------------------- video
-
-
-@dataclass(frozen=True)
-class Codec:
-    name: str  # PyAV/FFmpeg encoder
-    container: str
-    pix_fmt: str
-    options: dict[str, str]
-    why: str
-    threads: str = "AUTO"  # FFmpeg's threading: FRAME, SLICE or AUTO (x264 has its own)
-
-
-CODECS = {
-    "magicyuv": Codec("magicyuv", "avi", "gray", {},
-                      "MagicYUV: lossless, intra only, built for speed - the fastest lossless "
-                      "codec here (see mmme bench export)",
-                      "FRAME"),
-    "ffv1": Codec("ffv1", "mkv", "gray", {"level": "3", "slices": "4", "slicecrc": "1",
-                                          "g": "1"},
-                  "FFV1 level 3, intra only, slice CRCs: lossless, an archival standard "
-                  "(IETF RFC 9043), every frame decodable alone", "SLICE"),
-    "x264": Codec("libx264", "mkv", "gray", {"qp": "0", "preset": "ultrafast",
-                                             "tune": "fastdecode"},
-                  "H.264 at qp 0: lossless, the fastest to encode, readable everywhere"),
-}  # fmt: skip
-
-
-def write_video(cam: CameraStream, folder: Path, pre: str, tb: Timebase,
-                codec: str = "ffv1", progress: Any = None) -> dict[str, Any]:  # fmt: skip
-    """The camera's frames, as recorded (the Bayer mosaic as 8-bit grey: no
-    demosaicing, nothing lost), in ``<pre>_video.<ext>`` with its sidecar, and
-    ``<pre>_frametimes.tsv``: each frame's number, master time and time on the EEG
-    file's axis, with the dropped frames listed in the sidecar."""
-    import av
-
-    spec = CODECS.get(codec)
-    if spec is None:
-        raise LabError(f"--codec {codec}: one of {', '.join(CODECS)}")
-    frames = cam.frames
-    n = len(frames)
-    if not n:
-        raise LabError(f"{cam.name}: no frames")
-    h, w = frames.height, frames.width
-    name = f"{pre}_video.{spec.container}"
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        stream: Any = out.add_stream(spec.name, rate=int(round(cam.rate_hz)))
-        stream.width, stream.height, stream.pix_fmt = w, h, spec.pix_fmt
-        stream.options = dict(spec.options)
-        stream.thread_type = spec.threads
-        stream.codec_context.thread_count = os.cpu_count() or 1
-        # full range: H.264 decoders return 4:0:0 as yuvj420p, whose luma is the mosaic
-        # exactly; as limited range a grey conversion would rescale every value
-        stream.codec_context.color_range = FULL_RANGE
-        for i in range(n):  # the page cache reads ahead; frame threads encode in parallel
-            img = np.ascontiguousarray(frames[i])
-            vf = av.VideoFrame.from_ndarray(img, format="gray")
-            vf.pts, vf.color_range = i, FULL_RANGE
-            for pkt in stream.encode(vf):
-                out.mux(pkt)
-            if progress and i % 500 == 0:
-                progress(i, n)
-        for pkt in stream.encode():
-            out.mux(pkt)
-    nf = cam.journal["acq_nframe"].astype(np.int64)
-    master = np.asarray(cam.master_time, dtype=np.float64)
-    write_tsv(folder / f"{pre}_frametimes.tsv",
-              ["frame_index", "frame_number", "onset", "master_time"],
-              zip(range(n), nf.tolist(), tb.to_file(master).tolist(), master.tolist(),
-                  strict=True))  # fmt: skip
-    gaps, missing = cam.dropped()
-    meta = {
-        "FrameRate": cam.rate_hz, "Width": int(w), "Height": int(h),
-        "Duration": round(float(master[-1] - master[0]) + 1.0 / cam.rate_hz, 3),
-        "FrameCount": n, "Codec": spec.name, "CodecChoice": spec.why,
-        "PixelFormat": "8-bit grey holding the sensor's Bayer mosaic as recorded "
-                       f"({frames.bayer_pattern}, white balance {list(frames.white_balance)});"
-                       " demosaic to view in colour",
-        "BayerPattern": frames.bayer_pattern,
-        "Device": str(frames.meta.get("model", "XIMEA camera")),
-        "FrameTimes": f"{pre}_frametimes.tsv: frame_number is the camera's own counter "
-                      "(acq_nframe), onset the exposure start on the EEG file's axis",
-        "DroppedFrames": {"gaps": gaps, "frames": missing,
-                          "where": cam.dropped_frames},
-        "Specification": "BIDS extension proposal BEP047 (video), draft",
-    }  # fmt: skip
-    write_json(folder / f"{pre}_video.json", meta)
-    return {"file": name, "frames": n, "bytes": path.stat().st_size, "dropped": missing}

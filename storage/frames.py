@@ -20,20 +20,22 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import mmap
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmmelab.errors import SessionFormatError
+from mmmelab.storage.directio import PAGE, aligned_buffer, direct_works, write_all
+
+if TYPE_CHECKING:
+    from mmmelab.storage.framereads import FrameBlocks, RowReader
 
 logger = logging.getLogger(__name__)
 
-PAGE = 4096
 FRAME_FORMAT_VERSION = 1
 
 #: One record per frame; 64 bytes, little-endian.
@@ -95,11 +97,6 @@ def chunk_name(chunk: int) -> str:
     return f"frames-{chunk:05d}.raw"
 
 
-def aligned_buffer(nbytes: int) -> np.ndarray:
-    """A page-aligned uint8 buffer (anonymous mmap), as direct I/O requires."""
-    return np.frombuffer(mmap.mmap(-1, -(-nbytes // PAGE) * PAGE), dtype=np.uint8)[:nbytes]
-
-
 class FrameWriter:
     """Appends frames and their journal records; one instance per recording.
 
@@ -124,7 +121,7 @@ class FrameWriter:
         self.count = self._resume_point() if resume else 0
         #: camera frame counter of the last journalled frame (resume: skip what is written)
         self.last_acq_nframe = self._last_acq if resume else -1
-        self.direct = direct and hasattr(os, "O_DIRECT") and self._direct_works(folder)
+        self.direct = direct and hasattr(os, "O_DIRECT") and direct_works(folder)
         if direct and not self.direct:
             logger.warning(
                 "direct I/O is not available in %s; frames are written through the "
@@ -168,24 +165,6 @@ class FrameWriter:
                 later.unlink()
         return whole
 
-    @staticmethod
-    def _direct_works(folder: Path) -> bool:
-        probe = folder / ".direct-probe"
-        try:
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
-        except OSError as exc:
-            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):
-                return False
-            raise
-        try:
-            os.write(fd, aligned_buffer(PAGE).data)
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-            probe.unlink()
-
     def _open_chunk(self, chunk: int) -> None:
         if self._chunk_fd >= 0:
             os.close(self._chunk_fd)
@@ -210,9 +189,9 @@ class FrameWriter:
             self._bounce[:n] = flat[:n]
             self._bounce[n:] = 0
             out = self._bounce
-        self._write_all(self._chunk_fd, out.data)
+        write_all(self._chunk_fd, out.data)
         record["index"] = self.count
-        self._write_all(self._journal_fd, memoryview(record.tobytes()))
+        write_all(self._journal_fd, memoryview(record.tobytes()))
         self.count += 1
         self.bytes_written += stride
 
@@ -234,19 +213,13 @@ class FrameWriter:
             if chunk != self._chunk:
                 self._open_chunk(chunk)
             take = min(len(frames) - done, per - self.count % per)
-            self._write_all(self._chunk_fd, frames[done : done + take].reshape(-1).data)
+            write_all(self._chunk_fd, frames[done : done + take].reshape(-1).data)
             part = records[done : done + take]
             part["index"] = np.arange(self.count, self.count + take)
-            self._write_all(self._journal_fd, memoryview(part.tobytes()))
+            write_all(self._journal_fd, memoryview(part.tobytes()))
             self.count += take
             self.bytes_written += take * stride
             done += take
-
-    @staticmethod
-    def _write_all(fd: int, data: memoryview) -> None:
-        while data.nbytes:
-            n = os.write(fd, data)
-            data = data[n:]
 
     def sync_journal(self) -> None:
         """Put the journal on the disk (frames written with direct I/O already are)."""
@@ -364,9 +337,7 @@ class FrameStore:
         chunk, pos = divmod(int(self.journal["index"][index]), self.per_chunk)
         if out is None:
             out = np.empty((y1 - y0, self.width), np.uint8)
-        fd = self._fds.get(chunk)
-        if fd is None:
-            fd = self._fds[chunk] = os.open(self.folder / chunk_name(chunk), os.O_RDONLY)
+        fd = self._plain_fd(chunk)
         offset = pos * self.stride + y0 * self.width
         n = os.preadv(fd, [memoryview(out.reshape(-1))], offset)  # type: ignore[arg-type]
         if n != out.nbytes:
@@ -375,11 +346,27 @@ class FrameStore:
             )
         return out
 
+    def blocks(self, start: int = 0, stop: int | None = None, per_block: int = 16) -> FrameBlocks:
+        """Frames ``start..stop-1`` in order, read ahead in blocks by a thread (see
+        :class:`~mmmelab.storage.framereads.FrameBlocks`; use it as a context manager)."""
+        from mmmelab.storage.framereads import FrameBlocks
+
+        return FrameBlocks(self, start, stop, per_block)
+
+    def _plain_fd(self, chunk: int) -> int:
+        with self._open_lock:
+            fd = self._fds.get(chunk)
+            if fd is None:
+                fd = self._fds[chunk] = os.open(self.folder / chunk_name(chunk), os.O_RDONLY)
+            return fd
+
     def row_reader(self, y0: int, y1: int) -> RowReader:
         """A reader of rows ``y0..y1-1`` of any frame, with direct I/O where the file
         system allows it (one per thread: it owns its aligned buffer)."""
         if not 0 <= y0 < y1 <= self.height:
             raise ValueError(f"rows {y0}..{y1} outside the frame's 0..{self.height}")
+        from mmmelab.storage.framereads import RowReader
+
         return RowReader(self, y0, y1)
 
     def _direct_fd(self, chunk: int) -> int | None:
@@ -415,41 +402,8 @@ class FrameStore:
         self._direct_fds.clear()
 
 
-class RowReader:
-    """Rows ``y0..y1-1`` of stored frames, read with ``O_DIRECT`` into a page-aligned
-    buffer (the page-aligned span that holds them): the disk's DMA fills the buffer,
-    so reading costs the CPU almost nothing (a buffered read copies every byte
-    through the page cache: 10-30x the CPU time on this class of machine, measured).
-    Where the file system refuses direct I/O the reads go through the page cache and
-    the store says why (``FrameStore.direct_fallback``). ``read`` returns a view into
-    the buffer, valid until the next read."""
-
-    def __init__(self, store: FrameStore, y0: int, y1: int) -> None:
-        self.store, self.y0, self.y1 = store, y0, y1
-        first, last = y0 * store.width, y1 * store.width
-        self.lo = first // PAGE * PAGE
-        self.hi = min(store.stride, -(-last // PAGE) * PAGE)
-        self._map = mmap.mmap(-1, self.hi - self.lo)
-        self._buf = np.frombuffer(self._map, dtype=np.uint8)
-        self._skip = first - self.lo
-        self._rows = np.empty((y1 - y0, store.width), np.uint8)
-
-    def read(self, index: int) -> np.ndarray:
-        st = self.store
-        if not -len(st) <= index < len(st):
-            raise IndexError(f"frame {index} out of range (0..{len(st) - 1})")
-        chunk, pos = divmod(int(st.journal["index"][index]), st.per_chunk)
-        fd = st._direct_fd(chunk)
-        if fd is None:
-            return st.read_rows(index, self.y0, self.y1, self._rows)
-        n = os.preadv(fd, [self._map], pos * st.stride + self.lo)
-        if n != self.hi - self.lo:
-            raise SessionFormatError(f"{st.folder / chunk_name(chunk)}: frame {index} is cut short")
-        size = (self.y1 - self.y0) * st.width
-        return self._buf[self._skip : self._skip + size].reshape(self.y1 - self.y0, st.width)
-
-
-_BAYER_OFFSETS = {
+#: (R, G1, G2, B) positions (row, column) in the 2x2 cell, per Bayer pattern
+BAYER_OFFSETS = {
     "RGGB": ((0, 0), (0, 1), (1, 0), (1, 1)),
     "BGGR": ((1, 1), (0, 1), (1, 0), (0, 0)),
     "GRBG": ((0, 1), (0, 0), (1, 1), (1, 0)),
@@ -462,7 +416,7 @@ def debayer_half(
 ) -> np.ndarray:
     """RGB image at half resolution from a Bayer mosaic: R, mean of both G, B per 2x2 cell
     (each times its white balance gain, clipped at 255, when gains are given)."""
-    (ry, rx), (g1y, g1x), (g2y, g2x), (by, bx) = _BAYER_OFFSETS[pattern]
+    (ry, rx), (g1y, g1x), (g2y, g2x), (by, bx) = BAYER_OFFSETS[pattern]
     h, w = raw.shape[0] // 2 * 2, raw.shape[1] // 2 * 2
     r = raw[ry:h:2, rx:w:2]
     g = (raw[g1y:h:2, g1x:w:2].astype(np.uint16) + raw[g2y:h:2, g2x:w:2]) // 2

@@ -442,9 +442,9 @@ class CameraStream:
         """Where frames are missing and when they would have been exposed (after alignment)."""
         return list(self.sync.get("dropped_frames", [])) if self.sync else []
 
-    def dropped(self) -> tuple[int, int]:
-        """(gaps, frames missing) from acq_nframe, plus frames the API reported skipped."""
-        nf = self.journal["acq_nframe"].astype(np.int64)
+    def dropped(self, upto: int | None = None) -> tuple[int, int]:
+        """(gaps, frames missing) from acq_nframe, among the first ``upto`` frames (all)."""
+        nf = self.journal["acq_nframe"][:upto].astype(np.int64)
         if len(nf) < 2:
             return 0, 0
         jump = np.diff(nf) - 1

@@ -54,6 +54,7 @@ from mmmelab.analysis.annotations.table import (
 from mmmelab.analysis.face.cv import opencv
 from mmmelab.errors import LabError
 from mmmelab.storage import CameraStream, SignalStream, open_session
+from mmmelab.storage.frames import BAYER_OFFSETS
 from mmmelab.sync.codes import EventCode
 
 PHYSIO_TRACKS = ("ECG", "PPG", "EDA", "RSP", "SKT")
@@ -67,21 +68,13 @@ CACHE_FRAMES = 64
 _CODER_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
-_OFFSETS = {  # (R, G1, G2, B) positions in the 2x2 cell
-    "RGGB": ((0, 0), (0, 1), (1, 0), (1, 1)),
-    "BGGR": ((1, 1), (0, 1), (1, 0), (0, 0)),
-    "GRBG": ((0, 1), (0, 0), (1, 1), (1, 0)),
-    "GBRG": ((1, 0), (0, 0), (1, 1), (0, 1)),
-}
-
-
 def display_rgb(raw: np.ndarray, pattern: str, luts: np.ndarray) -> np.ndarray:
     """The mosaic at half size for the screen, uint8 RGB: per 2x2 cell R, the mean of
     both G, B (as ``analysis.face.frames`` reduces it, to within rounding), each through
     its channel's white-balance table (``white_balance_luts``); OpenCV's table lookups,
     about 1.7 ms for a 2040x1080 frame, and nothing to compile at start."""
     cv2 = opencv()
-    (ry, rx), (g1y, g1x), (g2y, g2x), (by, bx) = _OFFSETS[pattern]
+    (ry, rx), (g1y, g1x), (g2y, g2x), (by, bx) = BAYER_OFFSETS[pattern]
     h, w = raw.shape[0] // 2 * 2, raw.shape[1] // 2 * 2
 
     def plane(y: int, x: int) -> np.ndarray:

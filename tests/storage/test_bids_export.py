@@ -160,6 +160,7 @@ def test_video_reads_back_frame_for_frame(study, exported):
     import pandas as pd
 
     from mmmelab.storage import open_session
+    from mmmelab.storage.bidsvideo import from_tiles
 
     _, folders = study
     out, restricted, _ = exported
@@ -174,7 +175,8 @@ def test_video_reads_back_frame_for_frame(study, exported):
             with av.open(str(video)) as container:
                 for i, frame in enumerate(container.decode(video=0)):
                     if i in (0, 1, len(cam.frames) - 1) or i % 997 == 0:
-                        assert np.array_equal(frame.to_ndarray(format="gray"), cam.frames[i])
+                        img = from_tiles(frame.to_ndarray(format="gray"))
+                        assert np.array_equal(img, cam.frames[i])
                 n = i + 1
             assert n == len(cam.frames)
             times = pd.read_csv(beh / f"{pre}_frametimes.tsv", sep="\t")
@@ -182,6 +184,8 @@ def test_video_reads_back_frame_for_frame(study, exported):
             assert np.allclose(times["master_time"], cam.master_time, atol=1e-6)
             meta = json.loads((beh / f"{pre}_video.json").read_text())
             assert (meta["Width"], meta["Height"], meta["FrameRate"]) == (320, 176, 150.0)
+            assert meta["MosaicLayout"] == "tiles" and "red, green, green, blue" in meta[
+                "PixelFormat"]  # fmt: skip
 
 
 def test_no_level_2_face_in_public_whatever_the_options(study, tmp_path):
@@ -195,7 +199,7 @@ def test_no_level_2_face_in_public_whatever_the_options(study, tmp_path):
     for kw in (
         {"video": False},
         {"restricted": tmp_path / "r2", "codec": "ffv1"},
-        {"restricted": tmp_path / "r3", "codec": "x264"},
+        {"restricted": tmp_path / "r3", "codec": "x264", "layout": "mosaic"},
     ):
         out = tmp_path / f"pub-{len(kw)}-{kw.get('codec', 'x')}"
         export_bids(folders, out, **kw)
@@ -207,6 +211,16 @@ def test_no_level_2_face_in_public_whatever_the_options(study, tmp_path):
     assert "RESTRICTED" in (tmp_path / "r2" / "RESTRICTED.txt").read_text()
     assert list((tmp_path / "r2").rglob("sub-S01_*_video.mkv"))  # FFV1 in Matroska
     assert not list((tmp_path / "r2").rglob("sub-S02_*"))  # only what must be restricted
+    import av
+
+    from mmmelab.storage import open_session
+
+    (mosaic,) = (tmp_path / "r3").rglob("sub-S01_*_video.mkv")  # x264, sensor order
+    assert json.loads(mosaic.with_suffix(".json").read_text())["MosaicLayout"] == "mosaic"
+    with av.open(str(mosaic)) as c, open_session(folders[0]) as s:
+        assert s.manifest["participant"]["id"] == "S01"
+        first = next(c.decode(video=0)).to_ndarray(format="gray")
+        assert np.array_equal(first, s.streams["camera"].frames[0])
 
 
 def test_nothing_names_the_participant(study, exported):
