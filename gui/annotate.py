@@ -685,6 +685,10 @@ class CodingWindow(QMainWindow):
         self.pause()
         self._hr_poll.stop()
         self._tracks_timer.stop()
+        # the plots leave the scenes before the widgets go: a repaint queued while the
+        # window closes must not reach an axis Qt has already deleted
+        self.tracks_view.clear()
+        self.view.clear()
         super().closeEvent(ev)
 
 

@@ -95,7 +95,7 @@ def export_me_dataset(sessions: Sequence[Path], out: Path, restricted: Path | No
 def _events(folder: Path) -> tuple[Any, list[tuple[int, float, float]], float, int, str, str,
                                    Any]:  # fmt: skip
     from mmmelab.analysis.annotations import annotation_path, read_table, times_table
-    from mmmelab.analysis.stats.concordance import clip_periods
+    from mmmelab.analysis.stats.concordance import clip_periods, trial_of
     from mmmelab.storage import CameraStream, open_session
 
     path = annotation_path(folder)
@@ -111,11 +111,8 @@ def _events(folder: Path) -> tuple[Any, list[tuple[int, float, float]], float, i
         labels = {k: tr["clip_id"].decode() for k, tr in enumerate(s.trials)}
         part = s.manifest["participant"]
         level = s.consent_level
-    trial = np.full(len(events), -1)
-    for k, on, off in clips:
-        trial[(events["apex_s"] >= on) & (events["apex_s"] < off)] = k
-    events["trial"] = trial
-    events["clip"] = [labels.get(int(t), "") for t in trial]
+    events["trial"] = trial_of(events["apex_s"].to_numpy(), clips)
+    events["clip"] = [labels.get(int(t), "") for t in events["trial"]]
     ses = f"{int(part.get('session', 1)):02d}"
     return events, clips, table.fps, level, str(part.get("id", "")), ses, table.rule
 

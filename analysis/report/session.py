@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from mmmelab import __version__
 from mmmelab.analysis.report.html import _png
 from mmmelab.errors import LabError
 
@@ -320,7 +319,8 @@ def _eeg(s: Any, folder: Path, ica: bool) -> tuple[str, dict[str, Any]]:
         return "<p class='muted'>no EEG stream</p>", {}
     from mmmelab.analysis.eeg import EegParams, from_stream
 
-    res = from_stream(st, EegParams(ica=ica))
+    # the bad channels as Analysis I finds them; their repair is not needed to list them
+    res = from_stream(st, EegParams(ica=ica), clean=ica)
     summ = res.summary()
     bad = summ["bad_channels"]
     why = ", ".join(f"{c} ({summ['bad_reasons'].get(c, '')})" for c in bad)
@@ -385,6 +385,24 @@ def _faults(s: Any) -> tuple[str, int]:
     return out, n
 
 
+def _provenance(folder: Path, ica: bool) -> dict[str, Any]:
+    """What the page was made from: parameters, package versions, input hashes (the
+    session's manifest, sync certificate and annotation files; the signal files are
+    large and append-only, and the manifest holds their counts)."""
+    from mmmelab.analysis.annotations import annotation_path
+    from mmmelab.analysis.eeg import EegParams
+    from mmmelab.analysis.provenance import sha256, versions
+    from mmmelab.storage.manifest import MANIFEST
+
+    ann = annotation_path(folder)
+    files = [folder / MANIFEST, folder / "sync.json", ann, *sorted(ann.parent.glob("coder-*.tsv"))]
+    return {"parameters": {"ica": ica, "eeg": EegParams(ica=ica).to_dict()},
+            "versions": versions(("numpy", "scipy", "mne", "mne-icalabel", "matplotlib",
+                                  "h5py")),
+            "inputs": {p.relative_to(folder).as_posix(): sha256(p) for p in files
+                       if p.is_file()}}  # fmt: skip
+
+
 # ------------------------------------------------------------------------- page
 
 
@@ -427,6 +445,7 @@ def write_report(folder: Path, out: Path | None = None, ica: bool = False,
                 "created": s.manifest.get("created_utc"), "ended": s.manifest.get("ended_utc"),
                 "software": s.manifest.get("software", {}).get("version"),
                 "simulated": bool(s.simulated)}  # fmt: skip
+    prov = _provenance(folder, ica)
     cam = stats.get("camera", {})
     ok = n_faults == 0 and not cam.get("dropped_frames") and bool(stats["sync"])
     verdict = ("<p class='ok'>Session complete: no fault, no dropped frame, aligned.</p>" if ok
@@ -438,7 +457,12 @@ def write_report(folder: Path, out: Path | None = None, ica: bool = False,
             verdict, "<h2>Faults and warnings</h2>", faults]  # fmt: skip
     for title, content in parts.items():
         body.append(f"<h2>{html.escape(title)}</h2>{content}")
-    body.append(f"<p class='muted'>mmme-lab {__version__}, {time.strftime('%Y-%m-%d %H:%M')}</p>")
+    body.append("<h2>Provenance</h2><p class='muted'>"
+                + html.escape(", ".join(f"{k} {v}" for k, v in prov["versions"].items()))
+                + f"; made {time.strftime('%Y-%m-%d %H:%M')}</p>"
+                + _table(["input", "sha256"], [[k, v] for k, v in prov["inputs"].items()])
+                + "<script type='application/json' id='provenance'>"
+                + json.dumps(prov).replace("</", "<\\/") + "</script>")  # fmt: skip
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Session "
             f"{html.escape(str(head['session']))}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>")  # fmt: skip
@@ -446,4 +470,4 @@ def write_report(folder: Path, out: Path | None = None, ica: bool = False,
     tick(len(steps), len(steps), "")
     return {"path": str(out), "bytes": out.stat().st_size,
             "seconds": round(time.perf_counter() - t0, 2), "faults": n_faults, "ok": ok,
-            "header": head, "stats": stats}  # fmt: skip
+            "header": head, "stats": stats, "provenance": prov}  # fmt: skip

@@ -87,6 +87,15 @@ def clip_periods(markers: np.ndarray) -> list[tuple[int, float, float]]:
     return out
 
 
+def trial_of(apex_s: np.ndarray, clips: list[tuple[int, float, float]]) -> np.ndarray:
+    """The trial whose clip was playing at each apex time (-1: none), from
+    :func:`clip_periods`' ``(trial, on, off)``."""
+    trial = np.full(len(apex_s), -1)
+    for k, on, off in clips:
+        trial[(apex_s >= on) & (apex_s < off)] = k
+    return trial
+
+
 def load_session(
     path: Path | str,
     annotations: Path | None = None,
@@ -115,10 +124,7 @@ def load_session(
         subject = str(s.manifest["participant"].get("id", folder.name))
         seed_key = f"{subject}/ses-{s.manifest['participant'].get('session', '')}"
         truth = dict(s.manifest.get("simulation_truth") or {})
-    trial = np.full(len(events), -1)
-    for k, on, off in clips:
-        trial[(events["apex_s"] >= on) & (events["apex_s"] < off)] = k
-    events["trial"] = trial
+    events["trial"] = trial_of(events["apex_s"].to_numpy(), clips)
     bad = events["apex_s"].isna()
     if bad.any():
         table.warnings.append(

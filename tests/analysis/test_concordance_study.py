@@ -86,6 +86,18 @@ def test_features_with_eeg_and_mne_objects(study, tmp_path):
         from mmmelab.analysis.eeg import EegParams
 
         result = from_stream(stream, EegParams(ica=False))
+        screened = from_stream(stream, EegParams(ica=False), clean=False)  # the report's way
+        from mmmelab.analysis.eeg.preprocess import read_stream
+
+        assert stream.rate_hz == 1000.0
+        data, _ = read_stream(stream, 200.0)  # channels resampled in threads = one by one
+        raw_uv = stream.data[()]
+    assert screened.bad_reasons == result.bad_reasons and screened.bad_channels == truth_bad
+    from scipy import signal as sps_
+
+    for c in (0, 17, raw_uv.shape[1] - 1):
+        one = sps_.resample_poly(raw_uv[:, c].astype(np.float64), 1, 5)[: len(data)]
+        assert np.array_equal(data[:, c], one.astype(np.float32))
     x = result.raw.get_data(picks="eeg", start=0, stop=2000).T * 1e6
     from scipy import signal as sps
 

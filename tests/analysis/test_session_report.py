@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +44,15 @@ def test_report_is_one_page_with_every_section(session, tmp_path):
     for title in ("Faults and warnings", "Devices and settings", "Paradigm", "Camera",
                   "Synchronisation", "Physiology quality", "EEG", "Annotations"):  # fmt: skip
         assert f"<h2>{title}</h2>" in page, title
-    assert "src='http" not in page and "<script" not in page  # self-contained, no network
+    assert "src='http" not in page and "<script src" not in page  # self-contained, no network
+    assert page.count("<script") == 1  # only the provenance, as data
+    block = page.split("<script type='application/json' id='provenance'>")[1]
+    prov = json.loads(block.split("</script>")[0])
+    assert prov == summary["provenance"] and prov["parameters"]["ica"] is False
+    from mmmelab.analysis.provenance import sha256
+
+    assert prov["inputs"]["session.json"] == sha256(Path(session) / "session.json")
+    assert "annotations/consensus.tsv" in prov["inputs"] and "mne" in prov["versions"]
     assert page.count("data:image/png;base64,") >= 4
     assert summary["stats"]["camera"]["dropped_frames"] == 2  # the session drops two frames
     assert "2 frames dropped" in page and not summary["ok"]
