@@ -262,7 +262,9 @@ def _sync(s: Any) -> tuple[str, dict[str, Any]]:
                   "max ms", "warnings"], rows, cls)  # fmt: skip
     res = edge_residuals(s)
     if res:
-        fig, axes = plt.subplots(1, len(res), figsize=(3.6 * len(res), 2.4), squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(res), figsize=(3.6 * len(res), 2.4), squeeze=False, layout="constrained"
+        )
         for ax, (name, r) in zip(axes[0], res.items(), strict=True):
             ax.plot(r, ".", ms=2)
             ax.axhline(0, color="#999", lw=0.6)
