@@ -693,10 +693,10 @@ def main(argv: list[str] | None = None) -> int:
             from mmmelab.exportcli import run_export
 
             return run_export(args)
-        if args.command == "report":
-            from mmmelab.exportcli import run_report
+        if args.command in ("report", "consolidate"):
+            from mmmelab.exportcli import run_consolidate, run_report
 
-            return run_report(args)
+            return (run_report if args.command == "report" else run_consolidate)(args)
         if args.command == "spot":
             from mmmelab.spotcli import run_spot
 

@@ -42,6 +42,12 @@ def add_parsers(sub: Any, bench: Any) -> None:
     b.add_argument("--validate", action="store_true",
                    help="run the BIDS validator on the result (bids-validator-deno)")  # fmt: skip
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c = sub.add_parser(
+        "consolidate", help="gather a session striped over several volumes into one folder"
+    )
+    c.add_argument("session", type=Path)
+    c.add_argument("--to", type=Path, required=True, help="where the whole session goes")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
     r = sub.add_parser("report", help="the quality report of a session (one HTML page)")
     r.add_argument("session", type=Path)
     r.add_argument("--out", type=Path, default=None, help="default: SESSION/report.html")
@@ -107,6 +113,25 @@ def _me_dataset(args: argparse.Namespace) -> int:
         print(f"{summary['samples']} samples of {len(summary['subjects'])} subjects -> {args.out}")
         for n in summary["notes"]:
             print(f"note: {n}")
+    return 0
+
+
+def run_consolidate(args: argparse.Namespace) -> int:
+    from mmmelab.storage.consolidate import consolidate
+    from mmmelab.storage.manifest import MANIFEST
+
+    if not (args.session / MANIFEST).is_file():
+        raise LabError(f"{args.session}: not a session folder (no {MANIFEST})")
+    with LazyBar("frame") as bar:
+        summary = consolidate(args.session, args.to, bar)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        lost = sum(summary["frames_lost"].values())
+        print(f"{summary['to']}: {summary['files']} files and {summary['frames']} frames from "
+              f"{len(summary['volumes'])} volume(s), checksums verified"
+              + (f"; {lost} frames were already lost: {summary['frames_lost']}" if lost
+                 else ""))  # fmt: skip
     return 0
 
 

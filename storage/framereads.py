@@ -15,7 +15,6 @@ import numpy as np
 
 from mmmelab.errors import SessionFormatError
 from mmmelab.storage.directio import PAGE, aligned_buffer
-from mmmelab.storage.frames import chunk_name
 
 if TYPE_CHECKING:
     from mmmelab.storage.frames import FrameStore
@@ -44,13 +43,13 @@ class RowReader:
         st = self.store
         if not -len(st) <= index < len(st):
             raise IndexError(f"frame {index} out of range (0..{len(st) - 1})")
-        chunk, pos = divmod(int(st.journal["index"][index]), st.per_chunk)
-        fd = st._direct_fd(chunk)
+        key, pos = st._where(index)
+        fd = st._direct_fd(key)
         if fd is None:
             return st.read_rows(index, self.y0, self.y1, self._rows)
         n = os.preadv(fd, [self._map], pos * st.stride + self.lo)
         if n != self.hi - self.lo:
-            raise SessionFormatError(f"{st.folder / chunk_name(chunk)}: frame {index} is cut short")
+            raise SessionFormatError(f"{st.chunk_path(key)}: frame {index} is cut short")
         size = (self.y1 - self.y0) * st.width
         return self._buf[self._skip : self._skip + size].reshape(self.y1 - self.y0, st.width)
 
@@ -81,35 +80,36 @@ class FrameBlocks:
         self._thread = threading.Thread(target=self._run, name="frame-blocks", daemon=True)
         self._thread.start()
 
-    def _plan(self, start: int, stop: int, per: int) -> Iterator[tuple[int, int, int, int]]:
-        """(first index, chunk, position in chunk, count): runs contiguous on disk."""
+    def _plan(self, start: int, stop: int, per: int
+              ) -> Iterator[tuple[int, tuple[int, int], int, int]]:  # fmt: skip
+        """(first index, (volume, chunk), position in chunk, count): runs contiguous on disk."""
         where = self.store.journal["index"][start:stop].astype(np.int64)
+        vol = self.store.journal["volume"][start:stop]
         i = 0
         while i < len(where):
             chunk, pos = divmod(int(where[i]), self.store.per_chunk)
             k = 1
             room = min(per, self.store.per_chunk - pos, len(where) - i)
-            while k < room and where[i + k] == where[i] + k:
+            while k < room and where[i + k] == where[i] + k and vol[i + k] == vol[i]:
                 k += 1
-            yield start + i, chunk, pos, k
+            yield start + i, (int(vol[i]), chunk), pos, k
             i += k
 
     def _run(self) -> None:
         st = self.store
         try:
-            for first, chunk, pos, k in self._runs:
+            for first, key, pos, k in self._runs:
                 buf = self._free.get()
                 if self._stop.is_set():
                     return
-                fd = st._direct_fd(chunk)
+                fd = st._direct_fd(key)
                 if fd is None:
-                    fd = st._plain_fd(chunk)
+                    fd = st._plain_fd(key)
                 view = memoryview(buf[:k].reshape(-1))  # type: ignore[arg-type]
                 got = os.preadv(fd, [view], pos * st.stride)
                 if got != view.nbytes:
                     raise SessionFormatError(
-                        f"{st.folder / chunk_name(chunk)}: frame {first + got // st.stride} "
-                        "is cut short"
+                        f"{st.chunk_path(key)}: frame {first + got // st.stride} is cut short"
                     )
                 self._ready.put((first, buf, k))
         except Exception as exc:  # noqa: BLE001 - raised in the reader: never a silent hang

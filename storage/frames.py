@@ -52,7 +52,7 @@ JOURNAL_DTYPE = np.dtype(
         ("api_skipped", "<u4"),  # API skipped-frame counter at this frame (cumulative)
         ("transport_skipped", "<u4"),  # transport skipped-frame counter (cumulative)
         ("gain_db", "<f4"),
-        ("reserved", "<u4"),
+        ("volume", "<u4"),  # the volume holding the frame (camera.json "volumes"); 0: this folder
     ]
 )
 assert JOURNAL_DTYPE.itemsize == 64
@@ -113,10 +113,16 @@ class FrameWriter:
     """
 
     def __init__(
-        self, folder: Path, geometry: FrameGeometry, direct: bool = True, resume: bool = False
-    ) -> None:
+        self, folder: Path, geometry: FrameGeometry, direct: bool = True, resume: bool = False,
+        volume: int = 0, journal_folder: Path | None = None,
+    ) -> None:  # fmt: skip
+        """``volume`` > 0: the writer of another volume of a striped recording; its chunk
+        files go to ``folder`` (on that volume), its journal to ``journal-v<volume>.bin``
+        in ``journal_folder`` (the session's camera folder), and the frames it writes are
+        placed by :meth:`append_at`."""
         self.folder = folder
         self.geometry = geometry
+        self.volume = volume
         folder.mkdir(parents=True, exist_ok=True)
         self.count = self._resume_point() if resume else 0
         #: camera frame counter of the last journalled frame (resume: skip what is written)
@@ -129,12 +135,13 @@ class FrameWriter:
                 folder,
             )
         meta = geometry.to_dict() | {"direct_io": self.direct}
-        if not resume or not (folder / "camera.json").exists():
+        if volume == 0 and (not resume or not (folder / "camera.json").exists()):
             (folder / "camera.json").write_text(json.dumps(meta, indent=2))
         self._bounce = aligned_buffer(geometry.stride)
-        self._journal_fd = os.open(
-            folder / "journal.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-        )
+        journal = (Path(journal_folder or folder) / f"journal-v{volume:02d}.bin" if volume
+                   else folder / "journal.bin")  # fmt: skip
+        self._journal_fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._placed: dict[int, int] = {}  # append_at: chunk -> its open descriptor
         self._chunk_fd = -1
         self._chunk = -1
         self.bytes_written = 0
@@ -221,6 +228,28 @@ class FrameWriter:
             self.bytes_written += take * stride
             done += take
 
+    def append_at(self, index: int, frame: np.ndarray, record: np.ndarray) -> None:
+        """Write frame ``index`` of the recording at its own place (chunk ``index //
+        frames_per_chunk``, in this writer's folder) and its record, with this writer's
+        volume: how the writers of a striped recording, each writing the chunks given to
+        its volume, build one recording between them."""
+        per, stride = self.geometry.frames_per_chunk, self.geometry.stride
+        chunk, pos = divmod(index, per)
+        fd = self._placed.get(chunk)
+        if fd is None:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_DIRECT if self.direct else 0)
+            fd = self._placed[chunk] = os.open(self.folder / chunk_name(chunk), flags, 0o644)
+        flat = frame.reshape(-1) if frame.flags.c_contiguous else np.ravel(frame)
+        n = min(flat.nbytes, stride)
+        self._bounce[:n] = flat[:n]
+        self._bounce[n:] = 0
+        write_all(fd, self._bounce.data, pos * stride)
+        record["index"] = index
+        record["volume"] = self.volume
+        write_all(self._journal_fd, memoryview(record.tobytes()))
+        self.count += 1
+        self.bytes_written += stride
+
     def sync_journal(self) -> None:
         """Put the journal on the disk (frames written with direct I/O already are)."""
         if self._journal_fd >= 0:
@@ -233,10 +262,11 @@ class FrameWriter:
                 os.fdatasync(fd)
 
     def close(self) -> None:
-        for fd in (self._chunk_fd, self._journal_fd):
+        for fd in (self._chunk_fd, self._journal_fd, *self._placed.values()):
             if fd >= 0:
                 os.close(fd)
         self._chunk_fd = self._journal_fd = -1
+        self._placed.clear()
 
 
 class FrameStore:
@@ -267,45 +297,95 @@ class FrameStore:
         self.bayer_pattern = str(meta["bayer_pattern"])
         kr, kg, kb = (float(k) for k in meta.get("white_balance", (1.0, 1.0, 1.0)))
         self.white_balance = (kr, kg, kb)
-        try:
-            raw = np.fromfile(folder / "journal.bin", dtype=np.uint8)
-        except OSError as exc:
-            raise SessionFormatError(f"{folder / 'journal.bin'}: cannot be read ({exc})") from None
-        whole = len(raw) // JOURNAL_DTYPE.itemsize
-        journal = raw[: whole * JOURNAL_DTYPE.itemsize].view(JOURNAL_DTYPE)
-        self.torn_records = len(raw) % JOURNAL_DTYPE.itemsize != 0
+        #: the folder of each volume (0: this one; a striped recording lists the others)
+        self.volumes = [(folder / v).resolve() if not Path(v).is_absolute() else Path(v)
+                        for v in meta.get("volumes", ["."])]  # fmt: skip
+        journal, self.torn_records = self._read_journals(folder)
         #: journal records whose frame could not be found on disk, by reason
         self.missing: dict[str, int] = {}
-        self._maps: dict[int, np.ndarray] = {}
-        self._fds: dict[int, int] = {}
-        self._direct_fds: dict[int, int] = {}
+        self._maps: dict[tuple[int, int], np.ndarray] = {}
+        self._fds: dict[tuple[int, int], int] = {}
+        self._direct_fds: dict[tuple[int, int], int] = {}
         self._open_lock = threading.Lock()  # readers in several threads open chunks
         #: None until a direct read was tried; then whether direct I/O works here
         self.direct_reads: bool | None = None
         self.direct_fallback = ""  # why reads went through the page cache instead
-        positions = journal["index"].astype(np.int64)
-        chunks = positions // self.per_chunk if len(journal) else np.zeros(0, np.int64)
-        uniq, counts = np.unique(chunks, return_counts=True)
-        # frames each chunk file holds (0: missing); chunks are mapped on first use
-        self._held: dict[int, int] = {}
-        held = np.zeros(int(uniq.max()) + 1 if len(uniq) else 0, np.int64)
-        for chunk, count in zip(uniq.tolist(), counts.tolist(), strict=True):
-            path = folder / chunk_name(chunk)
-            if not path.exists():
-                self.missing[f"{path.name} is missing"] = int(count)
-                continue
-            held[chunk] = self._held[chunk] = min(path.stat().st_size // self.stride,
-                                                  self.per_chunk)  # fmt: skip
-        on_disk = (positions % self.per_chunk) < held[chunks] if len(journal) else np.zeros(0, bool)
-        kept = np.bincount(chunks[on_disk], minlength=len(held)) if len(journal) else held
-        for chunk, count in zip(uniq.tolist(), counts.tolist(), strict=True):
-            short = int(count - kept[chunk])
-            if short and chunk in self._held:
-                self.missing[f"{chunk_name(chunk)} is cut short"] = short
+        on_disk = self._find_frames(journal)
+        for why, n in (meta.get("frames_lost") or {}).items():  # lost before a consolidation
+            self.missing[str(why)] = self.missing.get(str(why), 0) + int(n)
         #: whole journal records, whether or not their frame bytes survived
         self.journal_records = len(journal)
         self.journal = journal[on_disk] if not on_disk.all() else journal
         self.frame_files = sorted(p.name for p in folder.glob("frames-*.raw"))
+
+    @staticmethod
+    def _read_journals(folder: Path) -> tuple[np.ndarray, bool]:
+        """Every writer's journal (``journal.bin``; ``journal-v<k>.bin`` of the writers of
+        other volumes), whole records only, in frame order."""
+        parts, torn = [], False
+        for path in [folder / "journal.bin", *sorted(folder.glob("journal-v*.bin"))]:
+            try:
+                raw = np.fromfile(path, dtype=np.uint8)
+            except OSError as exc:
+                raise SessionFormatError(f"{path}: cannot be read ({exc})") from None
+            whole = len(raw) // JOURNAL_DTYPE.itemsize
+            parts.append(raw[: whole * JOURNAL_DTYPE.itemsize].view(JOURNAL_DTYPE))
+            torn |= len(raw) % JOURNAL_DTYPE.itemsize != 0
+        if len(parts) == 1:
+            return parts[0], torn
+        journal = np.concatenate(parts)
+        return journal[np.argsort(journal["index"], kind="stable")], torn
+
+    def _find_frames(self, journal: np.ndarray) -> np.ndarray:
+        """Which journalled frames are on disk; the others are counted in ``missing``."""
+        positions = journal["index"].astype(np.int64)
+        chunks = positions // self.per_chunk
+        vols = journal["volume"].astype(np.int64)
+        keys = vols * (1 << 32) + chunks
+        uniq, counts = np.unique(keys, return_counts=True)
+        # frames each chunk file holds (0: missing); chunks are mapped on first use
+        self._held: dict[tuple[int, int], int] = {}
+        held = np.zeros(len(uniq), np.int64)
+        for k, (key, count) in enumerate(zip(uniq.tolist(), counts.tolist(), strict=True)):
+            vol, chunk = divmod(int(key), 1 << 32)
+            where = self._volume_text(vol)
+            if vol >= len(self.volumes):
+                self.missing[f"volume {vol} is not in camera.json"] = int(count)
+                continue
+            path = self.volumes[vol] / chunk_name(chunk)
+            if not path.exists():
+                gone = not self.volumes[vol].is_dir()
+                why = (f"volume {vol} ({self.volumes[vol]}) is gone" if gone
+                       else f"{where}{path.name} is missing")  # fmt: skip
+                self.missing[why] = self.missing.get(why, 0) + int(count)
+                continue
+            held[k] = self._held[(vol, chunk)] = min(path.stat().st_size // self.stride,
+                                                     self.per_chunk)  # fmt: skip
+        slot = np.searchsorted(uniq, keys)
+        on_disk = (positions % self.per_chunk) < held[slot]
+        kept = np.bincount(slot[on_disk], minlength=len(uniq))
+        for k, key in enumerate(uniq.tolist()):
+            vol, chunk = divmod(int(key), 1 << 32)
+            short = int(counts[k] - kept[k])
+            if short and (vol, chunk) in self._held:
+                self.missing[f"{self._volume_text(vol)}{chunk_name(chunk)} is cut short"] = short
+        return on_disk
+
+    def _volume_text(self, vol: int) -> str:
+        """How a message names a volume: nothing for this folder, else its number and path."""
+        if vol == 0:
+            return ""
+        return f"volume {vol} ({self.volumes[vol] if vol < len(self.volumes) else '?'}): "
+
+    def _where(self, index: int) -> tuple[tuple[int, int], int]:
+        """((volume, chunk), position in the chunk) of frame ``index``."""
+        rec = self.journal[index]
+        chunk, pos = divmod(int(rec["index"]), self.per_chunk)
+        return (int(rec["volume"]), chunk), pos
+
+    def chunk_path(self, key: tuple[int, int]) -> Path:
+        """The file of chunk ``(volume, chunk)``."""
+        return self.volumes[key[0]] / chunk_name(key[1])
 
     @property
     def frames_missing(self) -> int:
@@ -318,11 +398,11 @@ class FrameStore:
     def __getitem__(self, index: int) -> np.ndarray:
         if not -len(self) <= index < len(self):
             raise IndexError(f"frame {index} out of range (0..{len(self) - 1})")
-        chunk, pos = divmod(int(self.journal["index"][index]), self.per_chunk)
-        m = self._maps.get(chunk)
+        key, pos = self._where(index)
+        m = self._maps.get(key)
         if m is None:
-            m = self._maps[chunk] = np.memmap(self.folder / chunk_name(chunk), np.uint8, mode="r",
-                                              shape=(self._held[chunk], self.stride))  # fmt: skip
+            m = self._maps[key] = np.memmap(self.chunk_path(key), np.uint8, mode="r",
+                                            shape=(self._held[key], self.stride))  # fmt: skip
         flat = m[pos, : self.width * self.height]
         return flat.reshape(self.height, self.width)
 
@@ -334,16 +414,14 @@ class FrameStore:
             raise IndexError(f"frame {index} out of range (0..{len(self) - 1})")
         if not 0 <= y0 < y1 <= self.height:
             raise ValueError(f"rows {y0}..{y1} outside the frame's 0..{self.height}")
-        chunk, pos = divmod(int(self.journal["index"][index]), self.per_chunk)
+        key, pos = self._where(index)
         if out is None:
             out = np.empty((y1 - y0, self.width), np.uint8)
-        fd = self._plain_fd(chunk)
+        fd = self._plain_fd(key)
         offset = pos * self.stride + y0 * self.width
         n = os.preadv(fd, [memoryview(out.reshape(-1))], offset)  # type: ignore[arg-type]
         if n != out.nbytes:
-            raise SessionFormatError(
-                f"{self.folder / chunk_name(chunk)}: frame {index} is cut short"
-            )
+            raise SessionFormatError(f"{self.chunk_path(key)}: frame {index} is cut short")
         return out
 
     def blocks(self, start: int = 0, stop: int | None = None, per_block: int = 16) -> FrameBlocks:
@@ -353,11 +431,11 @@ class FrameStore:
 
         return FrameBlocks(self, start, stop, per_block)
 
-    def _plain_fd(self, chunk: int) -> int:
+    def _plain_fd(self, key: tuple[int, int]) -> int:
         with self._open_lock:
-            fd = self._fds.get(chunk)
+            fd = self._fds.get(key)
             if fd is None:
-                fd = self._fds[chunk] = os.open(self.folder / chunk_name(chunk), os.O_RDONLY)
+                fd = self._fds[key] = os.open(self.chunk_path(key), os.O_RDONLY)
             return fd
 
     def row_reader(self, y0: int, y1: int) -> RowReader:
@@ -369,22 +447,22 @@ class FrameStore:
 
         return RowReader(self, y0, y1)
 
-    def _direct_fd(self, chunk: int) -> int | None:
+    def _direct_fd(self, key: tuple[int, int]) -> int | None:
         with self._open_lock:
-            return self._open_direct(chunk)
+            return self._open_direct(key)
 
-    def _open_direct(self, chunk: int) -> int | None:
-        fd = self._direct_fds.get(chunk)
+    def _open_direct(self, key: tuple[int, int]) -> int | None:
+        fd = self._direct_fds.get(key)
         if fd is None and self.direct_reads is not False:
             try:
-                fd = os.open(self.folder / chunk_name(chunk), os.O_RDONLY | os.O_DIRECT)
+                fd = os.open(self.chunk_path(key), os.O_RDONLY | os.O_DIRECT)
             except OSError as exc:  # tmpfs and some network file systems: no O_DIRECT
                 if exc.errno != errno.EINVAL:
                     raise
                 self.direct_reads = False
                 self.direct_fallback = f"{self.folder}: no direct I/O here ({exc.strerror})"
                 return None
-            self._direct_fds[chunk] = fd
+            self._direct_fds[key] = fd
             self.direct_reads = True
         return fd
 
