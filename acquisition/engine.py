@@ -66,6 +66,7 @@ from mmmelab.sync.live import LiveSync, StreamHealth
 
 logger = logging.getLogger(__name__)
 
+LAST_PULSE_WAIT_S = 0.6  # at the stop: how long the last trigger pulse may take to show
 RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is left behind
 DEVICE_CLOSE_S = 0.8  # every device's close together, likewise
 SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5  # EEG + physio on disk, generous
@@ -703,7 +704,7 @@ class SessionEngine:
         self._safely("ending the paradigm", self._end_paradigm)
         if self.bus is not None:
             self._safely("closing the trigger bus", self.bus.close, 1.0)
-            time.sleep(0.15)  # let the last pulse reach every device's next block
+            self._safely("waiting for the last pulse", self._await_last_pulse)
         for rec in self.recorders.values():
             rec.request_stop()
         deadline = time.monotonic() + RECORDER_STOP_S
@@ -746,6 +747,33 @@ class SessionEngine:
             folder = self.writer.folder
         self.state = EngineState.FINISHED
         return folder
+
+    def _await_last_pulse(self) -> None:
+        """Wait until every stream that reports trigger edges has shown the last pulse
+        sent (a condition, not a fixed pause: a loaded machine delivers the devices'
+        blocks later), at most ``LAST_PULSE_WAIT_S``; a stream that has not shown it by
+        then is said in the log (the check then counts the code it missed)."""
+        assert self.bus is not None
+        if not self.bus.records:
+            return
+        t_on = float(self.bus.records[-1].t_on) - 0.005
+        deadline = time.monotonic() + LAST_PULSE_WAIT_S
+        while True:
+            late = [n for n, t in self.live.seen().items() if t < t_on and self._delivering(n)]
+            if not late or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        if late:
+            logger.warning("the last pulse had not reached %s after %.1f s", ", ".join(late),
+                           LAST_PULSE_WAIT_S)  # fmt: skip
+
+    def _delivering(self, name: str) -> bool:
+        """Whether stream ``name`` still delivers (not failed, a block in the last 0.5 s)."""
+        rec = self.recorders.get(name)
+        if rec is None or rec.state is RecorderState.FAILED:
+            return False
+        last = getattr(rec, "last_block_time", None)
+        return last is None or self.clock() - float(last) < 0.5
 
     def _end_paradigm(self) -> None:
         if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):

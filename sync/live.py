@@ -60,6 +60,7 @@ class LiveSync:
         self._last_device: dict[str, float] = {}
         self._pending: list[tuple[str, float, int | None, float, bool]] = []
         self._now = float("-inf")
+        self._seen: dict[str, float] = {}  # newest edge received per stream (rough master time)
 
     def marker(self, t_on: float, code: int, t_off: float) -> None:
         """A marker was sent. Its record arrives after the pulse, so edges wait for it."""
@@ -95,7 +96,13 @@ class LiveSync:
                     )
                 )
                 self._now = max(self._now, float(approx_master[k]))
+                self._seen[stream] = max(self._seen.get(stream, -np.inf), float(approx_master[k]))
             self._drain()
+
+    def seen(self) -> dict[str, float]:
+        """Per stream that reported edges, the rough master time of its newest edge."""
+        with self._lock:
+            return dict(self._seen)
 
     def _drain(self) -> None:
         """Match the edges whose marker must be known by now: a marker at least

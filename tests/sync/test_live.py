@@ -103,3 +103,14 @@ def test_edges_waiting_for_their_marker_do_not_survive_a_clock_reset():
     live.marker(1020.0, 11, 1020.02)
     h = live.status(1020.0, ["camera"])["camera"]
     assert h.state == "ok" and h.residual_ms < 0.05
+
+
+def test_seen_gives_each_streams_newest_edge_for_the_stop_to_wait_on():
+    live = LiveSync()
+    assert live.seen() == {}
+    end = feed(live, 1000.0, 1010.0)
+    feed(live, 1000.0, 1004.0, stream="physio", seed=1)
+    seen = live.seen()
+    assert set(seen) == {"eeg", "physio"}
+    assert abs(seen["eeg"] - (end - 0.5 + 0.005)) < 1e-9  # the last edge fed
+    assert seen["physio"] < seen["eeg"]  # physio stopped earlier: the stop would wait for it
