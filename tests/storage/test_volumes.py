@@ -96,6 +96,23 @@ def test_a_striped_session_opens_frame_for_frame(striped):
         assert not [p for p in s.problems if "camera" in p]
 
 
+def test_check_names_a_lost_volume_and_the_frames_it_took(striped):
+    from mmmelab.analysis.check import check_session
+
+    root, folder, want = striped
+    vol = root / "vol1"
+    vol.rename(root / "vol1-away")  # the drive is gone
+    try:
+        report = check_session(folder)
+        with open_session(folder) as s:
+            kept = len(s.streams["camera"].frames)
+    finally:
+        (root / "vol1-away").rename(vol)
+    assert not report["ok"] and 0 < kept < len(want)
+    lost = [p for p in report["problems"] if "volume 1 (" in p and "is gone" in p]
+    assert len(lost) == 1 and f"{len(want) - kept} journalled" in lost[0]
+
+
 def test_consolidate_gathers_and_verifies(striped, tmp_path: Path):
     from mmmelab.cli import main
 
