@@ -50,6 +50,7 @@ from mmmelab.drivers.neuroscan import AcquireClient, make_eeg_driver
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceTimeoutError, LabError
+from mmmelab.storage.directio import write_speed
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import (
@@ -66,6 +67,7 @@ from mmmelab.sync.live import LiveSync, StreamHealth
 
 logger = logging.getLogger(__name__)
 
+DISK_SPEED_MARGIN = 1.5  # pre-flight: a disk under this many times the rate is a warning
 LAST_PULSE_WAIT_S = 0.6  # at the stop: how long the last trigger pulse may take to show
 RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is left behind
 DEVICE_CLOSE_S = 0.8  # every device's close together, likewise
@@ -135,6 +137,8 @@ class SessionEngine:
         self.participant_sim: SimulatedParticipant | None = None
         self.on_marker: list[Callable[[MarkerRecord], None]] = []
         self.problems: list[str] = []
+        self.disk: dict[str, Any] = {}  # the pre-flight's disk figures (free, rate, speed)
+        self.disk_warning = ""  # the pre-flight's disk-speed warning, a fault row at the start
         #: why the session had to be stopped (disk full, a writer died), else None
         self.fatal: str | None = None
         self._listener_errors_seen = 0
@@ -224,6 +228,23 @@ class SessionEngine:
                 f"{planned / 60:.1f} min at {rate / 1e6:.0f} MB/s, which needs "
                 f"{need / 1e9:.1f} GB (with margin) but {free / 1e9:.1f} GB are free"
             )
+        # the disk's measured speed: a volume slower than the camera loses frames
+        probe = write_speed(self.out_root)
+        self.disk |= {"write_mb_s": probe["mb_s"], "write_probe_direct": probe["direct"]}
+        if probe["mb_s"] * 1e6 < rate:
+            raise LabError(
+                f"{self.out_root} writes {probe['mb_s']:.0f} MB/s (measured, "
+                f"{probe['bytes'] >> 20} MB), the recording needs {rate / 1e6:.0f} MB/s: frames "
+                "would be lost; record to a faster volume"
+            )
+        self.disk_warning = ""
+        if probe["mb_s"] * 1e6 < DISK_SPEED_MARGIN * rate:  # a fault row once recording
+            self.disk_warning = (
+                f"{self.out_root} writes {probe['mb_s']:.0f} MB/s (measured), under "
+                f"{DISK_SPEED_MARGIN:g}x the {rate / 1e6:.0f} MB/s the recording needs: "
+                "little room if the disk slows"
+            )
+            logger.warning("%s", self.disk_warning)
 
     # ------------------------------------------------------------ preview
 
@@ -414,6 +435,8 @@ class SessionEngine:
             self.participant_sim = SimulatedParticipant(self.paradigm, seed=self.seed)
         self.t_start = self.clock()
         self.paradigm.start(self.t_start)
+        if self.disk_warning:
+            self.fault("disk", "warning", 1, self.disk_warning, log=False)
         return self.writer.folder
 
     def _manifest_fields(self) -> dict[str, Any]:
@@ -675,6 +698,7 @@ class SessionEngine:
                 entry["latency_ms"] = (self.clock() - rec.last_block_time) * 1000.0
             elif self.pipeline is not None:
                 entry.update(self.pipeline.telemetry())
+                entry["disk_probe_mb_s"] = float(self.disk.get("write_mb_s", float("nan")))
             out[name] = entry
         if self.state is EngineState.RECORDING:
             out["sync"] = {n: dataclasses.asdict(h) for n, h in self.sync_health().items()}

@@ -161,7 +161,9 @@ class RecordingPanel(QGroupBox):
         if not camera or "ring_fill" not in camera:
             return
         self.ring.setValue(int(round(100 * camera["ring_fill"])))
-        self.writer.setText(f"writer {camera['writer_mb_s']:.0f} MB/s")
+        probe = camera.get("disk_probe_mb_s", float("nan"))
+        of = f" of {probe:.0f} measured" if math.isfinite(probe) else ""
+        self.writer.setText(f"writer {camera['writer_mb_s']:.0f} MB/s{of}")
         ttf = camera["time_to_full_s"]
         self.disk.setText(
             "disk full in " + ("-" if not math.isfinite(ttf) else f"{ttf / 60:.0f} min")

@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,33 @@ def direct_works(folder: Path) -> bool:
     finally:
         os.close(fd)
         probe.unlink()
+
+
+def write_speed(folder: Path, nbytes: int = 64 << 20, block: int = 4 << 20) -> dict[str, Any]:
+    """The sequential write speed of ``folder``'s volume, measured: ``nbytes`` written in
+    ``block``-sized writes as the frame writer writes (direct I/O where the file system
+    allows it, else buffered and synced), then the probe file removed. Returns
+    ``{"mb_s", "direct", "bytes", "seconds"}``."""
+    import time
+
+    direct = direct_works(Path(folder))
+    probe = Path(folder) / ".write-probe"
+    buf = aligned_buffer(block)
+    buf[:] = 0x5A
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_DIRECT if direct else 0),
+                 0o644)  # fmt: skip
+    try:
+        t0 = time.perf_counter()
+        for _ in range(max(1, nbytes // block)):
+            write_all(fd, memoryview(buf))  # type: ignore[arg-type]
+        os.fdatasync(fd)
+        dt = max(time.perf_counter() - t0, 1e-9)
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+    done = max(1, nbytes // block) * block
+    return {"mb_s": round(done / dt / 1e6, 1), "direct": direct, "bytes": done,
+            "seconds": round(dt, 4)}  # fmt: skip
 
 
 def write_all(fd: int, data: memoryview, offset: int | None = None) -> None:

@@ -33,6 +33,34 @@ def test_preflight_refuses_when_the_disk_cannot_hold_the_session(
     assert not any((tmp_path / "o").glob("sub-*"))  # no half-made session folder
 
 
+def test_preflight_measures_the_disk_and_refuses_one_slower_than_the_camera(
+    small_lab, tiny_protocol, tmp_path, monkeypatch
+):
+    import mmmelab.acquisition.engine as eng_mod
+
+    def slow(_folder):
+        return {"mb_s": 1.0, "direct": True, "bytes": 64 << 20, "seconds": 67.0}
+
+    monkeypatch.setattr(eng_mod, "write_speed", slow)
+    engine = SessionEngine(small_lab, tiny_protocol, ParticipantInfo("P01"), tmp_path / "o")
+    with pytest.raises(LabError, match=r"writes 1 MB/s \(measured, 64 MB\), the recording "
+                                       r"needs \d+ MB/s: frames would be lost"):  # fmt: skip
+        engine.connect()
+    engine.close()
+    monkeypatch.undo()
+    with SessionEngine(small_lab, tiny_protocol, ParticipantInfo("P01"), tmp_path / "p") as e:
+        e.connect()
+        assert e.disk["write_mb_s"] > 0 and not e.disk_warning  # the real probe, this disk
+
+
+def test_write_speed_probe_leaves_nothing_behind(tmp_path):
+    from mmmelab.storage.directio import direct_works, write_speed
+
+    got = write_speed(tmp_path, 8 << 20, 1 << 20)
+    assert got["bytes"] == 8 << 20 and got["mb_s"] > 0 and got["direct"] == direct_works(tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
 def test_missing_stimuli_are_named_before_anything_records(small_lab, tmp_path):
     from mmmelab.config import load_protocol, shipped
 
