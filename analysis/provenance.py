@@ -3,21 +3,14 @@ the versions of the packages that made it."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from mmmelab import __version__
+from mmmelab.storage.checksum import sha256
 
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+__all__ = ["jsonable", "sha256", "versions"]
 
 
 def versions(packages: Iterable[str]) -> dict[str, str]:

@@ -26,18 +26,11 @@ from typing import Any
 import numpy as np
 
 from mmmelab.errors import LabError
+from mmmelab.storage.checksum import sha256
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameStore, chunk_name
 
 CAMERA = "camera"
 _CAMERA_OWN = ("camera.json", "journal.bin")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _plain_files(folder: Path) -> list[Path]:
@@ -89,7 +82,7 @@ def _copy_plain(session: Path, dest: Path, files: list[Path]) -> int:
         out = dest / src.relative_to(session)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, out)
-        if _sha256(src) != _sha256(out):
+        if sha256(src) != sha256(out):
             raise LabError(f"{out}: the copy differs from {src} (checksum); the disk is suspect")
     return len(files)
 
