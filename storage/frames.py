@@ -179,6 +179,18 @@ class FrameWriter:
         self._chunk_fd = os.open(self.folder / chunk_name(chunk), flags, 0o644)
         self._chunk = chunk
 
+    def _slot(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` as one full-stride, page-aligned buffer: itself when it is one, else
+        copied into the bounce buffer (zero-padded)."""
+        stride = self.geometry.stride
+        flat = frame.reshape(-1) if frame.flags.c_contiguous else np.ravel(frame)
+        if flat.nbytes == stride and flat.ctypes.data % PAGE == 0:
+            return flat
+        n = min(flat.nbytes, stride)
+        self._bounce[:n] = flat[:n]
+        self._bounce[n:] = 0
+        return self._bounce
+
     def append(self, frame: np.ndarray, record: np.ndarray) -> None:
         """Write one frame (``height x width`` uint8, or a full-stride buffer) and its record.
 
@@ -188,15 +200,7 @@ class FrameWriter:
         if chunk != self._chunk:
             self._open_chunk(chunk)
         stride = self.geometry.stride
-        flat = frame.reshape(-1) if frame.flags.c_contiguous else np.ravel(frame)
-        if flat.nbytes == stride and flat.ctypes.data % PAGE == 0:
-            out = flat
-        else:
-            n = min(flat.nbytes, stride)
-            self._bounce[:n] = flat[:n]
-            self._bounce[n:] = 0
-            out = self._bounce
-        write_all(self._chunk_fd, out.data)
+        write_all(self._chunk_fd, self._slot(frame).data)
         record["index"] = self.count
         write_all(self._journal_fd, memoryview(record.tobytes()))
         self.count += 1
@@ -239,11 +243,7 @@ class FrameWriter:
         if fd is None:
             flags = os.O_WRONLY | os.O_CREAT | (os.O_DIRECT if self.direct else 0)
             fd = self._placed[chunk] = os.open(self.folder / chunk_name(chunk), flags, 0o644)
-        flat = frame.reshape(-1) if frame.flags.c_contiguous else np.ravel(frame)
-        n = min(flat.nbytes, stride)
-        self._bounce[:n] = flat[:n]
-        self._bounce[n:] = 0
-        write_all(fd, self._bounce.data, pos * stride)
+        write_all(fd, self._slot(frame).data, pos * stride)
         record["index"] = index
         record["volume"] = self.volume
         write_all(self._journal_fd, memoryview(record.tobytes()))
