@@ -231,6 +231,10 @@ class SessionEngine:
         # the disk's measured speed: a volume slower than the camera loses frames
         probe = write_speed(self.out_root)
         self.disk |= {"write_mb_s": probe["mb_s"], "write_probe_direct": probe["direct"]}
+        if not probe["bytes"]:
+            self.disk_warning = f"{self.out_root}: too little free space to measure its speed"
+            logger.warning("%s", self.disk_warning)
+            return
         if probe["mb_s"] * 1e6 < rate:
             raise LabError(
                 f"{self.out_root} writes {probe['mb_s']:.0f} MB/s (measured, "

@@ -54,10 +54,16 @@ def direct_works(folder: Path) -> bool:
 def write_speed(folder: Path, nbytes: int = 64 << 20, block: int = 4 << 20) -> dict[str, Any]:
     """The sequential write speed of ``folder``'s volume, measured: ``nbytes`` written in
     ``block``-sized writes as the frame writer writes (direct I/O where the file system
-    allows it, else buffered and synced), then the probe file removed. Returns
-    ``{"mb_s", "direct", "bytes", "seconds"}``."""
+    allows it, else buffered and synced), then the probe file removed; at most an
+    eighth of the free space (a nearly full volume is not measured: ``mb_s`` NaN).
+    Returns ``{"mb_s", "direct", "bytes", "seconds"}``."""
     import time
 
+    st = os.statvfs(folder)
+    room = st.f_bavail * st.f_frsize // 8  # never more than an eighth of what is free
+    blocks = min(nbytes, room) // block
+    if blocks < 1:  # a nearly full volume: nothing measured (the space check speaks)
+        return {"mb_s": float("nan"), "direct": False, "bytes": 0, "seconds": 0.0}
     direct = direct_works(Path(folder))
     probe = Path(folder) / ".write-probe"
     buf = aligned_buffer(block)
@@ -66,14 +72,14 @@ def write_speed(folder: Path, nbytes: int = 64 << 20, block: int = 4 << 20) -> d
                  0o644)  # fmt: skip
     try:
         t0 = time.perf_counter()
-        for _ in range(max(1, nbytes // block)):
+        for _ in range(blocks):
             write_all(fd, memoryview(buf))  # type: ignore[arg-type]
         os.fdatasync(fd)
         dt = max(time.perf_counter() - t0, 1e-9)
     finally:
         os.close(fd)
         probe.unlink(missing_ok=True)
-    done = max(1, nbytes // block) * block
+    done = blocks * block
     return {"mb_s": round(done / dt / 1e6, 1), "direct": direct, "bytes": done,
             "seconds": round(dt, 4)}  # fmt: skip
 
