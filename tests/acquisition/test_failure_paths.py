@@ -91,8 +91,12 @@ def test_stopped_frame_writer_is_replaced_before_the_ring_overflows(
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(stopped.pid, signal.SIGCONT)
+        # ``restarts`` counts a restart when it begins; the replacement is in place once
+        # it has started (imported, its preview kernel compiled) and is writing
+        assert run_until(engine, lambda: writer.process is not stopped, 10), "no replacement"
         grabbed = camera_frames(engine)
         assert run_until(engine, lambda: camera_frames(engine) > grabbed + 150, 10)
+        assert run_until(engine, lambda: writer.stats()["frames"] > grabbed, 10), "not writing"
         folder, stop_s = timed_stop(engine)
     assert stop_s < 2.0
     report = check_session(folder)
