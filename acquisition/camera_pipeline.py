@@ -23,7 +23,7 @@ import logging
 import shutil
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from mmmelab.storage.directio import aligned_buffer
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry
 from mmmelab.storage.preview import PreviewBuffer, preview_shape
 from mmmelab.storage.ringbuffer import FrameRing
-from mmmelab.storage.writer import WRITER, FrameWriterProcess
+from mmmelab.storage.writerproc import FrameWriterProcess
 from mmmelab.sync.live import LiveSync
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ class CameraTelemetry:
     free_disk_bytes: int = 0
     time_to_full_s: float = float("inf")
     warning: str = ""
+    #: a striped recording: per volume its folder, MB/s, free bytes, time to full, state
+    volumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class CameraGrabber(Recorder):
@@ -147,6 +149,7 @@ class CameraPipeline:
         planned_end: float | None = None,
         preview_factor: int = 2,
         direct: bool = True,
+        volumes: list[Path] | None = None,
     ) -> None:
         self.camera = camera
         self.folder = folder
@@ -161,8 +164,10 @@ class CameraPipeline:
         self._last_exposure = float("-inf")
         slot_bytes = geometry.stride
         n_slots = max(16, min(int(round(self.fps * ring_seconds)), RING_MAX_BYTES // slot_bytes))
+        self.volume_folders = [folder, *(volumes or [])]
+        writers = (True,) * len(self.volume_folders)
         self.ring = FrameRing.create(
-            n_slots, geometry.width * geometry.height, consumers=(True, False)
+            n_slots, geometry.width * geometry.height, consumers=(*writers, False)
         )
         self.preview: PreviewBuffer | None = None
         self.writer: FrameWriterProcess | None = None
@@ -179,6 +184,8 @@ class CameraPipeline:
                 direct=direct,
                 on_log=lambda line: fault_sink(clock(), "camera", "writer_log", 0, line),
                 on_restart=lambda why: fault_sink(clock(), "camera", "writer_restart", 1, why),
+                volumes=volumes,
+                on_volume_lost=lambda why: fault_sink(clock(), "camera", "volume_lost", 1, why),
             )
         except BaseException:
             self._release()
@@ -225,7 +232,7 @@ class CameraPipeline:
             self.tel.written = self.writer.stats()["frames"]
         self.tel.frames = self.camera.frames
         self.tel.ring_overflow = self.ring.overflow
-        self.tel.ring_high_water = self.ring.high_water_frac(WRITER)
+        self.tel.ring_high_water = self._ring_high_water()
         self.tel.dropped = self.camera.dropped + self.tel.ring_overflow
 
     def _release(self) -> None:
@@ -250,12 +257,14 @@ class CameraPipeline:
         tel.fps = (tel.frames - frames0) / dt
         tel.writer_mb_s = (stats["bytes"] - bytes0) / dt / 1e6
         self._last = (now, tel.frames, stats["bytes"])
-        tel.ring_fill = self.ring.fill_frac(WRITER)
-        tel.ring_high_water = self.ring.high_water_frac(WRITER)
+        tel.ring_fill = self._ring_fill()
+        tel.ring_high_water = self._ring_high_water()
         tel.ring_overflow = self.ring.overflow
         tel.dropped = self.camera.dropped + tel.ring_overflow
-        tel.free_disk_bytes = shutil.disk_usage(self.folder).free
         need = self.geometry.stride * self.fps
+        self._volume_telemetry(stats["volumes"], dt, need)
+        in_stripe = [v for v in tel.volumes if v["in_stripe"]] or tel.volumes[:1]
+        tel.free_disk_bytes = sum(v["free_bytes"] for v in in_stripe)
         tel.time_to_full_s = tel.free_disk_bytes / need if need else float("inf")
         self._warn(now, grabber)
         if self.telemetry_sink is not None:
@@ -277,6 +286,42 @@ class CameraPipeline:
                 dtype=TELEMETRY_DTYPE,
             )
             self.telemetry_sink(row)
+
+    def _writers(self) -> list[int]:
+        """The ring consumers of the writers still in the stripe (all, when none is)."""
+        n = len(self.volume_folders)
+        return [c for c in range(n) if self.ring.lossless(c)] or list(range(n))
+
+    def _ring_fill(self) -> float:
+        return max(self.ring.fill_frac(c) for c in self._writers())
+
+    def _ring_high_water(self) -> float:
+        return max(self.ring.high_water_frac(c) for c in range(len(self.volume_folders)))
+
+    def _volume_telemetry(self, stats: list[dict[str, Any]], dt: float, need: float) -> None:
+        """Per volume: MB/s written, free space and how long its share of the frames takes
+        to fill it (a striped recording shares the frames among the volumes in the stripe)."""
+        share = need / max(1, sum(1 for v in stats if v["in_stripe"]))
+        last = {v["volume"]: v["bytes"] for v in self.tel.volumes}
+        rows = []
+        for v in stats:
+            try:
+                free = shutil.disk_usage(v["folder"]).free
+            except OSError:  # the volume is gone
+                free = 0
+            rows.append(
+                {
+                    "volume": v["volume"],
+                    "folder": v["folder"],
+                    "bytes": v["bytes"],
+                    "writer_mb_s": (v["bytes"] - last.get(v["volume"], v["bytes"])) / dt / 1e6,
+                    "free_bytes": free,
+                    "time_to_full_s": free / share if v["in_stripe"] and share else float("inf"),
+                    "in_stripe": v["in_stripe"],
+                    "error": v["error"],
+                }
+            )
+        self.tel.volumes = rows
 
     def _warn(self, now: float, grabber: CameraGrabber) -> None:
         tel = self.tel
@@ -301,13 +346,17 @@ class CameraPipeline:
             warnings.append(msg)
             grabber.fault(now, "lost", 1, msg)
             logger.error(msg)
+        if self.writer is not None and self.writer.lost_volumes:
+            k, why = self.writer.lost_volumes[-1]
+            warnings.append(f"volume {k} left the stripe ({why})")
         tel.warning = "; ".join(warnings)
 
     def ring_half_full(self, now: float, grabber: CameraGrabber) -> None:
         """The ring just crossed half full (grabber thread): warn before anything is lost."""
         self.half_full_seen = self.ring.half_full_events
         msg = (
-            f"frame ring half full ({self.ring.pending(WRITER)} of {self.ring.n_slots} frames "
+            f"frame ring half full ({max(self.ring.pending(c) for c in self._writers())} of "
+            f"{self.ring.n_slots} frames "
             f"waiting): the disk writer is falling behind; frames will be lost when it is full"
         )
         grabber.fault(now, "warning", 1, msg)

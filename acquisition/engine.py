@@ -17,7 +17,6 @@ import dataclasses
 import enum
 import logging
 import platform
-import shutil
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ import numpy as np
 
 from mmmelab import __version__
 from mmmelab.acquisition.camera_pipeline import TELEMETRY_DTYPE, CameraPipeline
+from mmmelab.acquisition.diskcheck import check_volumes
 from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
@@ -50,7 +50,6 @@ from mmmelab.drivers.neuroscan import AcquireClient, make_eeg_driver
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceTimeoutError, LabError
-from mmmelab.storage.directio import write_speed
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import (
@@ -67,12 +66,10 @@ from mmmelab.sync.live import LiveSync, StreamHealth
 
 logger = logging.getLogger(__name__)
 
-DISK_SPEED_MARGIN = 1.5  # pre-flight: a disk under this many times the rate is a warning
 LAST_PULSE_WAIT_S = 0.6  # at the stop: how long the last trigger pulse may take to show
 RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is left behind
 DEVICE_CLOSE_S = 0.8  # every device's close together, likewise
 SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5  # EEG + physio on disk, generous
-DISK_MARGIN = 1.25
 
 
 class EngineState(enum.StrEnum):
@@ -157,7 +154,8 @@ class SessionEngine:
         """Start simulators where configured, open every device, run the pre-flight checks."""
         if self.state is not EngineState.IDLE:
             raise LabError(f"connect() in state {self.state.value}")
-        check_output_root(self.out_root)  # before any device: a bad --out costs nothing
+        for root in self.volume_roots():  # before any device: a bad --out costs nothing
+            check_output_root(root)
         simulated = self.lab.simulated_devices()
         if simulated:
             from mmmelab.acquisition.simulation import start_simulated_lab
@@ -210,45 +208,19 @@ class SessionEngine:
             self.device_info[driver.name] = driver.info()
 
     def _check_disk(self) -> None:
-        self.out_root.mkdir(parents=True, exist_ok=True)
         cam = self.lab.camera
-        rate = FrameGeometry(cam.width, cam.height).stride * cam.fps + SIGNALS_BYTES_PER_S
-        planned = self.protocol.planned_duration_s()
-        need = rate * planned * DISK_MARGIN
-        free = shutil.disk_usage(self.out_root).free
-        self.disk = {
-            "free_bytes": free,
-            "planned_s": planned,
-            "bytes_per_s": rate,
-            "needed_bytes": int(need),
-        }
-        if not free >= need:  # written so that a NaN plan fails too
-            raise LabError(
-                f"not enough disk space in {self.out_root}: the protocol may run "
-                f"{planned / 60:.1f} min at {rate / 1e6:.0f} MB/s, which needs "
-                f"{need / 1e9:.1f} GB (with margin) but {free / 1e9:.1f} GB are free"
-            )
-        # the disk's measured speed: a volume slower than the camera loses frames
-        probe = write_speed(self.out_root)
-        self.disk |= {"write_mb_s": probe["mb_s"], "write_probe_direct": probe["direct"]}
-        if not probe["bytes"]:
-            self.disk_warning = f"{self.out_root}: too little free space to measure its speed"
-            logger.warning("%s", self.disk_warning)
-            return
-        if probe["mb_s"] * 1e6 < rate:
-            raise LabError(
-                f"{self.out_root} writes {probe['mb_s']:.0f} MB/s (measured, "
-                f"{probe['bytes'] >> 20} MB), the recording needs {rate / 1e6:.0f} MB/s: frames "
-                "would be lost; record to a faster volume"
-            )
-        self.disk_warning = ""
-        if probe["mb_s"] * 1e6 < DISK_SPEED_MARGIN * rate:  # a fault row once recording
-            self.disk_warning = (
-                f"{self.out_root} writes {probe['mb_s']:.0f} MB/s (measured), under "
-                f"{DISK_SPEED_MARGIN:g}x the {rate / 1e6:.0f} MB/s the recording needs: "
-                "little room if the disk slows"
-            )
-            logger.warning("%s", self.disk_warning)
+        check = check_volumes(
+            self.volume_roots(),
+            FrameGeometry(cam.width, cam.height).stride * cam.fps,
+            SIGNALS_BYTES_PER_S,
+            self.protocol.planned_duration_s(),
+        )
+        self.disk, self.disk_warning = check.figures, check.warning
+
+    def volume_roots(self) -> list[Path]:
+        """The folders the camera frames go to: the sessions' root, then the lab's other
+        ``[storage] volumes``."""
+        return [self.out_root, *self.lab.volumes[1:]]
 
     # ------------------------------------------------------------ preview
 
@@ -394,6 +366,7 @@ class SessionEngine:
             telemetry_sink=lambda row: signals.log("telemetry", row),
             live=self.live,
             planned_end=self.clock() + self.protocol.planned_duration_s(),
+            volumes=[v / self.writer.folder.name / "camera" for v in self.volume_roots()[1:]],
         )
         self.recorders["camera"] = self.pipeline.grabber
         for name, driver in self.signal_drivers.items():

@@ -147,7 +147,9 @@ def _stimulus_report(pres: np.ndarray | None) -> dict[str, Any]:
     }
 
 
-INFORMATIONAL = ("warning", "recovered", "sync", "writer_log", "writer_restart", "stall")
+INFORMATIONAL = (
+    "warning", "recovered", "sync", "writer_log", "writer_restart", "stall", "volume_lost",
+)  # fmt: skip
 
 
 def _fault_rows(session: Any) -> list[tuple[str, str, int, str]]:

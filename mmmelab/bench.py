@@ -30,7 +30,8 @@ from mmmelab.errors import LabError
 from mmmelab.storage.directio import PAGE, aligned_buffer
 from mmmelab.storage.frames import FrameGeometry, frame_stride
 from mmmelab.storage.ringbuffer import FrameRing
-from mmmelab.storage.writer import WRITER, FrameWriterProcess
+from mmmelab.storage.writer import WRITER
+from mmmelab.storage.writerproc import FrameWriterProcess
 
 Progress = Callable[[str], None]
 

@@ -195,6 +195,9 @@ class LabConfig:
     marker_stream: str = "mmme-markers"
     lsl_streams: tuple[LslStreamConfig, ...] = ()
     source_file: str = ""
+    #: ``[storage] volumes``: the folders camera frames are striped over, each on its own
+    #: drive; the first is ``data_root`` (sessions live there). Empty: data_root alone.
+    volumes: tuple[Path, ...] = ()
 
     def simulated_devices(self) -> list[str]:
         """Names of the devices this configuration runs on simulators."""
@@ -374,6 +377,7 @@ def load_lab(path: Path | str) -> LabConfig:
     top = Table(path, load_toml(path))
     lab = top.table("lab", required=True)
     name = lab.text("name")
+    has_root = lab.has("data_root")
     data_root = _resolve_dir(path.parent, lab.text("data_root", "sessions"))
     stimuli_root = _resolve_dir(path.parent, lab.text("stimuli_root", "stimuli"))
     pattern = lab.text("participant_pattern", DEFAULT_PARTICIPANT_PATTERN)
@@ -400,6 +404,9 @@ def load_lab(path: Path | str) -> LabConfig:
     marker_stream = lsl.text("marker_stream", "mmme-markers")
     lsl_streams = tuple(_lsl_stream(t) for t in lsl.tables("streams"))
     lsl.done()
+    volumes = _volumes(top.table("storage"), path.parent, data_root if has_root else None)
+    if volumes:
+        data_root = volumes[0]
     labels = [s.label for s in lsl_streams]
     if len(set(labels)) != len(labels):
         raise ConfigError(str(path), "lsl.streams", f"labels must be unique; got {labels}")
@@ -429,7 +436,33 @@ def load_lab(path: Path | str) -> LabConfig:
         marker_stream=marker_stream,
         lsl_streams=lsl_streams,
         source_file=str(path),
+        volumes=volumes,
     )
+
+
+#: at most this many frame volumes (one ring consumer each, and one for the preview)
+MAX_VOLUMES = 7
+
+
+def _volumes(t: Table, base: Path, data_root: Path | None) -> tuple[Path, ...]:
+    """``[storage] volumes``: one or more folders; the first holds the sessions."""
+    if not t.has("volumes"):
+        t.done()
+        return ()
+    names = t.str_list("volumes")
+    t.done()
+    if not 1 <= len(names) <= MAX_VOLUMES:
+        raise t.error("volumes", f"lists {len(names)} folders; give 1 to {MAX_VOLUMES}")
+    volumes = tuple(_resolve_dir(base, n) for n in names)
+    if len({v.resolve() for v in volumes}) != len(volumes):
+        raise t.error("volumes", "lists a folder twice; each volume is its own drive")
+    if data_root is not None and volumes[0].resolve() != data_root.resolve():
+        raise t.error(
+            "volumes",
+            f"starts with {volumes[0]} but lab.data_root is {data_root}: the sessions live on "
+            "the first volume; make them the same or leave data_root out",
+        )
+    return volumes
 
 
 # ---------------------------------------------------------------- protocol

@@ -114,17 +114,28 @@ class FrameWriter:
 
     def __init__(
         self, folder: Path, geometry: FrameGeometry, direct: bool = True, resume: bool = False,
-        volume: int = 0, journal_folder: Path | None = None,
+        volume: int = 0, journal_folder: Path | None = None, volumes: list[str] | None = None,
     ) -> None:  # fmt: skip
-        """``volume`` > 0: the writer of another volume of a striped recording; its chunk
-        files go to ``folder`` (on that volume), its journal to ``journal-v<volume>.bin``
-        in ``journal_folder`` (the session's camera folder), and the frames it writes are
-        placed by :meth:`append_at`."""
+        """A striped recording (``volumes``: each volume's folder as camera.json lists it,
+        the first ``"."``) has one writer per volume, each placing its frames with
+        :meth:`append_at` / :meth:`append_run_at`. ``volume`` > 0: the writer of another
+        volume; its chunk files go to ``folder`` (on that volume), its journal to
+        ``journal-v<volume>.bin`` in ``journal_folder`` (the session's camera folder)."""
         self.folder = folder
         self.geometry = geometry
         self.volume = volume
         folder.mkdir(parents=True, exist_ok=True)
-        self.count = self._resume_point() if resume else 0
+        journal = (Path(journal_folder or folder) / f"journal-v{volume:02d}.bin" if volume
+                   else folder / "journal.bin")  # fmt: skip
+        self.journal_path = journal
+        #: frames this writer journalled before it was restarted (a striped resume)
+        self.journalled = np.zeros(0, np.int64)
+        placed = volume > 0 or bool(volumes and len(volumes) > 1)
+        self._last_acq = -1
+        if resume and placed:
+            self.count = self._resume_placed()
+        else:
+            self.count = self._resume_point() if resume else 0
         #: camera frame counter of the last journalled frame (resume: skip what is written)
         self.last_acq_nframe = self._last_acq if resume else -1
         self.direct = direct and hasattr(os, "O_DIRECT") and direct_works(folder)
@@ -135,16 +146,30 @@ class FrameWriter:
                 folder,
             )
         meta = geometry.to_dict() | {"direct_io": self.direct}
+        if volumes and len(volumes) > 1:
+            meta["volumes"] = list(volumes)
         if volume == 0 and (not resume or not (folder / "camera.json").exists()):
             (folder / "camera.json").write_text(json.dumps(meta, indent=2))
         self._bounce = aligned_buffer(geometry.stride)
-        journal = (Path(journal_folder or folder) / f"journal-v{volume:02d}.bin" if volume
-                   else folder / "journal.bin")  # fmt: skip
         self._journal_fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._placed: dict[int, int] = {}  # append_at: chunk -> its open descriptor
         self._chunk_fd = -1
         self._chunk = -1
         self.bytes_written = 0
+
+    def _resume_placed(self) -> int:
+        """A restarted writer of a striped recording: drop a torn journal record and
+        remember which frames are journalled (frames are placed, so nothing to cut)."""
+        path = self.journal_path
+        if not path.exists():
+            return 0
+        size = path.stat().st_size
+        whole = size // JOURNAL_DTYPE.itemsize
+        if size % JOURNAL_DTYPE.itemsize:
+            os.truncate(path, whole * JOURNAL_DTYPE.itemsize)
+        records = np.fromfile(path, JOURNAL_DTYPE, count=whole)
+        self.journalled = np.sort(records["index"].astype(np.int64))
+        return whole
 
     def _resume_point(self) -> int:
         """After a writer died: drop a torn journal record and frame bytes nobody
@@ -239,16 +264,40 @@ class FrameWriter:
         its volume, build one recording between them."""
         per, stride = self.geometry.frames_per_chunk, self.geometry.stride
         chunk, pos = divmod(index, per)
-        fd = self._placed.get(chunk)
-        if fd is None:
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_DIRECT if self.direct else 0)
-            fd = self._placed[chunk] = os.open(self.folder / chunk_name(chunk), flags, 0o644)
-        write_all(fd, self._slot(frame).data, pos * stride)
+        write_all(self._placed_fd(chunk), self._slot(frame).data, pos * stride)
         record["index"] = index
         record["volume"] = self.volume
         write_all(self._journal_fd, memoryview(record.tobytes()))
         self.count += 1
         self.bytes_written += stride
+
+    def append_run_at(self, index: int, frames: np.ndarray, records: np.ndarray) -> None:
+        """Frames ``index .. index + len(frames) - 1`` (full-stride rows, all in one chunk)
+        at their place, with one write, then their records (see :meth:`append_at`)."""
+        per, stride = self.geometry.frames_per_chunk, self.geometry.stride
+        chunk, pos = divmod(index, per)
+        m = len(frames)
+        if pos + m > per:
+            raise ValueError(f"frames {index}..{index + m - 1} span two chunks")
+        if m == 1 or frames.ndim != 2 or frames.shape[1] != stride or frames.ctypes.data % PAGE:
+            for i in range(m):
+                self.append_at(index + i, frames[i], records[i : i + 1])
+            return
+        write_all(self._placed_fd(chunk), frames.reshape(-1).data, pos * stride)
+        records["index"] = np.arange(index, index + m)
+        records["volume"] = self.volume
+        write_all(self._journal_fd, memoryview(records.tobytes()))
+        self.count += m
+        self.bytes_written += m * stride
+
+    def _placed_fd(self, chunk: int) -> int:
+        fd = self._placed.get(chunk)
+        if fd is None:
+            if len(self._placed) >= 4:  # a chunk is done once the stripe moved on
+                os.close(self._placed.pop(min(self._placed)))
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_DIRECT if self.direct else 0)
+            fd = self._placed[chunk] = os.open(self.folder / chunk_name(chunk), flags, 0o644)
+        return fd
 
     def sync_journal(self) -> None:
         """Put the journal on the disk (frames written with direct I/O already are)."""
@@ -334,7 +383,11 @@ class FrameStore:
         if len(parts) == 1:
             return parts[0], torn
         journal = np.concatenate(parts)
-        return journal[np.argsort(journal["index"], kind="stable")], torn
+        journal = journal[np.argsort(journal["index"], kind="stable")]
+        # a frame two writers both saved (a takeover right at a failure): read it once
+        first = np.ones(len(journal), bool)
+        first[1:] = journal["index"][1:] != journal["index"][:-1]
+        return journal if first.all() else journal[first], torn
 
     def _find_frames(self, journal: np.ndarray) -> np.ndarray:
         """Which journalled frames are on disk; the others are counted in ``missing``."""

@@ -45,7 +45,7 @@ H_CONSUMER = 16  # each consumer: read_seq, high_water, lossless, reserved x5
 C_READ, C_HIGH, C_LOSSLESS = 0, 1, 2
 # free words after the consumers, for users of the ring (e.g. writer telemetry)
 H_USER = H_CONSUMER + 8 * MAX_CONSUMERS
-N_USER = 32
+N_USER = 256
 
 
 @numba.njit(nogil=True, cache=False)
@@ -221,6 +221,17 @@ class FrameRing:
 
     def release(self, c: int, count: int = 1) -> None:
         self.header[H_CONSUMER + 8 * c + C_READ] += count
+
+    def read_seq(self, c: int) -> int:
+        """Sequence number of consumer ``c``'s next unread frame."""
+        return self._consumer(c, C_READ)
+
+    def lossless(self, c: int) -> bool:
+        return bool(self._consumer(c, C_LOSSLESS))
+
+    def detach(self, c: int) -> None:
+        """Consumer ``c`` no longer holds the producer back (a writer that is gone)."""
+        self.header[H_CONSUMER + 8 * c + C_LOSSLESS] = 0
 
     def latest(self) -> tuple[int, np.ndarray, Any] | None:
         """(seq, slot view, record) of the newest frame, for latest-only consumers.

@@ -4,8 +4,16 @@ GUI or engine work can never stall it: it shares no interpreter with them. It
 takes every frame from the ring in order, appends it with direct I/O straight
 from the shared slot (no copy), writes its journal record, syncs the journal
 once a second, and renders a preview frame about 30 times a second. Its
-telemetry (frames, bytes, busy time, errors) lives in the ring's user words, so
-the engine reads it without any message passing.
+telemetry (frames, bytes, busy time, errors) lives in the ring's user words
+(:mod:`~mmmelab.storage.stripe`), so the engine reads it without any message
+passing.
+
+A striped recording has one writer per volume, each a lossless consumer of the
+same ring: writer ``k`` writes the frames the stripe gives volume ``k``, skips
+the others, and takes over frames of a volume that died (see
+:class:`~mmmelab.storage.stripe.Stripe`). It checks once a second that its
+folder is still the one it opened (writes into a removed folder succeed and
+vanish), and the lowest living writer renders the preview.
 
 When the recorder process dies (even by SIGKILL) the writer notices that its
 parent is gone, writes everything still in the ring and exits: a killed
@@ -14,40 +22,45 @@ recorder loses at most the frames the camera had not yet delivered.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import logging
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmmelab.errors import LabError
 from mmmelab.storage.frames import FrameGeometry, FrameWriter
 from mmmelab.storage.preview import PreviewBuffer
 from mmmelab.storage.ringbuffer import FrameRing
+from mmmelab.storage.stripe import (
+    G_PREVIEWS,
+    W_ACK,
+    W_BUSY_NS,
+    W_BYTES,
+    W_DIRECT,
+    W_DONE,
+    W_ERROR,
+    W_FRAMES,
+    W_READY,
+    Stripe,
+    Words,
+)  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-# ring user words written by the writer process
-U_FRAMES, U_BYTES, U_BUSY_NS, U_ERROR, U_READY, U_DIRECT, U_DONE, U_PREVIEWS = range(8)
-WRITER = 0  # the writer is consumer 0 of the ring (lossless)
-PREVIEW = 1  # the preview is consumer 1 (latest only)
+WRITER = 0  # the (first) writer is consumer 0 of the ring (lossless)
 
 
 @dataclass(frozen=True)
 class WriterSpec:
     ring_name: str
-    folder: str
+    folder: str  # where this writer's chunk files go
     geometry: dict[str, Any]
     parent_pid: int
     direct: bool = True
@@ -56,9 +69,12 @@ class WriterSpec:
     preview_fps: float = 30.0
     batch: int = 8
     resume: bool = False  # a restarted writer: go on after the last journalled frame
+    volume: int = 0  # this writer's volume (and ring consumer)
+    volumes: list[str] = field(default_factory=lambda: ["."])  # as camera.json lists them
+    journal_folder: str = ""  # the session's camera folder (volume > 0)
 
 
-#: U_ERROR for a failure that is not an OSError (a bug, a broken ring): never an errno
+#: W_ERROR for a failure that is not an OSError (a bug, a broken ring): never an errno
 ERROR_UNEXPECTED = 10_000
 
 
@@ -67,20 +83,26 @@ def writer_main(spec: WriterSpec) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)  # the recorder stops it, after draining the ring
     ring = FrameRing.attach(spec.ring_name)
+    words = Words(ring.user, spec.volume)
     preview = PreviewBuffer.attach(spec.preview_name) if spec.preview_name else None
     geo = FrameGeometry(**spec.geometry)
     try:
-        writer = FrameWriter(Path(spec.folder), geo, direct=spec.direct, resume=spec.resume)
+        writer = FrameWriter(
+            Path(spec.folder), geo, direct=spec.direct, resume=spec.resume, volume=spec.volume,
+            journal_folder=Path(spec.journal_folder) if spec.journal_folder else None,
+            volumes=spec.volumes,
+        )  # fmt: skip
     except OSError as exc:
-        ring.user[U_ERROR] = exc.errno or ERROR_UNEXPECTED
-        ring.user[U_READY] = 1
+        words[W_ERROR] = exc.errno or ERROR_UNEXPECTED
+        words[W_READY] = 1
         logger.error("cannot write frames to %s: %s", spec.folder, exc)
         return 1
-    ring.user[U_DIRECT] = int(writer.direct)
+    words[W_DIRECT] = int(writer.direct)
     if spec.resume:  # the truth is what the journal holds, whatever the dead writer counted
-        ring.user[U_FRAMES] = writer.count
-        ring.user[U_ERROR] = 0
-        ring.user[U_DONE] = 0
+        words[W_FRAMES] = writer.count
+        words[W_ERROR] = 0
+        words[W_DONE] = 0
+        words[W_ACK] = 0  # a new writer goes over every death again
     if preview is not None:  # compile the preview kernel now, not on the first frame
         preview.publish(
             np.zeros((4 * spec.preview_factor, 4 * spec.preview_factor), np.uint8),
@@ -90,276 +112,185 @@ def writer_main(spec: WriterSpec) -> int:
             scratch=True,
             white_balance=geo.white_balance,
         )
-    ring.user[U_READY] = 1
+    words[W_READY] = 1
     code = 0
+    loop = _Loop(ring, writer, preview, spec, geo, words)
     try:
-        _loop(ring, writer, preview, spec, geo)
+        loop.run()
     except OSError as exc:  # ENOSPC, EIO, ...: stop cleanly, the recorder decides what next
-        ring.user[U_ERROR] = exc.errno or ERROR_UNEXPECTED
-        logger.error("frame writer stopped: %s (frame %d)", exc, writer.count)
+        words[W_ERROR] = exc.errno or ERROR_UNEXPECTED
+        logger.error("frame writer stopped: %s (%s, frame %d)", exc, spec.folder, writer.count)
         code = 1
     except Exception:  # any failure must reach the recorder at once
-        ring.user[U_ERROR] = ERROR_UNEXPECTED
+        words[W_ERROR] = ERROR_UNEXPECTED
         logger.exception("frame writer failed unexpectedly (frame %d)", writer.count)
         code = 1
     finally:
         try:
             writer.close()
+        except OSError as exc:
+            logger.error("closing the frame files in %s: %s", spec.folder, exc)
         finally:
-            ring.user[U_DONE] = 1
+            words[W_DONE] = 1
             ring.close()
             if preview is not None:
                 preview.close()
     return code
 
 
-def _loop(
-    ring: FrameRing,
-    writer: FrameWriter,
-    preview: PreviewBuffer | None,
-    spec: WriterSpec,
-    geo: FrameGeometry,
-) -> None:
-    stride = geo.stride
-    frame_bytes = geo.width * geo.height
-    next_preview = 0.0
-    next_sync = time.monotonic() + 1.0
-    period = 1.0 / spec.preview_fps
-    while True:
-        n = ring.pending(WRITER)
-        if n == 0:
-            if ring.closed or os.getppid() != spec.parent_pid:
-                if ring.pending(WRITER) == 0:
-                    break
-                continue
-            time.sleep(0.0005)
-        else:
-            t0 = time.perf_counter_ns()
-            first = ring.read_slot(WRITER)
-            if int(ring.meta[first]["acq_nframe"]) <= writer.last_acq_nframe:
-                ring.release(WRITER, 1)  # written by the writer before this one died
-                continue
-            take = min(n, spec.batch, ring.n_slots - first)  # a run of contiguous slots
-            writer.append_run(ring.slots[first : first + take], ring.meta[first : first + take])
-            ring.release(WRITER, take)
-            ring.user[U_FRAMES] += take
-            ring.user[U_BYTES] += take * stride
-            ring.user[U_BUSY_NS] += time.perf_counter_ns() - t0
-        now = time.monotonic()
-        if now >= next_sync:
-            writer.sync_journal()
-            next_sync = now + 1.0
-        if preview is not None and now >= next_preview:
-            latest = ring.latest()
-            if latest is not None:
-                seq, view, record = latest
-                raw = view[:frame_bytes].reshape(geo.height, geo.width)
-                preview.publish(
-                    raw,
-                    spec.preview_factor,
-                    geo.bayer_pattern,
-                    int(record["acq_nframe"]),
-                    white_balance=geo.white_balance,
-                )
-                ring.user[U_PREVIEWS] += 1
-            next_preview = now + period
-
-
-class FrameWriterProcess:
-    """Starts and supervises the writer process for one recording (control thread).
-
-    A supervisor thread (``rec-frame-writer``) checks the writer ten times a second.
-    A writer that died without an error of its own (killed) or that stopped
-    making progress for ``stall_s`` while frames wait (stopped, hung) is replaced
-    by a new one that goes on after the last journalled frame, up to
-    ``max_restarts`` times; the ring holds the frames meanwhile. A writer that
-    reported an error (a full disk, an I/O error) is not restarted: ``failed``
-    says so and ``error_text`` why. The writer's log lines go to ``on_log``.
-    """
+class _Loop:
+    """The writer's loop: frames from the ring to its volume, its share of the stripe."""
 
     def __init__(
         self,
-        folder: Path,
-        geometry: FrameGeometry,
         ring: FrameRing,
-        preview: PreviewBuffer | None = None,
-        preview_factor: int = 2,
-        direct: bool = True,
-        start_timeout_s: float = 30.0,
-        on_log: Callable[[str], None] | None = None,
-        on_restart: Callable[[str], None] | None = None,
-        stall_s: float = 1.5,
-        max_restarts: int = 5,
+        writer: FrameWriter,
+        preview: PreviewBuffer | None,
+        spec: WriterSpec,
+        geo: FrameGeometry,
+        words: Words,
     ) -> None:
-        self.ring = ring
-        self.folder = folder
-        self.on_log = on_log
-        self.on_restart = on_restart
-        self.stall_s = stall_s
-        self.max_restarts = max_restarts
-        self.restarts = 0
-        self.start_timeout_s = start_timeout_s
-        self._spec = WriterSpec(
-            ring_name=ring.name,
-            folder=str(folder),
-            geometry={
-                "width": geometry.width,
-                "height": geometry.height,
-                "pixel_format": geometry.pixel_format,
-                "bayer_pattern": geometry.bayer_pattern,
-                "frames_per_chunk": geometry.frames_per_chunk,
-                "white_balance": tuple(geometry.white_balance),
-            },
-            parent_pid=os.getpid(),
-            direct=direct,
-            preview_name=preview.name if preview else "",
-            preview_factor=preview_factor,
-        )
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._log_threads: list[threading.Thread] = []
-        self.process = self._launch(self._spec)
-        self.direct = bool(ring.user[U_DIRECT])
-        self._watch = threading.Thread(target=self._supervise, name="rec-frame-writer", daemon=True)
-        self._watch.start()
+        self.ring, self.writer, self.preview, self.spec, self.geo = ring, writer, preview, spec, geo
+        self.words = words
+        self.k = spec.volume
+        self.striped = len(spec.volumes) > 1
+        self.stripe = Stripe(ring.user, len(spec.volumes), geo.frames_per_chunk)
+        self.folder = Path(spec.folder)
+        st = os.stat(self.folder)
+        self.identity = (st.st_dev, st.st_ino)
 
-    def _launch(self, spec: WriterSpec) -> subprocess.Popen[bytes]:
-        self.ring.user[U_READY] = 0
-        # A fresh interpreter, not a fork (the recorder runs threads and liblsl) and not
-        # multiprocessing's spawn (which re-imports the caller's main script); its own
-        # session, so a Ctrl-C in the terminal reaches only the recorder, which drains it.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mmmelab.storage.writer", json.dumps(dataclasses.asdict(spec))],
-            stdin=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        assert process.stderr is not None
-        reader = threading.Thread(
-            target=self._forward, args=(process.stderr,), name="rec-frame-writer-log", daemon=True
-        )
-        reader.start()
-        self._log_threads.append(reader)
-        deadline = time.monotonic() + self.start_timeout_s
-        while not self.ring.user[U_READY]:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                process.wait(2.0)
-                raise LabError(
-                    f"the frame writer process did not start (exit code {process.returncode})"
-                )
-            time.sleep(0.005)
-        if self.ring.user[U_ERROR]:
-            process.wait(2.0)
-            raise LabError(f"the frame writer cannot write to {self.folder} ({self.error_text})")
-        return process
-
-    def _forward(self, stream: Any) -> None:
-        """The writer's stderr, line by line, to the log and to ``on_log``."""
-        for raw in iter(stream.readline, b""):
-            line = raw.decode(errors="replace").rstrip()
-            if not line:
-                continue
-            logger.warning("%s", line)
-            if self.on_log is not None and line.startswith(("ERROR", "WARNING", "CRITICAL")):
-                self.on_log(line)
-        stream.close()
-
-    def _supervise(self) -> None:
-        last = (int(self.ring.user[U_FRAMES]), time.monotonic())
-        while not self._stopping.wait(0.1):
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                frames = int(self.ring.user[U_FRAMES])
-                now = time.monotonic()
-                if frames != last[0] or self.ring.pending(WRITER) == 0:
-                    last = (frames, now)
-                dead = self.process.poll() is not None
-                if self.ring.user[U_ERROR] or self.restarts >= self.max_restarts:
-                    continue  # the writer's own error: not something a restart fixes
-                if dead and not self.ring.user[U_DONE] or dead and self.ring.pending(WRITER):
-                    why = f"the frame writer process died (exit code {self.process.returncode})"
-                elif not dead and now - last[1] > self.stall_s:
-                    why = f"the frame writer made no progress for {now - last[1]:.1f} s"
-                else:
+    def run(self) -> None:
+        ring, spec, k = self.ring, self.spec, self.k
+        next_preview = 0.0
+        next_sync = time.monotonic() + 1.0
+        period = 1.0 / spec.preview_fps
+        while True:
+            if self.striped and self.words[W_ACK] < self.stripe.deaths:
+                self._take_over()
+            n = ring.pending(k)
+            if n == 0:
+                if ring.closed or os.getppid() != spec.parent_pid:
+                    if ring.pending(k) == 0:
+                        break
                     continue
-                self._restart(why)
-                last = (int(self.ring.user[U_FRAMES]), time.monotonic())
+                time.sleep(0.0005)
+            else:
+                t0 = time.perf_counter_ns()
+                self._step(n)
+                self.words.add(W_BUSY_NS, time.perf_counter_ns() - t0)
+            now = time.monotonic()
+            if now >= next_sync:
+                self.writer.sync_journal()
+                self._check_folder()
+                next_sync = now + 1.0
+            if self.preview is not None and now >= next_preview:
+                self._preview()
+                next_preview = now + period
 
-    def _restart(self, why: str) -> None:
-        if self.process.poll() is None:
-            self.process.kill()  # also ends a stopped (SIGSTOP) writer
-        self.process.wait(5.0)
-        self.restarts += 1
-        logger.error("%s; starting a new one (restart %d)", why, self.restarts)
+    def _step(self, n: int) -> None:
+        """Write (or, striped, skip) the next run of frames: at most ``batch``, contiguous
+        in the ring, one owner, one chunk."""
+        ring, k = self.ring, self.k
+        seq = ring.read_seq(k)
+        first = seq % ring.n_slots
+        take = min(n, self.spec.batch, ring.n_slots - first)
+        if not self.striped:
+            if int(ring.meta[first]["acq_nframe"]) <= self.writer.last_acq_nframe:
+                ring.release(k, 1)  # written by the writer before this one died
+                return
+            self.writer.append_run(
+                ring.slots[first : first + take], ring.meta[first : first + take]
+            )
+        else:
+            take = min(take, self.stripe.run_end(seq) - seq)
+            if self.stripe.owner(seq) != k:
+                ring.release(k, take)  # another volume's frames
+                return
+            take = self._unjournalled(seq, take)
+            if take < 0:
+                ring.release(k, -take)
+                return
+            self._write(seq, take)
+        ring.release(k, take)
+        self.words.add(W_FRAMES, take)
+        self.words.add(W_BYTES, take * self.geo.stride)
+
+    def _unjournalled(self, seq: int, take: int) -> int:
+        """How many frames from ``seq`` to write; negative: how many to skip, because the
+        writer this one replaced had already journalled them."""
+        done = self.writer.journalled
+        if not len(done):
+            return take
+        at = int(np.searchsorted(done, seq))
+        if at < len(done) and done[at] == seq:
+            run = 1
+            while run < take and at + run < len(done) and done[at + run] == seq + run:
+                run += 1
+            return -run
+        if at < len(done) and done[at] < seq + take:
+            return int(done[at]) - seq
+        return take
+
+    def _write(self, seq: int, take: int) -> None:
+        first = seq % self.ring.n_slots
+        self.writer.append_run_at(
+            seq, self.ring.slots[first : first + take], self.ring.meta[first : first + take].copy()
+        )
+
+    def _take_over(self) -> None:
+        """A volume died: write the frames it would have written that the stripe now gives
+        this writer and that this writer had already passed. They are still in the ring
+        (the dead writer's consumer holds them until every survivor acknowledges)."""
+        stripe, k = self.stripe, self.k
+        while self.words[W_ACK] < stripe.deaths:
+            dead, from_seq = stripe.died(self.words[W_ACK])
+            seq, end = from_seq, self.ring.read_seq(k)
+            while seq < end:
+                stop = min(end, stripe.run_end(seq))
+                if stripe.owner(seq) == k and stripe.owner(seq, ignore=dead) == dead:
+                    run = seq
+                    while run < stop:
+                        first = run % self.ring.n_slots
+                        take = min(stop - run, self.ring.n_slots - first, self.spec.batch)
+                        skip = self._unjournalled(run, take)
+                        if skip < 0:
+                            run -= skip
+                            continue
+                        self._write(run, skip)
+                        self.words.add(W_FRAMES, skip)
+                        self.words.add(W_BYTES, skip * self.geo.stride)
+                        run += skip
+                seq = stop
+            self.words.add(W_ACK, 1)
+
+    def _check_folder(self) -> None:
+        """A folder removed or a volume unmounted under an open file is not an error on
+        write: the frames vanish. Say so as an error instead."""
         try:
-            self.process = self._launch(dataclasses.replace(self._spec, resume=True))
-        except LabError as exc:
-            logger.error("restarting the frame writer failed: %s", exc)
-            self.ring.user[U_ERROR] = ERROR_UNEXPECTED
+            st = os.stat(self.folder)
+            same = (st.st_dev, st.st_ino) == self.identity
+        except OSError:
+            same = False
+        if not same:
+            raise OSError(errno.ENODEV, f"{self.folder} is gone (removed or unmounted)")
+
+    def _preview(self) -> None:
+        if self.striped and self.stripe.alive_volumes()[:1] != [self.k]:
+            return  # the lowest living writer renders the preview
+        latest = self.ring.latest()
+        if latest is None or self.preview is None:
             return
-        if self.on_restart is not None:
-            self.on_restart(f"{why}; a new writer took over after the last saved frame")
-
-    @property
-    def error_text(self) -> str:
-        code = int(self.ring.user[U_ERROR])
-        if not code:
-            return ""
-        if code == errno.ENOSPC:
-            return "disk full"
-        if code == ERROR_UNEXPECTED:
-            return "unexpected error (see the log)"
-        return os.strerror(code)
-
-    @property
-    def disk_full(self) -> bool:
-        return int(self.ring.user[U_ERROR]) == errno.ENOSPC
-
-    def stats(self) -> dict[str, Any]:
-        u = self.ring.user
-        return {
-            "frames": int(u[U_FRAMES]),
-            "bytes": int(u[U_BYTES]),
-            "busy_s": int(u[U_BUSY_NS]) / 1e9,
-            "error": int(u[U_ERROR]),
-            "previews": int(u[U_PREVIEWS]),
-            "alive": self.process.poll() is None,
-            "direct_io": self.direct,
-            "restarts": self.restarts,
-        }
-
-    @property
-    def failed(self) -> bool:
-        """The writer reported an error or is gone for good: frames are no longer saved."""
-        if self.ring.user[U_ERROR]:
-            return True
-        gone = self.process.poll() is not None and not self.ring.user[U_DONE]
-        return gone and self.restarts >= self.max_restarts
-
-    def stop(self, timeout_s: float = 5.0) -> bool:
-        """Close the stream, let the writer drain and exit. True when it finished cleanly.
-
-        The ring holds at most a few seconds of frames and the writer drains them at
-        disk speed; one that is not done within ``timeout_s`` is killed, and what it
-        had journalled stays readable.
-        """
-        with self._lock:
-            self._stopping.set()
-        self._watch.join(2.0)
-        self.ring.close_stream()
-        clean = True
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            logger.error("frame writer still busy after %.1f s; stopping it", timeout_s)
-            self.process.kill()
-            self.process.wait(2.0)
-            clean = False
-        for reader in self._log_threads:
-            reader.join(1.0)
-        return clean and self.process.returncode == 0 and not self.ring.user[U_ERROR]
+        _seq, view, record = latest
+        geo = self.geo
+        raw = view[: geo.width * geo.height].reshape(geo.height, geo.width)
+        self.preview.publish(
+            raw,
+            self.spec.preview_factor,
+            geo.bayer_pattern,
+            int(record["acq_nframe"]),
+            white_balance=geo.white_balance,
+        )
+        self.ring.user[G_PREVIEWS] += 1
 
 
 def main(argv: list[str]) -> int:

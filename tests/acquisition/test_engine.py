@@ -36,12 +36,12 @@ def test_preflight_refuses_when_the_disk_cannot_hold_the_session(
 def test_preflight_measures_the_disk_and_refuses_one_slower_than_the_camera(
     small_lab, tiny_protocol, tmp_path, monkeypatch
 ):
-    import mmmelab.acquisition.engine as eng_mod
+    import mmmelab.acquisition.diskcheck as disk_mod
 
     def slow(_folder):
         return {"mb_s": 1.0, "direct": True, "bytes": 64 << 20, "seconds": 67.0}
 
-    monkeypatch.setattr(eng_mod, "write_speed", slow)
+    monkeypatch.setattr(disk_mod, "write_speed", slow)
     engine = SessionEngine(small_lab, tiny_protocol, ParticipantInfo("P01"), tmp_path / "o")
     with pytest.raises(LabError, match=r"writes 1 MB/s \(measured, 64 MB\), the recording "
                                        r"needs \d+ MB/s: frames would be lost"):  # fmt: skip

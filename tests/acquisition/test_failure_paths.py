@@ -188,7 +188,7 @@ def test_full_disk_stops_the_session_as_failed_and_keeps_what_was_written(
     real = shutil.disk_usage
     # the pre-flight would rightly refuse this disk; let the session start anyway
     monkeypatch.setattr(
-        "mmmelab.acquisition.engine.shutil.disk_usage",
+        "mmmelab.acquisition.diskcheck.shutil.disk_usage",
         lambda p: real(p)._replace(free=10**12) if Path(p) == small_disk else real(p),
     )
     with recording(small_lab, tiny_protocol, small_disk) as engine:
