@@ -348,7 +348,12 @@ class SessionEngine:
             )
             for name, lay in self.layouts.items()
         ]
-        geometry = FrameGeometry(cam.width, cam.height, white_balance=cam.white_balance)
+        geometry = FrameGeometry(
+            cam.width,
+            cam.height,
+            white_balance=cam.white_balance,
+            frames_per_chunk=self.lab.frames_per_chunk,
+        )
         self.writer.open_streams(
             geometry,
             specs,

@@ -228,6 +228,12 @@ def _stream_report(
             "trigger_edges": count_camera_edges(stream, markers),
             "has_trigger_input": True,
             "losses": losses,
+            "volumes": [
+                {"volume": k, "folder": str(f), "frames": int(n), "present": f.is_dir()}
+                for k, (f, n) in enumerate(
+                    zip(stream.frames.volumes, stream.frames.volume_frames, strict=False)
+                )
+            ],
         }
     gaps, missing = stream.gaps()
     for reason, n in stream.lost.items():

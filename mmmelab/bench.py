@@ -30,7 +30,6 @@ from mmmelab.errors import LabError
 from mmmelab.storage.directio import PAGE, aligned_buffer
 from mmmelab.storage.frames import FrameGeometry, frame_stride
 from mmmelab.storage.ringbuffer import FrameRing
-from mmmelab.storage.writer import WRITER
 from mmmelab.storage.writerproc import FrameWriterProcess
 
 Progress = Callable[[str], None]
@@ -72,8 +71,12 @@ def run_camera(
     seconds: float,
     exposure_us: float = 5000.0,
     sensor_limited: bool = True,
+    volumes: list[Path] | None = None,
+    until: Callable[[Any], bool] | None = None,
 ) -> dict[str, Any]:
-    """Record ``seconds`` of simulated camera at ``fps`` through the real pipeline."""
+    """Record ``seconds`` of simulated camera at ``fps`` through the real pipeline (its
+    frames striped over ``folder`` and ``volumes``, if given); with ``until``, go on
+    (up to another ``seconds``) until it holds for the pipeline, then ``seconds`` more."""
     from mmmelab.acquisition.camera_pipeline import CameraPipeline
     from mmmelab.acquisition.simulation import start_simulated_lab
     from mmmelab.drivers.ximea import XimeaCamera
@@ -87,15 +90,21 @@ def run_camera(
         try:
             geometry = FrameGeometry(lab.camera.width, lab.camera.height)
             pipe = CameraPipeline(
-                camera, folder, geometry, local_clock, lambda *f: faults.append(f)
-            )
+                camera, folder, geometry, local_clock, lambda *f: faults.append(f),
+                volumes=volumes,
+            )  # fmt: skip
             assert pipe.writer is not None
-            pids = [os.getpid(), pipe.writer.process.pid]
+            pids = [os.getpid(), *(v.process.pid for v in pipe.writer.volumes if v.process)]
             pipe.start()
             if not pipe.grabber.first_data.wait(30.0):
                 raise LabError("the simulated camera delivered no frame")
             cpu0, t0, frames0 = _cpu_seconds(pids), time.monotonic(), camera.frames
-            bytes0 = pipe.writer.stats()["bytes"]
+            before = pipe.writer.stats()
+            bytes0 = before["bytes"]
+            if until is not None:
+                deadline = time.monotonic() + seconds
+                while not until(pipe) and time.monotonic() < deadline:
+                    time.sleep(0.05)
             time.sleep(seconds)
             cpu1, frames1 = _cpu_seconds(pids), camera.frames
             elapsed = time.monotonic() - t0
@@ -118,30 +127,50 @@ def run_camera(
         "direct_io": stats["direct_io"],
         "writer_clean": clean,
         "faults": [f[2] for f in faults],
+        "fault_details": [f[4] for f in faults],
+        "volumes": [
+            {
+                "folder": v["folder"],
+                "frames": v["frames"],
+                "in_stripe": v["in_stripe"],
+                "writer_mb_s": round((v["bytes"] - b["bytes"]) / elapsed / 1e6, 1),
+            }
+            for v, b in zip(stats["volumes"], before["volumes"], strict=True)
+        ],  # fmt: skip
     }
 
 
-def writer_capacity(folder: Path, total_bytes: int, width: int = 2040, height: int = 1080) -> float:
-    """MB/s the writer process sustains when the ring is refilled as fast as it drains."""
-    geometry = FrameGeometry(width, height)
-    ring = FrameRing.create(64, width * height, consumers=(True,))
+def writer_capacity(
+    folder: Path, total_bytes: int, width: int = 2040, height: int = 1080,
+    volumes: list[Path] | None = None, per_volume: list[float] | None = None,
+) -> float:  # fmt: skip
+    """MB/s the writer processes (one per volume: ``folder`` and ``volumes``) sustain
+    together when the ring is refilled as fast as they drain; each one's MB/s are
+    appended to ``per_volume``."""
+    n = 1 + len(volumes or [])
+    # a stripe unit of 64 frames: each writer gets its share within one run
+    geometry = FrameGeometry(width, height, frames_per_chunk=64 if n > 1 else 900)
+    ring = FrameRing.create(64 * n, width * height, consumers=(True,) * n)
     frame = np.random.default_rng(0).integers(0, 255, width * height, dtype=np.uint8)
     try:
-        writer = FrameWriterProcess(folder, geometry, ring)
-        n = max(64, total_bytes // geometry.stride)
+        writer = FrameWriterProcess(folder, geometry, ring, volumes=volumes)
+        total = max(64, total_bytes // geometry.stride)
         t0 = time.monotonic()
         sent = 0
-        while sent < n:
+        while sent < total:
             if ring.claim() is None:
                 time.sleep(0.0002)
                 continue
             ring.push(frame)
             sent += 1
-        while ring.pending(WRITER):
+        while any(ring.pending(c) for c in range(ring.n_consumers)):
             time.sleep(0.0005)
         elapsed = time.monotonic() - t0
+        stats = writer.stats()
         writer.stop()
-        return n * geometry.stride / elapsed / 1e6
+        if per_volume is not None:
+            per_volume += [v["bytes"] / elapsed / 1e6 for v in stats["volumes"]]
+        return stats["bytes"] / elapsed / 1e6
     finally:
         ring.close()
 

@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     cam = what.add_parser("camera", help="camera -> ring -> writer -> disk, against the disk")
     cam.add_argument("--seconds", type=float, default=60.0, help="length of the 150 fps run")
     cam.add_argument("--dir", type=Path, default=None, help="folder on the disk to measure")
+    cam.add_argument(
+        "--volumes", default="", help="DIR1,DIR2[,...]: measure frames striped over these"
+    )
     cam.add_argument("--json", action="store_true", help="print only the JSON object")
     syn = what.add_parser("sync", help="alignment of a skewed simulated session vs truth")
     syn.add_argument("--minutes", type=float, default=5.0, help="length of the session")
@@ -520,7 +523,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.bench == "camera":
         if args.dir is not None and not args.dir.is_dir():
             raise LabError(f"--dir {args.dir} is not a folder")
-        result = bench.bench_camera(args.seconds, args.dir, bench.progress_to_stderr)
+        if args.volumes:
+            from mmmelab.volumebench import bench_volumes
+
+            folders = [Path(v) for v in args.volumes.split(",") if v]
+            result = bench_volumes(folders, args.seconds, bench.progress_to_stderr)
+        else:
+            result = bench.bench_camera(args.seconds, args.dir, bench.progress_to_stderr)
     elif args.bench == "sync":
         result = bench.bench_sync(args.minutes, bench.progress_to_stderr)
     elif args.bench == "gui":

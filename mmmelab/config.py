@@ -198,6 +198,8 @@ class LabConfig:
     #: ``[storage] volumes``: the folders camera frames are striped over, each on its own
     #: drive; the first is ``data_root`` (sessions live there). Empty: data_root alone.
     volumes: tuple[Path, ...] = ()
+    #: ``[storage] frames_per_chunk``: frames per chunk file, the stripe's unit
+    frames_per_chunk: int = 900
 
     def simulated_devices(self) -> list[str]:
         """Names of the devices this configuration runs on simulators."""
@@ -404,7 +406,9 @@ def load_lab(path: Path | str) -> LabConfig:
     marker_stream = lsl.text("marker_stream", "mmme-markers")
     lsl_streams = tuple(_lsl_stream(t) for t in lsl.tables("streams"))
     lsl.done()
-    volumes = _volumes(top.table("storage"), path.parent, data_root if has_root else None)
+    storage = top.table("storage")
+    frames_per_chunk = storage.integer("frames_per_chunk", 900, lo=16, hi=100_000)
+    volumes = _volumes(storage, path.parent, data_root if has_root else None)
     if volumes:
         data_root = volumes[0]
     labels = [s.label for s in lsl_streams]
@@ -437,6 +441,7 @@ def load_lab(path: Path | str) -> LabConfig:
         lsl_streams=lsl_streams,
         source_file=str(path),
         volumes=volumes,
+        frames_per_chunk=frames_per_chunk,
     )
 
 

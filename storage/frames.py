@@ -394,6 +394,8 @@ class FrameStore:
         positions = journal["index"].astype(np.int64)
         chunks = positions // self.per_chunk
         vols = journal["volume"].astype(np.int64)
+        #: journalled frames per volume (whether or not their bytes survived)
+        self.volume_frames = np.bincount(vols, minlength=len(self.volumes)).tolist()
         keys = vols * (1 << 32) + chunks
         uniq, counts = np.unique(keys, return_counts=True)
         # frames each chunk file holds (0: missing); chunks are mapped on first use
