@@ -314,7 +314,9 @@ class CameraPipeline:
                     "volume": v["volume"],
                     "folder": v["folder"],
                     "bytes": v["bytes"],
-                    "writer_mb_s": (v["bytes"] - last.get(v["volume"], v["bytes"])) / dt / 1e6,
+                    "writer_mb_s": (v["bytes"] - last[v["volume"]]) / dt / 1e6
+                    if v["volume"] in last
+                    else float("nan"),  # the first second: no rate yet
                     "free_bytes": free,
                     "time_to_full_s": free / share if v["in_stripe"] and share else float("inf"),
                     "in_stripe": v["in_stripe"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
@@ -148,6 +149,8 @@ class RecordingPanel(QGroupBox):
         self.writer = QLabel("writer -")
         self.disk = QLabel("disk -")
         self.frames = QLabel("frames -")
+        self.volumes = QLabel("")  # a striped recording: one line per volume
+        self.volumes.setVisible(False)
         self.warning = QLabel("")
         self.warning.setStyleSheet("color: #c62828; font-weight: bold;")
         self.warning.setWordWrap(True)
@@ -155,7 +158,8 @@ class RecordingPanel(QGroupBox):
         grid.addWidget(self.writer, 1, 0)
         grid.addWidget(self.disk, 1, 1)
         grid.addWidget(self.frames, 2, 0, 1, 2)
-        grid.addWidget(self.warning, 3, 0, 1, 2)
+        grid.addWidget(self.volumes, 3, 0, 1, 2)
+        grid.addWidget(self.warning, 4, 0, 1, 2)
 
     def refresh(self, camera: dict[str, Any]) -> None:
         if not camera or "ring_fill" not in camera:
@@ -171,7 +175,24 @@ class RecordingPanel(QGroupBox):
         self.frames.setText(
             f"frames {camera['frames']}  written {camera['written']}  dropped {camera['dropped']}"
         )
+        volumes = camera.get("volumes") or []
+        self.volumes.setVisible(len(volumes) > 1)
+        if len(volumes) > 1:
+            self.volumes.setText("\n".join(volume_line(v) for v in volumes))
         self.warning.setText(camera.get("warning", ""))
+
+
+def volume_line(v: dict[str, Any]) -> str:
+    """One volume of a striped recording: its MB/s and time to full, or why it left."""
+    folder = Path(v["folder"])
+    if folder.name == "camera" and folder.parent.name.startswith("sub-"):
+        folder = folder.parent.parent  # <volume>/<session>/camera: name the volume
+    name = f"volume {v['volume']} ({folder})"
+    if not v["in_stripe"]:
+        return f"{name}: out of the stripe"
+    ttf, rate = v["time_to_full_s"], v["writer_mb_s"]
+    full = f"full in {ttf / 60:.0f} min" if math.isfinite(ttf) else "full in -"
+    return f"{name}: {rate:.0f} MB/s, {full}" if math.isfinite(rate) else f"{name}: -, {full}"
 
 
 class TrialList(QTableWidget):

@@ -319,6 +319,18 @@ def _progress(started: float, engine: Any) -> Any:
         print(
             f"[{elapsed:7.1f} s] {phase.value:<10} {what:<24}{health}", file=sys.stderr, flush=True
         )
+        volumes = cam.get("volumes") or []
+        if len(volumes) > 1:
+            each = [
+                f"{v['volume']} {v['writer_mb_s']:.0f} MB/s, full in "
+                f"{v['time_to_full_s'] / 60:.0f} min"
+                if v["in_stripe"]
+                else f"{v['volume']} out"
+                for v in volumes
+                if v["writer_mb_s"] == v["writer_mb_s"]  # not NaN: the first second has no rate
+            ]
+            if each:
+                print(f"            volumes: {'; '.join(each)}", file=sys.stderr, flush=True)
         if cam.get("warning"):
             print(f"            WARNING: {cam['warning']}", file=sys.stderr, flush=True)
         sync = telemetry.get("sync", {})

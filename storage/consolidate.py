@@ -27,7 +27,8 @@ import numpy as np
 
 from mmmelab.errors import LabError
 from mmmelab.storage.checksum import sha256
-from mmmelab.storage.frames import JOURNAL_DTYPE, FrameStore, chunk_name
+from mmmelab.storage.frames import JOURNAL_DTYPE, chunk_name
+from mmmelab.storage.framestore import FrameStore
 
 CAMERA = "camera"
 _CAMERA_OWN = ("camera.json", "journal.bin")
@@ -100,9 +101,9 @@ def _gather_frames(store: FrameStore, cam: Path,
         h = hashlib.sha256()
         with open(path, "wb") as out:
             for i in rows.tolist():  # frame order: each chunk's frames by their place
-                key, pos = store._where(i)
+                key, pos = store.locate(i)
                 out.seek(pos * stride)
-                data = os.pread(store._plain_fd(key), stride, pos * stride)
+                data = os.pread(store.chunk_fd(key), stride, pos * stride)
                 if len(data) != stride:
                     raise LabError(f"{store.chunk_path(key)}: frame {i} is cut short")
                 out.write(data)

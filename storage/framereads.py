@@ -17,7 +17,7 @@ from mmmelab.errors import SessionFormatError
 from mmmelab.storage.directio import PAGE, aligned_buffer
 
 if TYPE_CHECKING:
-    from mmmelab.storage.frames import FrameStore
+    from mmmelab.storage.framestore import FrameStore
 
 
 class RowReader:
@@ -43,8 +43,8 @@ class RowReader:
         st = self.store
         if not -len(st) <= index < len(st):
             raise IndexError(f"frame {index} out of range (0..{len(st) - 1})")
-        key, pos = st._where(index)
-        fd = st._direct_fd(key)
+        key, pos = st.locate(index)
+        fd = st.direct_fd(key)
         if fd is None:
             return st.read_rows(index, self.y0, self.y1, self._rows)
         n = os.preadv(fd, [self._map], pos * st.stride + self.lo)
@@ -102,9 +102,9 @@ class FrameBlocks:
                 buf = self._free.get()
                 if self._stop.is_set():
                     return
-                fd = st._direct_fd(key)
+                fd = st.direct_fd(key)
                 if fd is None:
-                    fd = st._plain_fd(key)
+                    fd = st.chunk_fd(key)
                 view = memoryview(buf[:k].reshape(-1))  # type: ignore[arg-type]
                 got = os.preadv(fd, [view], pos * st.stride)
                 if got != view.nbytes:

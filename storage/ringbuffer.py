@@ -166,10 +166,12 @@ class FrameRing:
         half = (self.n_slots + 1) // 2
         for c in range(self.n_consumers):
             base = H_CONSUMER + 8 * c
+            if not self.header[base + C_LOSSLESS]:
+                continue  # a latest-only or detached consumer: nothing waits for it
             fill = seq - int(self.header[base + C_READ])
             if fill > self.header[base + C_HIGH]:
                 self.header[base + C_HIGH] = fill
-            if fill == half and self.header[base + C_LOSSLESS]:
+            if fill == half:
                 # crossing half full: always long before a frame can be lost (a whole ring)
                 self.header[H_HALF_FULL] += 1
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from mmmelab import __version__
 from mmmelab.errors import SessionFormatError
-from mmmelab.storage.frames import FrameGeometry, FrameStore, chunk_name
+from mmmelab.storage.frames import FrameGeometry, chunk_name
+from mmmelab.storage.framestore import FrameStore
 from mmmelab.storage.h5salvage import WRITTEN_ATTR, probe_open, salvage, superblock
 from mmmelab.storage.manifest import (
     FORMAT,

@@ -65,6 +65,7 @@ class _Volume:
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.dropped = False  # out of the stripe (its error, or gone for good)
+        self.stuck = False  # its process would not end (a disk hanging in the kernel)
         self.progress = (0, time.monotonic())
 
 
@@ -223,7 +224,7 @@ class FrameWriterProcess:
             vol.progress = (frames, now)
         dead = vol.process.poll() is not None
         if vol.words[W_ERROR]:
-            if len(self.volumes) > 1 and (dead or vol.words[W_DONE]):
+            if len(self.volumes) > 1 and (dead or vol.words[W_DONE] or vol.stuck):
                 self._drop(vol, error_text(vol.words[W_ERROR]))
             return  # the writer's own error: not something a restart fixes
         if dead and not vol.words[W_DONE] or dead and self.ring.pending(vol.k):
@@ -233,10 +234,25 @@ class FrameWriterProcess:
         else:
             return
         if vol.restarts >= self.max_restarts:
-            if len(self.volumes) > 1 and dead:
+            if len(self.volumes) > 1 and self._end(vol):
                 self._drop(vol, f"{why}, after {vol.restarts} restarts")
             return
         self._restart(vol, why)
+
+    def _end(self, vol: _Volume) -> bool:
+        """Kill ``vol``'s writer (also a stopped one); False when it does not go within
+        5 s (stuck in the kernel on a failing disk): it then counts as failed."""
+        assert vol.process is not None
+        if vol.process.poll() is None:
+            vol.process.kill()
+        try:
+            vol.process.wait(5.0)
+        except subprocess.TimeoutExpired:
+            logger.error("frame writer %d does not end (stuck in I/O on %s)", vol.k, vol.folder)
+            vol.words[W_ERROR] = errno.EIO
+            vol.stuck = True
+            return False
+        return True
 
     def _drop(self, vol: _Volume, why: str) -> None:
         """A volume leaves the stripe: from the first frame its writer had not saved, the
@@ -265,10 +281,8 @@ class FrameWriterProcess:
             self._detach.clear()
 
     def _restart(self, vol: _Volume, why: str) -> None:
-        assert vol.process is not None
-        if vol.process.poll() is None:
-            vol.process.kill()  # also ends a stopped (SIGSTOP) writer
-        vol.process.wait(5.0)
+        if not self._end(vol):
+            return  # its error now: the next check drops it from the stripe (or fails)
         vol.restarts += 1
         logger.error("%s; starting a new one (restart %d)", why, vol.restarts)
         try:
@@ -357,9 +371,9 @@ class FrameWriterProcess:
                 logger.error(
                     "frame writer %d still busy after %.1f s; stopping it", vol.k, timeout_s
                 )
-                vol.process.kill()
-                vol.process.wait(2.0)
                 clean = False
+                if not self._end(vol):
+                    continue  # stuck in the kernel: what it journalled stays readable
             clean = (
                 clean
                 and (vol.process.returncode == 0 or vol.dropped)

@@ -15,7 +15,8 @@ from mmmelab.drivers.lsl import local_clock
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.hardware_mocks.wire import VirtualWire
 from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
-from mmmelab.storage.frames import FrameGeometry, FrameStore
+from mmmelab.storage.frames import FrameGeometry
+from mmmelab.storage.framestore import FrameStore
 
 W, H = 256, 128
 

@@ -15,6 +15,7 @@ from mmmelab.analysis.check import check_session
 from mmmelab.config import LabConfig
 from mmmelab.faultbench import mount_small_disk, unmount
 from mmmelab.storage import open_session
+from mmmelab.storage.consolidate import consolidate
 from tests.acquisition.test_failure_paths import camera_frames, recording, run_until, timed_stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -75,6 +76,12 @@ def test_a_striped_session_puts_every_other_chunk_on_the_second_volume(
     cam = report["streams"]["camera"]
     assert [v["frames"] for v in cam["volumes"]] == np.bincount(volumes).tolist()
     assert all(v["present"] for v in cam["volumes"])
+    # gathered into one folder, every frame the same
+    consolidate(folder, tmp_path / "gathered")
+    with open_session(folder) as a, open_session(tmp_path / "gathered" / folder.name) as b:
+        fa, fb = a.streams["camera"].frames, b.streams["camera"].frames
+        assert len(fa) == len(fb) and len(fb.volumes) == 1
+        assert all(np.array_equal(fa[i], fb[i]) for i in range(0, len(fa), 5))
 
 
 @pytest.fixture

@@ -275,3 +275,29 @@ def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, 
     assert {c["name"] for c in setup["checks"]} >= {"exposure", "focus", "flicker", "impedance"}
     assert setup["camera_final"]["exposure_us"] == 2500.0 and len(setup["camera_changes"]) == 2
     assert setup["display"]["verdict"] == display.args[0]["verdict"]
+
+
+@pytest.fixture
+def striped_app(qtbot, gui_lab, tiny_protocol, tmp_path):
+    lab = dataclasses.replace(
+        gui_lab, volumes=(tmp_path / "sessions", tmp_path / "vol1"), frames_per_chunk=30
+    )
+    app = LabApp(lab, tiny_protocol, out_root=tmp_path / "sessions", participant_id="P01")
+    app.show()
+    yield app
+    app.console.ask = lambda question: True
+    app.console.close()
+    qtbot.waitUntil(lambda: not app.console.isVisible(), timeout=WAIT_MS)
+    app.shutdown()
+
+
+def test_a_striped_recording_shows_each_volume_in_the_console(qtbot, striped_app, tmp_path):
+    app = striped_app
+    _ready(qtbot, app)
+    panel = app.console.recording
+    qtbot.waitUntil(lambda: panel.volumes.isVisible() and "MB/s" in panel.volumes.text(),
+                    timeout=WAIT_MS)  # fmt: skip
+    lines = panel.volumes.text().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"volume 0 ({tmp_path / 'sessions'}): ") and "full in" in lines[0]
+    assert lines[1].startswith(f"volume 1 ({tmp_path / 'vol1'}): ") and "full in" in lines[1]

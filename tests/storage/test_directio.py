@@ -13,7 +13,8 @@ import pytest
 from mmmelab.errors import SessionFormatError
 from mmmelab.storage.bidsvideo import from_tiles, tile_colours, to_tiles
 from mmmelab.storage.directio import DirectWriter, direct_works
-from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameStore, FrameWriter
+from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameWriter
+from mmmelab.storage.framestore import FrameStore
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,10 +13,10 @@ from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.frames import (
     JOURNAL_DTYPE,
     FrameGeometry,
-    FrameStore,
     FrameWriter,
     frame_stride,
 )
+from mmmelab.storage.framestore import FrameStore
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import AuxSpec, SignalSpec

@@ -13,7 +13,8 @@ import pytest
 
 from mmmelab.errors import LabError
 from mmmelab.storage import open_session
-from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameStore, FrameWriter
+from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameWriter
+from mmmelab.storage.framestore import FrameStore
 from tests.helpers import simulate_short_session
 
 pytestmark = pytest.mark.timeout(120)
