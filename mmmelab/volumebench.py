@@ -136,6 +136,9 @@ def _capacity(
         "one_writer_to_disk_ratio": round(one_ratio, 3),
         "striped_to_one_writer": round(striped_ratio / one_ratio, 3),
         "striped_writer_to_one_writer_mb_s": round(best["striped"] / best["one"], 3),
+        # each volume's raw bandwidth measured alone, summed (on one disk: counted twice)
+        "summed_disk_direct_mb_s": round(sum(solo), 1),
+        "summed_writer_to_summed_disk_ratio": round(best["striped"] / sum(solo), 3),
         "per_volume": [
             {"folder": str(f), "writer_mb_s": round(w, 1), "disk_direct_mb_s": round(d, 1)}
             for f, w, d in zip(work, per_volume[at], solo, strict=True)

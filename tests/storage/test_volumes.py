@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,109 @@ def test_consolidate_refuses_a_target_without_room_in_one_line(striped, tmp_path
     assert not list((tmp_path / "small").iterdir())  # nothing written
     with pytest.raises(LabError, match="no camera recording"):
         mod.consolidate(tmp_path, tmp_path / "x")
+
+
+def _feed(ring, n: int, at=None) -> None:
+    """Push ``n`` frames (frame i: every byte ``i % 251``), as the camera would; ``at``
+    is called with the frame number before each push."""
+    from mmmelab.storage.frames import JOURNAL_DTYPE as JD
+
+    rec = np.zeros(1, JD)
+    for i in range(n):
+        if at is not None:
+            at(i)
+        rec["acq_nframe"] = i
+        while ring.claim() is None:  # a writer behind: wait, as the ring would hold
+            time.sleep(0.0005)
+        ring.push(np.full(64 * 64, i % 251, np.uint8), rec)
+        time.sleep(0.001)
+
+
+def _striped_writers(tmp_path: Path, second: Path, lost: list[str]):
+    from mmmelab.storage.ringbuffer import FrameRing
+    from mmmelab.storage.writerproc import FrameWriterProcess
+
+    cam = tmp_path / "s" / "camera"
+    cam.mkdir(parents=True)
+    geo = FrameGeometry(width=64, height=64, frames_per_chunk=10)
+    ring = FrameRing.create(32, 64 * 64, consumers=(True, True, False))
+    return (
+        cam,
+        ring,
+        FrameWriterProcess(cam, geo, ring, volumes=[second], on_volume_lost=lost.append),
+    )
+
+
+def _every_frame(cam: Path, n: int) -> np.ndarray:
+    store = FrameStore(cam)
+    try:
+        assert len(store) == n and not store.missing
+        assert np.array_equal(store.journal["acq_nframe"], np.arange(n))
+        for i in range(n):
+            assert (store[i] == i % 251).all(), i
+        return np.asarray(store.journal["volume"])
+    finally:
+        store.close()
+
+
+def test_writer_processes_stripe_by_chunk_and_a_full_volume_hands_over(tmp_path: Path):
+    from mmmelab.faultbench import mount_small_disk, unmount
+
+    lost: list[str] = []
+    cam, ring, writers = _striped_writers(tmp_path, tmp_path / "v1" / "camera", lost)
+    try:
+        _feed(ring, 200)
+        assert writers.stop() and not lost and ring.overflow == 0
+    finally:
+        ring.close()
+    volumes = _every_frame(cam, 200)
+    assert np.array_equal(volumes, (np.arange(200) // 10) % 2)
+    mnt = tmp_path / "small"
+    refused = mount_small_disk(mnt, "1m")  # 4 kB frames: full after about 250
+    if refused:
+        pytest.skip(f"cannot mount a small tmpfs here: {refused}")
+    try:
+        lost.clear()
+        cam2 = tmp_path / "t"
+        cam, ring, writers = _striped_writers(cam2, mnt / "camera", lost)
+        try:
+            _feed(ring, 800)
+            assert writers.stop() and ring.overflow == 0
+        finally:
+            ring.close()
+        [msg] = lost
+        assert (
+            msg.startswith(f"volume 1 ({mnt / 'camera'}) stopped at frame ") and "disk full" in msg
+        )
+        volumes = _every_frame(cam, 800)  # not one frame lost
+        assert 100 < (volumes == 1).sum() < 300 and (volumes[-100:] == 0).all()
+    finally:
+        unmount(mnt)
+
+
+def test_writer_processes_go_on_when_a_volume_disappears(tmp_path: Path):
+    lost: list[str] = []
+    cam, ring, writers = _striped_writers(tmp_path, tmp_path / "v1" / "camera", lost)
+
+    def unplug(i: int) -> None:
+        if i == 300:
+            (tmp_path / "v1").rename(tmp_path / "v1-gone")
+
+    try:
+        _feed(ring, 700, unplug)
+        assert writers.stop() and ring.overflow == 0
+    finally:
+        ring.close()
+    [msg] = lost
+    assert "gone" in msg or "No such file" in msg
+    store = FrameStore(cam)
+    try:
+        [(why, n)] = store.missing.items()
+        assert why == f"volume 1 ({tmp_path / 'v1' / 'camera'}) is gone" and n >= 140
+        assert len(store) + n == 700  # every frame journalled once: kept or named as gone
+        assert all(
+            (store[k] == int(a) % 251).all() for k, a in enumerate(store.journal["acq_nframe"])
+        )
+        assert (store.journal["acq_nframe"][-300:] == np.arange(400, 700)).all()
+    finally:
+        store.close()
