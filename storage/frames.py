@@ -90,6 +90,15 @@ class FrameGeometry:
         }
 
 
+def _whole_records(journal: Path) -> int:
+    """Cut a torn last record off ``journal``; returns how many whole records it holds."""
+    size = journal.stat().st_size
+    whole = size // JOURNAL_DTYPE.itemsize
+    if size % JOURNAL_DTYPE.itemsize:
+        os.truncate(journal, whole * JOURNAL_DTYPE.itemsize)
+    return whole
+
+
 def chunk_name(chunk: int) -> str:
     return f"frames-{chunk:05d}.raw"
 
@@ -160,10 +169,7 @@ class FrameWriter:
         path = self.journal_path
         if not path.exists():
             return 0
-        size = path.stat().st_size
-        whole = size // JOURNAL_DTYPE.itemsize
-        if size % JOURNAL_DTYPE.itemsize:
-            os.truncate(path, whole * JOURNAL_DTYPE.itemsize)
+        whole = _whole_records(path)
         records = np.fromfile(path, JOURNAL_DTYPE, count=whole)
         self.journalled = np.sort(records["index"].astype(np.int64))
         return whole
@@ -175,10 +181,7 @@ class FrameWriter:
         self._last_acq = -1
         if not journal.exists():
             return 0
-        size = journal.stat().st_size
-        whole = size // JOURNAL_DTYPE.itemsize
-        if size % JOURNAL_DTYPE.itemsize:
-            os.truncate(journal, whole * JOURNAL_DTYPE.itemsize)
+        whole = _whole_records(journal)
         if whole:
             with open(journal, "rb") as fh:
                 fh.seek((whole - 1) * JOURNAL_DTYPE.itemsize)

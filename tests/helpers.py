@@ -1,9 +1,14 @@
-"""Helpers shared by the driver tests."""
+"""Helpers shared by the tests."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 
 def collect(driver: Any, samples: int, timeout_s: float = 10.0) -> list:
@@ -49,3 +54,18 @@ def simulate_short_session(root: Any, seed: int = 5, minutes: float = 0.6) -> An
     folder = simulate_study(root, plan, protocol=proto)[0]
     align_session(folder)
     return folder
+
+
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``mnt``: a disk that really fills up (the test is
+    skipped where mounting is not allowed); unmounted afterwards."""
+    from mmmelab.faultbench import mount_small_disk, unmount
+
+    refused = mount_small_disk(mnt, size)
+    if refused:
+        pytest.skip(f"cannot mount a small tmpfs here: {refused}")
+    try:
+        yield mnt
+    finally:
+        unmount(mnt)

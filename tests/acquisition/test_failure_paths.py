@@ -17,9 +17,10 @@ import pytest
 
 from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
 from mmmelab.analysis.check import check_session
-from mmmelab.faultbench import mount_small_disk, unmount
+from mmmelab.faultbench import SMALL_DISK
 from mmmelab.storage import open_session
 from mmmelab.storage.manifest import SessionStatus
+from tests.helpers import tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -172,14 +173,8 @@ def test_a_failing_marker_listener_does_not_stop_later_pulses(small_lab, tiny_pr
 @pytest.fixture
 def small_disk(tmp_path) -> Iterator[Path]:
     """A 24 MB tmpfs: a disk that really fills up (needs the right to mount)."""
-    mnt = tmp_path / "small-disk"
-    refused = mount_small_disk(mnt)
-    if refused:
-        pytest.skip(f"cannot mount a small tmpfs here: {refused}")
-    try:
+    with tmpfs(tmp_path / "small-disk", SMALL_DISK) as mnt:
         yield mnt
-    finally:
-        unmount(mnt)
 
 
 def test_full_disk_stops_the_session_as_failed_and_keeps_what_was_written(

@@ -13,10 +13,10 @@ import pytest
 
 from mmmelab.analysis.check import check_session
 from mmmelab.config import LabConfig
-from mmmelab.faultbench import mount_small_disk, unmount
 from mmmelab.storage import open_session
 from mmmelab.storage.consolidate import consolidate
 from tests.acquisition.test_failure_paths import camera_frames, recording, run_until, timed_stop
+from tests.helpers import tmpfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -87,14 +87,8 @@ def test_a_striped_session_puts_every_other_chunk_on_the_second_volume(
 @pytest.fixture
 def small_volume(tmp_path) -> Iterator[Path]:
     """A 3 MB tmpfs: a second volume that fills after about 90 frames of 32 kB."""
-    mnt = tmp_path / "small-volume"
-    refused = mount_small_disk(mnt, "3m")
-    if refused:
-        pytest.skip(f"cannot mount a small tmpfs here: {refused}")
-    try:
+    with tmpfs(tmp_path / "small-volume", "3m") as mnt:
         yield mnt
-    finally:
-        unmount(mnt)
 
 
 def test_a_second_volume_that_fills_leaves_the_stripe_and_loses_no_frame(

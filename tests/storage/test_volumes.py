@@ -16,7 +16,7 @@ from mmmelab.errors import LabError
 from mmmelab.storage import open_session
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameWriter
 from mmmelab.storage.framestore import FrameStore
-from tests.helpers import simulate_short_session
+from tests.helpers import simulate_short_session, tmpfs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -189,8 +189,6 @@ def _every_frame(cam: Path, n: int) -> np.ndarray:
 
 
 def test_writer_processes_stripe_by_chunk_and_a_full_volume_hands_over(tmp_path: Path):
-    from mmmelab.faultbench import mount_small_disk, unmount
-
     lost: list[str] = []
     cam, ring, writers = _striped_writers(tmp_path, tmp_path / "v1" / "camera", lost)
     try:
@@ -200,11 +198,7 @@ def test_writer_processes_stripe_by_chunk_and_a_full_volume_hands_over(tmp_path:
         ring.close()
     volumes = _every_frame(cam, 200)
     assert np.array_equal(volumes, (np.arange(200) // 10) % 2)
-    mnt = tmp_path / "small"
-    refused = mount_small_disk(mnt, "1m")  # 4 kB frames: full after about 250
-    if refused:
-        pytest.skip(f"cannot mount a small tmpfs here: {refused}")
-    try:
+    with tmpfs(tmp_path / "small", "1m") as mnt:  # 4 kB frames: full after about 250
         lost.clear()
         cam2 = tmp_path / "t"
         cam, ring, writers = _striped_writers(cam2, mnt / "camera", lost)
@@ -219,8 +213,6 @@ def test_writer_processes_stripe_by_chunk_and_a_full_volume_hands_over(tmp_path:
         )
         volumes = _every_frame(cam, 800)  # not one frame lost
         assert 100 < (volumes == 1).sum() < 300 and (volumes[-100:] == 0).all()
-    finally:
-        unmount(mnt)
 
 
 def test_writer_processes_go_on_when_a_volume_disappears(tmp_path: Path):
