@@ -316,9 +316,9 @@ class CameraPipeline:
                     "bytes": v["bytes"],
                     "writer_mb_s": (v["bytes"] - last[v["volume"]]) / dt / 1e6
                     if v["volume"] in last
-                    else float("nan"),  # the first second: no rate yet
+                    else None,  # the first second: no rate yet
                     "free_bytes": free,
-                    "time_to_full_s": free / share if v["in_stripe"] and share else float("inf"),
+                    "time_to_full_s": free / share if v["in_stripe"] and share else None,
                     "in_stripe": v["in_stripe"],
                     "error": v["error"],
                 }

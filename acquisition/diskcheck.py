@@ -59,7 +59,7 @@ def check_volumes(
         own = share + (other_bytes_per_s if k == 0 else 0.0)
         rows.append({"volume": k, "folder": str(folder), "free_bytes": free,
                      "share_bytes_per_s": own,
-                     "time_to_full_s": free / own if own else math.inf})  # fmt: skip
+                     "time_to_full_s": free / own if own else None})  # fmt: skip
     total_free = sum(r["free_bytes"] for r in rows)
     check.figures = {
         "free_bytes": total_free,
@@ -84,10 +84,11 @@ def check_volumes(
     check.figures["write_probe_direct"] = all(r.get("write_probe_direct") for r in rows)
     if n > 1:
         for row in rows:
-            if row["time_to_full_s"] < planned_s * DISK_MARGIN:
+            ttf = row["time_to_full_s"]
+            if ttf is not None and ttf < planned_s * DISK_MARGIN:
                 check.warnings.append(
                     f"volume {row['volume']} ({row['folder']}) fills after about "
-                    f"{row['time_to_full_s'] / 60:.1f} min of the {planned_s / 60:.1f} planned; "
+                    f"{ttf / 60:.1f} min of the {planned_s / 60:.1f} planned; "
                     "the other volumes then take its frames"
                 )
     check.figures["fits"] = not check.warnings

@@ -190,9 +190,9 @@ def volume_line(v: dict[str, Any]) -> str:
     name = f"volume {v['volume']} ({folder})"
     if not v["in_stripe"]:
         return f"{name}: out of the stripe"
-    ttf, rate = v["time_to_full_s"], v["writer_mb_s"]
-    full = f"full in {ttf / 60:.0f} min" if math.isfinite(ttf) else "full in -"
-    return f"{name}: {rate:.0f} MB/s, {full}" if math.isfinite(rate) else f"{name}: -, {full}"
+    ttf, rate = v["time_to_full_s"], v["writer_mb_s"]  # None: not known (yet)
+    full = "full in -" if ttf is None else f"full in {ttf / 60:.0f} min"
+    return f"{name}: -, {full}" if rate is None else f"{name}: {rate:.0f} MB/s, {full}"
 
 
 class TrialList(QTableWidget):

@@ -323,11 +323,11 @@ def _progress(started: float, engine: Any) -> Any:
         if len(volumes) > 1:
             each = [
                 f"{v['volume']} {v['writer_mb_s']:.0f} MB/s, full in "
-                f"{v['time_to_full_s'] / 60:.0f} min"
+                + ("-" if v["time_to_full_s"] is None else f"{v['time_to_full_s'] / 60:.0f} min")
                 if v["in_stripe"]
                 else f"{v['volume']} out"
                 for v in volumes
-                if v["writer_mb_s"] == v["writer_mb_s"]  # not NaN: the first second has no rate
+                if v["writer_mb_s"] is not None  # the first second has no rate yet
             ]
             if each:
                 print(f"            volumes: {'; '.join(each)}", file=sys.stderr, flush=True)
