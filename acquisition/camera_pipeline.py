@@ -32,7 +32,7 @@ import numpy as np
 from mmmelab.acquisition.recorders import FaultSink, Recorder
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.storage.directio import aligned_buffer
-from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry
+from mmmelab.storage.frames import FLAG_CLOCK_RESET, JOURNAL_DTYPE, FrameGeometry
 from mmmelab.storage.preview import PreviewBuffer, preview_shape
 from mmmelab.storage.ringbuffer import FrameRing
 from mmmelab.storage.writerproc import FrameWriterProcess
@@ -117,7 +117,7 @@ class CameraGrabber(Recorder):
                 record["api_skipped"] = p.tel.api_skipped
                 record["transport_skipped"] = p.tel.transport_skipped
                 record["gain_db"] = info.gain_db
-                record["flags"] = info.flags
+                record["flags"] = FLAG_CLOCK_RESET if info.clock_reset else 0
                 ring.commit(slot, record)
                 if ring.half_full_events != p.half_full_seen:
                     p.ring_half_full(now, self)  # the moment it happens, not at the next tick

@@ -25,6 +25,7 @@ import numpy as np
 
 from mmmelab.errors import SessionFormatError
 from mmmelab.storage import CameraStream, SignalStream, open_session
+from mmmelab.storage.frames import FLAG_CLOCK_RESET
 from mmmelab.storage.session import SYNC_FILE, SYNC_FORMAT_VERSION
 from mmmelab.sync.align import (
     Segment,
@@ -37,7 +38,6 @@ from mmmelab.sync.align import (
 )
 from mmmelab.sync.codes import trigger_levels
 
-FLAG_CLOCK_RESET = 1
 LOST_TRIGGERS_AFTER = 3  # markers in a row a stream did not see before it is flagged
 
 

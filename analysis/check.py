@@ -16,7 +16,13 @@ import numpy as np
 
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.sync.codes import common_subsequence, match_plan, session_plan, trigger_levels
+from mmmelab.sync.codes import (
+    code_onsets,
+    common_subsequence,
+    match_plan,
+    session_plan,
+    trigger_levels,
+)
 
 
 def trigger_codes(stream: SignalStream) -> np.ndarray | None:
@@ -26,10 +32,7 @@ def trigger_codes(stream: SignalStream) -> np.ndarray | None:
 
 def rising_edges(levels: np.ndarray) -> np.ndarray:
     """The new level at every change to a non-zero level."""
-    if not len(levels):
-        return levels
-    prev = np.concatenate([[0], levels[:-1]])
-    return levels[(levels != prev) & (levels != 0)]
+    return levels[code_onsets(levels)]
 
 
 def count_trigger_edges(stream: SignalStream, sent: list[int]) -> int:

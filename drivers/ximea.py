@@ -38,7 +38,6 @@ LOST_CODES = {1, 45, 46, 49, 56}  # invalid handle, acquisition stopped/failed, 
 TS_WRAP_US = 1 << 32
 WB_PARAMS = ("wb_kr", "wb_kg", "wb_kb")  # white balance gains (xiAPI names)
 WRAP_WINDOW_US = 1_000_000  # a backward jump from within 1 s of 2^32 us is a wrap
-FLAG_CLOCK_RESET = 1  # journal flag: first frame after a timestamp reset
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,8 @@ class FrameInfo:
     gpi_level: int
     exposure_us: int
     gain_db: float
-    host_time: float
-    flags: int = 0
+    host_time: float  # master clock when the frame arrived, s
+    clock_reset: bool = False  # the first frame after a camera timestamp reset
 
 
 class XimeaCamera:
@@ -277,7 +276,7 @@ class XimeaCamera:
             raise self._error(exc, "grabbing a frame") from None
         host = self.clock()
         raw_ts = img.tsSec * 1_000_000 + img.tsUSec
-        flags = 0
+        clock_reset = False
         if raw_ts < self._last_raw_ts:
             if self._last_raw_ts > TS_WRAP_US - WRAP_WINDOW_US:
                 self._wraps += 1  # the 32-bit counter wrapped
@@ -285,7 +284,7 @@ class XimeaCamera:
                 # The counter was zeroed (timestamp reset on a trigger edge): a new
                 # time base starts here; alignment splits its segments at this frame.
                 self._wraps = 0
-                flags |= FLAG_CLOCK_RESET
+                clock_reset = True
                 self.faults.append(
                     DeviceFault(
                         host,
@@ -315,7 +314,7 @@ class XimeaCamera:
             int(img.exposure_time_us),
             float(img.gain_db),
             host,
-            flags,
+            clock_reset,
         )
 
     def skipped_counters(self) -> tuple[int, int]:

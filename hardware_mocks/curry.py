@@ -25,6 +25,7 @@ import numpy as np
 from mmmelab.hardware_mocks.synth import eeg_background, eeg_labels
 from mmmelab.hardware_mocks.tcpserver import FaultPlan, StreamingServer
 from mmmelab.hardware_mocks.wire import DeviceClock, VirtualWire
+from mmmelab.sync.codes import code_onsets
 
 HEADER = struct.Struct(">4sHHIII")
 EVENT = struct.Struct("<iiii520s")
@@ -113,8 +114,7 @@ class CurryServer(StreamingServer):
         values[:, -1] = words
         body = values.astype("<f4").tobytes()
         out = _packet(b"DATA", 2, 1, first_sample, body[:-3] if self.malformed() else body)
-        prev = np.concatenate([[self._last_code], codes[:-1]])
-        for k in np.flatnonzero((codes != prev) & (codes != 0)):
+        for k in code_onsets(codes, prev_level=self._last_code):
             ev = EVENT.pack(
                 int(codes[k]), 0, first_sample + int(k), first_sample + int(k), b"\0" * 520
             )

@@ -54,6 +54,9 @@ JOURNAL_DTYPE = np.dtype(
 )
 assert JOURNAL_DTYPE.itemsize == 64
 
+#: journal ``flags`` bits
+FLAG_CLOCK_RESET = 1  # the first frame after a camera timestamp reset (a new time base)
+
 
 def frame_stride(width: int, height: int, bytes_per_pixel: int = 1) -> int:
     """Bytes one frame occupies on disk: its pixels rounded up to a page multiple."""

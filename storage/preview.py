@@ -15,9 +15,9 @@ import numba
 import numpy as np
 
 from mmmelab.errors import LabError
+from mmmelab.storage.frames import BAYER_OFFSETS
 from mmmelab.storage.ringbuffer import _attach_untracked
 
-_PATTERNS = {"RGGB": (0, 0, 1, 1), "BGGR": (1, 1, 0, 0), "GRBG": (0, 1, 1, 0), "GBRG": (1, 0, 0, 1)}
 HEADER_WORDS = 8  # seq, height, width, source acq_nframe, ...
 
 
@@ -70,7 +70,7 @@ def render(
     pattern: str = "RGGB",
     white_balance: tuple[float, float, float] = WB_UNITY,
 ) -> None:
-    ry, rx, by, bx = _PATTERNS[pattern]
+    (ry, rx), _, _, (by, bx) = BAYER_OFFSETS[pattern]
     kr, kg, kb = (int(round(k * 256)) for k in white_balance)
     debayer_downscale(raw, out, factor, ry, rx, by, bx, kr, kg, kb)
 

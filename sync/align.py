@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from mmmelab.sync.codes import code_onsets, common_subsequence_pairs
+
 MIN_EDGES = 3
 INTERVAL_TOLERANCE_S = 0.0001
 
@@ -146,28 +148,6 @@ def lower_envelope(x: np.ndarray, y: np.ndarray, iterations: int = 8) -> tuple[f
     return a + float(r.min()), b
 
 
-def _lcs_pairs(edge_codes: np.ndarray, marker_codes: np.ndarray) -> list[tuple[int, int]]:
-    """Index pairs of a longest common subsequence of two code sequences."""
-    n, m = len(edge_codes), len(marker_codes)
-    table = np.zeros((n + 1, m + 1), dtype=np.int32)
-    for i in range(1, n + 1):
-        eq = marker_codes == edge_codes[i - 1]
-        row, prev = table[i], table[i - 1]
-        for j in range(1, m + 1):
-            row[j] = prev[j - 1] + 1 if eq[j - 1] else max(prev[j], row[j - 1])
-    pairs = []
-    i, j = n, m
-    while i and j:
-        if edge_codes[i - 1] == marker_codes[j - 1] and table[i, j] == table[i - 1, j - 1] + 1:
-            pairs.append((i - 1, j - 1))
-            i, j = i - 1, j - 1
-        elif table[i - 1, j] >= table[i, j - 1]:
-            i -= 1
-        else:
-            j -= 1
-    return pairs[::-1]
-
-
 def _nearest_pairs(
     predicted: np.ndarray, targets: np.ndarray, tol_s: float, same: np.ndarray | None = None
 ) -> list[tuple[int, int]]:
@@ -239,7 +219,7 @@ def align_coded(
     if rough is not None:
         a, b = rough
     else:
-        pairs = _lcs_pairs(edge_code, marker_code)
+        pairs = common_subsequence_pairs([(int(c),) for c in edge_code], marker_code.tolist())
         if len(pairs) < MIN_EDGES:
             return None
         x = np.array([edge_t[i] for i, _ in pairs])
@@ -380,8 +360,7 @@ def coded_edges(
     sample interval in which it happened, minus the input latency."""
     if not len(codes):
         return np.zeros(0), np.zeros(0, dtype=np.int64)
-    prev = np.concatenate([[codes[0]], codes[:-1]])
-    idx = np.flatnonzero((codes != prev) & (codes != 0))
+    idx = code_onsets(codes, prev_level=codes[0])  # the level at the start is no edge
     return device_t[idx] - 0.5 * sample_period_s - latency_s, codes[idx].astype(np.int64)
 
 

@@ -35,7 +35,7 @@ by ``gap_ms`` so that a camera sampling its input once per frame sees every code
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,15 +146,49 @@ def match_plan(plan: Sequence[PlanStep], codes: Iterable[int]) -> int:
     return common_subsequence(plan, [c for c in codes if c not in UNPLANNED])
 
 
-def common_subsequence(steps: Sequence[PlanStep], seq: Sequence[int]) -> int:
+def common_subsequence(steps: Sequence[Container[int]], seq: Sequence[int]) -> int:
     """Length of the longest in-order matching of ``steps`` (sets of codes) within ``seq``."""
-    prev = [0] * (len(seq) + 1)
+    return _lcs_table(steps, seq)[-1][-1]
+
+
+def common_subsequence_pairs(
+    steps: Sequence[Container[int]], seq: Sequence[int]
+) -> list[tuple[int, int]]:
+    """Index pairs (step, position in ``seq``) of a longest in-order matching of ``steps``
+    (each a set of the codes it accepts) within ``seq``; in order, the later match kept
+    where several are equally long."""
+    table = _lcs_table(steps, seq)
+    pairs = []
+    i, j = len(steps), len(seq)
+    while i and j:
+        if seq[j - 1] in steps[i - 1] and table[i][j] == table[i - 1][j - 1] + 1:
+            pairs.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif table[i - 1][j] >= table[i][j - 1]:
+            i -= 1
+        else:
+            j -= 1
+    return pairs[::-1]
+
+
+def _lcs_table(steps: Sequence[Container[int]], seq: Sequence[int]) -> list[list[int]]:
+    """The longest-common-subsequence table: [i][j] for the first i steps and j codes."""
+    table = [[0] * (len(seq) + 1)]
     for step in steps:
-        cur = [0] * (len(seq) + 1)
+        prev, row = table[-1], [0] * (len(seq) + 1)
         for j, code in enumerate(seq, start=1):
-            cur[j] = prev[j - 1] + 1 if code in step else max(prev[j], cur[j - 1])
-        prev = cur
-    return prev[-1]
+            row[j] = prev[j - 1] + 1 if code in step else max(prev[j], row[j - 1])
+        table.append(row)
+    return table
+
+
+def code_onsets(levels: np.ndarray, prev_level: int = 0) -> np.ndarray:
+    """Indices where ``levels`` (a trigger input's per-sample code) changes to a non-zero
+    code; ``prev_level`` is the level before the first sample."""
+    if not len(levels):
+        return np.zeros(0, dtype=np.int64)
+    prev = np.concatenate([[prev_level], levels[:-1]])
+    return np.flatnonzero((levels != prev) & (levels != 0))
 
 
 def trigger_levels(aux: Mapping[str, Any]) -> np.ndarray | None:

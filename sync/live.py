@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmmelab.sync.align import robust_line
+from mmmelab.sync.codes import code_onsets
 
 MATCH_WINDOW_S = 0.015  # rough master time vs marker time, when the clock map misses
 RESIDUAL_LIMIT_MS = 2.0  # live residual above this is reported (USB latency jitter ~1 ms)
@@ -199,5 +200,4 @@ def new_edges(prev_level: int, levels: np.ndarray) -> tuple[np.ndarray, int]:
     """Indices where ``levels`` changes to a non-zero value, and the last level."""
     if not len(levels):
         return np.zeros(0, dtype=np.int64), prev_level
-    prev = np.concatenate([[prev_level], levels[:-1]])
-    return np.flatnonzero((levels != prev) & (levels != 0)), int(levels[-1])
+    return code_onsets(levels, prev_level), int(levels[-1])

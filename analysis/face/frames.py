@@ -21,10 +21,10 @@ import numba
 import numpy as np
 
 from mmmelab.errors import LabError
+from mmmelab.storage.frames import BAYER_OFFSETS
 from mmmelab.storage.session import CameraStream
 
 Region = tuple[int, int, int, int]  # x, y, width, height in sensor pixels
-_PATTERN = {"RGGB": (0, 0, 1, 1), "BGGR": (1, 1, 0, 0), "GRBG": (0, 1, 1, 0), "GBRG": (1, 0, 0, 1)}
 
 
 @numba.njit(nogil=True, cache=False)
@@ -58,7 +58,7 @@ def debayer_region(
         h = min(full_h, -(-(y + rh) // 2)) - y0
         if w <= 0 or h <= 0:
             raise LabError(f"region {region} lies outside the {raw.shape[1]}x{raw.shape[0]} frame")
-    ry, rx, by, bx = _PATTERN[pattern]
+    (ry, rx), _, _, (by, bx) = BAYER_OFFSETS[pattern]
     out = np.empty((h, w, 3), np.float32)
     _cells(raw, y0, x0, h, w, ry, rx, by, bx, out)
     if not colour:

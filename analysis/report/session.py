@@ -199,6 +199,7 @@ def edge_residuals(s: Any) -> dict[str, np.ndarray]:
     """Per stream, the certificate's residual (ms) at every trigger edge it recorded: the
     edge's master time (through the alignment) minus its marker's time."""
     from mmmelab.storage import CameraStream, SignalStream
+    from mmmelab.sync.align import camera_edges, coded_edges
     from mmmelab.sync.codes import trigger_levels
 
     out: dict[str, np.ndarray] = {}
@@ -216,15 +217,12 @@ def edge_residuals(s: Any) -> dict[str, np.ndarray]:
             codes = trigger_levels(st.aux)
             if codes is None:
                 continue
-            prev = np.concatenate([[codes[0]], codes[:-1]])
-            idx = np.flatnonzero((codes != prev) & (codes != 0))
-            t = np.asarray(st.master_time)[idx] - 0.5 / st.rate_hz - dev_lat
-            code = codes[idx].astype(np.int64)
+            t, code = coded_edges(np.asarray(st.master_time), codes, 1 / st.rate_hz, dev_lat)
         elif isinstance(st, CameraStream):
-            gpi = st.journal["gpi_level"].astype(np.int64)
-            k = np.flatnonzero((gpi[1:] != gpi[:-1]) & (gpi[1:] != 0)) + 1
             mast = np.asarray(st.master_time)
-            t, code = 0.5 * (mast[k - 1] + mast[k]) - dev_lat, None
+            gpi = st.journal["gpi_level"].astype(np.int64)
+            mid, _, rising, _, _ = camera_edges(mast, gpi, mast, dev_lat)
+            t, code = mid[rising], None
         else:
             continue
         res = []

@@ -10,7 +10,7 @@ import pytest
 
 from mmmelab.config import CameraConfig
 from mmmelab.drivers.lsl import local_clock
-from mmmelab.drivers.ximea import FLAG_CLOCK_RESET, XimeaCamera
+from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceError, DeviceLostError
 from mmmelab.hardware_mocks.wire import VirtualWire
 from mmmelab.hardware_mocks.ximea import SimulatedCamera, install
@@ -152,6 +152,6 @@ def test_timestamp_resets_on_the_first_trigger_edge(sim):
     assert ts[after].min() < 40_000  # counting from the edge, not from boot
     assert np.all(np.diff(ts[after]) > 0)  # and only once
     assert ts[~after].max() > 1_000_000
-    resets = [i for i in infos if i.flags & FLAG_CLOCK_RESET]
+    resets = [i for i in infos if i.clock_reset]
     assert len(resets) == 1 and resets[0].host_time > t0 + 0.1
     assert [f.kind for f in driver.faults] == ["clock_reset"]
