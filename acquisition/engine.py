@@ -43,7 +43,7 @@ from mmmelab.config import (
     check_participant_id,
     check_session_number,
 )
-from mmmelab.drivers.base import SignalDriver, SignalLayout
+from mmmelab.drivers.base import SignalDriver
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import LslInlet, MarkerOutlet, local_clock
 from mmmelab.drivers.neuroscan import AcquireClient, make_eeg_driver
@@ -59,7 +59,8 @@ from mmmelab.storage.session import (
     SessionWriter,
     check_output_root,
 )
-from mmmelab.storage.signals import AuxSpec, SignalSpec
+from mmmelab.storage.signals import SignalSpec
+from mmmelab.streams import SignalLayout
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode
 from mmmelab.sync.live import LiveSync, StreamHealth
@@ -336,18 +337,7 @@ class SessionEngine:
             self.out_root, self._manifest_fields(), self.participant.id, self.participant.session
         )
         cam = self.lab.camera
-        specs = [
-            SignalSpec(
-                name,
-                name if name in ("eeg", "physio") else "lsl",
-                lay.rate_hz,
-                lay.channels,
-                lay.units,
-                tuple(AuxSpec(a.name, a.dtype, a.width) for a in lay.aux),
-                device={k: str(v) for k, v in self.device_info[name].items()},
-            )
-            for name, lay in self.layouts.items()
-        ]
+        specs = [SignalSpec.of(n, lay, self.device_info[n]) for n, lay in self.layouts.items()]
         geometry = FrameGeometry(
             cam.width,
             cam.height,

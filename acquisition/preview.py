@@ -25,10 +25,11 @@ import numpy as np
 
 from mmmelab.acquisition import rigchecks as rc
 from mmmelab.acquisition.livewindow import SignalWindow
-from mmmelab.drivers.base import SampleBlock, SignalDriver, SignalLayout
+from mmmelab.drivers.base import SampleBlock, SignalDriver
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import LabError
 from mmmelab.storage.preview import preview_shape, render
+from mmmelab.streams import SignalLayout
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode, trigger_levels
 

@@ -39,7 +39,8 @@ from mmmelab.storage.directio import aligned_buffer
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameWriter
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
-from mmmelab.storage.signals import AuxSpec, SignalSpec
+from mmmelab.storage.signals import SignalSpec
+from mmmelab.streams import AuxSpec, StreamKind
 from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)
@@ -341,7 +342,7 @@ class _SessionSimulator:
         specs = [
             SignalSpec(
                 "eeg",
-                "eeg",
+                StreamKind.EEG,
                 plan.rate_hz,
                 tuple(labels),
                 "uV",
@@ -350,7 +351,7 @@ class _SessionSimulator:
             ),
             SignalSpec(
                 "physio",
-                "physio",
+                StreamKind.PHYSIO,
                 plan.rate_hz,
                 tuple(lab.physio.channels),
                 "device units",

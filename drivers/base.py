@@ -16,21 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from mmmelab.errors import DeviceLostError, DeviceTimeoutError
-
-
-@dataclass(frozen=True)
-class AuxLayout:
-    name: str
-    dtype: str
-    width: int = 1
-
-
-@dataclass(frozen=True)
-class SignalLayout:
-    channels: tuple[str, ...]
-    units: str
-    rate_hz: float
-    aux: tuple[AuxLayout, ...] = ()
+from mmmelab.streams import SignalLayout
 
 
 @dataclass
@@ -128,3 +114,50 @@ class ArrivalGapWatcher:
             floor -= missing / self.rate_hz
         self._window = (now, lag - missing / self.rate_hz, floor)
         return missing
+
+
+class EstimatedGaps:
+    """Gap bookkeeping of a stream whose device sends no sample index (Acquire, NDT).
+
+    Two ways samples go missing without the device saying so: across a broken
+    delivery (estimated from the host clock, from the last block before the break
+    to the first after it) and silently (estimated from arrival timing by
+    :class:`ArrivalGapWatcher`). ``account`` returns how many samples went missing
+    before a block, so the driver moves its sample count on by that much, and the
+    :class:`DeviceFault` saying so (``None`` when nothing is to be said). Runs on the
+    driver's reading thread.
+    """
+
+    def __init__(self, rate_hz: float, min_gap_s: float, why: str) -> None:
+        self.rate_hz = rate_hz
+        self.why = why  # e.g. "Acquire carries no sample index"
+        self.watcher = ArrivalGapWatcher(rate_hz, min_gap_s)
+        self._lost_at: float | None = None
+
+    def broken(self, last_block_time: float) -> None:
+        """Delivery broke off; ``last_block_time`` (master clock, s) is when the last
+        block before the break arrived."""
+        self._lost_at = last_block_time
+        self.watcher.reset()
+
+    def resume(self) -> None:
+        """The count was moved on by other means (a pause that lost nothing): timing
+        starts afresh."""
+        self.watcher.reset()
+
+    def account(self, now: float, counted: int, n: int) -> tuple[int, DeviceFault | None]:
+        """Samples missing before ``n`` samples arriving at ``now`` (master clock, s),
+        the stream having counted ``counted`` samples before them."""
+        if self._lost_at is not None:
+            missing = max(0, int(round((now - self._lost_at) * self.rate_hz)) - n)
+            self._lost_at = None
+            self.watcher.reset()
+            detail = (f"about {missing} samples lost while delivery was broken off "
+                      f"(estimated from the host clock: {self.why})")  # fmt: skip
+            return missing, DeviceFault(now, "gap", missing, detail)
+        missing = self.watcher.check(now, counted + n)
+        if not missing:
+            return 0, None
+        detail = (f"about {missing} samples never arrived (estimated from arrival timing: "
+                  f"{self.why}; placed within the last {self.watcher.window_s:g} s)")  # fmt: skip
+        return missing, DeviceFault(now, "gap", missing, detail)

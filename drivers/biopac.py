@@ -39,13 +39,12 @@ import numpy as np
 
 from mmmelab.config import PhysioConfig
 from mmmelab.drivers.base import (
-    ArrivalGapWatcher,
-    AuxLayout,
     DeviceFault,
+    EstimatedGaps,
     SampleBlock,
-    SignalLayout,
 )
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
+from mmmelab.streams import AuxSpec, SignalLayout
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +114,7 @@ class BiopacNdt:
         self.stopped_by_vendor = False
         self._itemsize = 8
         self._last_data = 0.0
-        self._lost_at: float | None = None
-        self._gaps = ArrivalGapWatcher(config.rate_hz, min_gap_s=0.015)
+        self._gaps = EstimatedGaps(config.rate_hz, 0.015, "NDT carries no sample index")
         self._events: queue.Queue[str | None] = queue.Queue()
         self._event_thread: threading.Thread | None = None
 
@@ -236,7 +234,7 @@ class BiopacNdt:
             channels=tuple(cfg.channels),
             units="device units",
             rate_hz=rate,
-            aux=(AuxLayout("digital", "u1", len(self.digital)),),
+            aux=(AuxSpec("digital", "u1", len(self.digital)),),
         )
 
     def _plan_frames(self) -> None:
@@ -324,9 +322,10 @@ class BiopacNdt:
             if not n:
                 return []
         first = self._sample
-        missing = self._account(now, n)
-        if missing:
+        missing, fault = self._gaps.account(now, first, n)
+        if fault is not None:
             first += missing
+            self.faults.append(fault)
         digital = np.nan_to_num(frames[:, n_an:], nan=0.0) > 0.5
         self._sample = first + n
         return [
@@ -357,37 +356,6 @@ class BiopacNdt:
         del self._buf[: used * item]
         return np.array(rows).reshape(len(rows), len(self.dividers))
 
-    def _account(self, now: float, n: int) -> int:
-        """Samples lost before this block (after a reconnect, or from the timing)."""
-        missing = 0
-        if self._lost_at is not None:
-            missing = max(0, int(round((now - self._lost_at) * self.config.rate_hz)) - n)
-            self.faults.append(
-                DeviceFault(
-                    now,
-                    "gap",
-                    missing,
-                    f"about {missing} samples lost while delivery was "
-                    f"re-established (estimated from the host clock)",
-                )
-            )
-            self._lost_at = None
-            self._gaps.reset()
-        else:
-            missing = self._gaps.check(now, self._sample + n)
-            if missing:
-                self.faults.append(
-                    DeviceFault(
-                        now,
-                        "gap",
-                        missing,
-                        f"about {missing} samples never arrived "
-                        f"(estimated from arrival timing: NDT carries no "
-                        f"sample index)",
-                    )
-                )
-        return missing
-
     # ------------------------------------------------------------ recovery
 
     def can_reconnect(self) -> bool:
@@ -397,7 +365,7 @@ class BiopacNdt:
         """Re-establish delivery after the data connection dropped mid-acquisition."""
         if self.stopped_by_vendor:
             raise DeviceLostError(self.name, "acquisition was stopped in AcqKnowledge")
-        self._lost_at = self._last_data
+        self._gaps.broken(self._last_data)
         if self._data is not None:
             self._data.close()
             self._data = None

@@ -18,8 +18,9 @@ from pylsl.util import LostError as LslLostError
 from pylsl.util import TimeoutError as LslTimeoutError
 
 from mmmelab.config import LslStreamConfig
-from mmmelab.drivers.base import AuxLayout, DeviceFault, SampleBlock, SignalLayout
+from mmmelab.drivers.base import DeviceFault, SampleBlock
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
+from mmmelab.streams import AuxSpec, SignalLayout
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class LslInlet:
             channels=tuple(labels),
             units="",
             rate_hz=self.rate_hz,
-            aux=(AuxLayout("lsl_time", "<f8"), AuxLayout("lsl_offset", "<f8")),
+            aux=(AuxSpec("lsl_time", "<f8"), AuxSpec("lsl_offset", "<f8")),
         )
 
     def start(self) -> None:

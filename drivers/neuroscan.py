@@ -32,14 +32,13 @@ import numpy as np
 
 from mmmelab.config import EegConfig, EegProtocol
 from mmmelab.drivers.base import (
-    ArrivalGapWatcher,
-    AuxLayout,
     DeviceFault,
+    EstimatedGaps,
     SampleBlock,
-    SignalLayout,
     recv_exact,
 )
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
+from mmmelab.streams import AuxSpec, SignalLayout
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +230,7 @@ class CurryClient(_NeuroscanClient):
         eeg = tuple(lab for i, lab in enumerate(self.labels) if i != self.trigger_index)
         self._check_layout(len(eeg), self.rate_hz)
         self.layout = SignalLayout(
-            channels=eeg, units="uV", rate_hz=self.rate_hz, aux=(AuxLayout("trigger", "<u2"),)
+            channels=eeg, units="uV", rate_hz=self.rate_hz, aux=(AuxSpec("trigger", "<u2"),)
         )
         logger.info(
             "Curry %s: %d channels at %g Hz, trigger channel %s",
@@ -356,8 +355,7 @@ class AcquireClient(_NeuroscanClient):
         self.n_eeg = self.n_evt = self.block_pts = self.data_size = 0
         self.resolution_uv = 0.0
         self._count = 0  # samples counted since the first block
-        self._lost_at: float | None = None
-        self._gaps = ArrivalGapWatcher(config.rate_hz, min_gap_s=0.03)
+        self._gaps = EstimatedGaps(config.rate_hz, 0.03, "Acquire carries no sample index")
         self.impedance_mode = False
         self._paused_at: float | None = None  # host time impedance mode began
 
@@ -392,7 +390,7 @@ class AcquireClient(_NeuroscanClient):
             channels=tuple(self.labels),
             units="uV",
             rate_hz=self.rate_hz,
-            aux=(AuxLayout("trigger", "<u2"),),
+            aux=(AuxSpec("trigger", "<u2"),),
         )
         logger.info(
             "Acquire: %d EEG + %d event channels at %g Hz, %d-bit, %g uV/count",
@@ -452,38 +450,13 @@ class AcquireClient(_NeuroscanClient):
             # with the clock (as after a disconnection) but nothing is counted as lost
             skipped = max(0, int(round((now - self._paused_at) * self.rate_hz)) - n)
             self._count += skipped
-            self._gaps.reset()
+            self._gaps.resume()
             self._paused_at = None
             logger.info("Acquire: data resumed after impedance mode (%d samples skipped)", skipped)
-        if self._lost_at is not None:
-            # Acquire has no sample index: estimate what the disconnection cost.
-            missing = max(0, int(round((now - self._lost_at) * self.rate_hz)) - n)
+        missing, fault = self._gaps.account(now, self._count, n)
+        if fault is not None:
             self._count += missing
-            self.faults.append(
-                DeviceFault(
-                    now,
-                    "gap",
-                    missing,
-                    f"about {missing} samples lost while disconnected "
-                    f"(estimated from the host clock: Acquire carries "
-                    f"no sample index)",
-                )
-            )
-            self._lost_at = None
-        missing = self._gaps.check(now, self._count + n)
-        if missing:
-            self._count += missing
-            self.faults.append(
-                DeviceFault(
-                    now,
-                    "gap",
-                    missing,
-                    f"about {missing} samples never arrived (estimated "
-                    f"from arrival timing: Acquire carries no sample "
-                    f"index; placed within the last "
-                    f"{self._gaps.window_s:g} s)",
-                )
-            )
+            self.faults.append(fault)
         first = self._count
         self._count += n
         if self.impedance_mode:  # a block still in flight: the pause starts after it
@@ -496,8 +469,7 @@ class AcquireClient(_NeuroscanClient):
         return [SampleBlock(first, data, now, {"trigger": word.astype(np.uint16)})]
 
     def reconnect(self) -> None:
-        self._lost_at = getattr(self, "last_block_time", self.clock())
-        self._gaps.reset()
+        self._gaps.broken(getattr(self, "last_block_time", self.clock()))
         super().reconnect()
 
     def info(self) -> dict[str, object]:

@@ -40,6 +40,7 @@ from mmmelab.storage.manifest import (
     write_manifest,
 )
 from mmmelab.storage.signals import SignalFile, SignalSpec, open_signals
+from mmmelab.streams import StreamKind
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +231,11 @@ class SessionWriter:
         """
         streams: dict[str, Any] = {}
         if camera is not None:
-            streams["camera"] = {"kind": "camera", "path": "camera/", **(camera_info or {})}
+            streams["camera"] = {
+                "kind": StreamKind.CAMERA,
+                "path": "camera/",
+                **(camera_info or {}),
+            }
         self.signals = SignalFile(
             self.folder / "signals.h5", signals, logs={"trials": TRIAL_DTYPE, **(logs or {})}
         )
@@ -241,7 +246,7 @@ class SessionWriter:
                 "rate_hz": spec.rate_hz,
                 "channels": len(spec.channels),
             }
-        streams["markers"] = {"kind": "markers", "path": "signals.h5:/markers/log"}
+        streams["markers"] = {"kind": StreamKind.MARKERS, "path": "signals.h5:/markers/log"}
         self.manifest["streams"] = streams
         write_manifest(self.folder, self.manifest)
 

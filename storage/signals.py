@@ -38,6 +38,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from mmmelab.streams import AuxSpec, SignalLayout, StreamKind
+
 logger = logging.getLogger(__name__)
 
 WRITE_BATCH_S = 0.25  # the feeder sends at most four batches a second
@@ -62,25 +64,24 @@ FAULT_DTYPE = np.dtype(
 
 
 @dataclass(frozen=True)
-class AuxSpec:
-    """A per-sample side array of a stream (trigger word, digital lines)."""
-
-    name: str
-    dtype: str
-    width: int = 1
-
-
-@dataclass(frozen=True)
 class SignalSpec:
-    """What one signal stream looks like, fixed when the device connects."""
+    """What one signal stream looks like in the session: its device's layout, named."""
 
     name: str
-    kind: str
+    kind: StreamKind
     rate_hz: float
     channels: tuple[str, ...]
     units: str
     aux: tuple[AuxSpec, ...] = ()
     device: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, layout: SignalLayout, device: dict[str, Any]) -> SignalSpec:
+        """The stream device ``name`` delivers (``layout``, from its connect); ``device``
+        is its description for the manifest, every value as text."""
+        kind = StreamKind.of_device(name)
+        info = {k: str(v) for k, v in device.items()}
+        return cls(name, kind, layout.rate_hz, layout.channels, layout.units, layout.aux, info)
 
 
 @dataclass
@@ -128,7 +129,7 @@ class H5Writer:
                 chunks=(rows, aux.width),
                 dtype=aux.dtype,
             )
-        grp.attrs["kind"] = spec.kind
+        grp.attrs["kind"] = str(spec.kind)
         grp.attrs["rate_hz"] = spec.rate_hz
         grp.attrs["channels"] = np.array(spec.channels, dtype=h5py.string_dtype())
         grp.attrs["units"] = spec.units

@@ -16,7 +16,8 @@ from mmmelab.errors import DeviceError
 from mmmelab.hardware_mocks.acqknowledge import AcqKnowledgeServer
 from mmmelab.hardware_mocks.tcpserver import FaultPlan
 from mmmelab.hardware_mocks.wire import VirtualWire
-from mmmelab.storage.signals import AuxSpec, SignalFile, SignalSpec, open_signals
+from mmmelab.storage.signals import SignalFile, SignalSpec, open_signals
+from mmmelab.streams import AuxSpec, StreamKind
 from tests.helpers import collect, contiguous
 
 
@@ -65,7 +66,7 @@ def test_dropped_blocks_show_as_an_estimated_gap():
 def _recording(driver, tmp_path, reconnect_s=5.0):
     spec = SignalSpec(
         "physio",
-        "physio",
+        StreamKind.PHYSIO,
         1000.0,
         driver.config.channels,
         "device units",

@@ -19,7 +19,8 @@ from mmmelab.hardware_mocks.acquire import AcquireServer
 from mmmelab.hardware_mocks.curry import CurryServer
 from mmmelab.hardware_mocks.tcpserver import FaultPlan
 from mmmelab.hardware_mocks.wire import VirtualWire
-from mmmelab.storage.signals import AuxSpec, SignalFile, SignalSpec, open_signals
+from mmmelab.storage.signals import SignalFile, SignalSpec, open_signals
+from mmmelab.streams import AuxSpec, StreamKind
 from tests.helpers import collect, contiguous
 
 FRAMINGS = {
@@ -104,7 +105,12 @@ def test_disconnect_reconnects_and_records_the_gap(framing, tmp_path):
         driver.connect()
         driver.start()
         spec = SignalSpec(
-            "eeg", "eeg", 1000.0, driver.layout.channels, "uV", (AuxSpec("trigger", "<u2"),)
+            "eeg",
+            StreamKind.EEG,
+            1000.0,
+            driver.layout.channels,
+            "uV",
+            (AuxSpec("trigger", "<u2"),),
         )
         signals = SignalFile(tmp_path / "s.h5", [spec])
         rec = SignalRecorder(driver, signals, local_clock, reconnect_s=5.0)
@@ -143,7 +149,7 @@ def test_a_server_that_never_comes_back_stops_the_stream_with_the_error(tmp_path
     driver.connect()
     driver.start()
     spec = SignalSpec(
-        "eeg", "eeg", 1000.0, driver.layout.channels, "uV", (AuxSpec("trigger", "<u2"),)
+        "eeg", StreamKind.EEG, 1000.0, driver.layout.channels, "uV", (AuxSpec("trigger", "<u2"),)
     )
     signals = SignalFile(tmp_path / "s.h5", [spec])
     rec = SignalRecorder(driver, signals, local_clock, reconnect_s=1.0)

@@ -19,7 +19,8 @@ from mmmelab.storage.frames import (
 from mmmelab.storage.framestore import FrameStore
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
-from mmmelab.storage.signals import AuxSpec, SignalSpec
+from mmmelab.storage.signals import SignalSpec
+from mmmelab.streams import AuxSpec, StreamKind
 
 W, H = 64, 48
 
@@ -36,7 +37,9 @@ def write_session(root, n_frames=25, per_chunk=10, blocks=((0, 40), (40, 40), (1
         "protocol": {"practice": [], "trial_order": []},
     }
     w = SessionWriter(root, fields, "P01", 1)
-    eeg = SignalSpec("eeg", "eeg", 1000.0, ("C3", "C4"), "uV", (AuxSpec("trigger", "<u2"),))
+    eeg = SignalSpec(
+        "eeg", StreamKind.EEG, 1000.0, ("C3", "C4"), "uV", (AuxSpec("trigger", "<u2"),)
+    )
     geometry = FrameGeometry(W, H, frames_per_chunk=per_chunk)
     w.open_streams(geometry, [eeg], camera_info={"fps": 150.0})
     assert w.signals is not None
