@@ -627,6 +627,30 @@ def short_trials(clip_s: float, neutral_s: float) -> Any:
     return dataclasses.replace(proto, clips=clips, neutral=neutral)
 
 
+def repeated_clip_protocol(
+    path: Path,
+    n_clips: int,
+    clip_s: float,
+    neutral_s: float,
+    seed: int,
+    rating_limit_s: float = 25.0,
+) -> Path:
+    """Write a protocol file of ``n_clips`` happiness clips of ``clip_s`` in fixed order,
+    each followed by the neutral clip of ``neutral_s`` (the demo clips; the benchmarks'
+    sessions of a planned length). Returns ``path``."""
+    clips = "".join(
+        f'\n[[clips]]\nid = "clip{i}"\nemotion = "happiness"\nfile = "bench.mp4"\n'
+        f"duration_s = {clip_s!r}\n"
+        for i in range(n_clips)
+    )
+    path.write_text(
+        f'[protocol]\nname = "{path.stem}"\nseed = {seed}\nstimuli_dir = "@demo"\n'
+        f'order = "fixed"\n\n[timing]\nrating_limit_s = {rating_limit_s!r}\n\n'
+        f'[neutral]\nid = "neutral"\nfile = "neutral.mp4"\nduration_s = {neutral_s!r}\n' + clips
+    )
+    return path
+
+
 def simulate_study(
     out: Path,
     plan: StudyPlan,

@@ -38,36 +38,6 @@ TARGETS = {
     "dropped": ("==", 0),
 }
 
-_PROTOCOL = """
-[protocol]
-name = "gui-bench"
-seed = 5
-stimuli_dir = "@demo"
-order = "fixed"
-
-[timing]
-rating_limit_s = 4.0  # the scripted participant answers within 1.6 s
-
-[neutral]
-id = "neutral"
-file = "neutral.mp4"
-duration_s = 3.0
-"""
-
-
-def _protocol_file(folder: Path, seconds: float) -> Path:
-    # one trial takes about 10 s (Space, 5 s clip, answer, 3 s neutral); the disk
-    # pre-flight check plans for the longest case, so no more trials than needed
-    n = max(2, int(seconds / 9.5) + 1)
-    clips = "".join(
-        f'\n[[clips]]\nid = "clip{i}"\nemotion = "happiness"\nfile = "bench.mp4"\n'
-        f"duration_s = 5.0\n"
-        for i in range(n)
-    )
-    path = folder / "gui-bench.toml"
-    path.write_text(_PROTOCOL + clips)
-    return path
-
 
 def _quiet(_: str) -> None:
     pass
@@ -78,6 +48,7 @@ def bench_gui(seconds: float = 60.0, progress: Progress = _quiet) -> dict[str, A
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt6.QtWidgets import QApplication
 
+    from mmmelab.acquisition.study import repeated_clip_protocol
     from mmmelab.config import load_lab, load_protocol, shipped
 
     app = QApplication.instance() or QApplication(["mmme-bench-gui"])
@@ -85,7 +56,12 @@ def bench_gui(seconds: float = 60.0, progress: Progress = _quiet) -> dict[str, A
     try:
         lab = load_lab(shipped("labs", "simulated"))
         lab = dataclasses.replace(lab, data_root=work)
-        protocol = load_protocol(_protocol_file(work, seconds))
+        # one trial takes about 10 s (Space, 5 s clip, answer, 3 s neutral); the disk
+        # pre-flight check plans for the longest case, so no more trials than needed
+        # (the scripted participant answers within 1.6 s)
+        path = work / "gui-bench.toml"
+        n_clips = max(2, int(seconds / 9.5) + 1)
+        protocol = load_protocol(repeated_clip_protocol(path, n_clips, 5.0, 3.0, 5, 4.0))
         return _run(app, lab, protocol, work, seconds, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)

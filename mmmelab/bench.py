@@ -318,34 +318,6 @@ SYNC_CLOCKS = {
     "camera": {"offset_s": 3.3, "drift_ppm": 100.0},
 }
 
-_SYNC_PROTOCOL = """
-[protocol]
-name = "sync-bench"
-seed = 11
-stimuli_dir = "@demo"
-order = "fixed"
-
-[timing]
-rating_limit_s = 25.0
-
-[neutral]
-id = "neutral"
-file = "neutral.mp4"
-duration_s = 2.0
-"""
-
-
-def _sync_protocol(folder: Path, minutes: float) -> Path:
-    n = max(2, int(minutes * 60 / 12.0))
-    clips = "".join(
-        f'\n[[clips]]\nid = "clip{i}"\nemotion = "happiness"\nfile = "bench.mp4"\n'
-        f"duration_s = 8.0\n"
-        for i in range(n)
-    )
-    path = folder / "sync-bench.toml"
-    path.write_text(_SYNC_PROTOCOL + clips)
-    return path
-
 
 def _errors(aligned: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     err = aligned - truth
@@ -368,6 +340,7 @@ def bench_sync(minutes: float = 5.0, progress: Progress = _quiet) -> dict[str, A
     import random
 
     from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+    from mmmelab.acquisition.study import repeated_clip_protocol
     from mmmelab.analysis.alignment import align_session
     from mmmelab.config import load_protocol
     from mmmelab.storage import CameraStream, SignalStream, open_session
@@ -378,10 +351,13 @@ def bench_sync(minutes: float = 5.0, progress: Progress = _quiet) -> dict[str, A
         lab = dataclasses.replace(
             lab, camera=dataclasses.replace(lab.camera, width=256, height=128), data_root=work
         )
-        protocol = load_protocol(_sync_protocol(work, minutes))
+        n_clips = max(2, int(minutes * 60 / 12.0))
+        protocol = load_protocol(
+            repeated_clip_protocol(work / "sync-bench.toml", n_clips, 8.0, 2.0, 11)
+        )
         progress(f"recording {minutes:g} min with skewed clocks: {SYNC_CLOCKS}")
         with SessionEngine(
-            lab, protocol, ParticipantInfo("SYNC"), out_root=work, sim_clocks=SYNC_CLOCKS
+            lab, protocol, ParticipantInfo("P01"), out_root=work, sim_clocks=SYNC_CLOCKS
         ) as engine:
             engine.connect()
             folder = engine.start()

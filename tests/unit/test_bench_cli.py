@@ -25,6 +25,23 @@ def test_bench_ringbuffer_prints_its_figures():
     assert result["ratio_to_numpy"] == pytest.approx(ratio, abs=0.002)
 
 
+@pytest.mark.slow
+def test_bench_sync_aligns_skewed_clocks_to_the_truth():
+    """A short recording with every device's clock offset and drifting (the bench's
+    protocol is built by the shared helper; its participant id must pass the check)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mmmelab", "bench", "sync", "--minutes", "0.3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    for name in ("eeg", "physio", "camera"):
+        assert result["streams"][name]["method"] == "triggers"
+    assert result["eeg_time_error_ms_p95"] < 1.0 and result["physio_time_error_ms_p95"] < 1.0
+
+
 def test_bench_camera_refuses_a_missing_folder(tmp_path):
     out = subprocess.run(
         [
