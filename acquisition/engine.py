@@ -1,9 +1,18 @@
-"""The headless session engine: connect, pre-flight, record, run the paradigm, stop, finalise.
+"""The headless session engine: its lifecycle from Connect to the saved session.
 
-``SessionEngine`` owns the devices, the trigger bus, the recorders and the session
-writer. It has no Qt; the GUI (later) and the CLI drive it through the same few
-methods: ``connect``, ``start``, ``space``/``rate`` (participant input),
-``remind``/``mark`` (experimenter), ``stop``, ``close``, ``telemetry``.
+``SessionEngine`` drives one session through its states (idle -> connected, with
+the live preview -> recording -> stopping -> finished) over four parts, each in
+its own module:
+
+* the devices (``devices.DeviceSet``: open together, closed in bounded time);
+* the pre-flight (``preflight``: stimuli, disks, the set-up record);
+* the recorders and the camera pipeline (``recorders``, ``camera_pipeline``);
+* the session record (``record.SessionRecord``: manifest, rows, marker fan-out).
+
+It has no Qt; the GUI (through its controller) and the CLI drive it through the
+same few methods: ``connect``, ``preview``, ``start``, ``space``/``rate``
+(participant input), ``remind``/``mark`` (experimenter), ``advance``, ``stop``,
+``close``, ``telemetry``.
 
 Threads: the caller's thread is the control thread (everything here), plus one
 recorder thread per device, the trigger-bus thread and the signal-writer thread.
@@ -16,49 +25,30 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-import platform
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mmmelab import __version__
 from mmmelab.acquisition.camera_pipeline import TELEMETRY_DTYPE, CameraPipeline
-from mmmelab.acquisition.diskcheck import check_volumes
+from mmmelab.acquisition.devices import DeviceSet
 from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
+from mmmelab.acquisition.preflight import SetupRecord, check_disks, prepare_stimuli
 from mmmelab.acquisition.preview import Preview
+from mmmelab.acquisition.record import SessionRecord, clock_info, environment
 from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
-from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
-from mmmelab.config import (
-    DEMO_STIMULI,
-    LabConfig,
-    Protocol,
-    check_participant_id,
-    check_session_number,
-)
+from mmmelab.acquisition.supervision import Supervisor
+from mmmelab.config import LabConfig, Protocol, check_participant_id, check_session_number
 from mmmelab.drivers.base import SignalDriver
-from mmmelab.drivers.biopac import BiopacNdt
-from mmmelab.drivers.lsl import LslInlet, MarkerOutlet, local_clock
-from mmmelab.drivers.neuroscan import AcquireClient, make_eeg_driver
-from mmmelab.drivers.triggerbox import TriggerBox
+from mmmelab.drivers.lsl import local_clock
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceTimeoutError, LabError
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.storage.session import (
-    DISPLAY_DTYPE,
-    SESSION_LOGS,
-    TRIAL_DTYPE,
-    SessionWriter,
-    check_output_root,
-)
+from mmmelab.storage.session import SESSION_LOGS, SessionWriter, check_output_root
 from mmmelab.storage.signals import SignalSpec
 from mmmelab.streams import SignalLayout
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
@@ -69,8 +59,6 @@ logger = logging.getLogger(__name__)
 
 LAST_PULSE_WAIT_S = 0.6  # at the stop: how long the last trigger pulse may take to show
 RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is left behind
-DEVICE_CLOSE_S = 0.8  # every device's close together, likewise
-SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5  # EEG + physio on disk, generous
 
 
 class EngineState(enum.StrEnum):
@@ -112,14 +100,7 @@ class SessionEngine:
         self.seed = seed
         self.sim_clocks = sim_clocks
         self.state = EngineState.IDLE
-        self.simlab: Any = None
-        self.triggerbox: TriggerBox | None = None
-        self.outlet: MarkerOutlet | None = None
-        self.camera: XimeaCamera | None = None
-        self.signal_drivers: dict[str, SignalDriver] = {}
-        self.layouts: dict[str, SignalLayout] = {}
-        self.device_info: dict[str, Any] = {}
-        self.writer: SessionWriter | None = None
+        self.devices = DeviceSet(clock)
         self.bus: TriggerBus | None = None
         self.recorders: dict[str, Recorder] = {}
         self.windows: dict[str, SignalWindow] = {}
@@ -128,26 +109,74 @@ class SessionEngine:
             box_latency_s=lab.triggerbox.latency_ms / 1000.0,
             lost_after_s=max(15.0, 3 * lab.sync_interval_s),
         )
-        self._sync_state: dict[str, str] = {}
-        self._next_sync_check = 0.0
-        self._ttl_ok = True
+        self.record = SessionRecord(clock, self.live)
         self.paradigm = Paradigm(protocol, self._emit)
         self.participant_sim: SimulatedParticipant | None = None
-        self.on_marker: list[Callable[[MarkerRecord], None]] = []
-        self.problems: list[str] = []
+        self.health = Supervisor(self.record.fault, self._abort_paradigm)
         self.disk: dict[str, Any] = {}  # the pre-flight's disk figures (free, rate, speed)
         self.disk_warning = ""  # the pre-flight's disk-speed warning, a fault row at the start
-        #: why the session had to be stopped (disk full, a writer died), else None
-        self.fatal: str | None = None
-        self._listener_errors_seen = 0
         self.t_start = float("nan")
         self.preview_state: Preview | None = None
         self._streaming: set[str] = set()  # signal drivers already started
-        #: the set-up checks run before Start (``rigcheck``), kept in the manifest
-        self.setup_record: dict[str, Any] = {}
-        self.camera_changes: list[dict[str, Any]] = []  # adjustments made in preview
-        self.setup_events: list[dict[str, Any]] = []  # e.g. the amplifier's impedance mode
-        self.display_record: dict[str, Any] = {}  # the GUI's clip and display check
+        self.setup = SetupRecord()
+
+    # The devices and the record, as the console, the rig checks and the tests see them.
+
+    @property
+    def problems(self) -> list[str]:
+        """What went wrong, as sentences (the manifest's ``problems``)."""
+        return self.health.problems
+
+    @property
+    def fatal(self) -> str | None:
+        """Why the session had to be stopped (disk full, a writer died), else None."""
+        return self.health.fatal
+
+    @property
+    def simlab(self) -> Any:
+        return self.devices.simlab
+
+    @property
+    def camera(self) -> XimeaCamera | None:
+        return self.devices.camera
+
+    @property
+    def signal_drivers(self) -> dict[str, SignalDriver]:
+        return self.devices.signal_drivers
+
+    @property
+    def layouts(self) -> dict[str, SignalLayout]:
+        return self.devices.layouts
+
+    @property
+    def device_info(self) -> dict[str, Any]:
+        return self.devices.info
+
+    @property
+    def writer(self) -> SessionWriter | None:
+        return self.record.writer
+
+    @property
+    def on_marker(self) -> list[Callable[[MarkerRecord], None]]:
+        return self.record.on_marker
+
+    @property
+    def setup_record(self) -> dict[str, Any]:
+        """The set-up checks run before Start (``rigcheck``), kept in the manifest."""
+        return self.setup.checks
+
+    @setup_record.setter
+    def setup_record(self, record: dict[str, Any]) -> None:
+        self.setup.checks = record
+
+    @property
+    def display_record(self) -> dict[str, Any]:
+        """The GUI's clip and display check, kept in the manifest."""
+        return self.setup.display
+
+    @display_record.setter
+    def display_record(self, record: dict[str, Any]) -> None:
+        self.setup.display = record
 
     # ------------------------------------------------------------ connect
 
@@ -157,66 +186,16 @@ class SessionEngine:
             raise LabError(f"connect() in state {self.state.value}")
         for root in self.volume_roots():  # before any device: a bad --out costs nothing
             check_output_root(root)
-        simulated = self.lab.simulated_devices()
-        if simulated:
-            from mmmelab.acquisition.simulation import start_simulated_lab
-
-            logger.warning("SIMULATED DEVICES: %s", ", ".join(simulated))
-            self.simlab = start_simulated_lab(
-                self.lab, self.clock, seed=self.seed, clocks=self.sim_clocks
-            )
-            self.lab = self.simlab.configured(self.lab)
+        self.lab = self.devices.start_simulators(self.lab, self.seed, self.sim_clocks)
         try:
-            self._prepare_stimuli()
-            self._open_devices()
-            self._check_disk()
+            self.stimuli_dir = prepare_stimuli(self.protocol, self.lab)
+            self.devices.open(self.lab)
+            check = check_disks(self.volume_roots(), self.lab, self.protocol)
+            self.disk, self.disk_warning = check.figures, check.warning
         except BaseException:
             self._close_devices()
             raise
         self.state = EngineState.CONNECTED
-
-    def _prepare_stimuli(self) -> None:
-        folder = stimuli_folder(self.protocol, self.lab)
-        if self.protocol.stimuli_dir == DEMO_STIMULI:
-            ensure_demo_clips(self.protocol, folder)
-        missing = missing_clips(self.protocol, folder)
-        if missing:
-            shown = ", ".join(str(m) for m in missing[:3])
-            raise LabError(
-                f"{len(missing)} stimulus clip(s) of protocol "
-                f"{self.protocol.name!r} are missing, e.g. {shown}; put the licensed "
-                f"clips there or point stimuli_dir/stimuli_root at them"
-            )
-        self.stimuli_dir = folder
-
-    def _open_devices(self) -> None:
-        lab = self.lab
-        self.triggerbox = TriggerBox(lab.triggerbox, self.clock)
-        self.triggerbox.open()
-        self.device_info["triggerbox"] = self.triggerbox.info()
-        self.outlet = MarkerOutlet(lab.marker_stream, session_id="pending")
-        self.device_info["lsl"] = self.outlet.info()
-        self.camera = XimeaCamera(lab.camera, self.clock)
-        self.device_info["camera"] = self.camera.open()
-        drivers: list[SignalDriver] = [
-            make_eeg_driver(lab.eeg, self.clock),
-            BiopacNdt(lab.physio, self.clock),
-        ]
-        drivers += [LslInlet(stream, self.clock) for stream in lab.lsl_streams]
-        for driver in drivers:
-            self.layouts[driver.name] = driver.connect()
-            self.signal_drivers[driver.name] = driver
-            self.device_info[driver.name] = driver.info()
-
-    def _check_disk(self) -> None:
-        cam = self.lab.camera
-        check = check_volumes(
-            self.volume_roots(),
-            FrameGeometry(cam.width, cam.height).stride * cam.fps,
-            SIGNALS_BYTES_PER_S,
-            self.protocol.planned_duration_s(),
-        )
-        self.disk, self.disk_warning = check.figures, check.warning
 
     def volume_roots(self) -> list[Path]:
         """The folders the camera frames go to: the sessions' root, then the lab's other
@@ -225,27 +204,24 @@ class SessionEngine:
 
     # ------------------------------------------------------------ preview
 
-    def preview(self, face_box: tuple[int, int, int, int] | None = None) -> Preview:
-        """Every device live, nothing written (state CONNECTED). Start ends it."""
-        if self.state is not EngineState.CONNECTED:
-            raise LabError(f"preview() in state {self.state.value}")
-        if self.preview_state is not None:
-            return self.preview_state
+    def _stream_signals(self) -> None:
+        """Start every signal device not yet streaming, each with its live window."""
         for name, driver in self.signal_drivers.items():
             if name not in self._streaming:
                 driver.start()
                 self._streaming.add(name)
             layout = self.layouts[name]
             self.windows.setdefault(name, SignalWindow(len(layout.channels), layout.rate_hz))
-        assert self.triggerbox is not None and self.outlet is not None
-        bus = TriggerBus(
-            self.triggerbox,
-            self.outlet,
-            self.clock,
-            pulse_s=self.lab.triggerbox.pulse_ms / 1000.0,
-            gap_s=self.lab.triggerbox.gap_ms / 1000.0,
-            sync_interval_s=3600.0,  # no sync pulses: the loop-back code is alone
-        )
+
+    def preview(self, face_box: tuple[int, int, int, int] | None = None) -> Preview:
+        """Every device live, nothing written (state CONNECTED). Start ends it."""
+        if self.state is not EngineState.CONNECTED:
+            raise LabError(f"preview() in state {self.state.value}")
+        if self.preview_state is not None:
+            return self.preview_state
+        self._stream_signals()
+        # no sync pulses in preview: the loop-back code is alone
+        bus = self.devices.trigger_bus(self.lab, sync_interval_s=3600.0)
         self.preview_state = Preview(
             self.camera, self.signal_drivers, self.layouts, self.windows, bus, self.clock,
             face_box=face_box,
@@ -274,41 +250,32 @@ class SessionEngine:
         self.lab = dataclasses.replace(self.lab, camera=cam)
         self.device_info["camera"] = self.camera.info()
         settings = cam.settings()
-        self.camera_changes.append({"t_master": self.clock(), **settings})
+        self.setup.camera_changes.append({"t_master": self.clock(), **settings})
         return settings
 
     @property
     def eeg_in_impedance_mode(self) -> bool:
         """The amplifier is in its impedance mode (no EEG data flows)."""
-        driver = self.signal_drivers.get("eeg")
-        return isinstance(driver, AcquireClient) and driver.impedance_mode
+        driver = self.devices.acquire
+        return driver is not None and driver.impedance_mode
 
     def eeg_impedance_mode(self, on: bool) -> bool:
         """Switch the amplifier into (or out of) its impedance mode before Start, where
         its protocol has one (Acquire's StartImpedance). Returns whether it has one;
         EEG data pauses meanwhile; Start ends it (and logs that it did)."""
-        driver = self.signal_drivers.get("eeg")
         if self.state is not EngineState.CONNECTED:
             raise LabError(f"impedance mode only before Start (now {self.state.value})")
-        if not isinstance(driver, AcquireClient):  # Curry sends its impedances as data
+        driver = self.devices.acquire
+        if driver is None:  # Curry sends its impedances as data
             return False
         active = driver.impedance_mode
         if on and not active:
             driver.start_impedance()
-            self.setup_events.append({"t_master": self.clock(), "event": "impedance mode on"})
+            self.setup.events.append({"t_master": self.clock(), "event": "impedance mode on"})
         elif not on and active:
             driver.end_impedance()
-            self.setup_events.append({"t_master": self.clock(), "event": "impedance mode off"})
+            self.setup.events.append({"t_master": self.clock(), "event": "impedance mode off"})
         return True
-
-    def _setup_for_manifest(self) -> dict[str, Any]:
-        """The set-up record with the camera settings the recording started with and
-        every change made in preview (also those after the checks ran)."""
-        record = dict(self.setup_record) if self.setup_record else {"checks_run": False}
-        return record | {"camera_final": self.lab.camera.settings(),
-                         "camera_changes": list(self.camera_changes),
-                         "events": list(self.setup_events),
-                         "display": self.display_record or {"run": False}}  # fmt: skip
 
     def end_preview(self) -> None:
         if self.preview_state is not None:
@@ -331,11 +298,26 @@ class SessionEngine:
             logger.warning("the amplifier was still in impedance mode: ended before Start")
             self.eeg_impedance_mode(False)
         self.end_preview()  # its bus and camera thread go; the signal devices stream on
-        assert self.camera is not None and self.triggerbox is not None
-        assert self.outlet is not None
-        self.writer = SessionWriter(
+        writer = self._open_session()
+        self._make_recorders(writer)
+        self.state = EngineState.RECORDING
+        assert self.pipeline is not None
+        self.pipeline.start()
+        for rec in self.recorders.values():
+            if rec is not self.pipeline.grabber:
+                rec.start()
+        self._await_first_data(first_data_timeout_s)
+        self._start_paradigm(simulate_participant)
+        if self.disk_warning:
+            self.fault("disk", "warning", 1, self.disk_warning, log=False)
+        return writer.folder
+
+    def _open_session(self) -> SessionWriter:
+        """The session folder with its manifest, the signal file and the frame geometry."""
+        writer = SessionWriter(
             self.out_root, self._manifest_fields(), self.participant.id, self.participant.session
         )
+        self.record.writer = writer
         cam = self.lab.camera
         specs = [SignalSpec.of(n, lay, self.device_info[n]) for n, lay in self.layouts.items()]
         geometry = FrameGeometry(
@@ -344,77 +326,69 @@ class SessionEngine:
             white_balance=cam.white_balance,
             frames_per_chunk=self.lab.frames_per_chunk,
         )
-        self.writer.open_streams(
+        writer.open_streams(
             geometry,
             specs,
             camera_info=self.device_info["camera"],
             logs={"telemetry": TELEMETRY_DTYPE, **SESSION_LOGS},
         )
-        signals = self.writer.signals
-        assert signals is not None
+        return writer
+
+    def _make_recorders(self, writer: SessionWriter) -> None:
+        """The camera pipeline (grabber, ring, frame writers) and a recorder per signal device."""
+        signals = writer.signals
+        assert signals is not None and self.camera is not None
+        cam = self.lab.camera
         self.pipeline = CameraPipeline(
             self.camera,
-            self.writer.camera_folder,
-            geometry,
+            writer.camera_folder,
+            FrameGeometry(cam.width, cam.height, white_balance=cam.white_balance,
+                          frames_per_chunk=self.lab.frames_per_chunk),
             self.clock,
             signals.fault,
             telemetry_sink=lambda row: signals.log("telemetry", row),
             live=self.live,
             planned_end=self.clock() + self.protocol.planned_duration_s(),
-            volumes=[v / self.writer.folder.name / "camera" for v in self.volume_roots()[1:]],
-        )
+            volumes=[v / writer.folder.name / "camera" for v in self.volume_roots()[1:]],
+        )  # fmt: skip
         self.recorders["camera"] = self.pipeline.grabber
+        self._stream_signals()  # the preview started them already, if it ran
         for name, driver in self.signal_drivers.items():
-            if name not in self._streaming:  # the preview started it already
-                driver.start()
-                self._streaming.add(name)
-            layout = self.layouts[name]
-            self.windows.setdefault(name, SignalWindow(len(layout.channels), layout.rate_hz))
             self.recorders[name] = SignalRecorder(
                 driver,
                 signals,
                 self.clock,
                 live=self.live,
-                rate_hz=layout.rate_hz,
+                rate_hz=self.layouts[name].rate_hz,
                 window=self.windows[name],
             )
-        self.state = EngineState.RECORDING
-        self.pipeline.start()
-        for rec in self.recorders.values():
-            if rec is not self.pipeline.grabber:
-                rec.start()
-        deadline = time.monotonic() + first_data_timeout_s
+
+    def _await_first_data(self, timeout_s: float) -> None:
+        """Every recorder has delivered data within ``timeout_s``, or the session is
+        stopped as failed and DeviceTimeoutError names the silent device."""
+        deadline = time.monotonic() + timeout_s
         for name, rec in self.recorders.items():
             if not rec.first_data.wait(max(0.0, deadline - time.monotonic())):
                 self.stop(SessionStatus.FAILED)
                 raise DeviceTimeoutError(
-                    name,
-                    f"no data within {first_data_timeout_s:g} s of "
-                    f"the start ({rec.error or 'silent'})",
+                    name, f"no data within {timeout_s:g} s of the start ({rec.error or 'silent'})"
                 )
-        self.bus = TriggerBus(
-            self.triggerbox,
-            self.outlet,
-            self.clock,
-            pulse_s=self.lab.triggerbox.pulse_ms / 1000.0,
-            gap_s=self.lab.triggerbox.gap_ms / 1000.0,
-            sync_interval_s=self.lab.sync_interval_s,
-        )
-        self.bus.listeners.append(self._on_marker)
+
+    def _start_paradigm(self, simulate_participant: bool) -> None:
+        """The trigger bus with its sync pulses, then the paradigm (and, headless, the
+        simulated participant)."""
+        self.bus = self.devices.trigger_bus(self.lab, self.lab.sync_interval_s)
+        physio = self.signal_drivers.get("physio")
+        self.record.device_note = getattr(physio, "mark", None)
+        self.bus.listeners.append(self.record.marker)
         self.bus.start()
-        self.paradigm.on_trial_done.append(self._on_trial_done)
+        self.paradigm.on_trial_done.append(self.record.trial_done)
         if simulate_participant:
             self.participant_sim = SimulatedParticipant(self.paradigm, seed=self.seed)
         self.t_start = self.clock()
         self.paradigm.start(self.t_start)
-        if self.disk_warning:
-            self.fault("disk", "warning", 1, self.disk_warning, log=False)
-        return self.writer.folder
 
     def _manifest_fields(self) -> dict[str, Any]:
-        import h5py
-        import pylsl
-
         return {
             "participant": {
                 "id": self.participant.id,
@@ -423,26 +397,14 @@ class SessionEngine:
                 "notes": self.participant.notes,
             },
             "simulated": self.lab.simulated_devices(),
-            "clock": {
-                "master": "pylsl.local_clock",
-                "start_master_s": self.clock(),
-                "start_unix_s": time.time(),
-                "host": socket.gethostname(),
-            },
+            "clock": clock_info(self.clock()),
             "lab": self.lab.to_dict(),
             "lab_requested": self.lab_requested.to_dict(),
             "protocol": self.protocol.to_dict(),
             "devices": self.device_info,
-            "disk_check": getattr(self, "disk", {}),
-            "setup": self._setup_for_manifest(),
-            "environment": {
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                "h5py": h5py.__version__,
-                "pylsl": pylsl.__version__,
-                "mmme_lab": __version__,
-                "platform": platform.platform(),
-            },
+            "disk_check": self.disk,
+            "setup": self.setup.for_manifest(self.lab.camera.settings()),
+            "environment": environment(),
         }
 
     # ------------------------------------------------------------ inputs
@@ -451,55 +413,6 @@ class SessionEngine:
         if self.bus is None:
             raise LabError("the trigger bus is not running")
         self.bus.emit(code, label, t)
-
-    def _on_marker(self, rec: MarkerRecord) -> None:
-        if rec.ttl_ok:
-            self.live.marker(rec.t_on, int(rec.code), rec.t_off)
-        if rec.ttl_ok != self._ttl_ok and self.writer is not None and self.writer.signals:
-            kind, detail = (
-                ("recovered", "TTL pulses work again")
-                if rec.ttl_ok
-                else (
-                    "lost",
-                    "trigger box write failed: TTL pulses are missing from "
-                    "the devices; LSL markers continue",
-                )
-            )
-            self.writer.signals.fault(rec.t_on, "triggerbox", kind, 1, detail)
-            self._ttl_ok = rec.ttl_ok
-        physio = self.signal_drivers.get("physio")
-        mark = getattr(physio, "mark", None)
-        if mark is not None:  # the code also goes into the AcqKnowledge graph
-            mark(f"{int(rec.code)} {rec.code.name} {rec.label}".strip())
-        if self.writer is not None and self.writer.signals is not None:
-            self.writer.signals.marker(
-                rec.seq, int(rec.code), rec.label, rec.t_request, rec.t_on, rec.t_off, rec.ttl_ok
-            )
-        for cb in self.on_marker:
-            cb(rec)
-
-    def _on_trial_done(self, trial: TrialResult) -> None:
-        assert self.writer is not None and self.writer.signals is not None
-        r = trial.rating
-        row = np.array(
-            [
-                (
-                    trial.index,
-                    trial.practice,
-                    trial.clip.id.encode(),
-                    (trial.clip.emotion.value if trial.clip.emotion else "").encode(),
-                    (r.emotion.value if r else "").encode(),
-                    r.valence if r else 0,
-                    r.arousal if r else 0,
-                    trial.missed,
-                    trial.response_time_s,
-                    trial.clip_onset,
-                    trial.rating_onset,
-                )
-            ],
-            dtype=TRIAL_DTYPE,
-        )
-        self.writer.signals.log("trials", row)
 
     # Inputs take the time the event happened (``t``, master clock); default: now.
     # They run on the control thread, like ``advance``.
@@ -529,21 +442,18 @@ class SessionEngine:
 
     # Presentation logs (any thread: they only queue rows for the signal writer).
 
-    def log(self, name: str, rows: np.ndarray) -> None:
+    def log(self, name: str, rows: Any) -> None:
         """Append rows to one of the session's logs (``SESSION_LOGS``)."""
-        if self.writer is not None and self.writer.signals is not None:
-            self.writer.signals.log(name, rows)
+        self.record.log(name, rows)
 
     def log_display(self, code: EventCode, t_input: float, t_display: float, label: str) -> None:
-        row = np.array([(int(code), t_input, t_display, label[:48].encode())], DISPLAY_DTYPE)
-        self.log("display", row)
+        self.record.log_display(code, t_input, t_display, label)
 
     def fault(self, stream: str, kind: str, count: int, detail: str, log: bool = True) -> None:
         """Record a fault found outside the recorders (the GUI: audio, screens)."""
         if log:
             logger.warning("%s: %s", stream, detail)
-        if self.writer is not None and self.writer.signals is not None:
-            self.writer.signals.fault(self.clock(), stream, kind, count, detail)
+        self.record.fault(stream, kind, count, detail)
 
     # ------------------------------------------------------------ running
 
@@ -554,8 +464,8 @@ class SessionEngine:
         self.paradigm.tick(now)
         if self.participant_sim is not None:
             self.participant_sim.act(now)
-        self._check_sync()
-        self._watch_workers(now)
+        self.record.sync_states(self.sync_health)
+        self._watch_workers()
         due = [
             d
             for d in (
@@ -566,52 +476,11 @@ class SessionEngine:
         ]
         return min(due) if due else None
 
-    def _watch_workers(self, now: float) -> None:
-        """Every call (at least 20 times a second while recording): a worker that failed
-        becomes a problem and a fault; one the session cannot go on without (the frame
-        writer, the signal writer, the trigger bus) stops the session as failed."""
-        for name, rec in self.recorders.items():
-            if rec.state is RecorderState.FAILED:
-                self._problem(f"{name} stopped during the session: {rec.error}")
-        pipeline, writer = self.pipeline, self.writer
-        failed, disk_full, why = pipeline.writer_status() if pipeline else (False, False, "")
-        if failed:
-            why = why or "its process is gone"
-            if disk_full:
-                self._fatal(f"disk full: camera frames could not be written to {self.out_root}")
-            else:
-                self._fatal(f"the frame writer failed ({why}); camera frames are not saved")
-        signals = writer.signals if writer is not None else None
-        if signals is not None and (signals.error is not None or not signals.writer_alive):
-            self._fatal(
-                f"the signal writer failed ({signals.error or 'its process is gone'}); "
-                f"EEG, physiology and markers are not saved"
-            )
-        bus = self.bus
-        if bus is not None:
-            while len(bus.listener_errors) > self._listener_errors_seen:
-                detail = bus.listener_errors[self._listener_errors_seen]
-                self._listener_errors_seen += 1
-                self.fault("markers", "listener_error", 1, f"a marker listener failed: {detail}")
-                self._problem(f"a marker listener failed: {detail}")
-            if bus.error is not None:
-                self._fatal(f"{bus.error}; no more event codes can be sent")
+    def _watch_workers(self) -> None:
+        self.health.watch(self.recorders, self.pipeline, self.record.signals, self.bus,
+                          self.out_root)  # fmt: skip
 
-    def _problem(self, message: str) -> None:
-        if message not in self.problems:
-            self.problems.append(message)
-
-    def _fatal(self, message: str) -> None:
-        """Stop the session now as failed (the run loop and the GUI see the abort)."""
-        if self.fatal is not None:
-            return
-        self.fatal = message
-        logger.error("stopping the session: %s", message)
-        self._problem(message)
-        try:
-            self.fault("session", "fatal", 1, message, log=False)
-        except Exception:  # the signal writer may be what failed
-            logger.exception("could not record the fault")
+    def _abort_paradigm(self) -> None:
         if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):
             self.paradigm.abort(self.clock())
 
@@ -643,22 +512,6 @@ class SessionEngine:
         names = [n for n in ("camera", *self.signal_drivers) if not n.startswith("lsl")]
         return self.live.status(self.clock(), names)
 
-    def _check_sync(self) -> None:
-        """Once a second: report streams that lost their triggers or drifted off."""
-        now = self.clock()
-        if now < self._next_sync_check or self.writer is None or self.writer.signals is None:
-            return
-        self._next_sync_check = now + 1.0
-        for name, health in self.sync_health().items():
-            before = self._sync_state.get(name, "waiting")
-            if health.state != before:
-                self._sync_state[name] = health.state
-                if health.state in ("no_triggers", "residual_high"):
-                    logger.warning("sync: %s", health.message)
-                    self.writer.signals.fault(now, name, "sync", 1, health.message)
-                elif before in ("no_triggers", "residual_high"):
-                    self.writer.signals.fault(now, name, "sync", 0, "triggers seen again")
-
     def telemetry(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state.value, "phase": self.paradigm.phase.value}
         for name, rec in self.recorders.items():
@@ -689,60 +542,62 @@ class SessionEngine:
         if self.state not in (EngineState.RECORDING, EngineState.CONNECTED):
             return self.writer.folder if self.writer else None
         self.state = EngineState.STOPPING
-        if status is None:
-            status = (
-                SessionStatus.COMPLETE
-                if self.paradigm.phase is Phase.DONE
-                else SessionStatus.ABORTED
-            )
-        if self.fatal is not None:
-            status = SessionStatus.FAILED
-        self._safely("ending the paradigm", self._end_paradigm)
+        complete = self.paradigm.phase is Phase.DONE
+        self._safely("ending the paradigm", self._abort_paradigm)
         if self.bus is not None:
             self._safely("closing the trigger bus", self.bus.close, 1.0)
             self._safely("waiting for the last pulse", self._await_last_pulse)
+        self._stop_recorders()
+        if self.bus is not None and self.bus.ttl_failures:
+            self.health.problem(f"{self.bus.ttl_failures} trigger-box writes failed")
+        if self.fatal is None:
+            self._watch_workers()  # a failure in the last moments
+        failed = self.fatal is not None or (
+            any(r.state is RecorderState.FAILED for r in self.recorders.values())
+            and (status is SessionStatus.COMPLETE or (status is None and complete))
+        )
+        if failed:
+            status = SessionStatus.FAILED
+        elif status is None:
+            status = SessionStatus.COMPLETE if complete else SessionStatus.ABORTED
+        truth = self._safely("reading the simulators' truth", self.devices.ground_truth)
+        self._safely("closing the devices", self._close_devices)
+        try:
+            return self._finalize(status, truth)
+        finally:
+            self.state = EngineState.FINISHED
+
+    def _stop_recorders(self) -> None:
+        """Ask every recorder to stop, wait for them with one deadline, then the camera."""
         for rec in self.recorders.values():
             rec.request_stop()
         deadline = time.monotonic() + RECORDER_STOP_S
+        grabber = self.pipeline.grabber if self.pipeline is not None else None
         for name, rec in self.recorders.items():
-            if self.pipeline is not None and rec is self.pipeline.grabber:
-                continue
-            if not rec.stop(max(0.05, deadline - time.monotonic())):
-                self._problem(f"the {name} recorder did not stop (its device hangs)")
+            if rec is not grabber and not rec.stop(max(0.05, deadline - time.monotonic())):
+                self.health.problem(f"the {name} recorder did not stop (its device hangs)")
         if self.pipeline is not None:
             clean = self._safely("stopping the camera", self.pipeline.stop)
             if clean is False and self.fatal is None:
-                self._problem("the frame writer did not finish cleanly; see the faults")
-        if self.bus is not None and self.bus.ttl_failures:
-            self._problem(f"{self.bus.ttl_failures} trigger-box writes failed")
-        if self.fatal is None:
-            self._watch_workers(self.clock())  # a failure in the last moments
-        if (
-            any(r.state is RecorderState.FAILED for r in self.recorders.values())
-            and status is SessionStatus.COMPLETE
-        ) or self.fatal is not None:
-            status = SessionStatus.FAILED
-        truth = self._safely("reading the simulators' truth", self._ground_truth)
-        self._safely("closing the devices", self._close_devices)
-        folder = None
-        if self.writer is not None:
-            extra = {
-                "problems": self.problems,
-                "telemetry": self._safely("final telemetry", self.telemetry) or {},
-                "markers_emitted": len(self.bus.records) if self.bus else 0,
-                "duration_s": self.clock() - self.t_start,
-            }
-            if self.fatal is not None:
-                extra["failure"] = self.fatal
-            if truth is not None:
-                extra["simulation_truth"] = truth
-            try:
-                self.writer.finalize(status, extra)
-            finally:
-                self.state = EngineState.FINISHED
-            folder = self.writer.folder
-        self.state = EngineState.FINISHED
-        return folder
+                self.health.problem("the frame writer did not finish cleanly; see the faults")
+
+    def _finalize(self, status: SessionStatus, truth: Any) -> Path | None:
+        """Write the manifest's last fields and the status (the session's last write)."""
+        writer = self.writer
+        if writer is None:
+            return None
+        extra = {
+            "problems": self.problems,
+            "telemetry": self._safely("final telemetry", self.telemetry) or {},
+            "markers_emitted": len(self.bus.records) if self.bus else 0,
+            "duration_s": self.clock() - self.t_start,
+        }
+        if self.fatal is not None:
+            extra["failure"] = self.fatal
+        if truth is not None:
+            extra["simulation_truth"] = truth
+        writer.finalize(status, extra)
+        return writer.folder
 
     def _await_last_pulse(self) -> None:
         """Wait until every stream that reports trigger edges has shown the last pulse
@@ -771,68 +626,24 @@ class SessionEngine:
         last = getattr(rec, "last_block_time", None)
         return last is None or self.clock() - float(last) < 0.5
 
-    def _end_paradigm(self) -> None:
-        if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):
-            self.paradigm.abort(self.clock())
-
-    def _ground_truth(self) -> Any:
-        return self.simlab.ground_truth() if self.simlab is not None else None
-
     def _safely(self, what: str, step: Callable[..., Any], *args: Any) -> Any:
         """Run one step of the stop; a failure is logged and becomes a problem."""
         try:
             return step(*args)
         except Exception as exc:  # the next steps and the manifest must run
             logger.exception("%s failed", what)
-            self._problem(f"{what} failed: {exc!r}")
+            self.health.problem(f"{what} failed: {exc!r}")
             return None
 
     def _close_devices(self) -> None:
-        """Close every device at once, each in its own thread, with one deadline
-        (``DEVICE_CLOSE_S``): a device that hangs in its close is left to finish in
-        the background and named as a problem, so the save is not held."""
-        closers = [(name, d.close) for name, d in self.signal_drivers.items()] + [
-            (name, c.close)
-            for name, c in (
-                ("camera", self.camera),
-                ("trigger box", self.triggerbox),
-                ("marker outlet", self.outlet),
-            )
-            if c is not None
-        ]
-        errors: dict[str, BaseException] = {}
-
-        def run(name: str, closer: Callable[[], None]) -> None:
-            try:
-                closer()
-            except Exception as exc:  # every device gets its close
-                logger.warning(
-                    "closing the %s: %s", name, exc, exc_info=not isinstance(exc, LabError)
-                )
-                errors[name] = exc
-
-        threads = [
-            threading.Thread(target=run, args=c, name=f"dev-close-{c[0]}", daemon=True)
-            for c in closers
-        ]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + DEVICE_CLOSE_S
-        for (name, _), t in zip(closers, threads, strict=True):
-            t.join(max(0.0, deadline - time.monotonic()))
-            if t.is_alive():
-                self._problem(
-                    f"closing the {name} did not finish within {DEVICE_CLOSE_S:g} s "
-                    f"(it hangs; left to finish in the background)"
-                )
-            elif name in errors and self.state is EngineState.STOPPING:
-                self._problem(f"closing the {name}: {errors[name]}")
-        if self.simlab is not None:
-            simlab, self.simlab = self.simlab, None
-            try:
-                simlab.close()
-            except Exception:
-                logger.exception("closing the simulated lab")
+        """Close every device in bounded time (``DeviceSet.close``); a device that hangs
+        is named as a problem, and so is one whose close fails during a stop."""
+        hung, failed = self.devices.close()
+        for message in hung:
+            self.health.problem(message)
+        if self.state is EngineState.STOPPING:
+            for message in failed:
+                self.health.problem(message)
 
     def close(self) -> None:
         self.end_preview()

@@ -23,28 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmmelab.storage.session import (
-    AUDIO_FAILED,
-    AUDIO_NO_DEVICE,
-    AUDIO_NONE,
-    AUDIO_PLAYED,
-    KIND_CLIP,
-    KIND_NEUTRAL,
-    PRESENTATION_DTYPE,
-    STIMULUS_FRAME_DTYPE,
-)
-from mmmelab.sync.codes import EventCode
-
-__all__ = [
-    "EventCode",
-    "AUDIO_FAILED",
-    "AUDIO_NONE",
-    "AUDIO_NO_DEVICE",
-    "AUDIO_PLAYED",
-    "KIND_CLIP",
-    "KIND_NEUTRAL",
-    "FrameSchedule",
-]
+from mmmelab.storage.session import PRESENTATION_DTYPE, STIMULUS_FRAME_DTYPE
+from mmmelab.streams import AudioState
 
 # A refresh a hair before a frame's due time shows that frame (timer granularity).
 EARLY_S = 0.002
@@ -72,7 +52,7 @@ class FrameSchedule:
     dropped: int = 0
     repeated: int = 0
     late_max_s: float = 0.0
-    audio: int = AUDIO_NONE
+    audio: int = AudioState.NONE
     audio_offset_s: float = math.nan
     _repeat_target: int = -1
     _pending: list[tuple[int, float, float]] = field(default_factory=list)
@@ -129,7 +109,7 @@ class FrameSchedule:
         self._pending.append((index, due, t_display))
 
     def audio_started(self, t_audio: float) -> None:
-        self.audio = AUDIO_PLAYED
+        self.audio = AudioState.PLAYED
         self.audio_offset_s = t_audio - self.onset if self.started else math.nan
 
     def rows(self) -> np.ndarray:

@@ -33,7 +33,6 @@ from PyQt6.QtWidgets import (
 
 from mmmelab.acquisition.engine import ParticipantInfo
 from mmmelab.acquisition.paradigm import Phase, TrialResult
-from mmmelab.acquisition.presentation import EventCode
 from mmmelab.config import participant_id_problem
 from mmmelab.gui.controller import ControllerState, EngineController, PhaseInfo, SessionResult
 from mmmelab.gui.liveview import PreviewView, SignalPlots
@@ -48,6 +47,7 @@ from mmmelab.gui.panels import (
 from mmmelab.gui.reminder import ReminderWindow
 from mmmelab.gui.reportlaunch import ReportLauncher
 from mmmelab.gui.setupview import SetupTabs
+from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from mmmelab.acquisition.rigchecks import Check, Verdict, worst
 
-TEST_KIND = 3  # stimulus kind of the display check (not a trial: nothing is logged)
 TEST_SECONDS = 3.0
 
 

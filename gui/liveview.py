@@ -13,8 +13,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from mmmelab.acquisition.presentation import EventCode
 from mmmelab.gui.controller import EngineController
+from mmmelab.sync.codes import EventCode
 
 WINDOW_S = 10.0
 BINS = 250  # min/max pairs per curve: about one per horizontal pixel

@@ -14,9 +14,9 @@ from PyQt6.QtCore import QRect, Qt, QTimer
 from PyQt6.QtGui import QColor, QFont, QPainter, QPaintEvent
 from PyQt6.QtWidgets import QWidget
 
-from mmmelab.acquisition.presentation import EventCode
 from mmmelab.config import ReminderConfig
 from mmmelab.gui.controller import EngineController
+from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)
 

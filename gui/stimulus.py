@@ -24,20 +24,15 @@ from PyQt6.QtMultimedia import QMediaDevices
 from PyQt6.QtWidgets import QStackedLayout, QWidget
 
 from mmmelab.acquisition.paradigm import Phase, Rating
-from mmmelab.acquisition.presentation import (
-    AUDIO_FAILED,
-    AUDIO_NO_DEVICE,
-    KIND_CLIP,
-    KIND_NEUTRAL,
-    EventCode,
-    FrameSchedule,
-)
+from mmmelab.acquisition.presentation import FrameSchedule
 from mmmelab.config import ScreensConfig
 from mmmelab.gui.audio import ClipAudio, output_available
 from mmmelab.gui.controller import EngineController, PhaseInfo
 from mmmelab.gui.decoder import ClipDecoder
-from mmmelab.gui.displaycheck import TEST_KIND, TEST_SECONDS, display_verdicts
+from mmmelab.gui.displaycheck import TEST_SECONDS, display_verdicts
 from mmmelab.gui.rating import RatingPanel
+from mmmelab.streams import AudioState, StimulusKind
+from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +184,7 @@ class StimulusWindow(QWidget):
     # ------------------------------------------------------------ paradigm
 
     def on_phase(self, info: PhaseInfo) -> None:
-        if self.playback is not None and self.playback.schedule.kind == TEST_KIND:
+        if self.playback is not None and self.playback.schedule.kind == StimulusKind.DISPLAY_CHECK:
             self._end_test()  # the session began: the display check gives way
         self.info = info
         phase = info.phase
@@ -201,7 +196,7 @@ class StimulusWindow(QWidget):
             self._preload(info.clip_path)
         elif phase is Phase.CLIP:
             if self.playback is None:  # the wait limit started it, not a Space press
-                self._start(KIND_CLIP, math.nan)
+                self._start(StimulusKind.CLIP, math.nan)
         elif phase is Phase.RATING:
             self._stop_playback()
             self._show_rating(info)
@@ -209,7 +204,7 @@ class StimulusWindow(QWidget):
         elif phase is Phase.NEUTRAL:
             self.rating.end()
             self._stack.setCurrentWidget(self.canvas)
-            self._start(KIND_NEUTRAL, math.nan)
+            self._start(StimulusKind.NEUTRAL, math.nan)
         elif phase in (Phase.DONE, Phase.ABORTED):
             self._stop_playback()
             self.rating.end()
@@ -249,7 +244,7 @@ class StimulusWindow(QWidget):
             and not info.paused
             and self.playback is None
         ):
-            self._start(KIND_CLIP, self.clock())
+            self._start(StimulusKind.CLIP, self.clock())
             return
         super().keyPressEvent(event)
 
@@ -264,8 +259,13 @@ class StimulusWindow(QWidget):
         if self.playback is not None or path is None or self.info is not None:
             return False
         decoder = ClipDecoder(path)
-        schedule = FrameSchedule(fps=decoder.fps, trial=-1, practice=True, kind=TEST_KIND,
-                                 clip_id="display check")  # fmt: skip
+        schedule = FrameSchedule(
+            fps=decoder.fps,
+            trial=-1,
+            practice=True,
+            kind=StimulusKind.DISPLAY_CHECK,
+            clip_id="display check",
+        )
         self._test_s = seconds
         self._test_flips = self.patch.flips if self.patch is not None else 0
         self.playback = Playback(decoder, schedule)
@@ -274,7 +274,7 @@ class StimulusWindow(QWidget):
 
     def _end_test(self) -> None:
         pb = self.playback
-        if pb is None or pb.schedule.kind != TEST_KIND:
+        if pb is None or pb.schedule.kind != StimulusKind.DISPLAY_CHECK:
             return
         sched = pb.schedule
         times = sched.rows()["t_display"].tolist()  # the frames shown, never logged
@@ -317,7 +317,7 @@ class StimulusWindow(QWidget):
             return
         if decoder is None:  # nothing to play: the trial goes on, and the session says so
             self.controller.fault("stimulus", "lost", f"no clip file for {info.clip_id!r}")
-            if kind == KIND_CLIP:
+            if kind == StimulusKind.CLIP:
                 self.controller.clip_onset(self.clock())
             return
         self._started_first = True
@@ -326,7 +326,7 @@ class StimulusWindow(QWidget):
             trial=info.index,
             practice=info.practice,
             kind=kind,
-            clip_id=info.clip_id if kind == KIND_CLIP else "neutral",
+            clip_id=info.clip_id if kind == StimulusKind.CLIP else "neutral",
             t_space=t_space,
         )
         self.playback = Playback(decoder, schedule)
@@ -344,7 +344,7 @@ class StimulusWindow(QWidget):
         pb.schedule.n_frames = decoder.n_frames
         if decoder.error or (decoder.finished and decoder.newest() < 0):
             self.controller.fault("stimulus", "lost", decoder.error or "clip has no frames")
-            if pb.schedule.kind == KIND_CLIP:  # the trial goes on; its onset is now
+            if pb.schedule.kind == StimulusKind.CLIP:  # the trial goes on; its onset is now
                 self.controller.clip_onset(self.clock())
             self._stop_playback()
             return False
@@ -369,7 +369,7 @@ class StimulusWindow(QWidget):
             self._timer.start(RETRY_MS)  # the decoder is behind: look again soon
         elif math.isfinite(nxt):
             self._timer.start(max(0, int((nxt - now) * 1000)))
-        if sched.kind == TEST_KIND:  # the display check: nothing is logged
+        if sched.kind == StimulusKind.DISPLAY_CHECK:  # the display check: nothing is logged
             if sched.started and (now - sched.onset >= self._test_s or not math.isfinite(nxt)):
                 self._timer.stop()
                 QTimer.singleShot(0, self._end_test)
@@ -387,7 +387,7 @@ class StimulusWindow(QWidget):
         t_display = self.clock()
         pb.schedule.displayed(index, t_display)
         if first:
-            if pb.schedule.kind == KIND_CLIP:
+            if pb.schedule.kind == StimulusKind.CLIP:
                 self.controller.clip_onset(t_display)
             self._start_audio(pb)
         self.presented.emit()
@@ -396,8 +396,10 @@ class StimulusWindow(QWidget):
         if pb.decoder.pcm is None:
             return
         if not self._audio_ok:
-            pb.schedule.audio = AUDIO_NO_DEVICE
-            if pb.schedule.kind == TEST_KIND:  # the display check reports it itself
+            pb.schedule.audio = AudioState.NO_DEVICE
+            if (
+                pb.schedule.kind == StimulusKind.DISPLAY_CHECK
+            ):  # the display check reports it itself
                 return
             if not self._audio_reported:
                 self._audio_reported = True
@@ -409,7 +411,7 @@ class StimulusWindow(QWidget):
             pb.audio = ClipAudio(pb.decoder.pcm, self.clock, pb.schedule.audio_started)
             pb.audio.start()
         except RuntimeError as exc:
-            pb.schedule.audio = AUDIO_FAILED
+            pb.schedule.audio = AudioState.FAILED
             self.controller.fault("stimulus", "lost", f"clip sound failed: {exc}")
 
     def _stop_playback(self) -> None:
@@ -420,7 +422,7 @@ class StimulusWindow(QWidget):
         if pb.audio is not None:
             pb.audio.stop()
         pb.decoder.close()
-        if pb.schedule.kind != TEST_KIND:
+        if pb.schedule.kind != StimulusKind.DISPLAY_CHECK:
             self.controller.log_frames(pb.schedule, final=True)
 
     def _flip_patch(self) -> None:

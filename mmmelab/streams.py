@@ -45,3 +45,20 @@ class SignalLayout:
     units: str
     rate_hz: float
     aux: tuple[AuxSpec, ...] = ()
+
+
+class StimulusKind(enum.IntEnum):
+    """What the participant's screen presented (the presentation log's ``kind``)."""
+
+    CLIP = 1  # a trial's emotional clip (or a practice clip)
+    NEUTRAL = 2  # the neutral clip after the rating
+    DISPLAY_CHECK = 3  # the set-up's test clip: not a trial, nothing is logged
+
+
+class AudioState(enum.IntEnum):
+    """What became of a clip's sound (the presentation log's ``audio``)."""
+
+    NONE = 0  # no sound yet (or the clip has none)
+    PLAYED = 1
+    NO_DEVICE = 2  # no audio output device
+    FAILED = 3  # the sound did not start

@@ -62,14 +62,13 @@ TRIAL_DTYPE = np.dtype(
 )
 
 #: Stimulus kinds in the presentation logs.
-KIND_CLIP, KIND_NEUTRAL = 1, 2
 
 #: One row per stimulus frame put on the participant's screen (GUI sessions).
 STIMULUS_FRAME_DTYPE = np.dtype(
     [
         ("trial", "<i2"),  # position in its block, as in the trials table
         ("practice", "u1"),
-        ("kind", "u1"),  # KIND_CLIP or KIND_NEUTRAL
+        ("kind", "u1"),  # mmmelab.streams.StimulusKind
         ("frame", "<i4"),  # index of the video frame in the clip
         ("t_due", "<f8"),  # master clock, s: onset + frame / clip fps
         ("t_display", "<f8"),  # master clock, s: the frame was handed to the screen
@@ -77,7 +76,6 @@ STIMULUS_FRAME_DTYPE = np.dtype(
 )
 
 #: Audio of a presentation: none in the file, played, no output device, failed.
-AUDIO_NONE, AUDIO_PLAYED, AUDIO_NO_DEVICE, AUDIO_FAILED = 0, 1, 2, 3
 
 #: One row per clip presentation (emotional or neutral) with its timing quality.
 PRESENTATION_DTYPE = np.dtype(
@@ -94,7 +92,7 @@ PRESENTATION_DTYPE = np.dtype(
         ("frames_dropped", "<i4"),  # frames whose time passed without being shown
         ("frames_repeated", "<i4"),  # refreshes that kept a frame past its time
         ("late_ms_max", "<f4"),  # largest display time minus due time
-        ("audio", "u1"),  # AUDIO_*
+        ("audio", "u1"),  # mmmelab.streams.AudioState
         ("audio_offset_ms", "<f4"),  # audio start minus first frame; NaN without audio
     ]
 )

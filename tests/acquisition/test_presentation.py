@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from mmmelab.acquisition.livewindow import SignalWindow
-from mmmelab.acquisition.presentation import AUDIO_PLAYED, KIND_CLIP, FrameSchedule
+from mmmelab.acquisition.presentation import FrameSchedule
+from mmmelab.streams import AudioState, StimulusKind
 
 
 def _schedule(n_frames: int | None = 10) -> FrameSchedule:
     return FrameSchedule(
-        fps=10.0, trial=2, practice=False, kind=KIND_CLIP, clip_id="c", n_frames=n_frames
+        fps=10.0, trial=2, practice=False, kind=StimulusKind.CLIP, clip_id="c", n_frames=n_frames
     )
 
 
@@ -64,7 +65,7 @@ def test_audio_start_is_relative_to_the_first_frame():
     _show(s, 5.0, 0)
     s.audio_started(5.012)
     row = s.summary()[0]
-    assert row["audio"] == AUDIO_PLAYED
+    assert row["audio"] == AudioState.PLAYED
     assert row["audio_offset_ms"] == pytest.approx(12.0, abs=1e-3)
 
 

@@ -13,7 +13,7 @@ from mmmelab.config import Emotion
 from mmmelab.gui.app import LabApp
 from mmmelab.gui.controller import ControllerState
 from mmmelab.storage import open_session
-from mmmelab.storage.session import KIND_CLIP, KIND_NEUTRAL
+from mmmelab.streams import StimulusKind
 from mmmelab.sync.codes import EventCode
 
 pytestmark = pytest.mark.timeout(180)
@@ -115,8 +115,8 @@ def test_two_trial_session_through_the_gui(qtbot, lab_app):
         assert on["t_request"] == pytest.approx(shown["t_display"][0])
         # clip onsets are the first displayed frames of the clips
         pres = s.logs["presentations"]
-        assert sorted(pres["kind"]) == [KIND_CLIP] * 3 + [KIND_NEUTRAL] * 3
-        clips = pres[pres["kind"] == KIND_CLIP]
+        assert sorted(pres["kind"]) == [StimulusKind.CLIP] * 3 + [StimulusKind.NEUTRAL] * 3
+        clips = pres[pres["kind"] == StimulusKind.CLIP]
         onsets = s.markers[s.markers["code"] == EventCode.CLIP_ONSET]["t_request"]
         np.testing.assert_allclose(np.sort(clips["t_onset"]), np.sort(onsets))
         assert (clips["t_onset"] >= clips["t_space"]).all()

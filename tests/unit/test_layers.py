@@ -2,7 +2,12 @@
 
 * Nothing outside ``gui/`` imports Qt: every other module imports with Qt blocked.
 * Imports point down: drivers, sync and storage import no acquisition, gui or
-  analysis; analysis imports no acquisition or gui; nothing imports gui.
+  analysis; analysis imports no acquisition or gui; acquisition imports no
+  analysis; nothing imports gui.
+* The base modules (errors, configuration, the streams' value types) import no
+  layer at all: every layer may import them.
+* The GUI imports each name from the module that defines it, never through a
+  re-export.
 * Only ``acquisition/simulation.py`` in the product imports hardware_mocks.
 """
 
@@ -73,7 +78,7 @@ def test_imports_point_down():
         "sync": ("acquisition", "gui", "analysis", "drivers", "hardware_mocks"),
         "storage": ("acquisition", "gui", "analysis", "drivers", "hardware_mocks"),
         "analysis": ("acquisition", "gui", "drivers", "hardware_mocks"),
-        "acquisition": ("gui",),
+        "acquisition": ("gui", "analysis"),
         # the GUI reaches the engine only through acquisition (its controller's engine)
         "gui": ("drivers", "sync", "storage", "analysis", "hardware_mocks"),
         "hardware_mocks": ("acquisition", "gui", "analysis", "storage"),
@@ -81,15 +86,67 @@ def test_imports_point_down():
     # the coding tool is the GUI's engine-free side: its windows reach a session only
     # through their Qt-free models, as the console reaches the engine through its controller
     models = {"mmmelab.analysis.annotations.coding", "mmmelab.analysis.annotations.adjudication"}
+    # value types are imported from where they are defined (design.md): the event codes
+    values = {"mmmelab.sync.codes"}
     bad = []
     for mod, path in product_modules():
         layer = mod.split(".")[1] if mod.count(".") else ""
         for name in imported_names(path):
-            if layer == "gui" and name in models:
+            if layer == "gui" and name in models | values:
                 continue
             for target in forbidden.get(layer, ()):
                 if name.startswith(f"mmmelab.{target}"):
                     bad.append(f"{mod} imports {name}")
+    assert not bad, bad
+
+
+#: the base modules of the root package; the others there (the CLI, the benchmarks, the
+#: exports) are the top that joins the layers
+BASE = {"mmmelab", "mmmelab.errors", "mmmelab.config", "mmmelab.tomlcheck",
+        "mmmelab.streams", "mmmelab.progress"}  # fmt: skip
+
+
+def test_base_modules_import_no_layer():
+    mods = dict(product_modules())
+    assert BASE <= set(mods)
+    bad = [
+        f"{mod} imports {name}"
+        for mod in sorted(BASE)
+        for name in imported_names(mods[mod])
+        if name.startswith("mmmelab.") and name not in BASE
+    ]
+    assert not bad, bad
+
+
+def _defined(path: Path) -> set[str]:
+    """The names a module defines at its top level (not those it imports)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def test_the_gui_imports_names_from_where_they_are_defined():
+    mods = dict(product_modules())
+    bad = []
+    for mod, path in mods.items():
+        if not mod.startswith("mmmelab.gui"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module in mods):
+                continue
+            defined = _defined(mods[node.module])
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in mods:  # a module, not a name
+                    continue
+                if alias.name not in defined:
+                    bad.append(f"{mod} imports {alias.name} from {node.module}, which "
+                               f"does not define it")  # fmt: skip
     assert not bad, bad
 
 

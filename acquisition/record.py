@@ -1,0 +1,161 @@
+"""The session as it is written: its manifest, its rows and the markers' fan-out.
+
+``SessionRecord`` wraps the session writer once Start has created it. Every
+marker the trigger bus sends reaches, in order: the live sync check, the
+session's marker log, the AcqKnowledge graph (where the physiology device takes
+notes) and the GUI's listeners; a TTL that stops (or starts again) working
+becomes a fault row. ``fault`` and ``log`` may be called from any thread: they
+only queue rows for the signal writer's process. ``marker`` runs on the trigger
+bus's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mmmelab import __version__
+from mmmelab.acquisition.paradigm import TrialResult
+from mmmelab.storage.session import DISPLAY_DTYPE, TRIAL_DTYPE, SessionWriter
+from mmmelab.storage.signals import SignalFile
+from mmmelab.sync.bus import MarkerRecord
+from mmmelab.sync.codes import EventCode
+from mmmelab.sync.live import LiveSync, StreamHealth
+
+logger = logging.getLogger(__name__)
+
+SYNC_BAD = ("no_triggers", "residual_high")  # live sync states recorded as faults
+
+
+def environment() -> dict[str, str]:
+    """The software a session was recorded with, for its manifest."""
+    import h5py
+    import pylsl
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "pylsl": pylsl.__version__,
+        "mmme_lab": __version__,
+        "platform": platform.platform(),
+    }
+
+
+def clock_info(master_now: float) -> dict[str, Any]:
+    """The master clock at the session's start, with the wall clock beside it."""
+    return {
+        "master": "pylsl.local_clock",
+        "start_master_s": master_now,
+        "start_unix_s": time.time(),
+        "host": socket.gethostname(),
+    }
+
+
+def trial_row(trial: TrialResult) -> np.ndarray:
+    """One row of the session's ``trials`` log."""
+    r = trial.rating
+    return np.array(
+        [
+            (
+                trial.index,
+                trial.practice,
+                trial.clip.id.encode(),
+                (trial.clip.emotion.value if trial.clip.emotion else "").encode(),
+                (r.emotion.value if r else "").encode(),
+                r.valence if r else 0,
+                r.arousal if r else 0,
+                trial.missed,
+                trial.response_time_s,
+                trial.clip_onset,
+                trial.rating_onset,
+            )
+        ],
+        dtype=TRIAL_DTYPE,
+    )
+
+
+class SessionRecord:
+    """The rows and markers of one session; ``writer`` is None until Start."""
+
+    def __init__(self, clock: Callable[[], float], live: LiveSync) -> None:
+        self.clock = clock
+        self.live = live
+        self.writer: SessionWriter | None = None
+        #: called with every marker, after it is recorded (the GUI's listeners)
+        self.on_marker: list[Callable[[MarkerRecord], None]] = []
+        #: where the physiology device takes a note of each marker (AcqKnowledge), if anywhere
+        self.device_note: Callable[[str], Any] | None = None
+        self._ttl_ok = True
+        self._sync_state: dict[str, str] = {}
+        self._next_sync_check = 0.0
+
+    @property
+    def signals(self) -> SignalFile | None:
+        return self.writer.signals if self.writer is not None else None
+
+    def marker(self, rec: MarkerRecord) -> None:
+        """A marker the trigger bus sent (on the bus's thread)."""
+        if rec.ttl_ok:
+            self.live.marker(rec.t_on, int(rec.code), rec.t_off)
+        signals = self.signals
+        if rec.ttl_ok != self._ttl_ok and signals is not None:
+            if rec.ttl_ok:
+                kind, detail = "recovered", "TTL pulses work again"
+            else:
+                kind, detail = "lost", ("trigger box write failed: TTL pulses are missing "
+                                        "from the devices; LSL markers continue")  # fmt: skip
+            signals.fault(rec.t_on, "triggerbox", kind, 1, detail)
+            self._ttl_ok = rec.ttl_ok
+        if self.device_note is not None:  # the code also goes into the AcqKnowledge graph
+            self.device_note(f"{int(rec.code)} {rec.code.name} {rec.label}".strip())
+        if signals is not None:
+            signals.marker(
+                rec.seq, int(rec.code), rec.label, rec.t_request, rec.t_on, rec.t_off, rec.ttl_ok
+            )
+        for cb in self.on_marker:
+            cb(rec)
+
+    def trial_done(self, trial: TrialResult) -> None:
+        self.log("trials", trial_row(trial))
+
+    def log(self, name: str, rows: np.ndarray) -> None:
+        """Append rows to one of the session's logs (``SESSION_LOGS``); any thread."""
+        signals = self.signals
+        if signals is not None:
+            signals.log(name, rows)
+
+    def log_display(self, code: EventCode, t_input: float, t_display: float, label: str) -> None:
+        """When an input (``t_input``) reached the screen (``t_display``), master clock."""
+        row = np.array([(int(code), t_input, t_display, label[:48].encode())], DISPLAY_DTYPE)
+        self.log("display", row)
+
+    def fault(self, stream: str, kind: str, count: int, detail: str) -> None:
+        """A fault row in the session (dropped before Start: nothing is recorded yet)."""
+        signals = self.signals
+        if signals is not None:
+            signals.fault(self.clock(), stream, kind, count, detail)
+
+    def sync_states(self, health: Callable[[], dict[str, StreamHealth]]) -> None:
+        """Once a second: a stream that lost its triggers or drifted off becomes a
+        fault row, and one that recovers another."""
+        now = self.clock()
+        if now < self._next_sync_check or self.signals is None:
+            return
+        self._next_sync_check = now + 1.0
+        for name, h in health().items():
+            before = self._sync_state.get(name, "waiting")
+            if h.state == before:
+                continue
+            self._sync_state[name] = h.state
+            if h.state in SYNC_BAD:
+                logger.warning("sync: %s", h.message)
+                self.fault(name, "sync", 1, h.message)
+            elif before in SYNC_BAD:
+                self.fault(name, "sync", 0, "triggers seen again")
