@@ -33,6 +33,8 @@ from mmmelab.config import load_lab, load_protocol, shipped
 assert len(load_protocol(shipped("protocols", "mmme")).trial_order) == 42
 load_lab(shipped("labs", "simulated"))
 assert (pathlib.Path(mmmelab.__file__).parent / "data" / "lsl_api.cfg").is_file()
+# the wheel ships the product, not its tests
+assert not (pathlib.Path(mmmelab.__file__).parent / "tests").exists(), "tests in the wheel"
 print("wheel ok:", pathlib.Path(sys.argv[1]).name, mmmelab.__version__)
 PY
 PYTHONPATH="$tmp/site" "$here/.venv/bin/python" -m mmmelab --version

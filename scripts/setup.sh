@@ -11,9 +11,9 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
-extras=""
-[[ "${1:-}" == "--models" ]] && extras="[models]"
-[[ "${1:-}" == "--dev" ]] && extras="[dev,models]"
+extras="" lock="requirements/rig.txt"
+[[ "${1:-}" == "--models" ]] && extras="[models]" lock="requirements/models.txt"
+[[ "${1:-}" == "--dev" ]] && extras="[dev,models]" lock="requirements/dev.txt"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -70,12 +70,14 @@ if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
 stamp=".venv/.mmme-installed${extras}"
-want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+want="$(cat pyproject.toml "$lock" | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    say "installing mmme-lab${extras} and its dependencies into .venv (a few minutes the first time)"
+    # the locked versions (scripts/lock.sh makes the lock), then the package itself
+    say "installing mmme-lab${extras} and its dependencies from $lock into .venv (a few minutes the first time)"
     log=".venv/install.log"
-    if ! { .venv/bin/python -m pip install --upgrade pip &&
-           .venv/bin/python -m pip install -e ".${extras}"; } >"$log" 2>&1; then
+    if ! { .venv/bin/python -m pip install -r "$lock" &&
+           .venv/bin/python -m pip install --no-deps -e ".${extras}" &&
+           .venv/bin/python -m pip check; } >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         die "pip could not install the dependencies (full log: $log)"
     fi
