@@ -36,6 +36,7 @@ from mmmelab.storage.frames import FLAG_CLOCK_RESET, JOURNAL_DTYPE, FrameGeometr
 from mmmelab.storage.preview import PreviewBuffer, preview_shape
 from mmmelab.storage.ringbuffer import FrameRing
 from mmmelab.storage.writerproc import FrameWriterProcess
+from mmmelab.streams import FaultKind
 from mmmelab.sync.live import LiveSync
 
 logger = logging.getLogger(__name__)
@@ -182,10 +183,14 @@ class CameraPipeline:
                 self.preview,
                 preview_factor,
                 direct=direct,
-                on_log=lambda line: fault_sink(clock(), "camera", "writer_log", 0, line),
-                on_restart=lambda why: fault_sink(clock(), "camera", "writer_restart", 1, why),
+                on_log=lambda line: fault_sink(clock(), "camera", FaultKind.WRITER_LOG, 0, line),
+                on_restart=lambda why: fault_sink(
+                    clock(), "camera", FaultKind.WRITER_RESTART, 1, why
+                ),
                 volumes=volumes,
-                on_volume_lost=lambda why: fault_sink(clock(), "camera", "volume_lost", 1, why),
+                on_volume_lost=lambda why: fault_sink(
+                    clock(), "camera", FaultKind.VOLUME_LOST, 1, why
+                ),
             )
         except BaseException:
             self._release()
@@ -338,7 +343,7 @@ class CameraPipeline:
         if tel.time_to_full_s < 1.1 * max(remaining, 0.0) + DISK_WARN_S:
             warnings.append(f"disk full in {tel.time_to_full_s / 60:.1f} min at this rate")
             if not self._warned_disk:
-                grabber.fault(now, "warning", 1, warnings[-1])
+                grabber.fault(now, FaultKind.WARNING, 1, warnings[-1])
                 logger.warning(warnings[-1])
             self._warned_disk = True
         if self.writer is not None and self.writer.failed and not self._writer_failed:
@@ -346,7 +351,7 @@ class CameraPipeline:
             why = self.writer.error_text or "it is gone"
             msg = f"the frame writer stopped ({why}); frames are no longer saved"
             warnings.append(msg)
-            grabber.fault(now, "lost", 1, msg)
+            grabber.fault(now, FaultKind.LOST, 1, msg)
             logger.error(msg)
         if self.writer is not None and self.writer.lost_volumes:
             k, why = self.writer.lost_volumes[-1]
@@ -361,7 +366,7 @@ class CameraPipeline:
             f"{self.ring.n_slots} frames "
             f"waiting): the disk writer is falling behind; frames will be lost when it is full"
         )
-        grabber.fault(now, "warning", 1, msg)
+        grabber.fault(now, FaultKind.WARNING, 1, msg)
         logger.warning(msg)
 
     def watch_sync(self, info: Any) -> None:

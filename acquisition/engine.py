@@ -50,7 +50,7 @@ from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import SESSION_LOGS, SessionWriter, check_output_root
 from mmmelab.storage.signals import SignalSpec
-from mmmelab.streams import SignalLayout
+from mmmelab.streams import ConsentLevel, FaultKind, SignalLayout
 from mmmelab.sync.bus import MarkerRecord, TriggerBus
 from mmmelab.sync.codes import EventCode
 from mmmelab.sync.live import LiveSync, StreamHealth
@@ -74,7 +74,7 @@ class EngineState(enum.StrEnum):
 class ParticipantInfo:
     id: str
     session: int = 1
-    consent_level: int = 2
+    consent_level: ConsentLevel = ConsentLevel.RESEARCH_ONLY
     notes: str = ""
 
 
@@ -309,7 +309,7 @@ class SessionEngine:
         self._await_first_data(first_data_timeout_s)
         self._start_paradigm(simulate_participant)
         if self.disk_warning:
-            self.fault("disk", "warning", 1, self.disk_warning, log=False)
+            self.fault("disk", FaultKind.WARNING, 1, self.disk_warning, log=False)
         return writer.folder
 
     def _open_session(self) -> SessionWriter:
@@ -449,7 +449,9 @@ class SessionEngine:
     def log_display(self, code: EventCode, t_input: float, t_display: float, label: str) -> None:
         self.record.log_display(code, t_input, t_display, label)
 
-    def fault(self, stream: str, kind: str, count: int, detail: str, log: bool = True) -> None:
+    def fault(
+        self, stream: str, kind: FaultKind, count: int, detail: str, log: bool = True
+    ) -> None:
         """Record a fault found outside the recorders (the GUI: audio, screens)."""
         if log:
             logger.warning("%s: %s", stream, detail)

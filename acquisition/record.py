@@ -24,13 +24,12 @@ from mmmelab import __version__
 from mmmelab.acquisition.paradigm import TrialResult
 from mmmelab.storage.session import DISPLAY_DTYPE, TRIAL_DTYPE, SessionWriter
 from mmmelab.storage.signals import SignalFile
+from mmmelab.streams import FaultKind, SyncState
 from mmmelab.sync.bus import MarkerRecord
 from mmmelab.sync.codes import EventCode
 from mmmelab.sync.live import LiveSync, StreamHealth
 
 logger = logging.getLogger(__name__)
-
-SYNC_BAD = ("no_triggers", "residual_high")  # live sync states recorded as faults
 
 
 def environment() -> dict[str, str]:
@@ -93,7 +92,7 @@ class SessionRecord:
         #: where the physiology device takes a note of each marker (AcqKnowledge), if anywhere
         self.device_note: Callable[[str], Any] | None = None
         self._ttl_ok = True
-        self._sync_state: dict[str, str] = {}
+        self._sync_state: dict[str, SyncState] = {}
         self._next_sync_check = 0.0
 
     @property
@@ -107,9 +106,9 @@ class SessionRecord:
         signals = self.signals
         if rec.ttl_ok != self._ttl_ok and signals is not None:
             if rec.ttl_ok:
-                kind, detail = "recovered", "TTL pulses work again"
+                kind, detail = FaultKind.RECOVERED, "TTL pulses work again"
             else:
-                kind, detail = "lost", ("trigger box write failed: TTL pulses are missing "
+                kind, detail = FaultKind.LOST, ("trigger box write failed: TTL pulses are missing "
                                         "from the devices; LSL markers continue")  # fmt: skip
             signals.fault(rec.t_on, "triggerbox", kind, 1, detail)
             self._ttl_ok = rec.ttl_ok
@@ -136,7 +135,7 @@ class SessionRecord:
         row = np.array([(int(code), t_input, t_display, label[:48].encode())], DISPLAY_DTYPE)
         self.log("display", row)
 
-    def fault(self, stream: str, kind: str, count: int, detail: str) -> None:
+    def fault(self, stream: str, kind: FaultKind, count: int, detail: str) -> None:
         """A fault row in the session (dropped before Start: nothing is recorded yet)."""
         signals = self.signals
         if signals is not None:
@@ -150,12 +149,12 @@ class SessionRecord:
             return
         self._next_sync_check = now + 1.0
         for name, h in health().items():
-            before = self._sync_state.get(name, "waiting")
+            before = self._sync_state.get(name, SyncState.WAITING)
             if h.state == before:
                 continue
             self._sync_state[name] = h.state
-            if h.state in SYNC_BAD:
+            if h.state.bad:
                 logger.warning("sync: %s", h.message)
-                self.fault(name, "sync", 1, h.message)
-            elif before in SYNC_BAD:
-                self.fault(name, "sync", 0, "triggers seen again")
+                self.fault(name, FaultKind.SYNC, 1, h.message)
+            elif before.bad:
+                self.fault(name, FaultKind.SYNC, 0, "triggers seen again")

@@ -18,12 +18,13 @@ from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.drivers.base import DeviceFault, SampleBlock, SignalDriver
 from mmmelab.errors import DeviceLostError, LabError
 from mmmelab.storage.signals import SignalFile
+from mmmelab.streams import FaultKind
 from mmmelab.sync.codes import trigger_levels
 from mmmelab.sync.live import LiveSync, new_edges
 
 logger = logging.getLogger(__name__)
 
-FaultSink = Callable[[float, str, str, int, str], None]
+FaultSink = Callable[[float, str, FaultKind, int, str], None]
 STALL_S = 0.5  # a device silent this long is noted in the session, even if nothing is lost
 
 
@@ -67,14 +68,14 @@ class Recorder:
         self.error = message
         self.state = RecorderState.FAILED
         try:
-            self.fault(self.clock(), "lost", 1, message)
+            self.fault(self.clock(), FaultKind.LOST, 1, message)
         except Exception:  # the state above is what the engine watches
             logger.exception("%s: the fault could not be recorded", self.name)
 
     def _loop(self) -> None:
         raise NotImplementedError
 
-    def fault(self, host_time: float, kind: str, count: int, detail: str) -> None:
+    def fault(self, host_time: float, kind: FaultKind, count: int, detail: str) -> None:
         self.faults_recorded += 1
         self.fault_sink(host_time, self.name, kind, count, detail)
 
@@ -133,7 +134,7 @@ class SignalRecorder(Recorder):
         self._last_arrival = 0.0
 
     def _reconnect(self) -> bool:
-        reconnect = getattr(self.driver, "reconnect", None)
+        reconnect = getattr(self.driver, FaultKind.RECONNECT, None)
         can = getattr(self.driver, "can_reconnect", None)
         if reconnect is None or (can is not None and not can()):
             return False
@@ -149,7 +150,10 @@ class SignalRecorder(Recorder):
                 continue
             self.reconnects += 1
             self.fault(
-                self.clock(), "reconnect", 1, f"reconnected after {self.clock() - lost:.2f} s"
+                self.clock(),
+                FaultKind.RECONNECT,
+                1,
+                f"reconnected after {self.clock() - lost:.2f} s",
             )
             return True
         return False
@@ -160,7 +164,7 @@ class SignalRecorder(Recorder):
                 blocks = self.driver.read(0.1)
             except DeviceLostError as exc:
                 self._drain_faults(self.driver.faults)
-                self.fault(self.clock(), "disconnect", 1, str(exc))
+                self.fault(self.clock(), FaultKind.DISCONNECT, 1, str(exc))
                 if not self._reconnect():
                     raise
                 continue
@@ -169,7 +173,7 @@ class SignalRecorder(Recorder):
                 silent = now - self._last_arrival
                 if self._last_arrival > 0 and silent > STALL_S:
                     self.fault(
-                        now, "stall", 1,
+                        now, FaultKind.STALL, 1,
                         f"no data for {silent:.2f} s, then the device went on (samples "
                         f"missing in between are counted as a gap)",
                     )  # fmt: skip

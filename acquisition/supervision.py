@@ -17,6 +17,7 @@ from pathlib import Path
 from mmmelab.acquisition.camera_pipeline import CameraPipeline
 from mmmelab.acquisition.recorders import Recorder, RecorderState
 from mmmelab.storage.signals import SignalFile
+from mmmelab.streams import FaultKind
 from mmmelab.sync.bus import TriggerBus
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class Supervisor:
     fatal reason, once there is one (``fatal``)."""
 
     def __init__(
-        self, fault: Callable[[str, str, int, str], None], abort: Callable[[], None]
+        self, fault: Callable[[str, FaultKind, int, str], None], abort: Callable[[], None]
     ) -> None:
         self._fault = fault  # records a fault row in the session
         self._abort = abort  # ends the paradigm (the run loop and the GUI see it)
@@ -48,7 +49,7 @@ class Supervisor:
         logger.error("stopping the session: %s", message)
         self.problem(message)
         try:
-            self._fault("session", "fatal", 1, message)
+            self._fault("session", FaultKind.FATAL, 1, message)
         except Exception:  # the signal writer may be what failed
             logger.exception("could not record the fault")
         self._abort()
@@ -84,7 +85,9 @@ class Supervisor:
             detail = bus.listener_errors[self._listener_errors_seen]
             self._listener_errors_seen += 1
             logger.warning("markers: a marker listener failed: %s", detail)
-            self._fault("markers", "listener_error", 1, f"a marker listener failed: {detail}")
+            self._fault(
+                "markers", FaultKind.LISTENER_ERROR, 1, f"a marker listener failed: {detail}"
+            )
             self.problem(f"a marker listener failed: {detail}")
         if bus.error is not None:
             self.fail(f"{bus.error}; no more event codes can be sent")

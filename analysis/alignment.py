@@ -28,6 +28,7 @@ from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.frames import FLAG_CLOCK_RESET
 from mmmelab.storage.session import SYNC_FILE, SYNC_FORMAT_VERSION
 from mmmelab.sync.align import (
+    AlignMethod,
     Segment,
     StreamAlignment,
     align_coded,
@@ -223,7 +224,7 @@ def align_session(path: Path | str, write: bool = True) -> dict[str, Any]:
                 }
             elif stream.kind == "lsl":
                 entry = {
-                    "method": "lsl",
+                    "method": AlignMethod.LSL,
                     "device_time": "lsl_time + lsl_offset",
                     "warnings": [
                         "no trigger input: times come from LSL's own clock synchronisation"
@@ -268,7 +269,7 @@ def align_session(path: Path | str, write: bool = True) -> dict[str, Any]:
 def summary_lines(cert: dict[str, Any]) -> list[str]:
     lines = [f"{cert['markers']} markers; trigger box latency {cert['box_latency_ms']:g} ms"]
     for name, s in cert["streams"].items():
-        if s["method"] == "lsl":
+        if s["method"] == AlignMethod.LSL:
             lines.append(f"  {name:<8} LSL clock synchronisation (no triggers)")
             continue
         for seg in s["segments"]:

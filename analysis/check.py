@@ -16,6 +16,7 @@ import numpy as np
 
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.manifest import SessionStatus
+from mmmelab.streams import FaultKind
 from mmmelab.sync.codes import (
     code_onsets,
     common_subsequence,
@@ -150,9 +151,7 @@ def _stimulus_report(pres: np.ndarray | None) -> dict[str, Any]:
     }
 
 
-INFORMATIONAL = (
-    "warning", "recovered", "sync", "writer_log", "writer_restart", "stall", "volume_lost",
-)  # fmt: skip
+INFORMATIONAL = frozenset(k.value for k in FaultKind if k.informational)
 
 
 def _fault_rows(session: Any) -> list[tuple[str, str, int, str]]:

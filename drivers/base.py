@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from mmmelab.errors import DeviceLostError, DeviceTimeoutError
-from mmmelab.streams import SignalLayout
+from mmmelab.streams import FaultKind, SignalLayout
 
 
 @dataclass
@@ -32,7 +32,7 @@ class SampleBlock:
 @dataclass(frozen=True)
 class DeviceFault:
     host_time: float
-    kind: str  # gap | resync | reconnect | malformed | lost
+    kind: FaultKind
     count: int
     detail: str
 
@@ -154,10 +154,10 @@ class EstimatedGaps:
             self.watcher.reset()
             detail = (f"about {missing} samples lost while delivery was broken off "
                       f"(estimated from the host clock: {self.why})")  # fmt: skip
-            return missing, DeviceFault(now, "gap", missing, detail)
+            return missing, DeviceFault(now, FaultKind.GAP, missing, detail)
         missing = self.watcher.check(now, counted + n)
         if not missing:
             return 0, None
         detail = (f"about {missing} samples never arrived (estimated from arrival timing: "
                   f"{self.why}; placed within the last {self.watcher.window_s:g} s)")  # fmt: skip
-        return missing, DeviceFault(now, "gap", missing, detail)
+        return missing, DeviceFault(now, FaultKind.GAP, missing, detail)

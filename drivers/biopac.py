@@ -44,7 +44,7 @@ from mmmelab.drivers.base import (
     SampleBlock,
 )
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
-from mmmelab.streams import AuxSpec, SignalLayout
+from mmmelab.streams import AuxSpec, FaultKind, SignalLayout
 
 logger = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ class BiopacNdt:
         self.faults.append(
             DeviceFault(
                 self.clock(),
-                "restart",
+                FaultKind.RESTART,
                 1,
                 "acquisition restarted in "
                 "AcqKnowledge to re-open the data connection (a new "
@@ -400,7 +400,9 @@ class BiopacNdt:
                 self._call("insertGlobalEvent", label, "flag", "")
             except DeviceError as exc:
                 self.faults.append(
-                    DeviceFault(self.clock(), "event", 1, f"marker {label!r} not placed: {exc}")
+                    DeviceFault(
+                        self.clock(), FaultKind.EVENT, 1, f"marker {label!r} not placed: {exc}"
+                    )
                 )
 
     def info(self) -> dict[str, object]:

@@ -20,7 +20,7 @@ from pylsl.util import TimeoutError as LslTimeoutError
 from mmmelab.config import LslStreamConfig
 from mmmelab.drivers.base import DeviceFault, SampleBlock
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
-from mmmelab.streams import AuxSpec, SignalLayout
+from mmmelab.streams import AuxSpec, FaultKind, SignalLayout
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class LslInlet:
             self.faults.append(
                 DeviceFault(
                     now,
-                    "clock",
+                    FaultKind.CLOCK,
                     1,
                     f"LSL time correction failed ({type(exc).__name__}); the previous "
                     f"offset is kept",
@@ -189,7 +189,10 @@ class LslInlet:
             if missing > 0:
                 self.faults.append(
                     DeviceFault(
-                        now, "gap", missing, f"LSL timestamps jumped by {jump * 1000:.1f} ms"
+                        now,
+                        FaultKind.GAP,
+                        missing,
+                        f"LSL timestamps jumped by {jump * 1000:.1f} ms",
                     )
                 )
                 self._count += missing

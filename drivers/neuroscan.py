@@ -37,8 +37,22 @@ from mmmelab.drivers.base import (
     SampleBlock,
     recv_exact,
 )
+from mmmelab.drivers.neuroscan_codes import (
+    ACQUIRE_32_BIT,
+    ACQUIRE_BASIC_INFO,
+    CURRY_FLOAT32,
+    CURRY_FROM_CLIENT,
+    AcquireClientRequest,
+    AcquireCode,
+    AcquireData,
+    AcquireGeneral,
+    AcquireServer,
+    CurryData,
+    CurryInfo,
+    CurryRequest,
+)
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
-from mmmelab.streams import AuxSpec, SignalLayout
+from mmmelab.streams import AuxSpec, FaultKind, SignalLayout
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +129,7 @@ class _NeuroscanClient:
             self.faults.append(
                 DeviceFault(
                     self.clock(),
-                    "resync",
+                    FaultKind.RESYNC,
                     skipped,
                     f"skipped {skipped} bytes of garbage before a header",
                 )
@@ -148,7 +162,7 @@ class _NeuroscanClient:
             self.faults.append(
                 DeviceFault(
                     now,
-                    "gap",
+                    FaultKind.GAP,
                     sample - self._next_sample,
                     f"sample index jumped from {self._next_sample} to {sample}",
                 )
@@ -201,30 +215,31 @@ class CurryClient(_NeuroscanClient):
         self.version = 0
         self.events: list[tuple[int, int]] = []  # (sample index, code) from event packets
 
-    def _request(self, request: int) -> None:
-        self._send(self.header.pack(b"CTRL", 2, request, 0, 0, 0))
+    def _request(self, request: CurryRequest) -> None:
+        self._send(self.header.pack(b"CTRL", CURRY_FROM_CLIENT, request, 0, 0, 0))
 
-    def _expect_info(self, info_type: int) -> bytes:
+    def _expect_info(self, info_type: CurryInfo) -> bytes:
         for _ in range(100):
             (_, code, request, _, _, _), body = self._read_packet()
-            if code == 1 and request == info_type:
+            if code == CurryData.INFO and request == info_type:
                 return body
         raise DeviceError(self.name, f"no info packet of type {info_type} in the answer")
 
     def connect(self) -> SignalLayout:
         self._open_socket()
-        self._request(1)
-        body = self._expect_info(1)
+        self._request(CurryRequest.VERSION)
+        body = self._expect_info(CurryInfo.VERSION)
         self.version = struct.unpack_from("<I", body)[0] if len(body) >= 4 else 0
-        self._request(6)
-        _, n_chan, rate, data_size, _, _ = struct.unpack_from("<6I", self._expect_info(2))
+        self._request(CurryRequest.BASIC_INFO_ACQ)
+        info = self._expect_info(CurryInfo.BASIC_INFO)
+        _, n_chan, rate, data_size, _, _ = struct.unpack_from("<6I", info)
         if not 0 < n_chan < 300 or data_size not in (2, 4):
             raise DeviceError(
                 self.name, f"implausible basic info: {n_chan} channels, {data_size}-byte samples"
             )
         self.rate_hz = float(rate)
-        self._request(3)
-        self.labels = self._parse_channels(self._expect_info(4), n_chan)
+        self._request(CurryRequest.CHANNEL_INFO)
+        self.labels = self._parse_channels(self._expect_info(CurryInfo.CHANNEL_INFO), n_chan)
         hits = [i for i, lab in enumerate(self.labels) if lab.upper() in TRIGGER_LABELS]
         self.trigger_index = hits[-1] if hits else None
         eeg = tuple(lab for i, lab in enumerate(self.labels) if i != self.trigger_index)
@@ -255,7 +270,7 @@ class CurryClient(_NeuroscanClient):
         ]
 
     def start(self) -> None:
-        self._request(8)
+        self._request(CurryRequest.STREAMING_START)
 
     def read(self, timeout_s: float) -> list[SampleBlock]:
         """The next data block (or none within ``timeout_s``); event packets are kept aside."""
@@ -266,17 +281,17 @@ class CurryClient(_NeuroscanClient):
         except DeviceTimeoutError:
             return []
         now = self.clock()
-        if code == 3:
+        if code == CurryData.EVENTS:
             for off in range(0, len(body) - 15, 536):
                 ev_type, _, start, _ = struct.unpack_from("<iiii", body, off)
                 self.events.append((start, ev_type))
             return []
-        if code == 4:
+        if code == CurryData.IMPEDANCE:
             self._impedance(body, now)
             return []
-        if code != 2:
+        if code != CurryData.EEG:
             return []
-        if request != 1:
+        if request != CURRY_FLOAT32:
             raise DeviceError(
                 self.name,
                 f"unsupported block type {request} (only float32 "
@@ -287,7 +302,7 @@ class CurryClient(_NeuroscanClient):
             self.faults.append(
                 DeviceFault(
                     now,
-                    "malformed",
+                    FaultKind.MALFORMED,
                     1,
                     f"block of {len(body)} bytes is not a whole number "
                     f"of {n_all}-channel samples; dropped",
@@ -319,7 +334,7 @@ class CurryClient(_NeuroscanClient):
         n_eeg = len(self.labels) - (self.trigger_index is not None)
         if len(body) != 4 * n_eeg:
             detail = f"impedance packet of {len(body)} bytes for {n_eeg} EEG channels; ignored"
-            self.faults.append(DeviceFault(now, "malformed", 1, detail))
+            self.faults.append(DeviceFault(now, FaultKind.MALFORMED, 1, detail))
             return
         self.impedances_kohm = np.frombuffer(body, dtype="<f4").astype(np.float64) / 1000.0
         self.impedance_time = now
@@ -336,7 +351,7 @@ class CurryClient(_NeuroscanClient):
         if self._sock is None:
             return
         try:
-            self._request(9)
+            self._request(CurryRequest.STREAMING_STOP)
         except DeviceError:
             pass
         self._drop_socket()
@@ -359,15 +374,15 @@ class AcquireClient(_NeuroscanClient):
         self.impedance_mode = False
         self._paused_at: float | None = None  # host time impedance mode began
 
-    def _ctrl(self, code: int, request: int) -> None:
+    def _ctrl(self, code: AcquireCode, request: int) -> None:
         self._send(self.header.pack(b"CTRL", code, request, 0))
 
     def connect(self) -> SignalLayout:
         self._open_socket()
-        self._ctrl(3, 5)  # RequestBasicInfo
+        self._ctrl(AcquireCode.CLIENT, AcquireClientRequest.REQUEST_BASIC_INFO)
         for _ in range(100):
             (ident, code, request, _), body = self._read_packet()
-            if (ident, code, request) == (b"DATA", 1, 3):
+            if (ident, code, request) == (b"DATA", AcquireData.INFO, ACQUIRE_BASIC_INFO):
                 break
         else:
             raise DeviceError(self.name, "Acquire sent no basic info")
@@ -403,8 +418,8 @@ class AcquireClient(_NeuroscanClient):
         return self.layout
 
     def start(self) -> None:
-        self._ctrl(2, 1)  # StartAcquisition
-        self._ctrl(3, 3)  # RequestStartData
+        self._ctrl(AcquireCode.SERVER, AcquireServer.START_ACQUISITION)
+        self._ctrl(AcquireCode.CLIENT, AcquireClientRequest.REQUEST_START_DATA)
 
     def start_impedance(self) -> None:
         """Acquire's impedance mode (ServerControlCode StartImpedance): the amplifier
@@ -413,12 +428,12 @@ class AcquireClient(_NeuroscanClient):
         before a recording: the pause is not counted as lost samples."""
         self._paused_at = self.clock()
         self.impedance_mode = True
-        self._ctrl(2, 3)  # StartImpedance
+        self._ctrl(AcquireCode.SERVER, AcquireServer.START_IMPEDANCE)
 
     def end_impedance(self) -> None:
         """Back to acquisition (StartAcquisition); data resumes."""
         self.impedance_mode = False
-        self._ctrl(2, 1)  # StartAcquisition
+        self._ctrl(AcquireCode.SERVER, AcquireServer.START_ACQUISITION)
 
     def read(self, timeout_s: float) -> list[SampleBlock]:
         assert self._sock is not None
@@ -428,15 +443,15 @@ class AcquireClient(_NeuroscanClient):
         except DeviceTimeoutError:
             return []
         now = self.clock()
-        if ident != b"DATA" or code != 2:
+        if ident != b"DATA" or code != AcquireData.EEG:
             return []  # CTRL in the stream: tolerated
         n_all = self.n_eeg + self.n_evt
-        dsize = 4 if request == 2 else 2
+        dsize = 4 if request == ACQUIRE_32_BIT else 2
         if len(body) % (n_all * dsize):
             self.faults.append(
                 DeviceFault(
                     now,
-                    "malformed",
+                    FaultKind.MALFORMED,
                     1,
                     f"block of {len(body)} bytes does not hold whole "
                     f"{n_all}-channel {8 * dsize}-bit samples; dropped",
@@ -484,8 +499,8 @@ class AcquireClient(_NeuroscanClient):
         if self._sock is None:
             return
         try:
-            self._ctrl(3, 4)  # RequestStopData
-            self._ctrl(1, 2)  # ClosingUp
+            self._ctrl(AcquireCode.CLIENT, AcquireClientRequest.REQUEST_STOP_DATA)
+            self._ctrl(AcquireCode.GENERAL, AcquireGeneral.CLOSING_UP)
         except DeviceError:
             pass
         self._drop_socket()

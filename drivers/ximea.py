@@ -30,6 +30,7 @@ import numpy as np
 from mmmelab.config import CameraConfig
 from mmmelab.drivers.base import DeviceFault
 from mmmelab.errors import DeviceError, DeviceLostError
+from mmmelab.streams import FaultKind
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ class XimeaCamera:
                 self.faults.append(
                     DeviceFault(
                         host,
-                        "clock_reset",
+                        FaultKind.CLOCK_RESET,
                         1,
                         f"camera timestamp reset from "
                         f"{self._last_raw_ts} us to {raw_ts} us at acq_nframe {img.acq_nframe}",
@@ -301,7 +302,10 @@ class XimeaCamera:
             self.dropped += gap
             self.faults.append(
                 DeviceFault(
-                    host, "dropped", gap, f"acq_nframe jumped from {self._last_nframe} to {nframe}"
+                    host,
+                    FaultKind.DROPPED,
+                    gap,
+                    f"acq_nframe jumped from {self._last_nframe} to {nframe}",
                 )
             )
         self._last_nframe = nframe

@@ -27,6 +27,7 @@ from mmmelab.gui.console import NOTE_KEY, ConsoleWindow
 from mmmelab.gui.controller import ControllerState, EngineController
 from mmmelab.gui.reminder import ReminderWindow
 from mmmelab.gui.stimulus import StimulusWindow
+from mmmelab.streams import FaultKind
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class LabApp(QObject):
             return
         freeze_startup_objects()
         if self.layout_warning:  # shown already
-            self.controller.fault("display", "warning", self.layout_warning, log=False)
+            self.controller.fault("display", FaultKind.WARNING, self.layout_warning, log=False)
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
         if event is None or event.type() != QEvent.Type.KeyPress:

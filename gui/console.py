@@ -47,6 +47,7 @@ from mmmelab.gui.panels import (
 from mmmelab.gui.reminder import ReminderWindow
 from mmmelab.gui.reportlaunch import ReportLauncher
 from mmmelab.gui.setupview import SetupTabs
+from mmmelab.streams import ConsentLevel
 from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ SLOW_MS = 250  # telemetry, countdown
 PIECE_BUDGET_S = 0.014  # a redraw piece starts only this long before the next clip frame
 NOTE_KEY = "F2"
 CONSENT = {
-    1: "1 - data may be shared; faces may be shown",
-    2: "2 - research use only; no face images published",
+    ConsentLevel.PUBLIC: "1 - data may be shared; faces may be shown",
+    ConsentLevel.RESEARCH_ONLY: "2 - research use only; no face images published",
 }
 
 
@@ -273,7 +274,7 @@ class ConsoleWindow(QMainWindow):
         return ParticipantInfo(
             pid,
             self.session_no.value(),
-            int(self.consent.currentData()),
+            ConsentLevel(self.consent.currentData()),
             self.notes.toPlainText().strip(),
         )
 

@@ -37,6 +37,7 @@ from mmmelab.acquisition.paradigm import ParadigmError, Phase, Rating, TrialResu
 from mmmelab.acquisition.presentation import FrameSchedule
 from mmmelab.config import Clip, LabConfig, Protocol
 from mmmelab.errors import LabError
+from mmmelab.streams import FaultKind
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class EngineController(QObject):
     def log_display(self, code: Any, t_input: float, t_display: float, label: str = "") -> None:
         self.engine.log_display(code, t_input, t_display, label)
 
-    def fault(self, stream: str, kind: str, detail: str, log: bool = True) -> None:
+    def fault(self, stream: str, kind: FaultKind, detail: str, log: bool = True) -> None:
         """Record a GUI-side fault in the session (and the log, unless shown already)."""
         self.engine.fault(stream, kind, 1, detail, log=log)
 

@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
 
 from mmmelab.acquisition.paradigm import TrialResult
 from mmmelab.config import Protocol
+from mmmelab.streams import SyncState
 
 GOOD, WARN, BAD = QColor("#2e7d32"), QColor("#ef6c00"), QColor("#c62828")
 
@@ -132,10 +133,10 @@ def _vheader(table: QTableWidget) -> QHeaderView:
 def _sync_text(health: dict[str, Any] | None) -> tuple[str, QColor | None]:
     if not health:
         return "-", None
-    state = health.get("state", "waiting")
-    if state == "ok":
+    state = SyncState(health.get("state", SyncState.WAITING))
+    if state is SyncState.OK:
         return f"{health.get('residual_ms', math.nan):.2f} ms", GOOD
-    return state.replace("_", " "), WARN if state == "waiting" else BAD
+    return state.replace("_", " "), WARN if state is SyncState.WAITING else BAD
 
 
 class RecordingPanel(QGroupBox):

@@ -31,7 +31,7 @@ from mmmelab.gui.controller import EngineController, PhaseInfo
 from mmmelab.gui.decoder import ClipDecoder
 from mmmelab.gui.displaycheck import TEST_SECONDS, display_verdicts
 from mmmelab.gui.rating import RatingPanel
-from mmmelab.streams import AudioState, StimulusKind
+from mmmelab.streams import AudioState, FaultKind, StimulusKind
 from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)
@@ -316,7 +316,7 @@ class StimulusWindow(QWidget):
         if info is None:
             return
         if decoder is None:  # nothing to play: the trial goes on, and the session says so
-            self.controller.fault("stimulus", "lost", f"no clip file for {info.clip_id!r}")
+            self.controller.fault("stimulus", FaultKind.LOST, f"no clip file for {info.clip_id!r}")
             if kind == StimulusKind.CLIP:
                 self.controller.clip_onset(self.clock())
             return
@@ -343,7 +343,7 @@ class StimulusWindow(QWidget):
         pb.schedule.fps = decoder.fps
         pb.schedule.n_frames = decoder.n_frames
         if decoder.error or (decoder.finished and decoder.newest() < 0):
-            self.controller.fault("stimulus", "lost", decoder.error or "clip has no frames")
+            self.controller.fault("stimulus", FaultKind.LOST, decoder.error or "clip has no frames")
             if pb.schedule.kind == StimulusKind.CLIP:  # the trial goes on; its onset is now
                 self.controller.clip_onset(self.clock())
             self._stop_playback()
@@ -397,14 +397,15 @@ class StimulusWindow(QWidget):
             return
         if not self._audio_ok:
             pb.schedule.audio = AudioState.NO_DEVICE
-            if (
-                pb.schedule.kind == StimulusKind.DISPLAY_CHECK
-            ):  # the display check reports it itself
+            # the display check reports it itself
+            if pb.schedule.kind == StimulusKind.DISPLAY_CHECK:
                 return
             if not self._audio_reported:
                 self._audio_reported = True
                 self.controller.fault(
-                    "stimulus", "warning", "no audio output device: clip sound is not played"
+                    "stimulus",
+                    FaultKind.WARNING,
+                    "no audio output device: clip sound is not played",
                 )
             return
         try:
@@ -412,7 +413,7 @@ class StimulusWindow(QWidget):
             pb.audio.start()
         except RuntimeError as exc:
             pb.schedule.audio = AudioState.FAILED
-            self.controller.fault("stimulus", "lost", f"clip sound failed: {exc}")
+            self.controller.fault("stimulus", FaultKind.LOST, f"clip sound failed: {exc}")
 
     def _stop_playback(self) -> None:
         self._timer.stop()

@@ -38,6 +38,7 @@ from typing import Any
 
 from mmmelab import __version__
 from mmmelab.errors import LabError
+from mmmelab.streams import ConsentLevel, SyncState
 
 logger = logging.getLogger("mmmelab.cli")
 
@@ -336,7 +337,9 @@ def _progress(started: float, engine: Any) -> Any:
         sync = telemetry.get("sync", {})
         if sync:
             parts = [
-                f"{n} {h['residual_ms']:.2f} ms" if h["state"] == "ok" else f"{n} {h['state']}"
+                f"{n} {h['residual_ms']:.2f} ms"
+                if h["state"] == SyncState.OK
+                else f"{n} {h['state']}"
                 for n, h in sync.items()
             ]
             print(f"            sync: {', '.join(parts)}", file=sys.stderr, flush=True)
@@ -353,7 +356,7 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
     participant = ParticipantInfo(
         check_participant_id(args.participant, lab.participant_pattern),
         args.session,
-        args.consent,
+        ConsentLevel(args.consent),
         args.notes,
     )
     from mmmelab.storage.session import check_output_root

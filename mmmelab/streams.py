@@ -62,3 +62,62 @@ class AudioState(enum.IntEnum):
     PLAYED = 1
     NO_DEVICE = 2  # no audio output device
     FAILED = 3  # the sound did not start
+
+
+class FaultKind(enum.StrEnum):
+    """What a fault row in the session says happened (``faults.kind``, stored as its
+    value). Drivers, recorders, writers, the engine and the GUI report with these;
+    ``mmme check`` judges by them."""
+
+    GAP = "gap"  # samples missing (a sample index jumped, or estimated)
+    DROPPED = "dropped"  # camera frames the device skipped
+    MALFORMED = "malformed"  # a block that could not be decoded, dropped
+    RESYNC = "resync"  # garbage bytes skipped to find the next header
+    DISCONNECT = "disconnect"  # the connection to a device broke
+    RECONNECT = "reconnect"  # ... and was made again
+    RESTART = "restart"  # acquisition restarted on the vendor's side
+    STALL = "stall"  # a device was silent for a while; nothing need be lost
+    LOST = "lost"  # a stream (or the TTL pulses, a clip, its sound) ended or is missing
+    RECOVERED = "recovered"  # what was lost works again
+    EVENT = "event"  # a marker the device was to note could not be placed
+    CLOCK = "clock"  # a clock correction failed
+    CLOCK_RESET = "clock_reset"  # the camera's timestamp counter was zeroed
+    SYNC = "sync"  # live sync: triggers missing or residuals high (count 0: recovered)
+    WARNING = "warning"  # something to know that costs no data (a slow disk, a screen)
+    FATAL = "fatal"  # the session had to stop
+    LISTENER_ERROR = "listener_error"  # a marker listener raised
+    WRITER_LOG = "writer_log"  # a line the frame writer logged
+    WRITER_RESTART = "writer_restart"  # a frame writer was replaced
+    VOLUME_LOST = "volume_lost"  # a disk left the stripe; the others took its frames
+
+    @property
+    def informational(self) -> bool:
+        """A fault that, by itself, does not make a session's check fail."""
+        return self in _INFORMATIONAL
+
+
+_INFORMATIONAL = frozenset(
+    {FaultKind.WARNING, FaultKind.RECOVERED, FaultKind.SYNC, FaultKind.WRITER_LOG,
+     FaultKind.WRITER_RESTART, FaultKind.STALL, FaultKind.VOLUME_LOST}
+)  # fmt: skip
+
+
+class SyncState(enum.StrEnum):
+    """A stream's live sync health while recording (``telemetry["sync"][name]["state"]``)."""
+
+    WAITING = "waiting"  # no trigger edge matched yet
+    OK = "ok"
+    NO_TRIGGERS = "no_triggers"  # markers were sent but no edge arrived: a cable out?
+    RESIDUAL_HIGH = "residual_high"  # edges arrive, but off the clock map by too much
+
+    @property
+    def bad(self) -> bool:
+        """Recorded as a fault when a stream enters it (and again when it leaves)."""
+        return self in (SyncState.NO_TRIGGERS, SyncState.RESIDUAL_HIGH)
+
+
+class ConsentLevel(enum.IntEnum):
+    """What a participant agreed to (the manifest's ``participant.consent_level``)."""
+
+    PUBLIC = 1  # all data may be shared and the face shown
+    RESEARCH_ONLY = 2  # data for research; face images and video may not be published

@@ -10,10 +10,12 @@ written to a public tree; it raises one line naming the participant and the reas
 from __future__ import annotations
 
 from mmmelab.errors import LabError
+from mmmelab.streams import ConsentLevel
 
-LEVELS = {
-    1: "all data may be shared and the face shown",
-    2: "data may be shared for research; face images and video may not be published",
+LEVELS: dict[int, str] = {
+    ConsentLevel.PUBLIC: "all data may be shared and the face shown",
+    ConsentLevel.RESEARCH_ONLY: "data may be shared for research; face images and video "
+    "may not be published",
 }
 
 
@@ -23,7 +25,7 @@ class ConsentError(LabError):
 
 def face_public(level: int) -> bool:
     """May this participant's face appear in a public export?"""
-    return level == 1
+    return level == ConsentLevel.PUBLIC
 
 
 def check_public(participant: str, level: int, what: str) -> None:

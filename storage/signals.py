@@ -38,7 +38,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from mmmelab.streams import AuxSpec, SignalLayout, StreamKind
+from mmmelab.streams import AuxSpec, FaultKind, SignalLayout, StreamKind
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,9 @@ class SignalFile:
         )
         self._queue.put(("markers", row))
 
-    def fault(self, host_time: float, stream: str, kind: str, count: int, detail: str) -> None:
+    def fault(
+        self, host_time: float, stream: str, kind: FaultKind, count: int, detail: str
+    ) -> None:
         row = np.array(
             [(host_time, _string(stream, 16), _string(kind, 24), count, _string(detail, 160))],
             dtype=FAULT_DTYPE,

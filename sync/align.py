@@ -25,6 +25,7 @@ the residuals that certify it.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,6 +37,17 @@ MIN_EDGES = 3
 INTERVAL_TOLERANCE_S = 0.0001
 
 
+class AlignMethod(enum.StrEnum):
+    """How a stream's device time was taken to the master clock (``sync.json``'s
+    ``method``, per segment and per stream)."""
+
+    TRIGGERS = "triggers"  # its recorded trigger edges matched to the markers
+    HOST_TIME = "host_time"  # the fallback: smoothed host receive times
+    LSL = "lsl"  # an LSL stream without a trigger input: LSL's clock synchronisation
+    MIXED = "mixed"  # segments of both kinds
+    NONE = "none"  # no segment could be fitted
+
+
 @dataclass
 class Segment:
     """One stretch of device time with one clock map ``master = a + b * device``."""
@@ -44,7 +56,7 @@ class Segment:
     device_end: float
     a: float
     b: float
-    method: str  # "triggers" | "host_time"
+    method: AlignMethod
     edges_found: int = 0
     edges_used: int = 0
     residual_rms_ms: float = float("nan")
@@ -79,9 +91,11 @@ class StreamAlignment:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def method(self) -> str:
+    def method(self) -> AlignMethod:
         methods = {s.method for s in self.segments}
-        return methods.pop() if len(methods) == 1 else "mixed" if methods else "none"
+        if len(methods) == 1:
+            return methods.pop()
+        return AlignMethod.MIXED if methods else AlignMethod.NONE
 
     def to_master(self, device: np.ndarray, segment_index: np.ndarray) -> np.ndarray:
         out = np.full(len(device), np.nan)
@@ -189,7 +203,7 @@ def _finish(
         device_end,
         a,
         b,
-        "triggers",
+        AlignMethod.TRIGGERS,
         found,
         int(keep.sum()),
         float(np.sqrt(np.mean(r**2)) * 1e3),
@@ -342,7 +356,7 @@ def host_time_segment(
         device_end,
         a,
         b,
-        "host_time",
+        AlignMethod.HOST_TIME,
         0,
         0,
         float(np.sqrt(np.mean(r**2)) * 1e3),

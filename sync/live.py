@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmmelab.streams import SyncState
 from mmmelab.sync.align import robust_line
 from mmmelab.sync.codes import code_onsets
 
@@ -31,7 +32,7 @@ SETTLE_S = 0.05  # an edge is matched once markers up to this much later are kno
 
 @dataclass
 class StreamHealth:
-    state: str = "waiting"  # waiting | ok | no_triggers | residual_high
+    state: SyncState = SyncState.WAITING
     edges: int = 0
     offset_ms: float = float("nan")  # master minus device time now, ms
     drift_ppm: float = float("nan")
@@ -172,10 +173,10 @@ class LiveSync:
                     h.residual_ms = float(np.sqrt(np.mean(r[inliers] ** 2)) * 1e3)
                     h.drift_ppm = (1.0 / b - 1.0) * 1e6
                     h.offset_ms = (a + (b - 1.0) * self._last_device[name]) * 1e3
-                    h.state = "ok"
+                    h.state = SyncState.OK
                     limit = self.residual_limit_ms.get(name, RESIDUAL_LIMIT_MS)
                     if h.residual_ms > limit:
-                        h.state = "residual_high"
+                        h.state = SyncState.RESIDUAL_HIGH
                         h.message = (
                             f"{name}: sync residual {h.residual_ms:.2f} ms (limit {limit:g} ms)"
                         )
@@ -186,7 +187,7 @@ class LiveSync:
                     else now - first > self.lost_after_s
                 )
                 if sent_recently and silent:
-                    h.state = "no_triggers"
+                    h.state = SyncState.NO_TRIGGERS
                     h.message = (
                         f"{name}: no trigger edge matched for "
                         f"{self.lost_after_s:g} s while markers were sent - check the "
