@@ -41,11 +41,13 @@ from mmmelab.acquisition.preview import Preview
 from mmmelab.acquisition.record import SessionRecord, clock_info, environment
 from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
 from mmmelab.acquisition.supervision import Supervisor
-from mmmelab.config import LabConfig, Protocol, check_participant_id, check_session_number
+from mmmelab.config import LabConfig
 from mmmelab.drivers.base import SignalDriver
 from mmmelab.drivers.lsl import local_clock
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceTimeoutError, LabError
+from mmmelab.participant import check_participant_id, check_session_number
+from mmmelab.protocol import Protocol
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import SESSION_LOGS, SessionWriter, check_output_root

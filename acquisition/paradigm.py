@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mmmelab.config import Clip, Emotion, Protocol
+from mmmelab.protocol import Clip, Emotion, Protocol
 from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating
-from mmmelab.config import Emotion
+from mmmelab.protocol import Emotion
 
 _VALENCE = {
     Emotion.HAPPINESS: 8,

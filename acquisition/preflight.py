@@ -16,8 +16,9 @@ from typing import Any
 
 from mmmelab.acquisition.diskcheck import DiskCheck, check_volumes
 from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
-from mmmelab.config import DEMO_STIMULI, LabConfig, Protocol
+from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
+from mmmelab.protocol import DEMO_STIMULI, Protocol
 from mmmelab.storage.frames import FrameGeometry
 
 SIGNALS_BYTES_PER_S = 64 * 1000 * 6 + 13 * 1000 * 5  # EEG + physio on disk, generous

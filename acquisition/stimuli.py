@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmmelab.config import Clip, Emotion, LabConfig, Protocol
+from mmmelab.config import LabConfig
+from mmmelab.protocol import Clip, Emotion, Protocol
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,9 @@ import numpy as np
 
 from mmmelab import __version__
 from mmmelab.acquisition import simulation
-from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
+from mmmelab.config import LabConfig, load_lab, shipped
 from mmmelab.errors import LabError
+from mmmelab.protocol import Protocol, load_protocol
 from mmmelab.storage.directio import aligned_buffer
 from mmmelab.storage.frames import JOURNAL_DTYPE, FrameGeometry, FrameWriter
 from mmmelab.storage.manifest import SessionStatus
@@ -619,7 +620,8 @@ def short_trials(clip_s: float, neutral_s: float) -> Any:
     """The shipped MMME protocol with every clip ``clip_s`` and the neutral clip
     ``neutral_s`` long: short trials, so that a short simulated session holds several
     (the benchmarks and tests use it)."""
-    from mmmelab.config import load_protocol, shipped
+    from mmmelab.config import shipped
+    from mmmelab.protocol import load_protocol
 
     proto = load_protocol(shipped("protocols", "mmme"))
     clips = tuple(dataclasses.replace(c, duration_s=clip_s) for c in proto.clips)

@@ -22,11 +22,12 @@ from PyQt6.QtCore import QEvent, QObject, QRect, Qt
 from PyQt6.QtGui import QGuiApplication, QKeyEvent, QKeySequence
 from PyQt6.QtWidgets import QAbstractSpinBox, QApplication, QLineEdit, QPlainTextEdit, QWidget
 
-from mmmelab.config import LabConfig, Protocol, ScreensConfig
+from mmmelab.config import LabConfig, ScreensConfig
 from mmmelab.gui.console import NOTE_KEY, ConsoleWindow
 from mmmelab.gui.controller import ControllerState, EngineController
 from mmmelab.gui.reminder import ReminderWindow
 from mmmelab.gui.stimulus import StimulusWindow
+from mmmelab.protocol import Protocol
 from mmmelab.streams import FaultKind
 
 logger = logging.getLogger(__name__)

@@ -49,7 +49,8 @@ def bench_gui(seconds: float = 60.0, progress: Progress = _quiet) -> dict[str, A
     from PyQt6.QtWidgets import QApplication
 
     from mmmelab.acquisition.study import repeated_clip_protocol
-    from mmmelab.config import load_lab, load_protocol, shipped
+    from mmmelab.config import load_lab, shipped
+    from mmmelab.protocol import load_protocol
 
     app = QApplication.instance() or QApplication(["mmme-bench-gui"])
     work = Path(tempfile.mkdtemp(prefix="mmme-gui-bench-"))
@@ -255,8 +256,9 @@ def hold_recording(lab_path: Path, protocol_path: Path, out: Path, seconds: floa
     from PyQt6.QtCore import QEventLoop, QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from mmmelab.config import load_lab, load_protocol
+    from mmmelab.config import load_lab
     from mmmelab.gui.scripted import scripted_session
+    from mmmelab.protocol import load_protocol
 
     app = QApplication.instance() or QApplication(["mmme-hold-recording"])
     lab, protocol = load_lab(lab_path), load_protocol(protocol_path)

@@ -33,7 +33,6 @@ from PyQt6.QtWidgets import (
 
 from mmmelab.acquisition.engine import ParticipantInfo
 from mmmelab.acquisition.paradigm import Phase, TrialResult
-from mmmelab.config import participant_id_problem
 from mmmelab.gui.controller import ControllerState, EngineController, PhaseInfo, SessionResult
 from mmmelab.gui.liveview import PreviewView, SignalPlots
 from mmmelab.gui.panels import (
@@ -47,6 +46,7 @@ from mmmelab.gui.panels import (
 from mmmelab.gui.reminder import ReminderWindow
 from mmmelab.gui.reportlaunch import ReportLauncher
 from mmmelab.gui.setupview import SetupTabs
+from mmmelab.participant import participant_id_problem
 from mmmelab.streams import ConsentLevel
 from mmmelab.sync.codes import EventCode
 

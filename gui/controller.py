@@ -35,8 +35,9 @@ from mmmelab.acquisition.engine import EngineState, ParticipantInfo, SessionEngi
 from mmmelab.acquisition.livewindow import Snapshot
 from mmmelab.acquisition.paradigm import ParadigmError, Phase, Rating, TrialResult
 from mmmelab.acquisition.presentation import FrameSchedule
-from mmmelab.config import Clip, LabConfig, Protocol
+from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
+from mmmelab.protocol import Clip, Protocol
 from mmmelab.streams import FaultKind
 
 logger = logging.getLogger(__name__)

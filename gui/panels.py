@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import (
 )
 
 from mmmelab.acquisition.paradigm import TrialResult
-from mmmelab.config import Protocol
+from mmmelab.protocol import Protocol
 from mmmelab.streams import SyncState
 
 GOOD, WARN, BAD = QColor("#2e7d32"), QColor("#ef6c00"), QColor("#c62828")

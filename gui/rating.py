@@ -24,7 +24,7 @@ from PyQt6.QtWidgets import (
 )
 
 from mmmelab.acquisition.paradigm import Rating
-from mmmelab.config import Emotion
+from mmmelab.protocol import Emotion
 
 ROWS = ("emotion", "valence", "arousal")
 SCALE_ENDS = {

@@ -26,8 +26,9 @@ def _quiet(_: str) -> None:
 def take_screenshots(out: Path, progress: Progress = _quiet) -> list[Path]:
     from PyQt6.QtWidgets import QApplication
 
-    from mmmelab.config import load_lab, load_protocol, shipped
+    from mmmelab.config import load_lab, shipped
     from mmmelab.gui.scripted import scripted_session
+    from mmmelab.protocol import load_protocol
 
     app = QApplication.instance() or QApplication(["mmme-screenshots"])
     out.mkdir(parents=True, exist_ok=True)

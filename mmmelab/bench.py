@@ -342,7 +342,7 @@ def bench_sync(minutes: float = 5.0, progress: Progress = _quiet) -> dict[str, A
     from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
     from mmmelab.acquisition.study import repeated_clip_protocol
     from mmmelab.analysis.alignment import align_session
-    from mmmelab.config import load_protocol
+    from mmmelab.protocol import load_protocol
     from mmmelab.storage import CameraStream, SignalStream, open_session
 
     work = Path(tempfile.mkdtemp(prefix="mmme-sync-bench-"))

@@ -229,7 +229,7 @@ def _positive_int(text: str) -> int:
 
 
 def _session_number(text: str) -> int:
-    from mmmelab.config import MAX_SESSION
+    from mmmelab.participant import MAX_SESSION
 
     value = _whole(text)
     if not 1 <= value <= MAX_SESSION:
@@ -349,7 +349,9 @@ def _progress(started: float, engine: Any) -> Any:
 
 def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse.Namespace) -> int:
     from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
-    from mmmelab.config import check_participant_id, load_lab, load_protocol
+    from mmmelab.config import load_lab
+    from mmmelab.participant import check_participant_id
+    from mmmelab.protocol import load_protocol
 
     lab = load_lab(lab_path)
     protocol = load_protocol(protocol_path)
@@ -483,8 +485,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if has_display and not args.headless:
-        from mmmelab.config import check_participant_id, load_lab, load_protocol
+        from mmmelab.config import load_lab
         from mmmelab.gui.app import run_gui
+        from mmmelab.participant import check_participant_id
+        from mmmelab.protocol import load_protocol
 
         lab = load_lab(shipped("labs", "simulated"))
         pid = check_participant_id(args.participant, lab.participant_pattern)
@@ -643,7 +647,8 @@ def _check_rig(args: argparse.Namespace) -> int:
 
     from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
     from mmmelab.acquisition.rigcheck import run_rig_check
-    from mmmelab.config import load_lab, load_protocol, shipped
+    from mmmelab.config import load_lab, shipped
+    from mmmelab.protocol import load_protocol
 
     lab = load_lab(_lab_file(args.lab))
     protocol = load_protocol(shipped("protocols", "quick"))

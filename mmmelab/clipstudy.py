@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from mmmelab import __version__
-from mmmelab.config import Emotion
 from mmmelab.errors import LabError
+from mmmelab.protocol import Emotion
 
 VIDEO_EXT = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 OWN = ("neutral", "practice")

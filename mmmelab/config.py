@@ -1,23 +1,17 @@
-"""Typed, validated lab configuration and protocol, loaded from TOML.
+"""The lab configuration: devices and their connections, loaded from TOML (:func:`load_lab`).
 
-Two files drive a session:
-
-* the **lab configuration** (devices and their connections, ``simulate`` per
-  device, screens, data root) - :func:`load_lab`;
-* the **protocol** (stimulus clips with their target emotion, practice block,
-  trial order and seed, phase durations) - :func:`load_protocol`.
-
-Both loaders return frozen dataclasses; every bad value raises
+Devices (``simulate`` per device), screens, the reminder, the data root and the
+frame volumes. The loader returns frozen dataclasses; every bad value raises
 :class:`~mmmelab.errors.ConfigError` naming the file, the dotted key and what is
-allowed. Nothing here is read at import time. ``to_dict`` gives the snapshot that
-each session stores in its manifest.
+allowed. Nothing is read at import time; ``to_dict`` is the snapshot each session
+keeps. The protocol is :mod:`mmmelab.protocol`, participant ids
+:mod:`mmmelab.participant`; :func:`shipped` finds the files that come with the package.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import random
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,24 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mmmelab.errors import ConfigError
-from mmmelab.tomlcheck import Table, load_toml
-
-PARTICIPANT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")  # what a folder name can hold
-#: The lab's pseudonym pattern unless ``[lab] participant_pattern`` says otherwise.
-DEFAULT_PARTICIPANT_PATTERN = "P[0-9]{1,15}"
-DEMO_STIMULI = "@demo"
-
-
-class Emotion(enum.StrEnum):
-    """The seven target emotions of the MMME paradigm."""
-
-    HAPPINESS = "happiness"
-    SURPRISE = "surprise"
-    SADNESS = "sadness"
-    FEAR = "fear"
-    ANGER = "anger"
-    DISGUST = "disgust"
-    CONTEMPT = "contempt"
+from mmmelab.participant import DEFAULT_PARTICIPANT_PATTERN
+from mmmelab.tomlcheck import Table, jsonable, load_toml, resolve_dir
 
 
 class TriggerBoxKind(enum.StrEnum):
@@ -212,12 +190,7 @@ class LabConfig:
         return [name for name, simulated in flags.items() if simulated]
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
-
-
-def _resolve_dir(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path)
+        return jsonable(dataclasses.asdict(self))
 
 
 def _camera(t: Table) -> CameraConfig:
@@ -380,8 +353,8 @@ def load_lab(path: Path | str) -> LabConfig:
     lab = top.table("lab", required=True)
     name = lab.text("name")
     has_root = lab.has("data_root")
-    data_root = _resolve_dir(path.parent, lab.text("data_root", "sessions"))
-    stimuli_root = _resolve_dir(path.parent, lab.text("stimuli_root", "stimuli"))
+    data_root = resolve_dir(path.parent, lab.text("data_root", "sessions"))
+    stimuli_root = resolve_dir(path.parent, lab.text("stimuli_root", "stimuli"))
     pattern = lab.text("participant_pattern", DEFAULT_PARTICIPANT_PATTERN)
     try:
         re.compile(pattern)
@@ -458,7 +431,7 @@ def _volumes(t: Table, base: Path, data_root: Path | None) -> tuple[Path, ...]:
     t.done()
     if not 1 <= len(names) <= MAX_VOLUMES:
         raise t.error("volumes", f"lists {len(names)} folders; give 1 to {MAX_VOLUMES}")
-    volumes = tuple(_resolve_dir(base, n) for n in names)
+    volumes = tuple(resolve_dir(base, n) for n in names)
     if len({v.resolve() for v in volumes}) != len(volumes):
         raise t.error("volumes", "lists a folder twice; each volume is its own drive")
     if data_root is not None and volumes[0].resolve() != data_root.resolve():
@@ -470,132 +443,6 @@ def _volumes(t: Table, base: Path, data_root: Path | None) -> tuple[Path, ...]:
     return volumes
 
 
-# ---------------------------------------------------------------- protocol
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One stimulus clip. ``emotion`` is None for practice and neutral clips."""
-
-    id: str
-    file: str
-    duration_s: float
-    emotion: Emotion | None = None
-
-
-@dataclass(frozen=True)
-class Timing:
-    rating_limit_s: float = 25.0
-    wait_space_limit_s: float = 0.0  # 0 = wait for the participant indefinitely
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """A paradigm: practice block, then ``trials`` in a fixed or seeded random order."""
-
-    name: str
-    seed: int
-    stimuli_dir: str
-    timing: Timing
-    clips: tuple[Clip, ...]
-    practice: tuple[Clip, ...]
-    neutral: Clip
-    trial_order: tuple[str, ...]
-    source_file: str = ""
-
-    def clip(self, clip_id: str) -> Clip:
-        for c in self.clips:
-            if c.id == clip_id:
-                return c
-        raise KeyError(clip_id)
-
-    def trials(self) -> list[Clip]:
-        """The main-block clips in presentation order (practice excluded)."""
-        return [self.clip(cid) for cid in self.trial_order]
-
-    def planned_duration_s(self, response_s: float | None = None) -> float:
-        """Upper bound of the session length, for the pre-flight disk check."""
-        rating = self.timing.rating_limit_s if response_s is None else response_s
-        per_trial = [
-            c.duration_s + rating + self.neutral.duration_s
-            for c in (*self.practice, *self.trials())
-        ]
-        return sum(per_trial) + 5.0 * len(per_trial) + 10.0
-
-    def stimuli_path(self, stimuli_root: Path, demo_dir: Path) -> Path:
-        if self.stimuli_dir == DEMO_STIMULI:
-            return demo_dir
-        return _resolve_dir(stimuli_root, self.stimuli_dir)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
-
-
-def _clip(t: Table, emotion_required: bool) -> Clip:
-    cid = t.text("id")
-    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,32}", cid):
-        raise t.error("id", f"is {cid!r}; use 1-32 letters, digits, '_' or '-'")
-    file = t.text("file")
-    duration = t.number("duration_s", lo=0.0, hi=3600.0, lo_open=True)
-    emotion: Emotion | None = None
-    if emotion_required or t.has("emotion"):
-        allowed = [e.value for e in Emotion]
-        emotion = Emotion(t.text("emotion", choices=allowed))
-    t.done()
-    return Clip(id=cid, file=file, duration_s=duration, emotion=emotion)
-
-
-def load_protocol(path: Path | str) -> Protocol:
-    """Load and validate a protocol file; the trial order is fixed here (seeded)."""
-    path = Path(path)
-    top = Table(path, load_toml(path))
-    head = top.table("protocol", required=True)
-    name = head.text("name")
-    seed = head.integer("seed", 0, lo=0)
-    stimuli_dir = head.text("stimuli_dir")
-    order_mode = head.text("order", "random", choices=["random", "fixed"])
-    n_trials = head.integer("trials", 0, lo=0, hi=10_000)
-    head.done()
-    tt = top.table("timing")
-    d = Timing()
-    timing = Timing(
-        rating_limit_s=tt.number("rating_limit_s", d.rating_limit_s, lo=1.0, hi=600.0),
-        wait_space_limit_s=tt.number("wait_space_limit_s", d.wait_space_limit_s, lo=0.0, hi=3600.0),
-    )
-    tt.done()
-    clips = tuple(_clip(t, emotion_required=True) for t in top.tables("clips", required=True))
-    if not clips:
-        raise ConfigError(str(path), "clips", "must list at least one clip ([[clips]])")
-    practice = tuple(_clip(t, emotion_required=False) for t in top.tables("practice"))
-    neutral = _clip(top.table("neutral", required=True), emotion_required=False)
-    top.done()
-    ids = [c.id for c in (*clips, *practice, neutral)]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise ConfigError(str(path), "clips", f"clip ids must be unique; repeated: {dupes}")
-    if n_trials and n_trials != len(clips):
-        raise ConfigError(
-            str(path),
-            "protocol.trials",
-            f"is {n_trials} but {len(clips)} clips are listed; each clip is shown "
-            f"once, so list exactly {n_trials} clips (or drop the key)",
-        )
-    order = [c.id for c in clips]
-    if order_mode == "random":
-        random.Random(seed).shuffle(order)
-    return Protocol(
-        name=name,
-        seed=seed,
-        stimuli_dir=stimuli_dir,
-        timing=timing,
-        clips=clips,
-        practice=practice,
-        neutral=neutral,
-        trial_order=tuple(order),
-        source_file=str(path),
-    )
-
-
 # ---------------------------------------------------------------- shipped files
 
 
@@ -603,54 +450,3 @@ def shipped(kind: str, name: str) -> Path:
     """Path of a lab or protocol file shipped with the package (``kind``: labs|protocols)."""
     ref = resources.files("mmmelab") / "data" / kind / f"{name}.toml"
     return Path(str(ref))
-
-
-def participant_id_problem(value: str, pattern: str = DEFAULT_PARTICIPANT_PATTERN) -> str | None:
-    """Why ``value`` is not an acceptable participant id, or None when it is.
-
-    An id is a pseudonym: it must match the lab's pattern (``P`` and digits by
-    default) as a whole, and in any case be 1-16 ASCII letters and digits, so a
-    real name or a path can never end up in a folder name.
-    """
-    if not PARTICIPANT_ID_RE.fullmatch(value) or not re.fullmatch(pattern, value):
-        return (
-            f"is {value!r}; use the lab's pseudonymous code (pattern {pattern!r}, "
-            f"1-16 letters and digits, e.g. {example_participant_id(pattern)}) - never a name"
-        )
-    return None
-
-
-def example_participant_id(pattern: str) -> str:
-    """An id that the default pattern accepts, or the pattern itself for a custom one."""
-    return "P07" if pattern == DEFAULT_PARTICIPANT_PATTERN else f"one matching {pattern}"
-
-
-def check_participant_id(value: str, pattern: str = DEFAULT_PARTICIPANT_PATTERN) -> str:
-    """Validate a pseudonymous participant id (see :func:`participant_id_problem`)."""
-    problem = participant_id_problem(value, pattern)
-    if problem is not None:
-        raise ConfigError("(command line)", "participant", problem)
-    return value
-
-
-MAX_SESSION = 99  # the folder name holds two digits
-
-
-def check_session_number(value: int) -> int:
-    if not 1 <= value <= MAX_SESSION:
-        raise ConfigError(
-            "(command line)", "session", f"is {value}; use a session number from 1 to {MAX_SESSION}"
-        )
-    return value
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    return obj

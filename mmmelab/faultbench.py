@@ -41,8 +41,9 @@ from typing import Any
 
 from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
 from mmmelab.analysis.check import check_session
-from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
+from mmmelab.config import LabConfig, load_lab, shipped
 from mmmelab.errors import LabError
+from mmmelab.protocol import Protocol, load_protocol
 from mmmelab.storage import open_session
 
 PRE_S = 2.0

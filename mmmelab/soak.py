@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
-from mmmelab.config import load_lab, load_protocol, shipped
+from mmmelab.config import load_lab, shipped
 from mmmelab.faultbench import LONG_PROTOCOL
+from mmmelab.protocol import load_protocol
 from mmmelab.storage.frames import JOURNAL_DTYPE, chunk_name
 
 WARMUP_S = 60.0

@@ -10,6 +10,7 @@ silently ignored setting.
 from __future__ import annotations
 
 import difflib
+import enum
 import math
 import tomllib
 from collections.abc import Iterable
@@ -162,3 +163,22 @@ class Table:
             raise ConfigError(
                 self.path, self.key(unknown[0]), f"unknown key; allowed here: {allowed}"
             )
+
+
+def resolve_dir(base: Path, value: str) -> Path:
+    """``value`` as a folder: absolute as given, else under ``base``."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` (a dataclass's asdict) with paths as text and enums as their values."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    return obj

@@ -19,7 +19,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # liblsl reads this when pylsl is first imported: warnings and errors only.
 os.environ.setdefault("LSLAPICFG", str(Path(__file__).parent / "lsl_test.cfg"))
 
-from mmmelab.config import LabConfig, Protocol, load_lab, load_protocol, shipped
+from mmmelab.config import LabConfig, load_lab, shipped
+from mmmelab.protocol import Protocol, load_protocol
 
 OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-", "acq-events", "dev-close-")
 SHM = Path("/dev/shm")

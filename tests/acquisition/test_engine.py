@@ -62,7 +62,8 @@ def test_write_speed_probe_leaves_nothing_behind(tmp_path):
 
 
 def test_missing_stimuli_are_named_before_anything_records(small_lab, tmp_path):
-    from mmmelab.config import load_protocol, shipped
+    from mmmelab.config import shipped
+    from mmmelab.protocol import load_protocol
 
     mmme = load_protocol(shipped("protocols", "mmme"))
     lab = dataclasses.replace(small_lab, stimuli_root=tmp_path / "stimuli")

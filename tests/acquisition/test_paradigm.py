@@ -6,7 +6,7 @@ import pytest
 
 from mmmelab.acquisition.paradigm import Paradigm, ParadigmError, Phase, Rating
 from mmmelab.acquisition.participant import SimulatedParticipant
-from mmmelab.config import Emotion, Protocol
+from mmmelab.protocol import Emotion, Protocol
 from mmmelab.sync.codes import EventCode, match_plan, session_plan
 
 E = EventCode

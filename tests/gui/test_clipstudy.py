@@ -16,9 +16,9 @@ from PyQt6.QtCore import Qt
 
 from mmmelab.acquisition.stimuli import write_synthetic_clip
 from mmmelab.clipstudy import RaterPass, read_ratings, summarise
-from mmmelab.config import Clip, Emotion, load_protocol
 from mmmelab.errors import LabError
 from mmmelab.gui.clipstudy import ClipStudyWindow
+from mmmelab.protocol import Clip, Emotion, load_protocol
 from tests.conftest import write_small_lab_toml
 
 pytestmark = pytest.mark.timeout(180)

@@ -9,9 +9,9 @@ import pytest
 from PyQt6.QtCore import Qt
 
 from mmmelab.acquisition.paradigm import Phase
-from mmmelab.config import Emotion
 from mmmelab.gui.app import LabApp
 from mmmelab.gui.controller import ControllerState
+from mmmelab.protocol import Emotion
 from mmmelab.storage import open_session
 from mmmelab.streams import StimulusKind
 from mmmelab.sync.codes import EventCode

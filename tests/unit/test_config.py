@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mmmelab.config import (
-    Emotion,
-    check_participant_id,
-    load_lab,
-    load_protocol,
-    shipped,
-)
+from mmmelab.config import load_lab, shipped
 from mmmelab.errors import ConfigError
+from mmmelab.participant import check_participant_id
+from mmmelab.protocol import Emotion, load_protocol
 
 
 def test_shipped_lab_and_protocols_load():

@@ -102,8 +102,16 @@ def test_imports_point_down():
 
 #: the base modules of the root package; the others there (the CLI, the benchmarks, the
 #: exports) are the top that joins the layers
-BASE = {"mmmelab", "mmmelab.errors", "mmmelab.config", "mmmelab.tomlcheck",
-        "mmmelab.streams", "mmmelab.progress"}  # fmt: skip
+BASE = {
+    "mmmelab",
+    "mmmelab.errors",
+    "mmmelab.config",
+    "mmmelab.protocol",
+    "mmmelab.participant",
+    "mmmelab.tomlcheck",
+    "mmmelab.streams",
+    "mmmelab.progress",
+}
 
 
 def test_base_modules_import_no_layer():
