@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mmmelab.config import LabConfig
+from mmmelab.config import CameraConfig, LabConfig
 from mmmelab.drivers.base import SignalDriver
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import LslInlet, MarkerOutlet
@@ -84,6 +84,38 @@ class DeviceSet:
         """The EEG driver when it speaks Acquire (the protocol with an impedance mode)."""
         driver = self.signal_drivers.get("eeg")
         return driver if isinstance(driver, AcquireClient) else None
+
+    def camera_limits(self) -> dict[str, tuple[float, float]]:
+        """The range of each camera setting that may change in preview."""
+        if self.camera is None:
+            raise LabError("the camera is not connected")
+        return self.camera.limits()
+
+    def adjust_camera(
+        self,
+        exposure_us: float | None,
+        gain_db: float | None,
+        white_balance: tuple[float, float, float] | None,
+    ) -> CameraConfig:
+        """Set what is given within the camera's limits (DeviceError otherwise, nothing
+        changed); returns the camera's configuration with the new settings."""
+        if self.camera is None:
+            raise LabError("the camera is not connected")
+        cam = self.camera.adjust(exposure_us, gain_db, white_balance)
+        self.info["camera"] = self.camera.info()
+        return cam
+
+    def impedance_mode(self, on: bool) -> str:
+        """Put the amplifier into (or out of) its impedance mode where its protocol has
+        one (Acquire); what changed, for the set-up record ("" when nothing did)."""
+        driver = self.acquire
+        if driver is None or driver.impedance_mode == on:
+            return ""
+        if on:
+            driver.start_impedance()
+        else:
+            driver.end_impedance()
+        return f"impedance mode {'on' if on else 'off'}"
 
     def trigger_bus(self, lab: LabConfig, sync_interval_s: float) -> TriggerBus:
         """A trigger bus on the open trigger box and marker outlet (not started)."""

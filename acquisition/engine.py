@@ -1,23 +1,13 @@
-"""The headless session engine: its lifecycle from Connect to the saved session.
+"""The headless session engine: one session's lifecycle, from Connect to the saved folder.
 
-``SessionEngine`` drives one session through its states (idle -> connected, with
-the live preview -> recording -> stopping -> finished) over four parts, each in
-its own module:
-
-* the devices (``devices.DeviceSet``: open together, closed in bounded time);
-* the pre-flight (``preflight``: stimuli, disks, the set-up record);
-* the recorders and the camera pipeline (``recorders``, ``camera_pipeline``);
-* the session record (``record.SessionRecord``: manifest, rows, marker fan-out).
-
-It has no Qt; the GUI (through its controller) and the CLI drive it through the
-same few methods: ``connect``, ``preview``, ``start``, ``space``/``rate``
-(participant input), ``remind``/``mark`` (experimenter), ``advance``, ``stop``,
-``close``, ``telemetry``.
-
-Threads: the caller's thread is the control thread (everything here), plus one
-recorder thread per device, the trigger-bus thread and the signal-writer thread.
-``stop`` takes well under 2 s whatever the session length: nothing in it waits
-on the amount of data recorded.
+States: idle -> connected (the live preview) -> recording -> stopping -> finished,
+over the session's parts, a module each: the devices (``devices``), the pre-flight
+(``preflight``), the recorders (``recording``), the session record (``record``)
+and the workers' health (``supervision``). No Qt: the GUI's controller and the CLI
+drive it with the same few calls (``connect``, ``preview``, ``start``, participant
+and experimenter inputs, ``advance``, ``stop``, ``close``, ``telemetry``), all on
+one control thread; recorders, trigger bus and writers run on threads and
+processes of their own. ``stop`` takes well under 2 s whatever the session length.
 """
 
 from __future__ import annotations
@@ -31,36 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmmelab.acquisition.camera_pipeline import TELEMETRY_DTYPE, CameraPipeline
 from mmmelab.acquisition.devices import DeviceSet
 from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
 from mmmelab.acquisition.participant import SimulatedParticipant
 from mmmelab.acquisition.preflight import SetupRecord, check_disks, prepare_stimuli
 from mmmelab.acquisition.preview import Preview
-from mmmelab.acquisition.record import SessionRecord, clock_info, environment
-from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
+from mmmelab.acquisition.record import SessionRecord, manifest_fields
+from mmmelab.acquisition.recording import Recording, frame_geometry
 from mmmelab.acquisition.supervision import Supervisor
 from mmmelab.config import LabConfig
-from mmmelab.drivers.base import SignalDriver
 from mmmelab.drivers.lsl import local_clock
-from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import DeviceTimeoutError, LabError
 from mmmelab.participant import check_participant_id, check_session_number
 from mmmelab.protocol import Protocol
-from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.storage.session import SESSION_LOGS, SessionWriter, check_output_root
-from mmmelab.storage.signals import SignalSpec
-from mmmelab.streams import ConsentLevel, FaultKind, SignalLayout
-from mmmelab.sync.bus import MarkerRecord, TriggerBus
+from mmmelab.storage.session import SessionWriter, check_output_root
+from mmmelab.streams import ConsentLevel, FaultKind
+from mmmelab.sync.bus import TriggerBus
 from mmmelab.sync.codes import EventCode
 from mmmelab.sync.live import LiveSync, StreamHealth
 
 logger = logging.getLogger(__name__)
-
-LAST_PULSE_WAIT_S = 0.6  # at the stop: how long the last trigger pulse may take to show
-RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is left behind
 
 
 class EngineState(enum.StrEnum):
@@ -104,13 +86,12 @@ class SessionEngine:
         self.state = EngineState.IDLE
         self.devices = DeviceSet(clock)
         self.bus: TriggerBus | None = None
-        self.recorders: dict[str, Recorder] = {}
         self.windows: dict[str, SignalWindow] = {}
-        self.pipeline: CameraPipeline | None = None
         self.live = LiveSync(
             box_latency_s=lab.triggerbox.latency_ms / 1000.0,
             lost_after_s=max(15.0, 3 * lab.sync_interval_s),
         )
+        self.recording = Recording(clock, self.live)
         self.record = SessionRecord(clock, self.live)
         self.paradigm = Paradigm(protocol, self._emit)
         self.participant_sim: SimulatedParticipant | None = None
@@ -121,64 +102,6 @@ class SessionEngine:
         self.preview_state: Preview | None = None
         self._streaming: set[str] = set()  # signal drivers already started
         self.setup = SetupRecord()
-
-    # The devices and the record, as the console, the rig checks and the tests see them.
-
-    @property
-    def problems(self) -> list[str]:
-        """What went wrong, as sentences (the manifest's ``problems``)."""
-        return self.health.problems
-
-    @property
-    def fatal(self) -> str | None:
-        """Why the session had to be stopped (disk full, a writer died), else None."""
-        return self.health.fatal
-
-    @property
-    def simlab(self) -> Any:
-        return self.devices.simlab
-
-    @property
-    def camera(self) -> XimeaCamera | None:
-        return self.devices.camera
-
-    @property
-    def signal_drivers(self) -> dict[str, SignalDriver]:
-        return self.devices.signal_drivers
-
-    @property
-    def layouts(self) -> dict[str, SignalLayout]:
-        return self.devices.layouts
-
-    @property
-    def device_info(self) -> dict[str, Any]:
-        return self.devices.info
-
-    @property
-    def writer(self) -> SessionWriter | None:
-        return self.record.writer
-
-    @property
-    def on_marker(self) -> list[Callable[[MarkerRecord], None]]:
-        return self.record.on_marker
-
-    @property
-    def setup_record(self) -> dict[str, Any]:
-        """The set-up checks run before Start (``rigcheck``), kept in the manifest."""
-        return self.setup.checks
-
-    @setup_record.setter
-    def setup_record(self, record: dict[str, Any]) -> None:
-        self.setup.checks = record
-
-    @property
-    def display_record(self) -> dict[str, Any]:
-        """The GUI's clip and display check, kept in the manifest."""
-        return self.setup.display
-
-    @display_record.setter
-    def display_record(self, record: dict[str, Any]) -> None:
-        self.setup.display = record
 
     # ------------------------------------------------------------ connect
 
@@ -208,11 +131,11 @@ class SessionEngine:
 
     def _stream_signals(self) -> None:
         """Start every signal device not yet streaming, each with its live window."""
-        for name, driver in self.signal_drivers.items():
+        for name, driver in self.devices.signal_drivers.items():
             if name not in self._streaming:
                 driver.start()
                 self._streaming.add(name)
-            layout = self.layouts[name]
+            layout = self.devices.layouts[name]
             self.windows.setdefault(name, SignalWindow(len(layout.channels), layout.rate_hz))
 
     def preview(self, face_box: tuple[int, int, int, int] | None = None) -> Preview:
@@ -224,18 +147,16 @@ class SessionEngine:
         self._stream_signals()
         # no sync pulses in preview: the loop-back code is alone
         bus = self.devices.trigger_bus(self.lab, sync_interval_s=3600.0)
+        d = self.devices
         self.preview_state = Preview(
-            self.camera, self.signal_drivers, self.layouts, self.windows, bus, self.clock,
-            face_box=face_box,
-        )  # fmt: skip
+            d.camera, d.signal_drivers, d.layouts, self.windows, bus, self.clock, face_box=face_box
+        )
         self.preview_state.start()
         return self.preview_state
 
     def camera_limits(self) -> dict[str, tuple[float, float]]:
         """The range of each camera setting the console may change (see adjust_camera)."""
-        if self.camera is None:
-            raise LabError("the camera is not connected")
-        return self.camera.limits()
+        return self.devices.camera_limits()
 
     def adjust_camera(
         self,
@@ -246,14 +167,12 @@ class SessionEngine:
         """Set exposure, gain or white balance before Start, within the camera's limits
         (DeviceError otherwise, nothing changed). The lab configuration follows, so the
         recording, its frame file and the manifest keep the final settings."""
-        if self.state is not EngineState.CONNECTED or self.camera is None:
+        if self.state is not EngineState.CONNECTED:
             raise LabError(f"the camera can be adjusted only before Start (now {self.state.value})")
-        cam = self.camera.adjust(exposure_us, gain_db, white_balance)
+        cam = self.devices.adjust_camera(exposure_us, gain_db, white_balance)
         self.lab = dataclasses.replace(self.lab, camera=cam)
-        self.device_info["camera"] = self.camera.info()
-        settings = cam.settings()
-        self.setup.camera_changes.append({"t_master": self.clock(), **settings})
-        return settings
+        self.setup.camera_changes.append({"t_master": self.clock(), **cam.settings()})
+        return cam.settings()
 
     @property
     def eeg_in_impedance_mode(self) -> bool:
@@ -267,22 +186,15 @@ class SessionEngine:
         EEG data pauses meanwhile; Start ends it (and logs that it did)."""
         if self.state is not EngineState.CONNECTED:
             raise LabError(f"impedance mode only before Start (now {self.state.value})")
-        driver = self.devices.acquire
-        if driver is None:  # Curry sends its impedances as data
-            return False
-        active = driver.impedance_mode
-        if on and not active:
-            driver.start_impedance()
-            self.setup.events.append({"t_master": self.clock(), "event": "impedance mode on"})
-        elif not on and active:
-            driver.end_impedance()
-            self.setup.events.append({"t_master": self.clock(), "event": "impedance mode off"})
-        return True
+        event = self.devices.impedance_mode(on)
+        if event:
+            self.setup.events.append({"t_master": self.clock(), "event": event})
+        return self.devices.acquire is not None
 
     def end_preview(self) -> None:
         if self.preview_state is not None:
             preview, self.preview_state = self.preview_state, None
-            self._safely("ending the preview", preview.stop)
+            self.health.safely("ending the preview", preview.stop)
 
     # ------------------------------------------------------------ start
 
@@ -301,14 +213,21 @@ class SessionEngine:
             self.eeg_impedance_mode(False)
         self.end_preview()  # its bus and camera thread go; the signal devices stream on
         writer = self._open_session()
-        self._make_recorders(writer)
+        assert writer.signals is not None and self.devices.camera is not None
+        self._stream_signals()  # the preview started them already, if it ran
+        frames = [v / writer.folder.name / "camera" for v in self.volume_roots()[1:]]
+        self.recording.make(
+            self.devices.camera, self.devices.signal_drivers, self.windows, writer.signals,
+            (writer.camera_folder, frames), self.lab,
+            planned_end=self.clock() + self.protocol.planned_duration_s(),
+        )  # fmt: skip
         self.state = EngineState.RECORDING
-        assert self.pipeline is not None
-        self.pipeline.start()
-        for rec in self.recorders.values():
-            if rec is not self.pipeline.grabber:
-                rec.start()
-        self._await_first_data(first_data_timeout_s)
+        self.recording.start()
+        silent = self.recording.silent(first_data_timeout_s)
+        if silent is not None:
+            self.stop(SessionStatus.FAILED)
+            raise DeviceTimeoutError(silent[0], f"no data within {first_data_timeout_s:g} s "
+                                                f"of the start ({silent[1]})")  # fmt: skip
         self._start_paradigm(simulate_participant)
         if self.disk_warning:
             self.fault("disk", FaultKind.WARNING, 1, self.disk_warning, log=False)
@@ -316,71 +235,17 @@ class SessionEngine:
 
     def _open_session(self) -> SessionWriter:
         """The session folder with its manifest, the signal file and the frame geometry."""
-        writer = SessionWriter(
-            self.out_root, self._manifest_fields(), self.participant.id, self.participant.session
-        )
-        self.record.writer = writer
-        cam = self.lab.camera
-        specs = [SignalSpec.of(n, lay, self.device_info[n]) for n, lay in self.layouts.items()]
-        geometry = FrameGeometry(
-            cam.width,
-            cam.height,
-            white_balance=cam.white_balance,
-            frames_per_chunk=self.lab.frames_per_chunk,
-        )
-        writer.open_streams(
-            geometry,
-            specs,
-            camera_info=self.device_info["camera"],
-            logs={"telemetry": TELEMETRY_DTYPE, **SESSION_LOGS},
-        )
-        return writer
-
-    def _make_recorders(self, writer: SessionWriter) -> None:
-        """The camera pipeline (grabber, ring, frame writers) and a recorder per signal device."""
-        signals = writer.signals
-        assert signals is not None and self.camera is not None
-        cam = self.lab.camera
-        self.pipeline = CameraPipeline(
-            self.camera,
-            writer.camera_folder,
-            FrameGeometry(cam.width, cam.height, white_balance=cam.white_balance,
-                          frames_per_chunk=self.lab.frames_per_chunk),
-            self.clock,
-            signals.fault,
-            telemetry_sink=lambda row: signals.log("telemetry", row),
-            live=self.live,
-            planned_end=self.clock() + self.protocol.planned_duration_s(),
-            volumes=[v / writer.folder.name / "camera" for v in self.volume_roots()[1:]],
-        )  # fmt: skip
-        self.recorders["camera"] = self.pipeline.grabber
-        self._stream_signals()  # the preview started them already, if it ran
-        for name, driver in self.signal_drivers.items():
-            self.recorders[name] = SignalRecorder(
-                driver,
-                signals,
-                self.clock,
-                live=self.live,
-                rate_hz=self.layouts[name].rate_hz,
-                window=self.windows[name],
-            )
-
-    def _await_first_data(self, timeout_s: float) -> None:
-        """Every recorder has delivered data within ``timeout_s``, or the session is
-        stopped as failed and DeviceTimeoutError names the silent device."""
-        deadline = time.monotonic() + timeout_s
-        for name, rec in self.recorders.items():
-            if not rec.first_data.wait(max(0.0, deadline - time.monotonic())):
-                self.stop(SessionStatus.FAILED)
-                raise DeviceTimeoutError(
-                    name, f"no data within {timeout_s:g} s of the start ({rec.error or 'silent'})"
-                )
+        p, setup = self.participant, self.setup.for_manifest(self.lab.camera.settings())
+        fields = manifest_fields(p, self.lab, self.lab_requested, self.protocol,
+                                 self.devices.info, self.disk, setup, self.clock())  # fmt: skip
+        return self.record.open(self.out_root, fields, p.id, p.session, self.devices,
+                                frame_geometry(self.lab))  # fmt: skip
 
     def _start_paradigm(self, simulate_participant: bool) -> None:
         """The trigger bus with its sync pulses, then the paradigm (and, headless, the
         simulated participant)."""
         self.bus = self.devices.trigger_bus(self.lab, self.lab.sync_interval_s)
-        physio = self.signal_drivers.get("physio")
+        physio = self.devices.signal_drivers.get("physio")
         self.record.device_note = getattr(physio, "mark", None)
         self.bus.listeners.append(self.record.marker)
         self.bus.start()
@@ -389,25 +254,6 @@ class SessionEngine:
             self.participant_sim = SimulatedParticipant(self.paradigm, seed=self.seed)
         self.t_start = self.clock()
         self.paradigm.start(self.t_start)
-
-    def _manifest_fields(self) -> dict[str, Any]:
-        return {
-            "participant": {
-                "id": self.participant.id,
-                "session": self.participant.session,
-                "consent_level": self.participant.consent_level,
-                "notes": self.participant.notes,
-            },
-            "simulated": self.lab.simulated_devices(),
-            "clock": clock_info(self.clock()),
-            "lab": self.lab.to_dict(),
-            "lab_requested": self.lab_requested.to_dict(),
-            "protocol": self.protocol.to_dict(),
-            "devices": self.device_info,
-            "disk_check": self.disk,
-            "setup": self.setup.for_manifest(self.lab.camera.settings()),
-            "environment": environment(),
-        }
 
     # ------------------------------------------------------------ inputs
 
@@ -481,8 +327,8 @@ class SessionEngine:
         return min(due) if due else None
 
     def _watch_workers(self) -> None:
-        self.health.watch(self.recorders, self.pipeline, self.record.signals, self.bus,
-                          self.out_root)  # fmt: skip
+        rec = self.recording
+        self.health.watch(rec.recorders, rec.pipeline, self.record.signals, self.bus, self.out_root)
 
     def _abort_paradigm(self) -> None:
         if self.paradigm.phase not in (Phase.IDLE, Phase.DONE, Phase.ABORTED):
@@ -513,22 +359,12 @@ class SessionEngine:
 
     def sync_health(self) -> dict[str, StreamHealth]:
         """Live sync health of every stream with a trigger input."""
-        names = [n for n in ("camera", *self.signal_drivers) if not n.startswith("lsl")]
+        names = [n for n in ("camera", *self.devices.signal_drivers) if not n.startswith("lsl")]
         return self.live.status(self.clock(), names)
 
     def telemetry(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state.value, "phase": self.paradigm.phase.value}
-        for name, rec in self.recorders.items():
-            entry: dict[str, Any] = {"state": rec.state.value, "faults": rec.faults_recorded}
-            if isinstance(rec, SignalRecorder):
-                entry["samples"] = rec.samples
-                entry["rate_hz"] = self.layouts[name].rate_hz
-                # age of the newest block: how far behind live the stream is
-                entry["latency_ms"] = (self.clock() - rec.last_block_time) * 1000.0
-            elif self.pipeline is not None:
-                entry.update(self.pipeline.telemetry())
-                entry["disk_probe_mb_s"] = float(self.disk.get("write_mb_s", float("nan")))
-            out[name] = entry
+        out |= self.recording.telemetry(float(self.disk.get("write_mb_s", float("nan"))))
         if self.state is EngineState.RECORDING:
             out["sync"] = {n: dataclasses.asdict(h) for n, h in self.sync_health().items()}
         return out
@@ -544,100 +380,42 @@ class SessionEngine:
         always written last.
         """
         if self.state not in (EngineState.RECORDING, EngineState.CONNECTED):
-            return self.writer.folder if self.writer else None
+            return self.record.writer.folder if self.record.writer else None
         self.state = EngineState.STOPPING
         complete = self.paradigm.phase is Phase.DONE
-        self._safely("ending the paradigm", self._abort_paradigm)
+        self.health.safely("ending the paradigm", self._abort_paradigm)
         if self.bus is not None:
-            self._safely("closing the trigger bus", self.bus.close, 1.0)
-            self._safely("waiting for the last pulse", self._await_last_pulse)
-        self._stop_recorders()
+            self.health.safely("closing the trigger bus", self.bus.close, 1.0)
+            if self.bus.records:  # every stream shows the last pulse sent, or is said
+                last = float(self.bus.records[-1].t_on)
+                self.health.safely("waiting for the last pulse", self.recording.await_pulse, last)
+        self.recording.stop(self.health.problem)
+        clean = self.health.safely("stopping the camera", self.recording.stop_camera)
+        if clean is False and self.health.fatal is None:
+            self.health.problem("the frame writer did not finish cleanly; see the faults")
         if self.bus is not None and self.bus.ttl_failures:
             self.health.problem(f"{self.bus.ttl_failures} trigger-box writes failed")
-        if self.fatal is None:
+        if self.health.fatal is None:
             self._watch_workers()  # a failure in the last moments
-        failed = self.fatal is not None or (
-            any(r.state is RecorderState.FAILED for r in self.recorders.values())
-            and (status is SessionStatus.COMPLETE or (status is None and complete))
-        )
-        if failed:
-            status = SessionStatus.FAILED
-        elif status is None:
-            status = SessionStatus.COMPLETE if complete else SessionStatus.ABORTED
-        truth = self._safely("reading the simulators' truth", self.devices.ground_truth)
-        self._safely("closing the devices", self._close_devices)
+        status = self.health.outcome(status, complete, self.recording.any_failed)
+        truth = self.health.safely("reading the simulators' truth", self.devices.ground_truth)
+        self.health.safely("closing the devices", self._close_devices)
         try:
             return self._finalize(status, truth)
         finally:
             self.state = EngineState.FINISHED
 
-    def _stop_recorders(self) -> None:
-        """Ask every recorder to stop, wait for them with one deadline, then the camera."""
-        for rec in self.recorders.values():
-            rec.request_stop()
-        deadline = time.monotonic() + RECORDER_STOP_S
-        grabber = self.pipeline.grabber if self.pipeline is not None else None
-        for name, rec in self.recorders.items():
-            if rec is not grabber and not rec.stop(max(0.05, deadline - time.monotonic())):
-                self.health.problem(f"the {name} recorder did not stop (its device hangs)")
-        if self.pipeline is not None:
-            clean = self._safely("stopping the camera", self.pipeline.stop)
-            if clean is False and self.fatal is None:
-                self.health.problem("the frame writer did not finish cleanly; see the faults")
-
     def _finalize(self, status: SessionStatus, truth: Any) -> Path | None:
         """Write the manifest's last fields and the status (the session's last write)."""
-        writer = self.writer
-        if writer is None:
-            return None
         extra = {
-            "problems": self.problems,
-            "telemetry": self._safely("final telemetry", self.telemetry) or {},
+            "problems": self.health.problems,
+            "telemetry": self.health.safely("final telemetry", self.telemetry) or {},
             "markers_emitted": len(self.bus.records) if self.bus else 0,
             "duration_s": self.clock() - self.t_start,
         }
-        if self.fatal is not None:
-            extra["failure"] = self.fatal
-        if truth is not None:
-            extra["simulation_truth"] = truth
-        writer.finalize(status, extra)
-        return writer.folder
-
-    def _await_last_pulse(self) -> None:
-        """Wait until every stream that reports trigger edges has shown the last pulse
-        sent (a condition, not a fixed pause: a loaded machine delivers the devices'
-        blocks later), at most ``LAST_PULSE_WAIT_S``; a stream that has not shown it by
-        then is said in the log (the check then counts the code it missed)."""
-        assert self.bus is not None
-        if not self.bus.records:
-            return
-        t_on = float(self.bus.records[-1].t_on) - 0.005
-        deadline = time.monotonic() + LAST_PULSE_WAIT_S
-        while True:
-            late = [n for n, t in self.live.seen().items() if t < t_on and self._delivering(n)]
-            if not late or time.monotonic() > deadline:
-                break
-            time.sleep(0.005)
-        if late:
-            logger.warning("the last pulse had not reached %s after %.1f s", ", ".join(late),
-                           LAST_PULSE_WAIT_S)  # fmt: skip
-
-    def _delivering(self, name: str) -> bool:
-        """Whether stream ``name`` still delivers (not failed, a block in the last 0.5 s)."""
-        rec = self.recorders.get(name)
-        if rec is None or rec.state is RecorderState.FAILED:
-            return False
-        last = getattr(rec, "last_block_time", None)
-        return last is None or self.clock() - float(last) < 0.5
-
-    def _safely(self, what: str, step: Callable[..., Any], *args: Any) -> Any:
-        """Run one step of the stop; a failure is logged and becomes a problem."""
-        try:
-            return step(*args)
-        except Exception as exc:  # the next steps and the manifest must run
-            logger.exception("%s failed", what)
-            self.health.problem(f"{what} failed: {exc!r}")
-            return None
+        extra |= {"failure": self.health.fatal} if self.health.fatal is not None else {}
+        extra |= {"simulation_truth": truth} if truth is not None else {}
+        return self.record.finalize(status, extra)
 
     def _close_devices(self) -> None:
         """Close every device in bounded time (``DeviceSet.close``); a device that hangs

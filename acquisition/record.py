@@ -16,14 +16,21 @@ import platform
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmmelab import __version__
+from mmmelab.acquisition.camera_pipeline import TELEMETRY_DTYPE
+from mmmelab.acquisition.devices import DeviceSet
 from mmmelab.acquisition.paradigm import TrialResult
-from mmmelab.storage.session import DISPLAY_DTYPE, TRIAL_DTYPE, SessionWriter
-from mmmelab.storage.signals import SignalFile
+from mmmelab.config import LabConfig
+from mmmelab.protocol import Protocol
+from mmmelab.storage.frames import FrameGeometry
+from mmmelab.storage.manifest import SessionStatus
+from mmmelab.storage.session import DISPLAY_DTYPE, SESSION_LOGS, TRIAL_DTYPE, SessionWriter
+from mmmelab.storage.signals import SignalFile, SignalSpec
 from mmmelab.streams import FaultKind, SyncState
 from mmmelab.sync.bus import MarkerRecord
 from mmmelab.sync.codes import EventCode
@@ -54,6 +61,36 @@ def clock_info(master_now: float) -> dict[str, Any]:
         "start_master_s": master_now,
         "start_unix_s": time.time(),
         "host": socket.gethostname(),
+    }
+
+
+def manifest_fields(
+    participant: Any,
+    lab: LabConfig,
+    lab_requested: LabConfig,
+    protocol: Protocol,
+    devices: dict[str, Any],
+    disk: dict[str, Any],
+    setup: dict[str, Any],
+    master_now: float,
+) -> dict[str, Any]:
+    """The manifest of a session as Start writes it (the stop adds its outcome)."""
+    return {
+        "participant": {
+            "id": participant.id,
+            "session": participant.session,
+            "consent_level": participant.consent_level,
+            "notes": participant.notes,
+        },
+        "simulated": lab.simulated_devices(),
+        "clock": clock_info(master_now),
+        "lab": lab.to_dict(),
+        "lab_requested": lab_requested.to_dict(),
+        "protocol": protocol.to_dict(),
+        "devices": devices,
+        "disk_check": disk,
+        "setup": setup,
+        "environment": environment(),
     }
 
 
@@ -94,6 +131,32 @@ class SessionRecord:
         self._ttl_ok = True
         self._sync_state: dict[str, SyncState] = {}
         self._next_sync_check = 0.0
+
+    def open(
+        self,
+        out_root: Path,
+        fields: dict[str, Any],
+        participant: str,
+        session: int,
+        devices: DeviceSet,
+        geometry: FrameGeometry,
+    ) -> SessionWriter:
+        """Create the session folder (its manifest from ``fields``) and its signal file,
+        with a stream per signal device and the frames' geometry."""
+        writer = SessionWriter(out_root, fields, participant, session)
+        self.writer = writer
+        specs = [SignalSpec.of(n, lay, devices.info[n]) for n, lay in devices.layouts.items()]
+        logs = {"telemetry": TELEMETRY_DTYPE, **SESSION_LOGS}
+        writer.open_streams(geometry, specs, camera_info=devices.info["camera"], logs=logs)
+        return writer
+
+    def finalize(self, status: SessionStatus, extra: dict[str, Any]) -> Path | None:
+        """The manifest's last fields and the session's status; its folder (None when
+        the session never started)."""
+        if self.writer is None:
+            return None
+        self.writer.finalize(status, extra)
+        return self.writer.folder
 
     @property
     def signals(self) -> SignalFile | None:

@@ -47,7 +47,7 @@ def run_rig_check(
     """Every check on the engine's preview (started if needed), on data collected
     from now on: ``seconds`` for the camera and the EEG, ``physio_seconds`` for the
     physiology (a breathing rate needs a few breaths). The record is also stored as
-    ``engine.setup_record`` for the manifest."""
+    ``engine.setup.checks`` for the manifest."""
     t0 = time.monotonic()
     if engine.eeg_in_impedance_mode:
         raise LabError(
@@ -77,7 +77,7 @@ def run_rig_check(
         "duration_s": round(time.monotonic() - t0, 2),
         "overridden": False,
     }
-    engine.setup_record = record
+    engine.setup.checks = record
     return record
 
 
@@ -88,11 +88,11 @@ def run_loopback(engine: SessionEngine) -> dict[str, Any]:
     Returns the (updated) set-up record, or one with only these checks."""
     loop = engine.preview().loopback()
     checks = loopback_checks(loop)
-    old = engine.setup_record.get("checks") if engine.setup_record else None
+    old = engine.setup.checks.get("checks") if engine.setup.checks else None
     kept = [rc.Check(c["name"], rc.Verdict(c["verdict"]), c["reason"], c.get("figures", {}))
             for c in old or [] if not c["name"].startswith("trigger")]  # fmt: skip
     merged = kept + checks
-    record = dict(engine.setup_record) if old is not None else {"loopback_only": True}
+    record = dict(engine.setup.checks) if old is not None else {"loopback_only": True}
     record |= {
         "checks": [c.to_dict() for c in merged],
         "verdict": rc.worst(merged).value,
@@ -100,7 +100,7 @@ def run_loopback(engine: SessionEngine) -> dict[str, Any]:
         "t_master": engine.clock(),
     }
     record.setdefault("overridden", False)
-    engine.setup_record = record
+    engine.setup.checks = record
     return record
 
 
@@ -134,7 +134,7 @@ def camera_checks(preview: Preview, seconds: float) -> list[rc.Check]:
 def eeg_checks(
     engine: SessionEngine, preview: Preview, seconds: float, threshold_kohm: float
 ) -> list[rc.Check]:
-    driver = engine.signal_drivers.get("eeg")
+    driver = engine.devices.signal_drivers.get("eeg")
     if driver is None:
         return []
     labels = list(preview.layouts["eeg"].channels)

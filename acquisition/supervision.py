@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from mmmelab.acquisition.camera_pipeline import CameraPipeline
 from mmmelab.acquisition.recorders import Recorder, RecorderState
+from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.signals import SignalFile
 from mmmelab.streams import FaultKind
 from mmmelab.sync.bus import TriggerBus
@@ -53,6 +55,28 @@ class Supervisor:
         except Exception:  # the signal writer may be what failed
             logger.exception("could not record the fault")
         self._abort()
+
+    def safely(self, what: str, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one step of the stop; a failure is logged and becomes a problem (the next
+        steps and the manifest must run)."""
+        try:
+            return step(*args)
+        except Exception as exc:  # whatever a step raises, the session is saved
+            logger.exception("%s failed", what)
+            self.problem(f"{what} failed: {exc!r}")
+            return None
+
+    def outcome(
+        self, requested: SessionStatus | None, complete: bool, recorder_failed: bool
+    ) -> SessionStatus:
+        """The session's final status: failed after a fatal fault, or when a recorder
+        failed in a session that would otherwise count as complete; else the status
+        asked for, by default complete when the paradigm ran to its end."""
+        if requested is None:
+            requested = SessionStatus.COMPLETE if complete else SessionStatus.ABORTED
+        if self.fatal is not None or (recorder_failed and requested is SessionStatus.COMPLETE):
+            return SessionStatus.FAILED
+        return requested
 
     def watch(
         self,

@@ -149,7 +149,7 @@ class EngineController(QObject):
         self._thread.start()
         self.engine.paradigm.on_phase.append(self._on_phase)
         self.engine.paradigm.on_trial_done.append(self.trial_done.emit)
-        self.engine.on_marker.append(self.marker.emit)
+        self.engine.record.on_marker.append(self.marker.emit)
 
     # ------------------------------------------------------------ commands (GUI thread)
 
@@ -250,7 +250,7 @@ class EngineController(QObject):
         try:
             if self.state in (ControllerState.READY, ControllerState.CHECKING_RIG):
                 return self._setup_preview(after_seq)
-            pipe = self.engine.pipeline
+            pipe = self.engine.recording.pipeline
             if self.state is not ControllerState.RECORDING or pipe is None:
                 return None
             if pipe.preview_seq() <= after_seq:
@@ -286,14 +286,14 @@ class EngineController(QObject):
 
     def record_display_check(self, record: dict[str, Any]) -> None:
         """The clip and display check's record, kept in the manifest's set-up record."""
-        self.engine.display_record = record
+        self.engine.setup.display = record
 
     def neutral_path(self) -> Path | None:
         return self.clip_path(self.protocol.neutral)
 
     def streams(self) -> dict[str, list[str]]:
         """Signal streams and their channel names (after connecting)."""
-        return {name: list(lay.channels) for name, lay in self.engine.layouts.items()}
+        return {name: list(lay.channels) for name, lay in self.engine.devices.layouts.items()}
 
     # ------------------------------------------------------------ shutdown
 
@@ -352,7 +352,7 @@ class EngineController(QObject):
                 self._set_state(ControllerState.CONNECTING)
                 engine.connect()
                 engine.preview()  # every device live before Start, nothing written
-                if engine.camera is not None:
+                if engine.devices.camera is not None:
                     self.camera_limits = engine.camera_limits()
                 self._set_state(ControllerState.READY)
         elif command is Command.CHECK_RIG:
@@ -372,8 +372,8 @@ class EngineController(QObject):
             if self.state is ControllerState.READY and engine.eeg_impedance_mode(args[0]):
                 self.impedance_changed.emit(bool(args[0]))
         elif command is Command.OVERRIDE:
-            record = dict(engine.setup_record or {"checks_run": False})
-            engine.setup_record = record | {"overridden": True, "override_reason": args[0]}
+            record = dict(engine.setup.checks or {"checks_run": False})
+            engine.setup.checks = record | {"overridden": True, "override_reason": args[0]}
             logger.warning("set-up checks overridden: %s", args[0])
         elif command is Command.START:
             if self.state is ControllerState.READY:
@@ -469,7 +469,9 @@ class EngineController(QObject):
         with self._preview_lock:
             folder = self.engine.stop()
         self._telemetry = {**self.engine.telemetry(), "_t": self.clock()}  # final counts
-        status = self.engine.writer.manifest["status"] if self.engine.writer else "unknown"
+        status = (
+            self.engine.record.writer.manifest["status"] if self.engine.record.writer else "unknown"
+        )
         result = SessionResult(folder, str(status))
         if folder is not None and self.run_checks:
             self._set_state(ControllerState.CHECKING)

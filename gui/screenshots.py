@@ -56,7 +56,7 @@ def _shoot_setup(app: Any, lab_app: Any, out: Path, progress: Progress) -> list[
     from mmmelab.gui.scripted import wait
 
     console, controller = lab_app.console, lab_app.controller
-    sim = controller.engine.simlab
+    sim = controller.engine.devices.simlab
     sim.camera.rig.flicker_hz, sim.camera.rig.flicker_depth = 100.0, 0.05
     sim.eeg_server.set_impedances({"O1": 38.0, "T8": 9.0})
     wait(app, lambda: console.preview.shown > 5, 10)

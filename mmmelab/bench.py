@@ -361,7 +361,7 @@ def bench_sync(minutes: float = 5.0, progress: Progress = _quiet) -> dict[str, A
         ) as engine:
             engine.connect()
             folder = engine.start()
-            cam = engine.simlab.camera
+            cam = engine.devices.simlab.camera
             cam.force_reset_at = local_clock() + minutes * 30.0  # mid-session
             n_frames = int(minutes * 60 * lab.camera.fps)
             cam.drop_frames = set(random.Random(3).sample(range(100, n_frames), 40))

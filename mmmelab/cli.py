@@ -389,8 +389,8 @@ def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argpars
             t0 = time.monotonic()
             engine.stop()
             stop_s = time.monotonic() - t0
-        if engine.fatal is not None:
-            print(f"SESSION FAILED: {engine.fatal}", file=sys.stderr, flush=True)
+        if engine.health.fatal is not None:
+            print(f"SESSION FAILED: {engine.health.fatal}", file=sys.stderr, flush=True)
         if stop_signal.name:
             print(f"session saved ({_status(folder)}) in {stop_s:.2f} s: {folder}")
             return 128 + stop_signal.signum

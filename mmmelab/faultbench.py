@@ -100,7 +100,7 @@ def _protocol(root: Path) -> tuple[Path, Protocol]:
 
 
 def _eeg(engine: SessionEngine) -> Any:
-    return engine.simlab.eeg_server
+    return engine.devices.simlab.eeg_server
 
 
 def eeg_disconnect(engine: SessionEngine) -> dict[str, float]:
@@ -124,41 +124,41 @@ def eeg_garbage(engine: SessionEngine) -> dict[str, float]:
 
 
 def ndt_vendor_stop(engine: SessionEngine) -> dict[str, float]:
-    engine.simlab.acq.stop_from_ui()
+    engine.devices.simlab.acq.stop_from_ui()
     return {"physio": float("inf")}  # acquisition is over in AcqKnowledge
 
 
 def ndt_connection_drop(engine: SessionEngine) -> dict[str, float]:
-    acq = engine.simlab.acq
+    acq = engine.devices.simlab.acq
     acq.faults.disconnect_at_block = acq.samples_sent // acq.block + 1
     return {}  # acquisition goes on in AcqKnowledge: only the restart's own time is lost
 
 
 def ndt_blocking_call(engine: SessionEngine) -> dict[str, float]:
-    engine.simlab.acq.open_dialog(POST_S + 5.0)  # still open at stop
+    engine.devices.simlab.acq.open_dialog(POST_S + 5.0)  # still open at stop
     engine.mark("note while a dialog is open in AcqKnowledge")
     return {}  # data flows on behind the dialog; markers to AcqKnowledge time out
 
 
 def triggerbox_unplugged(engine: SessionEngine) -> dict[str, float]:
-    engine.simlab.triggerbox.vanish()
+    engine.devices.simlab.triggerbox.vanish()
     return {}
 
 
 def camera_unplugged(engine: SessionEngine) -> dict[str, float]:
-    engine.simlab.camera.unplug()
+    engine.devices.simlab.camera.unplug()
     return {"camera": float("inf")}
 
 
 def frame_writer_sigkill(engine: SessionEngine) -> dict[str, float]:
-    assert engine.pipeline is not None and engine.pipeline.writer is not None
-    os.kill(engine.pipeline.writer.process.pid, signal.SIGKILL)
+    assert engine.recording.pipeline is not None and engine.recording.pipeline.writer is not None
+    os.kill(engine.recording.pipeline.writer.process.pid, signal.SIGKILL)
     return {}
 
 
 def frame_writer_sigstop_3s(engine: SessionEngine) -> dict[str, float]:
-    assert engine.pipeline is not None and engine.pipeline.writer is not None
-    pid = engine.pipeline.writer.process.pid
+    assert engine.recording.pipeline is not None and engine.recording.pipeline.writer is not None
+    pid = engine.recording.pipeline.writer.process.pid
     os.kill(pid, signal.SIGSTOP)
 
     def resume() -> None:
@@ -170,13 +170,13 @@ def frame_writer_sigstop_3s(engine: SessionEngine) -> dict[str, float]:
 
 
 def signal_writer_killed(engine: SessionEngine) -> dict[str, float]:
-    assert engine.writer is not None and engine.writer.signals is not None
-    os.kill(engine.writer.signals._proc.pid, signal.SIGKILL)
+    assert engine.record.writer is not None and engine.record.writer.signals is not None
+    os.kill(engine.record.writer.signals._proc.pid, signal.SIGKILL)
     return {"eeg": float("inf"), "physio": float("inf")}  # the session is stopped
 
 
 def recorder_exception(engine: SessionEngine) -> dict[str, float]:
-    driver = engine.signal_drivers["physio"]
+    driver = engine.devices.signal_drivers["physio"]
 
     def broken(timeout_s: float) -> Any:
         raise ZeroDivisionError("injected bug in the physiology driver")
@@ -189,7 +189,7 @@ def bus_listener_exception(engine: SessionEngine) -> dict[str, float]:
     def bad(rec: Any) -> None:
         raise RuntimeError("injected bug in a marker listener")
 
-    engine.on_marker.append(bad)
+    engine.record.on_marker.append(bad)
     engine.mark("after the bad listener")
     return {}
 
@@ -314,7 +314,7 @@ def _engine_case(name: str, inject: Inject, root: Path) -> dict[str, Any]:
 
 def _spin(engine: SessionEngine, seconds: float) -> None:
     end = time.monotonic() + seconds
-    while time.monotonic() < end and engine.fatal is None:
+    while time.monotonic() < end and engine.health.fatal is None:
         engine.step()
         _run_timers()
 
@@ -386,7 +386,7 @@ def _enospc_case(root: Path, at_stop: bool = False) -> dict[str, Any]:
         # the disk itself is the fault's gap: everything after it filled is its own loss
         row = _row(name, folder, {}, stop_s, None)
         row["lost_s"] = {k: "ended" for k in row.get("lost_s", {})}
-        row["failure"] = engine.fatal
+        row["failure"] = engine.health.fatal
         row["meets_targets"] = bool(
             row.get("session_readable") and row.get("recorded") and row.get("check_truthful")
             and (stop_s or 99) <= TARGET_STOP_S

@@ -91,7 +91,7 @@ def bench_soak(
         try:
             engine.connect()
             session = engine.start(simulate_participant=False)
-            pipeline = engine.pipeline
+            pipeline = engine.recording.pipeline
             assert pipeline is not None and pipeline.writer is not None
             cleaner = _ChunkCleaner(
                 session / "camera", pipeline.geometry.frames_per_chunk, pipeline.geometry.stride
@@ -100,8 +100,8 @@ def bench_soak(
 
             def pids() -> list[int]:
                 out = [os.getpid(), pipeline.writer.process.pid]
-                if engine.writer is not None and engine.writer.signals is not None:
-                    out.append(engine.writer.signals._proc.pid)
+                if engine.record.writer is not None and engine.record.writer.signals is not None:
+                    out.append(engine.record.writer.signals._proc.pid)
                 return out
 
             t_start = time.monotonic()
@@ -109,7 +109,7 @@ def bench_soak(
             base: tuple[float, int] | None = None
             next_note = t_start + 30.0
             peak = 0.0
-            while time.monotonic() < end and engine.fatal is None:
+            while time.monotonic() < end and engine.health.fatal is None:
                 engine.step()
                 now = time.monotonic()
                 if base is None and now - t_start >= min(WARMUP_S, minutes * 30.0):
@@ -147,7 +147,7 @@ def bench_soak(
                 "stop_s": round(stop_s, 3),
                 "chunks_checked_and_deleted": cleaner.deleted,
                 "bad_chunks": cleaner.bad,
-                "problems": engine.problems,
+                "problems": engine.health.problems,
                 "targets": {"dropped": 0, "rss_growth_mb": 50, "open_fds_growth": 0, "stop_s": 2},
             }
         finally:

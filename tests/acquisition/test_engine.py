@@ -86,7 +86,7 @@ def test_camera_lost_mid_session_is_recorded_and_the_rest_keeps_recording(
         folder = eng.start()
         wait_until(lambda: camera_frames(eng) >= 75, what="75 frames")
         lost_at = eng.clock()
-        eng.simlab.camera.unplug()
+        eng.devices.simlab.camera.unplug()
         eng.run()
         eng.stop()
     with open_session(folder) as s:

@@ -58,7 +58,7 @@ def test_killed_frame_writer_is_replaced_and_loses_at_most_a_second(
     small_lab, tiny_protocol, tmp_path
 ):
     with recording(small_lab, tiny_protocol, tmp_path) as engine:
-        writer = engine.pipeline.writer
+        writer = engine.recording.pipeline.writer
         assert run_until(engine, lambda: camera_frames(engine) > 150, 10)
         os.kill(writer.process.pid, signal.SIGKILL)
         assert run_until(engine, lambda: writer.restarts == 1, 5), "no new writer"
@@ -83,7 +83,7 @@ def test_stopped_frame_writer_is_replaced_before_the_ring_overflows(
     small_lab, tiny_protocol, tmp_path
 ):
     with recording(small_lab, tiny_protocol, tmp_path) as engine:
-        writer = engine.pipeline.writer
+        writer = engine.recording.pipeline.writer
         assert run_until(engine, lambda: camera_frames(engine) > 150, 10)
         stopped = writer.process
         os.kill(stopped.pid, signal.SIGSTOP)
@@ -109,17 +109,17 @@ def test_an_exception_inside_a_recorder_fails_the_stream_not_silently(
     small_lab, tiny_protocol, tmp_path
 ):
     with recording(small_lab, tiny_protocol, tmp_path) as engine:
-        physio = engine.signal_drivers["physio"]
-        assert run_until(engine, lambda: engine.recorders["physio"].samples > 500, 10)
+        physio = engine.devices.signal_drivers["physio"]
+        assert run_until(engine, lambda: engine.recording.recorders["physio"].samples > 500, 10)
         read = physio.read
 
         def broken(timeout_s: float):
             raise ZeroDivisionError("a bug in the driver")
 
         physio.read = broken  # type: ignore[method-assign]
-        assert run_until(engine, lambda: any("physio stopped" in p for p in engine.problems), 3), (
-            "the engine did not notice the dead recorder within a second or so"
-        )
+        assert run_until(
+            engine, lambda: any("physio stopped" in p for p in engine.health.problems), 3
+        ), "the engine did not notice the dead recorder within a second or so"
         physio.read = read  # type: ignore[method-assign]
         folder, _ = timed_stop(engine)
     with open_session(folder) as s:
@@ -136,11 +136,13 @@ def test_a_hung_acqknowledge_cannot_hold_the_save(small_lab, tiny_protocol, tmp_
     out (recorded), data flows on, and stop still saves within 2 s, naming the
     device that hung."""
     with recording(small_lab, tiny_protocol, tmp_path) as engine:
-        assert run_until(engine, lambda: engine.recorders["physio"].samples > 500, 10)
-        engine.simlab.acq.open_dialog(30.0)
+        assert run_until(engine, lambda: engine.recording.recorders["physio"].samples > 500, 10)
+        engine.devices.simlab.acq.open_dialog(30.0)
         engine.mark("while the dialog is open")
-        before = engine.recorders["physio"].samples
-        assert run_until(engine, lambda: engine.recorders["physio"].samples > before + 3000, 10)
+        before = engine.recording.recorders["physio"].samples
+        assert run_until(
+            engine, lambda: engine.recording.recorders["physio"].samples > before + 3000, 10
+        )
         folder, stop_s = timed_stop(engine)
     assert stop_s < 2.0
     report = check_session(folder)
@@ -158,7 +160,7 @@ def test_a_failing_marker_listener_does_not_stop_later_pulses(small_lab, tiny_pr
             calls.append(rec.code)
             raise RuntimeError("listener bug")
 
-        engine.on_marker.append(bad_listener)
+        engine.record.on_marker.append(bad_listener)
         for i in range(3):
             engine.mark(f"note {i}")
         assert run_until(engine, lambda: len(calls) >= 3, 5)
@@ -187,8 +189,8 @@ def test_full_disk_stops_the_session_as_failed_and_keeps_what_was_written(
         lambda p: real(p)._replace(free=10**12) if Path(p) == small_disk else real(p),
     )
     with recording(small_lab, tiny_protocol, small_disk) as engine:
-        assert run_until(engine, lambda: engine.fatal is not None, 30), "disk never filled"
-        assert "disk full" in engine.fatal
+        assert run_until(engine, lambda: engine.health.fatal is not None, 30), "disk never filled"
+        assert "disk full" in engine.health.fatal
         folder, stop_s = timed_stop(engine)
     assert stop_s < 2.0
     with open_session(folder) as s:  # readable, finalised (on the full disk), failed

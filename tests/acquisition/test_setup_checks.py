@@ -160,7 +160,7 @@ def test_preview_checks_fail_then_pass_and_the_manifest_keeps_the_record(
     out = tmp_path / "out"
     with SessionEngine(small_lab, tiny_protocol, ParticipantInfo("P01"), out) as engine:
         engine.connect()
-        sim = engine.simlab
+        sim = engine.devices.simlab
         sim.eeg_server.set_impedances({"CZ": 48.0})
         sim.camera.rig.flicker_hz, sim.camera.rig.flicker_depth = 100.0, 0.2
         sim.acq.trigger_connected = False

@@ -96,11 +96,11 @@ def test_a_second_volume_that_fills_leaves_the_stripe_and_loses_no_frame(
 ):
     lab = striped(small_lab, small_volume)
     with recording(lab, tiny_protocol, tmp_path / "out") as engine:
-        writer = engine.pipeline.writer
+        writer = engine.recording.pipeline.writer
         assert run_until(engine, lambda: bool(writer.lost_volumes), 20), "the volume never filled"
         grabbed = camera_frames(engine)
         assert run_until(engine, lambda: camera_frames(engine) > grabbed + 300, 10)
-        assert engine.fatal is None  # the session goes on
+        assert engine.health.fatal is None  # the session goes on
         tel = engine.telemetry()["camera"]
         folder, _ = timed_stop(engine)
     assert "left the stripe (disk full)" in tel["warning"]
@@ -123,7 +123,7 @@ def test_a_second_volume_that_disappears_leaves_a_readable_session_saying_what_i
     with recording(lab, tiny_protocol, tmp_path / "out") as engine:
         assert run_until(engine, lambda: camera_frames(engine) > 200, 15)
         (tmp_path / "vol1").rename(tmp_path / "vol1-unplugged")
-        writer = engine.pipeline.writer
+        writer = engine.recording.pipeline.writer
         assert run_until(engine, lambda: bool(writer.lost_volumes), 5), "the loss went unseen"
         grabbed = camera_frames(engine)
         assert run_until(engine, lambda: camera_frames(engine) > grabbed + 150, 10)

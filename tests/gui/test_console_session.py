@@ -205,7 +205,7 @@ def test_preview_checks_show_red_then_the_session_starts_with_the_record(qtbot, 
     qtbot.waitUntil(lambda: console.plots is not None and console.plots.updates > 3,
                     timeout=WAIT_MS)  # fmt: skip
     assert controller.folder is None
-    sim = controller.engine.simlab
+    sim = controller.engine.devices.simlab
     sim.eeg_server.set_impedances({"O1": 60.0})
     sim.camera.rig.flicker_hz, sim.camera.rig.flicker_depth = 100.0, 0.05  # eyes stay unsaturated
     sim.acq.trigger_connected = False

@@ -263,7 +263,7 @@ def test_trigger_box_unplugged_mid_session_is_recorded_and_the_session_finishes(
         engine.connect()
         folder = engine.start()
         wait_until(lambda: camera_frames(engine) >= 75, what="75 frames")
-        engine.simlab.triggerbox.vanish()
+        engine.devices.simlab.triggerbox.vanish()
         engine.run()
         t0 = time.monotonic()
         engine.stop()

@@ -38,7 +38,7 @@ def test_session_alignment_with_reset_drops_lost_and_missing_triggers(
         lab, tiny_protocol, ParticipantInfo("P07"), out_root=tmp_path, sim_clocks=CLOCKS
     ) as engine:
         engine.connect()
-        sim = engine.simlab
+        sim = engine.devices.simlab
         sim.acq.trigger_connected = False  # MP160 digital inputs not wired
         folder = engine.start()
         t0 = local_clock()
