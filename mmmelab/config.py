@@ -35,9 +35,6 @@ class EegProtocol(enum.StrEnum):
     ACQUIRE = "acquire"
 
 
-# ---------------------------------------------------------------- lab configuration
-
-
 @dataclass(frozen=True)
 class CameraConfig:
     simulate: bool = True
@@ -441,9 +438,6 @@ def _volumes(t: Table, base: Path, data_root: Path | None) -> tuple[Path, ...]:
             "the first volume; make them the same or leave data_root out",
         )
     return volumes
-
-
-# ---------------------------------------------------------------- shipped files
 
 
 def shipped(kind: str, name: str) -> Path:
