@@ -21,7 +21,7 @@ assert pathlib.Path(mmmelab.__file__).resolve().is_relative_to(site), mmmelab.__
 # the wheel: a package left out of pyproject.toml's list would import from nowhere
 src = pathlib.Path(sys.argv[2])
 layers = ("acquisition", "drivers", "sync", "storage", "gui", "analysis", "hardware_mocks")
-subs = ["cli", "config"]
+subs = ["cli", "config", "protocol", "participant", "streams"]
 for layer in layers:
     for init in sorted((src / layer).rglob("__init__.py")):
         subs.append(".".join(init.parent.relative_to(src).parts))
@@ -29,7 +29,8 @@ for sub in subs:
     mod = importlib.import_module(f"mmmelab.{sub}")
     assert pathlib.Path(mod.__file__).resolve().is_relative_to(site), (
         f"mmmelab.{sub} is not in the wheel: add it to pyproject.toml's packages")
-from mmmelab.config import load_lab, load_protocol, shipped
+from mmmelab.config import load_lab, shipped
+from mmmelab.protocol import load_protocol
 assert len(load_protocol(shipped("protocols", "mmme")).trial_order) == 42
 load_lab(shipped("labs", "simulated"))
 assert (pathlib.Path(mmmelab.__file__).parent / "data" / "lsl_api.cfg").is_file()
