@@ -16,7 +16,7 @@ import numpy as np
 
 from mmmelab.errors import LabError
 from mmmelab.storage.frames import BAYER_OFFSETS
-from mmmelab.storage.ringbuffer import _attach_untracked
+from mmmelab.storage.ringbuffer import _attach_untracked, segment_name
 
 HEADER_WORDS = 8  # seq, height, width, source acq_nframe, ...
 
@@ -91,7 +91,7 @@ class PreviewBuffer:
     @classmethod
     def create(cls, height: int, width: int) -> PreviewBuffer:
         size = HEADER_WORDS * 8 + 2 * height * width * 3
-        shm = shared_memory.SharedMemory(create=True, size=size)
+        shm = shared_memory.SharedMemory(segment_name("preview"), create=True, size=size)
         header = np.ndarray((HEADER_WORDS,), dtype=np.int64, buffer=shm.buf)
         header[:] = 0
         header[1], header[2] = height, width

@@ -22,6 +22,8 @@ processes. The copy kernel is compiled with numba.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import shutil
 import sys
 from multiprocessing import shared_memory
@@ -36,6 +38,7 @@ from mmmelab.storage.frames import JOURNAL_DTYPE, PAGE
 logger = logging.getLogger(__name__)
 
 MAGIC = 0x4D4D4D45_52494E47  # "MMMERING"
+SHM_TAG_ENV = "MMME_SHM_TAG"  # a tag in every segment's name (a test run sets its own)
 MAX_CONSUMERS = 8
 # header words
 H_MAGIC, H_SLOTS, H_SLOT_BYTES, H_WRITE_SEQ, H_CLOSED, H_OVERFLOW = 0, 1, 2, 3, 4, 5
@@ -46,6 +49,14 @@ C_READ, C_HIGH, C_LOSSLESS = 0, 1, 2
 # free words after the consumers, for users of the ring (e.g. writer telemetry)
 H_USER = H_CONSUMER + 8 * MAX_CONSUMERS
 N_USER = 256
+
+
+def segment_name(kind: str) -> str:
+    """A name for a new shared-memory segment that says whose it is: ``mmme``, the
+    ``MMME_SHM_TAG`` of the environment (empty unless set), ``kind`` and the creating
+    process, so a leftover segment in /dev/shm can be traced to its owner."""
+    tag = os.environ.get(SHM_TAG_ENV, "")
+    return f"mmme{tag}_{kind}{os.getpid():x}_{secrets.token_hex(3)}"
 
 
 @numba.njit(nogil=True, cache=False)
@@ -99,7 +110,7 @@ class FrameRing:
                 f"/dev/shm has {free / 1e9:.2f} GB free; shorten the ring or "
                 f"enlarge /dev/shm"
             )
-        shm = shared_memory.SharedMemory(create=True, size=size)
+        shm = shared_memory.SharedMemory(segment_name("ring"), create=True, size=size)
         header = np.ndarray((PAGE // 8,), dtype=np.int64, buffer=shm.buf)
         header[:] = 0
         header[H_SLOTS], header[H_SLOT_BYTES], header[H_FRAME_BYTES] = (

@@ -46,8 +46,18 @@ def _children() -> set[int]:
     return out
 
 
+# This run's tag in the names of the segments the product creates
+# (storage.ringbuffer.segment_name); children inherit it. Segments of another run on
+# the same machine (another tag) are not this run's to judge.
+SHM_TAG = f"t{os.getpid():x}"
+os.environ["MMME_SHM_TAG"] = SHM_TAG
+
+
 def _shm_segments() -> set[str]:
-    return {p.name for p in SHM.iterdir()} if SHM.is_dir() else set()
+    if not SHM.is_dir():
+        return set()
+    names = {p.name for p in SHM.iterdir()}
+    return {n for n in names if not n.startswith("mmme") or n.startswith(f"mmme{SHM_TAG}_")}
 
 
 TINY_PROTOCOL = """

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +109,19 @@ def test_preview_buffer_publishes_the_latest():
         assert image[..., 2].min() == 200 and image[..., 0].max() == 0
     finally:
         buf.close()
+
+
+def test_segments_are_named_for_their_owner_and_this_test_run(ring):
+    """The name says product, run tag and creating process, so a leftover in /dev/shm is
+    traced to its owner and another test run's segments are not judged as this one's."""
+    from tests.conftest import SHM_TAG, _shm_segments
+
+    name = ring.name.lstrip("/")
+    assert name.startswith(f"mmme{SHM_TAG}_ring{os.getpid():x}_")
+    assert name in _shm_segments()
+    foreign = Path("/dev/shm") / f"mmmeother_ring1_{os.getpid():x}"
+    foreign.write_bytes(b"")
+    try:
+        assert foreign.name not in _shm_segments()  # another run's: not ours to judge
+    finally:
+        foreign.unlink()
