@@ -87,6 +87,8 @@ class SessionEngine:
         self.devices = DeviceSet(clock)
         self.bus: TriggerBus | None = None
         self.windows: dict[str, SignalWindow] = {}
+        self.share_windows = False  # live windows in shared memory (for a console elsewhere)
+        self.stimuli_dir: Path | None = None  # the clips' folder, once connected
         self.live = LiveSync(
             box_latency_s=lab.triggerbox.latency_ms / 1000.0,
             lost_after_s=max(15.0, 3 * lab.sync_interval_s),
@@ -136,7 +138,10 @@ class SessionEngine:
                 driver.start()
                 self._streaming.add(name)
             layout = self.devices.layouts[name]
-            self.windows.setdefault(name, SignalWindow(len(layout.channels), layout.rate_hz))
+            if name not in self.windows:
+                self.windows[name] = SignalWindow(
+                    len(layout.channels), layout.rate_hz, shared=self.share_windows
+                )
 
     def preview(self, face_box: tuple[int, int, int, int] | None = None) -> Preview:
         """Every device live, nothing written (state CONNECTED). Start ends it."""
@@ -432,6 +437,8 @@ class SessionEngine:
         if self.state in (EngineState.RECORDING, EngineState.CONNECTED):
             self.stop()
         self._close_devices()
+        for window in self.windows.values():
+            window.close()
 
     def __enter__(self) -> SessionEngine:
         return self

@@ -22,9 +22,11 @@ from PyQt6.QtCore import QEvent, QObject, QRect, Qt
 from PyQt6.QtGui import QGuiApplication, QKeyEvent, QKeySequence
 from PyQt6.QtWidgets import QAbstractSpinBox, QApplication, QLineEdit, QPlainTextEdit, QWidget
 
+from mmmelab.acquisition.control import ControllerState
 from mmmelab.config import LabConfig, ScreensConfig
+from mmmelab.errors import LabError
 from mmmelab.gui.console import NOTE_KEY, ConsoleWindow
-from mmmelab.gui.controller import ControllerState, EngineController
+from mmmelab.gui.controller import EngineController
 from mmmelab.gui.reminder import ReminderWindow
 from mmmelab.gui.stimulus import StimulusWindow
 from mmmelab.protocol import Protocol
@@ -60,11 +62,15 @@ class LabApp(QObject):
         out_root: Path | None = None,
         run_checks: bool = True,
         participant_id: str = "",
+        controller: EngineController | None = None,
     ) -> None:
+        """``controller``: a console on the session service (else the engine runs here)."""
         super().__init__()
         set_realtime_switching()
         self.lab = lab
-        self.controller = EngineController(lab, protocol, out_root, run_checks=run_checks)
+        self.controller = controller or EngineController(
+            lab, protocol, out_root, run_checks=run_checks
+        )
         self.reminder = ReminderWindow(self.controller, lab.reminder)
         self.stimulus = StimulusWindow(self.controller, lab.screens)
         self.console = ConsoleWindow(self.controller, self.reminder)
@@ -93,6 +99,16 @@ class LabApp(QObject):
 
     def connect_devices(self) -> None:
         self.controller.connect_devices()
+
+    def catch_up(self) -> None:
+        """A console attached to a running session: show the state and phase it is in."""
+        controller = self.controller
+        if controller.state is ControllerState.IDLE:
+            controller.connect_devices()
+            return
+        controller.state_changed.emit(controller.state)
+        if controller.phase is not None:
+            controller.phase_changed.emit(controller.phase)
 
     def _state(self, state: ControllerState) -> None:
         if state is not ControllerState.RECORDING:
@@ -197,8 +213,40 @@ def set_realtime_switching() -> None:
 
 
 def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participant_id: str) -> int:
-    """Open the console on ``lab`` and run until it is closed. Returns the exit code."""
+    """Start the session service on ``lab``, open the console on it and run until the
+    console is closed. Returns the exit code."""
+    from mmmelab.acquisition.service import Setup, start_service
+
+    app = _application()
+    controller = EngineController.attach(start_service(), Setup(lab, protocol, out_root))
+    lab_app = LabApp(lab, protocol, participant_id=participant_id, controller=controller)
+    lab_app.show()
+    lab_app.connect_devices()
+    app.exec()
+    result = lab_app.controller.result
+    return 0 if result is None or result.check.get("ok", True) else 1
+
+
+def run_attach() -> int:
+    """Open the console on the session service that is running (``mmme attach``)."""
+    from mmmelab.acquisition.service import ServiceInfo
+
+    info = ServiceInfo.read()
+    if info is None:
+        raise LabError("no session service is running (mmme demo starts one)")
+    app = _application()
+    controller = EngineController.attach(info)
+    lab_app = LabApp(controller.lab, controller.protocol, controller=controller)
+    lab_app.show()
+    lab_app.catch_up()
+    app.exec()
+    result = lab_app.controller.result
+    return 0 if result is None or result.check.get("ok", True) else 1
+
+
+def _application() -> QApplication:
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
     # the event log panel shows INFO and up; the terminal keeps what it had (warnings)
     for handler in logging.getLogger().handlers:
         handler.setLevel(max(handler.level, logging.WARNING))
@@ -206,9 +254,4 @@ def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participa
     if mmme_logger.getEffectiveLevel() > logging.INFO:
         mmme_logger.setLevel(logging.INFO)
     sys.excepthook = _log_uncaught
-    lab_app = LabApp(lab, protocol, out_root, participant_id=participant_id)
-    lab_app.show()
-    lab_app.connect_devices()
-    app.exec()
-    result = lab_app.controller.result
-    return 0 if result is None or result.check.get("ok", True) else 1
+    return app

@@ -31,9 +31,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from mmmelab.acquisition.control import ControllerState, PhaseInfo, SessionResult
 from mmmelab.acquisition.engine import ParticipantInfo
 from mmmelab.acquisition.paradigm import Phase, TrialResult
-from mmmelab.gui.controller import ControllerState, EngineController, PhaseInfo, SessionResult
+from mmmelab.gui.controller import EngineController
 from mmmelab.gui.liveview import PreviewView, SignalPlots
 from mmmelab.gui.panels import (
     DevicePanel,

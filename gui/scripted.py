@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mmmelab.acquisition.control import ControllerState
 from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
 from mmmelab.gui.app import LabApp
-from mmmelab.gui.controller import ControllerState
 from mmmelab.protocol import Protocol
 
 Progress = Callable[[str], None]

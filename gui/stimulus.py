@@ -23,11 +23,12 @@ from PyQt6.QtGui import QColor, QFont, QImage, QKeyEvent, QPainter, QPaintEvent
 from PyQt6.QtMultimedia import QMediaDevices
 from PyQt6.QtWidgets import QStackedLayout, QWidget
 
+from mmmelab.acquisition.control import PhaseInfo
 from mmmelab.acquisition.paradigm import Phase, Rating
 from mmmelab.acquisition.presentation import FrameSchedule
 from mmmelab.config import ScreensConfig
 from mmmelab.gui.audio import ClipAudio, output_available
-from mmmelab.gui.controller import EngineController, PhaseInfo
+from mmmelab.gui.controller import EngineController
 from mmmelab.gui.decoder import ClipDecoder
 from mmmelab.gui.displaycheck import TEST_SECONDS, display_verdicts
 from mmmelab.gui.rating import RatingPanel

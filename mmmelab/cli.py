@@ -2,6 +2,7 @@
 
     mmme demo [--headless] [--out DIR]        the 2-trial protocol on the simulated lab, in the
                                               GUI when there is a display
+    mmme attach                               reopen the console on the running session
     mmme record --lab L --protocol P --out D  a headless recording with a given configuration
     mmme check SESSION [--json]               integrity check (exit code 1 when not ok)
     mmme align SESSION [--json]               every stream onto the master clock (sync.json)
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         help="folder for the session (default ./demo-sessions)",
     )
     participant_args(demo, "P01")
+    sub.add_parser("attach", help="reopen the experimenter console on the session that is running")
 
     rec = sub.add_parser("record", help="headless recording with a lab and protocol file")
     rec.add_argument("--lab", type=Path, required=True, help="lab configuration (TOML)")
@@ -688,6 +690,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "attach":
+            from mmmelab.gui.app import run_attach
+
+            return run_attach()
         if args.command == "record":
             return _record(args.lab, args.protocol, args.out, args)
         if args.command == "bench":

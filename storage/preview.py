@@ -123,6 +123,13 @@ class PreviewBuffer:
         self.header[3] = acq_nframe
         self.header[0] = seq
 
+    def put(self, rgb: np.ndarray, acq_nframe: int) -> None:
+        """Publish an image rendered elsewhere (same shape as the buffer's)."""
+        seq = int(self.header[0]) + 1
+        self.images[seq % 2] = rgb
+        self.header[3] = acq_nframe
+        self.header[0] = seq
+
     def seq(self) -> int:
         """How many previews were published (cheap: tells whether ``latest`` is new)."""
         return int(self.header[0])

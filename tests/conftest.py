@@ -22,7 +22,8 @@ os.environ.setdefault("LSLAPICFG", str(Path(__file__).parent / "lsl_test.cfg"))
 from mmmelab.config import LabConfig, load_lab, shipped
 from mmmelab.protocol import Protocol, load_protocol
 
-OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-", "acq-events", "dev-close-")
+OUR_THREADS = ("rec-", "sim-", "trigger-bus", "signal-writer", "gui-", "acq-events", "dev-close-",
+               "engine-control", "service-", "preview-share")  # fmt: skip
 SHM = Path("/dev/shm")
 
 

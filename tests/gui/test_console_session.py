@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
 
+from mmmelab.acquisition.control import ControllerState
 from mmmelab.acquisition.paradigm import Phase
 from mmmelab.gui.app import LabApp
-from mmmelab.gui.controller import ControllerState
 from mmmelab.protocol import Emotion
 from mmmelab.storage import open_session
 from mmmelab.streams import StimulusKind
@@ -39,7 +39,7 @@ def lab_app(qtbot, gui_lab, tiny_protocol, tmp_path):
     qtbot.waitUntil(lambda: not app.console.isVisible(), timeout=WAIT_MS)
     app.shutdown()
     assert not any(w.isVisible() for w in (app.console, app.stimulus, app.reminder))
-    assert not app.controller._thread.is_alive()
+    assert not app.controller.link.runner.alive()
 
 
 def _ready(qtbot, app):
