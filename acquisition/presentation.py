@@ -52,6 +52,7 @@ class FrameSchedule:
     dropped: int = 0
     repeated: int = 0
     late_max_s: float = 0.0
+    lateness_s: list[float] = field(default_factory=list)  # each shown frame's, s
     audio: int = AudioState.NONE
     audio_offset_s: float = math.nan
     _repeat_target: int = -1
@@ -103,6 +104,7 @@ class FrameSchedule:
             self.dropped += index - self.last_index - 1
         due = self.onset + index / self.fps
         self.late_max_s = max(self.late_max_s, t_display - due)
+        self.lateness_s.append(t_display - due)
         self.last_index = index
         self.shown += 1
         self.t_end = t_display

@@ -461,7 +461,8 @@ class ServiceClient:
             with self._send_lock:
                 self.conn.send(message)
         except (OSError, ValueError) as exc:
-            self._lose(f"the session service is gone ({exc})")
+            if not self._closing:  # after close or detach the service may be gone already
+                self._lose(f"the session service is gone ({exc})")
 
     def detach(self) -> None:
         """Leave the session running (a console can attach later)."""

@@ -41,11 +41,23 @@ def scripted_session(
     progress: Progress,
     notes: str = "",
     before_start: Callable[[LabApp], None] | None = None,
+    in_service: bool = False,
 ) -> Iterator[LabApp]:
-    """A recording in the GUI, from Start to saved. Raises LabError when it cannot start."""
+    """A recording in the GUI, from Start to saved. Raises LabError when it cannot start.
+
+    ``in_service``: the engine in the session service (a process of its own, as
+    ``mmme demo`` runs it), else in this process (the simulated devices reachable)."""
+    controller = None
+    if in_service:
+        from mmmelab.acquisition.service import Setup, start_service
+        from mmmelab.gui.controller import EngineController
+
+        setup = Setup(lab, protocol, out_root, run_checks=False)
+        controller = EngineController.attach(start_service(), setup)
     lab_app = LabApp(
-        lab, protocol, out_root=out_root, run_checks=False, participant_id=participant_id
-    )
+        lab, protocol, out_root=out_root, run_checks=False, participant_id=participant_id,
+        controller=controller,
+    )  # fmt: skip
     try:
         controller, console = lab_app.controller, lab_app.console
         lab_app.show()
