@@ -4,8 +4,8 @@
 one control thread (``engine-control``) that does every blocking engine call
 (connect, check, start, stop) and runs the paradigm's timers. Commands come in
 through ``put`` (queued, any thread) or the immediate calls (logs, face box; any
-thread); what happens goes out as :data:`Event` values through one ``emit``
-callback, called on the control thread.
+thread); what happens goes out as events (:mod:`mmmelab.acquisition.messages`)
+through one ``emit`` callback, called on the control thread.
 
 The console gets those events either in its own process (the runner in a thread
 there, for tests and developer tools) or over a connection from the engine
@@ -21,7 +21,6 @@ process (``python -m mmmelab check/align``), as an analyst would run them.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import math
@@ -30,19 +29,38 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmmelab.acquisition.engine import EngineState, ParticipantInfo, SessionEngine
-from mmmelab.acquisition.livewindow import WindowRef
+from mmmelab.acquisition.messages import (
+    LIVE_STATES,
+    CameraAdjusted,
+    CameraLive,
+    Command,
+    Connected,
+    ControllerState,
+    Emit,
+    Failed,
+    Finished,
+    ImpedanceChanged,
+    MarkerMade,
+    PhaseChanged,
+    PhaseInfo,
+    PreviewAt,
+    RigChecked,
+    SessionResult,
+    StateChanged,
+    Telemetry,
+    TrialDone,
+    clip_file,
+)
 from mmmelab.acquisition.paradigm import ParadigmError, Phase, TrialResult
 from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
-from mmmelab.protocol import Clip, Protocol
+from mmmelab.protocol import Protocol
 from mmmelab.storage.preview import PreviewBuffer
 from mmmelab.streams import FaultKind
 
@@ -54,165 +72,6 @@ RECORDING_POLL_S = 0.02
 TELEMETRY_PERIOD_S = 0.5
 CHECK_TIMEOUT_S = 300.0
 SHARED_PREVIEW_HZ = 30.0  # the set-up preview published to shared memory
-
-
-class ControllerState(enum.StrEnum):
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    READY = "ready"  # devices connected and live (preview), not recording
-    CHECKING_RIG = "checking rig"  # the set-up checks are running
-    STARTING = "starting"
-    RECORDING = "recording"
-    STOPPING = "stopping"
-    CHECKING = "checking"
-    FINISHED = "finished"
-    FAILED = "failed"
-
-
-LIVE_STATES = (ControllerState.READY, ControllerState.CHECKING_RIG)
-
-
-class Command(enum.Enum):
-    """What the console asks of the control thread (queued, done in order)."""
-
-    CONNECT = enum.auto()
-    CHECK_RIG = enum.auto()
-    ADJUST_CAMERA = enum.auto()
-    IMPEDANCE = enum.auto()
-    LOOPBACK = enum.auto()
-    OVERRIDE = enum.auto()
-    START = enum.auto()
-    ONSET = enum.auto()
-    RATE = enum.auto()
-    PAUSE = enum.auto()
-    RESUME = enum.auto()
-    REMIND = enum.auto()
-    MARK = enum.auto()
-    ABORT = enum.auto()
-    CLOSE = enum.auto()
-
-
-@dataclass(frozen=True)
-class PhaseInfo:
-    """What the windows need to know about the paradigm's current phase."""
-
-    phase: Phase
-    position: int  # 0-based over practice + trials
-    total: int
-    practice: bool
-    index: int  # in its block
-    clip_id: str
-    clip_path: Path | None  # the file to play in this phase, if any
-    deadline: float | None  # master clock, s
-    paused: bool = False
-
-
-@dataclass
-class SessionResult:
-    folder: Path | None
-    status: str
-    check: dict[str, Any] = field(default_factory=dict)
-    alignment: list[str] = field(default_factory=list)
-    error: str = ""
-
-
-# ------------------------------------------------------------ events (runner -> console)
-
-
-@dataclass(frozen=True)
-class StateChanged:
-    state: ControllerState
-    folder: Path | None = None  # the session's folder, once started
-
-
-@dataclass(frozen=True)
-class Connected:
-    """The devices are open: what the console lays out its views with."""
-
-    streams: dict[str, list[str]]  # signal stream -> channel names
-    camera_limits: dict[str, tuple[float, float]]
-    stimuli_dir: Path | None
-    windows: dict[str, WindowRef | None]  # where each live window is (None: this process)
-
-
-@dataclass(frozen=True)
-class PhaseChanged:
-    info: PhaseInfo
-
-
-@dataclass(frozen=True)
-class TrialDone:
-    trial: TrialResult
-
-
-@dataclass(frozen=True)
-class MarkerMade:
-    record: Any  # MarkerRecord
-
-
-@dataclass(frozen=True)
-class Failed:
-    message: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    result: SessionResult
-
-
-@dataclass(frozen=True)
-class RigChecked:
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CameraAdjusted:
-    settings: dict[str, Any]  # the settings in force, or {"error": ...}
-
-
-@dataclass(frozen=True)
-class ImpedanceChanged:
-    on: bool
-
-
-@dataclass(frozen=True)
-class Telemetry:
-    values: dict[str, Any]  # device telemetry; "_t" master clock, "paused"
-
-
-@dataclass(frozen=True)
-class CameraLive:
-    values: dict[str, Any]  # the live camera figures in preview
-
-
-@dataclass(frozen=True)
-class PreviewAt:
-    """The camera preview's shared buffer (None: no preview in shared memory now)."""
-
-    name: str | None
-
-
-Event = (
-    StateChanged
-    | Connected
-    | PhaseChanged
-    | TrialDone
-    | MarkerMade
-    | Failed
-    | Finished
-    | RigChecked
-    | CameraAdjusted
-    | ImpedanceChanged
-    | Telemetry
-    | CameraLive
-    | PreviewAt
-)
-Emit = Callable[[Event], None]
-
-
-def clip_file(stimuli_dir: Path | None, clip: Clip | None) -> Path | None:
-    """The file of ``clip`` in the session's clip folder (None before connecting)."""
-    return stimuli_dir / clip.file if (clip is not None and stimuli_dir is not None) else None
 
 
 class EngineRunner:
@@ -571,31 +430,6 @@ class EngineRunner:
                 self._shared_preview = PreviewBuffer.create(rgb.shape[0], rgb.shape[1])
                 self.emit(PreviewAt(self._shared_preview.name))
             self._shared_preview.put(rgb, 0)
-
-
-class LocalLink:
-    """A console's link to a runner in its own process (tests, developer tools): the
-    same calls as :class:`~mmmelab.acquisition.service.ServiceClient`."""
-
-    def __init__(self, runner: EngineRunner) -> None:
-        self.runner = runner
-        self.clock = runner.clock
-        self.lost = ""
-
-    def put(self, command: Command, *args: Any) -> None:
-        self.runner.put(command, *args)
-
-    def call(self, method: str, *args: Any) -> None:
-        getattr(self.runner, method)(*args)
-
-    def preview(self, after_seq: int) -> tuple[int, int, np.ndarray] | None:
-        return self.runner.preview(after_seq)
-
-    def snapshot(self, stream: str, seconds: float, channels: list[int] | None = None) -> Any:
-        return self.runner.engine.windows[stream].snapshot(seconds, channels)
-
-    def close(self, timeout_s: float = 15.0) -> None:
-        self.runner.close(timeout_s)
 
 
 def _run_cli(command: str, folder: Path, *extra: str) -> str:

@@ -32,159 +32,42 @@ orphan rule.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import queue
 import secrets
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mmmelab.acquisition.control import (
-    Command,
-    Connected,
+from mmmelab.acquisition.control import EngineRunner
+from mmmelab.acquisition.messages import (
+    ORPHAN_TIMEOUT_S,
+    Bye,
+    Call,
     ControllerState,
-    EngineRunner,
+    Detach,
     Event,
-    PhaseInfo,
-    PreviewAt,
-    SessionResult,
+    Hello,
+    Put,
+    ServiceInfo,
+    Setup,
+    run_dir,
 )
-from mmmelab.acquisition.livewindow import SignalWindow, Snapshot, WindowRef
-from mmmelab.config import LabConfig
-from mmmelab.drivers.lsl import local_clock
 from mmmelab.errors import LabError
-from mmmelab.protocol import Protocol
-from mmmelab.storage.preview import PreviewBuffer
 from mmmelab.streams import FaultKind
 
 logger = logging.getLogger(__name__)
 
-ORPHAN_TIMEOUT_S = 120.0  # a recording with no console this long is stopped (saved)
 SETUP_TIMEOUT_S = 30.0  # a service that was given no session this long exits
-CONNECT_TIMEOUT_S = 60.0  # a console waits this long for a new service to listen
 SEND_QUEUE_MAX = 2000  # events queued for a console that does not read: it is dropped
 CALLS = frozenset({"log", "log_display", "fault", "record_display_check", "set_face_box"})
-
-
-# ------------------------------------------------------------ messages (console -> service)
-
-
-@dataclass(frozen=True)
-class Setup:
-    """The session to run (the first message to a new service)."""
-
-    lab: LabConfig
-    protocol: Protocol
-    out_root: Path | None = None
-    run_checks: bool = True
-    seed: int = 0
-    orphan_timeout_s: float = ORPHAN_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class Put:
-    command: Command
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class Call:
-    method: str  # one of CALLS
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class Detach:
-    """The console leaves; the session goes on (the orphan rule applies)."""
-
-
-# ------------------------------------------------------------ messages (service -> console)
-
-
-@dataclass(frozen=True)
-class Hello:
-    """The session as it is when a console attaches."""
-
-    pid: int
-    lab: LabConfig
-    protocol: Protocol
-    state: ControllerState
-    folder: Path | None
-    connected: Connected | None
-    phase: PhaseInfo | None
-    telemetry: dict[str, Any]
-    camera_live: dict[str, Any]
-    preview: str | None
-    result: SessionResult | None
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class Bye:
-    """The service ends (or another console took over); no more messages follow."""
-
-    reason: str
-
-
-# ------------------------------------------------------------ where the service is
-
-
-def run_dir() -> Path:
-    """The folder of the socket and the service file (made, mode 0700)."""
-    env = os.environ.get("MMME_RUN_DIR")
-    if env:
-        folder = Path(env)
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        folder = Path(os.environ["XDG_RUNTIME_DIR"]) / "mmme-lab"
-    else:
-        folder = Path(tempfile.gettempdir()) / f"mmme-lab-{os.getuid()}"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return folder
-
-
-@dataclass(frozen=True)
-class ServiceInfo:
-    address: str
-    key: bytes
-    pid: int
-
-    @classmethod
-    def read(cls, folder: Path | None = None) -> ServiceInfo | None:
-        """The running service's address, or None when there is none."""
-        path = (folder or run_dir()) / "engine.json"
-        try:
-            raw = json.loads(path.read_text())
-            info = cls(str(raw["address"]), bytes.fromhex(raw["key"]), int(raw["pid"]))
-        except (OSError, ValueError, KeyError):
-            return None
-        try:
-            os.kill(info.pid, 0)
-        except ProcessLookupError:
-            return None  # left by a service that was killed
-        except PermissionError:
-            pass
-        return info
-
-    def write(self, folder: Path) -> None:
-        path = folder / "engine.json"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"address": self.address, "key": self.key.hex(), "pid": self.pid}, f)
-        os.replace(tmp, path)
 
 
 # ------------------------------------------------------------ the service
@@ -397,194 +280,6 @@ class EngineService:
                 path.unlink()
             except FileNotFoundError:
                 pass
-
-
-# ------------------------------------------------------------ the console's side
-
-
-class ServiceClient:
-    """A console's connection to the service: commands out, events to ``on_event``
-    (on a reader thread of this process), preview and live windows from shared memory.
-
-    ``on_lost(message)`` is called once if the service goes away unasked.
-    """
-
-    def __init__(
-        self,
-        info: ServiceInfo,
-        on_event: Callable[[Any], None],
-        on_lost: Callable[[str], None],
-        setup: Setup | None = None,
-    ) -> None:
-        self.clock = local_clock
-        self.info = info
-        self.on_event = on_event
-        self.on_lost = on_lost
-        self.conn = Client(info.address, family="AF_UNIX", authkey=info.key)
-        if setup is not None:
-            self.conn.send(setup)
-        hello = self.conn.recv()
-        if isinstance(hello, Bye):
-            self.conn.close()
-            raise LabError(f"the session service refused: {hello.reason}")
-        self.hello: Hello = hello
-        self._send_lock = threading.Lock()
-        self._preview: PreviewBuffer | None = None
-        self._preview_name: str | None = None
-        self._seq_base = 0
-        self._last_seq = 0
-        self._windows: dict[str, SignalWindow] = {}
-        self._refs: dict[str, WindowRef | None] = {}
-        self._closing = False
-        self.lost = ""
-        self._use_preview(hello.preview)
-        if hello.connected is not None:
-            self._refs = dict(hello.connected.windows)
-        self._thread = threading.Thread(target=self._receive, name="service-events", daemon=True)
-
-    def start(self) -> None:
-        """Start delivering events (after the console has taken the Hello)."""
-        self._thread.start()
-
-    # ---------------------------------------------------------------- out
-
-    def put(self, command: Command, *args: Any) -> None:
-        self._send(Put(command, args))
-
-    def call(self, method: str, *args: Any) -> None:
-        self._send(Call(method, args))
-
-    def _send(self, message: Any) -> None:
-        if self.lost:
-            return
-        try:
-            with self._send_lock:
-                self.conn.send(message)
-        except (OSError, ValueError) as exc:
-            if not self._closing:  # after close or detach the service may be gone already
-                self._lose(f"the session service is gone ({exc})")
-
-    def detach(self) -> None:
-        """Leave the session running (a console can attach later)."""
-        self._closing = True
-        self._send(Detach())
-
-    def close(self, timeout_s: float = 15.0) -> None:
-        """End the session (a recording is aborted and saved) and the service."""
-        self._closing = True
-        self._send(Put(Command.CLOSE))
-        self._thread.join(timeout_s) if self._thread.is_alive() else None
-        self._release()
-
-    # ---------------------------------------------------------------- in
-
-    def _receive(self) -> None:
-        while True:
-            try:
-                message = self.conn.recv()
-            except (EOFError, OSError):
-                if not self._closing:
-                    self._lose("the session service stopped (its process ended)")
-                break
-            if isinstance(message, Bye):
-                if not self._closing:
-                    self._lose(f"the session service ended: {message.reason}")
-                break
-            if isinstance(message, PreviewAt):
-                self._use_preview(message.name)
-            elif isinstance(message, Connected):
-                self._refs = dict(message.windows)
-            self.on_event(message)
-        try:
-            self.conn.close()
-        except OSError:
-            pass
-
-    def _lose(self, message: str) -> None:
-        if self.lost:
-            return
-        self.lost = message
-        self.on_lost(message)
-
-    # ---------------------------------------------------------------- shared memory
-
-    def _use_preview(self, name: str | None) -> None:
-        if name == self._preview_name:
-            return
-        old = self._preview
-        self._preview, self._preview_name = None, name
-        self._seq_base = self._last_seq  # the console's numbering goes on rising
-        if old is not None:
-            old.close()
-        if name is not None:
-            try:
-                self._preview = PreviewBuffer.attach(name)
-            except LabError as exc:
-                logger.warning("console: no preview: %s", exc)
-
-    def preview(self, after_seq: int) -> tuple[int, int, np.ndarray] | None:
-        buffer = self._preview
-        if buffer is None:
-            return None
-        if after_seq < self._seq_base:  # the console counts afresh (a new recording)
-            self._seq_base = 0
-        if buffer.seq() + self._seq_base <= after_seq:
-            return None
-        got = buffer.latest()
-        if got is None:
-            return None
-        self._last_seq = got[0] + self._seq_base
-        return self._last_seq, got[1], got[2]
-
-    def snapshot(self, stream: str, seconds: float, channels: list[int] | None = None) -> Snapshot:
-        window = self._windows.get(stream)
-        if window is None:
-            ref = self._refs.get(stream)
-            if ref is None:
-                raise KeyError(stream)
-            window = self._windows[stream] = SignalWindow.attach(ref)
-        return window.snapshot(seconds, channels)
-
-    def _release(self) -> None:
-        for window in self._windows.values():
-            window.close()
-        self._windows.clear()
-        if self._preview is not None:
-            self._preview.close()
-            self._preview = None
-
-
-#: services this process started (kept so that they are reaped when they end, not warned of)
-_spawned: list[subprocess.Popen[bytes]] = []
-
-
-def start_service(timeout_s: float = CONNECT_TIMEOUT_S) -> ServiceInfo:
-    """Start a service process (its own session, so a console's end does not end it)
-    and return its address once it listens. Refuses when one is running already."""
-    folder = run_dir()
-    running = ServiceInfo.read(folder)
-    if running is not None:
-        raise LabError(
-            f"a session service is running already (process {running.pid}): "
-            f"mmme attach opens its console"
-        )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmmelab.acquisition.service"],
-        start_new_session=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "MMME_RUN_DIR": str(folder)},
-    )
-    _spawned[:] = [p for p in _spawned if p.poll() is None] + [proc]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        info = ServiceInfo.read(folder)
-        if info is not None and info.pid == proc.pid:
-            return info
-        if proc.poll() is not None:
-            raise LabError(f"the session service exited at start (code {proc.returncode})")
-        time.sleep(0.05)
-    proc.kill()
-    raise LabError(f"the session service did not start within {timeout_s:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

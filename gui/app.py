@@ -22,7 +22,7 @@ from PyQt6.QtCore import QEvent, QObject, QRect, Qt
 from PyQt6.QtGui import QGuiApplication, QKeyEvent, QKeySequence
 from PyQt6.QtWidgets import QAbstractSpinBox, QApplication, QLineEdit, QPlainTextEdit, QWidget
 
-from mmmelab.acquisition.control import ControllerState
+from mmmelab.acquisition.messages import ControllerState
 from mmmelab.config import LabConfig, ScreensConfig
 from mmmelab.errors import LabError
 from mmmelab.gui.console import NOTE_KEY, ConsoleWindow
@@ -215,7 +215,8 @@ def set_realtime_switching() -> None:
 def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participant_id: str) -> int:
     """Start the session service on ``lab``, open the console on it and run until the
     console is closed. Returns the exit code."""
-    from mmmelab.acquisition.service import Setup, start_service
+    from mmmelab.acquisition.consolelink import start_service
+    from mmmelab.acquisition.messages import Setup
 
     app = _application()
     controller = EngineController.attach(start_service(), Setup(lab, protocol, out_root))
@@ -229,7 +230,7 @@ def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participa
 
 def run_attach() -> int:
     """Open the console on the session service that is running (``mmme attach``)."""
-    from mmmelab.acquisition.service import ServiceInfo
+    from mmmelab.acquisition.messages import ServiceInfo
 
     info = ServiceInfo.read()
     if info is None:

@@ -31,8 +31,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from mmmelab.acquisition.control import ControllerState, PhaseInfo, SessionResult
 from mmmelab.acquisition.engine import ParticipantInfo
+from mmmelab.acquisition.messages import ControllerState, PhaseInfo, SessionResult
 from mmmelab.acquisition.paradigm import Phase, TrialResult
 from mmmelab.gui.controller import EngineController
 from mmmelab.gui.liveview import PreviewView, SignalPlots

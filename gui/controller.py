@@ -23,32 +23,33 @@ from typing import Any
 import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from mmmelab.acquisition.control import (
+from mmmelab.acquisition.consolelink import LocalLink, ServiceClient
+from mmmelab.acquisition.control import EngineRunner
+from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.acquisition.livewindow import Snapshot
+from mmmelab.acquisition.messages import (
     CameraAdjusted,
     CameraLive,
     Command,
     Connected,
     ControllerState,
-    EngineRunner,
     Failed,
     Finished,
     ImpedanceChanged,
-    LocalLink,
     MarkerMade,
     PhaseChanged,
     PhaseInfo,
     RigChecked,
+    ServiceInfo,
     SessionResult,
+    Setup,
     StateChanged,
     Telemetry,
     TrialDone,
     clip_file,
 )
-from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
-from mmmelab.acquisition.livewindow import Snapshot
 from mmmelab.acquisition.paradigm import Rating
 from mmmelab.acquisition.presentation import FrameSchedule
-from mmmelab.acquisition.service import ServiceClient, ServiceInfo, Setup
 from mmmelab.config import LabConfig
 from mmmelab.protocol import Clip, Protocol
 from mmmelab.streams import FaultKind

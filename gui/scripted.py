@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mmmelab.acquisition.control import ControllerState
+from mmmelab.acquisition.messages import ControllerState
 from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
 from mmmelab.gui.app import LabApp
@@ -49,7 +49,8 @@ def scripted_session(
     ``mmme demo`` runs it), else in this process (the simulated devices reachable)."""
     controller = None
     if in_service:
-        from mmmelab.acquisition.service import Setup, start_service
+        from mmmelab.acquisition.consolelink import start_service
+        from mmmelab.acquisition.messages import Setup
         from mmmelab.gui.controller import EngineController
 
         setup = Setup(lab, protocol, out_root, run_checks=False)

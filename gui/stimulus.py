@@ -23,7 +23,7 @@ from PyQt6.QtGui import QColor, QFont, QImage, QKeyEvent, QPainter, QPaintEvent
 from PyQt6.QtMultimedia import QMediaDevices
 from PyQt6.QtWidgets import QStackedLayout, QWidget
 
-from mmmelab.acquisition.control import PhaseInfo
+from mmmelab.acquisition.messages import PhaseInfo
 from mmmelab.acquisition.paradigm import Phase, Rating
 from mmmelab.acquisition.presentation import FrameSchedule
 from mmmelab.config import ScreensConfig

@@ -81,3 +81,38 @@ def test_signal_window_keeps_the_newest_seconds_across_the_wrap():
     assert snap.times()[-1] == 24.0
     assert snap.times()[0] == pytest.approx(24.0 - 49 / 100.0)
     assert w.snapshot(5.0).data.shape == (100, 3)  # never more than it holds
+
+
+def test_a_shared_signal_window_reads_the_same_in_another_process():
+    """The console in another process attaches by the window's ref and sees what was
+    pushed, across the wrap, with the newest time; detaching frees nothing, the
+    maker's close frees the memory."""
+    import multiprocessing
+
+    w = SignalWindow(n_channels=2, rate_hz=100.0, seconds=1.0, shared=True)
+    try:
+        for k in range(40):  # 280 samples through a 200-sample ring
+            block = np.arange(k * 7, k * 7 + 7, dtype=np.float32)[:, None] * np.array([1, -1])
+            w.push(block, host_time=100.0 + k)
+        ref = w.ref
+        assert ref is not None and ref.shown == 100
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            total, t_last, data = pool.apply(_read_shared_window, (ref,))
+        assert total == 280 and t_last == 139.0
+        np.testing.assert_array_equal(data[:, 0], np.arange(180, 280))
+        np.testing.assert_array_equal(data[:, 1], -np.arange(180, 280))
+        here = SignalWindow.attach(ref)
+        here.close()  # a reader's close leaves the window to its maker
+        assert w.snapshot(0.1).total == 280
+    finally:
+        w.close()
+    assert SignalWindow(n_channels=1, rate_hz=10.0).ref is None  # not shared: no ref
+
+
+def _read_shared_window(ref):
+    window = SignalWindow.attach(ref)
+    try:
+        snap = window.snapshot(5.0)  # asks for more than it shows: gets the shown second
+        return snap.total, snap.t_last, snap.data
+    finally:
+        window.close()

@@ -16,9 +16,9 @@ def main(lab_file: str, protocol_file: str, out: str, orphan_s: str) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt6.QtWidgets import QApplication
 
-    from mmmelab.acquisition.control import ControllerState
+    from mmmelab.acquisition.consolelink import start_service
     from mmmelab.acquisition.engine import ParticipantInfo
-    from mmmelab.acquisition.service import Setup, start_service
+    from mmmelab.acquisition.messages import ControllerState, Setup
     from mmmelab.config import load_lab
     from mmmelab.gui.app import LabApp
     from mmmelab.gui.controller import EngineController

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
 
-from mmmelab.acquisition.control import ControllerState
+from mmmelab.acquisition.messages import ControllerState
 from mmmelab.acquisition.paradigm import Phase
 from mmmelab.gui.app import LabApp
 from mmmelab.protocol import Emotion

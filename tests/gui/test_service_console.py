@@ -13,9 +13,8 @@ import psutil
 import pytest
 from PyQt6.QtCore import Qt
 
-from mmmelab.acquisition.control import ControllerState
+from mmmelab.acquisition.messages import ControllerState, ServiceInfo, run_dir
 from mmmelab.acquisition.paradigm import Phase
-from mmmelab.acquisition.service import ServiceInfo, run_dir
 from mmmelab.analysis.check import check_session
 from mmmelab.gui.app import LabApp
 from mmmelab.gui.controller import EngineController
@@ -130,7 +129,8 @@ def test_the_console_says_at_once_when_the_service_dies(qtbot, small_lab, tiny_p
     """The console of ``mmme demo`` (the engine in the service): it records, its preview
     and plots read shared memory; SIGKILL to the service is told within a second, and
     what was recorded is readable."""
-    from mmmelab.acquisition.service import Setup, start_service
+    from mmmelab.acquisition.consolelink import start_service
+    from mmmelab.acquisition.messages import Setup
 
     setup = Setup(small_lab, tiny_protocol, tmp_path / "sessions", run_checks=False)
     controller = EngineController.attach(start_service(), setup)
