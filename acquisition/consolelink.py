@@ -30,8 +30,10 @@ from mmmelab.acquisition.messages import (
     Connected,
     Detach,
     Hello,
+    Join,
     PreviewAt,
     Put,
+    Role,
     ServiceInfo,
     Setup,
     run_dir,
@@ -58,14 +60,14 @@ class ServiceClient:
         on_event: Callable[[Any], None],
         on_lost: Callable[[str], None],
         setup: Setup | None = None,
+        role: Role = Role.CONSOLE,
     ) -> None:
         self.clock = local_clock
         self.info = info
         self.on_event = on_event
         self.on_lost = on_lost
         self.conn = Client(info.address, family="AF_UNIX", authkey=info.key)
-        if setup is not None:
-            self.conn.send(setup)
+        self.conn.send(Join(role, setup))
         hello = self.conn.recv()
         if isinstance(hello, Bye):
             self.conn.close()

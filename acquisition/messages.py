@@ -201,6 +201,22 @@ class Setup:
     orphan_timeout_s: float = ORPHAN_TIMEOUT_S
 
 
+class Role(enum.StrEnum):
+    """Who is on a connection to the service: the experimenter's console, or the
+    participant's windows (a process of their own). One of each at a time."""
+
+    CONSOLE = "console"
+    PARTICIPANT = "participant"
+
+
+@dataclass(frozen=True)
+class Join:
+    """The first message on a connection: who joins, and for a new service its session."""
+
+    role: Role
+    setup: Setup | None = None
+
+
 @dataclass(frozen=True)
 class Put:
     command: Command
@@ -215,7 +231,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Detach:
-    """The console leaves; the session goes on (the orphan rule applies)."""
+    """The client leaves; the session goes on (the orphan rule applies to consoles)."""
 
 
 # ------------------------------------------------------------ messages (service -> console)

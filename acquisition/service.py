@@ -5,7 +5,8 @@ attaches to it.
 trigger bus and the frame writers (the simulated lab's devices too) around one
 :class:`~mmmelab.acquisition.control.EngineRunner`. A console talks to it over a
 ``multiprocessing.connection`` on a Unix socket with an authentication key: it
-sends :class:`Setup` once, then :class:`Put` (commands, done in order on the
+joins (:class:`Join`, with the session's :class:`Setup` for a new service), then
+sends :class:`Put` (commands, done in order on the
 control thread) and :class:`Call` (logs and the face box, done at once); it
 receives :class:`Hello` (everything a console needs to show the session as it is
 now) and then every :data:`~mmmelab.acquisition.control.Event`. Frames and
@@ -23,10 +24,12 @@ Where it is: the run folder (``MMME_RUN_DIR``, else ``$XDG_RUNTIME_DIR/mmme-lab`
 else ``/tmp/mmme-lab-<uid>``; mode 0700) holds ``engine.sock`` and ``engine.json``
 (process id, key; mode 0600). One service per user and machine.
 
-Threads in the service: the main thread accepts consoles; one reader per console
-takes its messages; one sender per console writes events from a queue, so a slow
-or frozen console never holds up the control thread; a watchdog applies the
-orphan rule.
+Two clients may be joined at a time, one per :class:`Role`: the console, and the
+participant's windows when they run in a process of their own. Each gets every
+event. Threads in the service: the main thread accepts clients; one reader per
+client takes its messages; one sender per client writes events from a queue, so a
+slow or frozen client never holds up the control thread; a watchdog applies the
+orphan rule (to consoles).
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ from mmmelab.acquisition.messages import (
     Detach,
     Event,
     Hello,
+    Join,
     Put,
+    Role,
     ServiceInfo,
     Setup,
     run_dir,
@@ -74,7 +79,8 @@ CALLS = frozenset({"log", "log_display", "fault", "record_display_check", "set_f
 
 
 @dataclass
-class _Console:
+class _Client:
+    role: Role
     conn: Connection
     outbox: queue.Queue[Any] = field(default_factory=queue.Queue)
     gone: threading.Event = field(default_factory=threading.Event)
@@ -92,7 +98,7 @@ class EngineService:
         self.listener = Listener(self.address, family="AF_UNIX", authkey=self.key)
         self.runner: EngineRunner | None = None
         self.setup: Setup | None = None
-        self.console: _Console | None = None
+        self.clients: dict[Role, _Client] = {}
         self.lock = threading.Lock()
         self.alone_since = time.monotonic()  # no console since
         self.ended = threading.Event()
@@ -125,28 +131,32 @@ class EngineService:
                     return  # the listener was closed at the end
                 logger.warning("service: a console could not attach: %s", exc)
                 continue
-            threading.Thread(target=self._serve_console, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._serve_client, args=(conn,), daemon=True).start()
 
-    def _serve_console(self, conn: Connection) -> None:
+    def _serve_client(self, conn: Connection) -> None:
+        try:
+            join = conn.recv() if conn.poll(SETUP_TIMEOUT_S) else None
+        except (EOFError, OSError):
+            join = None
+        if not isinstance(join, Join):
+            conn.close()
+            return
         if self.runner is None:
-            try:
-                setup = conn.recv() if conn.poll(SETUP_TIMEOUT_S) else None
-            except (EOFError, OSError):
-                setup = None
-            if not isinstance(setup, Setup) or not self._start_runner(setup):
+            if join.setup is None or not self._start_runner(join.setup):
                 conn.send(Bye(self.error or "no session was given"))
                 conn.close()
                 self.ended.set()
                 return
-        console = _Console(conn)
+        client = _Client(Role(join.role), conn)
         with self.lock:
-            old, self.console = self.console, console
+            old = self.clients.get(client.role)
+            self.clients[client.role] = client
             if old is not None:
-                old.outbox.put(Bye("another console attached"))
-            console.outbox.put(self._hello())
-        threading.Thread(target=self._send, args=(console,), daemon=True).start()
-        logger.info("service: a console attached")
-        self._read(console)
+                old.outbox.put(Bye(f"another {client.role.value} attached"))
+            client.outbox.put(self._hello())
+        threading.Thread(target=self._send, args=(client,), daemon=True).start()
+        logger.info("service: a %s attached", client.role.value)
+        self._read(client)
 
     def _start_runner(self, setup: Setup) -> bool:
         try:
@@ -173,13 +183,13 @@ class EngineService:
             r.telemetry, r.camera_live, preview, r.result, self.error,
         )  # fmt: skip
 
-    def _read(self, console: _Console) -> None:
+    def _read(self, client: _Client) -> None:
         runner = self.runner
         assert runner is not None
         left = "lost"
         try:
-            while not console.gone.is_set():
-                message = console.conn.recv()
+            while not client.gone.is_set():
+                message = client.conn.recv()
                 if isinstance(message, Put):
                     runner.put(message.command, *message.args)
                 elif isinstance(message, Call) and message.method in CALLS:
@@ -193,49 +203,52 @@ class EngineService:
             pass
         except LabError as exc:
             logger.error("service: %s", exc)
-        self._drop(console, left)
+        self._drop(client, left)
 
-    def _send(self, console: _Console) -> None:
+    def _send(self, client: _Client) -> None:
         while True:
-            message = console.outbox.get()
+            message = client.outbox.get()
             try:
-                console.conn.send(message)
+                client.conn.send(message)
             except (OSError, ValueError):
-                self._drop(console, "lost")
+                self._drop(client, "lost")
                 return
             if isinstance(message, Bye):
-                console.gone.set()
-                console.conn.close()
+                client.gone.set()
+                client.conn.close()
                 return
 
     def _emit(self, event: Event) -> None:
-        """From the control thread (and the preview publisher): to the console's outbox."""
+        """From the control thread (and the preview publisher): to every client's outbox."""
         with self.lock:
-            console = self.console
-        if console is None:
-            return
-        if console.outbox.qsize() > SEND_QUEUE_MAX:
-            self._drop(console, "not reading")
-            return
-        console.outbox.put(event)
+            clients = list(self.clients.values())
+        for client in clients:
+            if client.outbox.qsize() > SEND_QUEUE_MAX:
+                self._drop(client, "not reading")
+            else:
+                client.outbox.put(event)
 
-    def _drop(self, console: _Console, how: str) -> None:
+    def _drop(self, client: _Client, how: str) -> None:
         with self.lock:
-            if self.console is not console:
+            if self.clients.get(client.role) is not client:
                 return
-            self.console = None
-            self.alone_since = time.monotonic()
-        console.gone.set()
+            del self.clients[client.role]
+            if client.role is Role.CONSOLE:
+                self.alone_since = time.monotonic()
+        client.gone.set()
         try:
-            console.conn.close()
+            client.conn.close()
         except OSError:
             pass
         runner = self.runner
         if how == "detached":
-            logger.info("service: the console detached")
+            logger.info("service: the %s detached", client.role.value)
         elif runner is not None and runner.state is ControllerState.RECORDING:
-            detail = f"the console was {how}; recording goes on (mmme attach reopens it)"
-            runner.fault("console", FaultKind.WARNING, detail)
+            if client.role is Role.CONSOLE:
+                detail = f"the console was {how}; recording goes on (mmme attach reopens it)"
+            else:
+                detail = f"the participant's windows were {how}"
+            runner.fault(client.role.value, FaultKind.WARNING, detail)
 
     # ---------------------------------------------------------------- the orphan rule
 
@@ -251,7 +264,8 @@ class EngineService:
                 self.ended.set()  # closed (by the console's Close, or a signal)
                 continue
             with self.lock:
-                alone = None if self.console else time.monotonic() - self.alone_since
+                console = Role.CONSOLE in self.clients
+                alone = None if console else time.monotonic() - self.alone_since
             limit = self.setup.orphan_timeout_s if self.setup else ORPHAN_TIMEOUT_S
             if alone is None or alone < limit:
                 continue
@@ -270,10 +284,11 @@ class EngineService:
 
     def _end(self) -> None:
         with self.lock:
-            console, self.console = self.console, None
-        if console is not None:
-            console.outbox.put(Bye(self.error or "the session service ended"))
-            console.gone.wait(2.0)
+            clients, self.clients = list(self.clients.values()), {}
+        for client in clients:
+            client.outbox.put(Bye(self.error or "the session service ended"))
+        for client in clients:
+            client.gone.wait(2.0)
         self.listener.close()
         for path in (self.folder / "engine.json", Path(self.address)):
             try:

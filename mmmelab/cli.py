@@ -31,15 +31,12 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from mmmelab import __version__
 from mmmelab.errors import LabError
-from mmmelab.streams import ConsentLevel, SyncState
 
 logger = logging.getLogger("mmmelab.cli")
 
@@ -249,295 +246,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _simulate(args: argparse.Namespace) -> int:
-    from mmmelab.acquisition.study import StudyPlan
-    from mmmelab.study import simulate
-
-    try:
-        width, height = (int(v) for v in args.camera_size.lower().split("x"))
-    except ValueError:
-        raise LabError(
-            f"--camera-size {args.camera_size!r}: use WIDTHxHEIGHT, e.g. 64x48"
-        ) from None
-    if not (16 <= width <= 2040 and 16 <= height <= 1080) or width % 2 or height % 2:
-        raise LabError(f"--camera-size {args.camera_size}: even sizes 16-2040 x 16-1080 only")
-    plan = StudyPlan(
-        participants=args.participants,
-        minutes=args.minutes,
-        camera_width=width,
-        camera_height=height,
-        responders=args.responders,
-        seed=args.seed,
-        dropped_frames=args.dropped_frames,
-    )
-    for folder in simulate(args.out, plan):
-        print(folder)
-    return EXIT_OK
-
-
-def _features(args: argparse.Namespace) -> int:
-    from mmmelab.analysis.pipeline import run_features
-
-    summary = run_features(
-        args.sessions, args.out, args.annotations, tuple(args.windows), not args.no_eeg,
-        args.jobs, args.scheduler,
-    )  # fmt: skip
-    print(f"features of {len(summary['sessions'])} session(s): {summary['rows']} -> {args.out}")
-    return EXIT_OK
-
-
-def _concordance(args: argparse.Namespace) -> int:
-    from mmmelab.analysis.pipeline import run_concordance
-    from mmmelab.study import as_json, print_concordance
-
-    summary = run_concordance(
-        args.sessions, args.out, args.annotations, tuple(args.windows), args.seed, args.jobs,
-        args.scheduler,
-    )  # fmt: skip
-    if args.json:
-        print(as_json({k: v for k, v in summary.items() if k != "provenance"}))
-    else:
-        print_concordance(summary, args.out)
-    return EXIT_OK
-
-
-def _progress(started: float, engine: Any) -> Any:
-    from mmmelab.acquisition.paradigm import Phase
-
-    def show(phase: Phase, trial: Any) -> None:
-        elapsed = time.monotonic() - started
-        what = ""
-        if trial is not None:
-            block = "practice" if trial.practice else "trial"
-            what = f"{block} {trial.index + 1}  {trial.clip.id}"
-        telemetry = engine.telemetry()
-        cam = telemetry.get("camera", {})
-        health = ""
-        if cam.get("fps"):
-            health = (
-                f"  | camera {cam['fps']:.0f} fps, ring {cam['ring_fill']:.0%}, writer "
-                f"{cam['writer_mb_s']:.0f} MB/s, dropped {cam['dropped']}, disk full in "
-                f"{cam['time_to_full_s'] / 60:.0f} min"
-            )
-        print(
-            f"[{elapsed:7.1f} s] {phase.value:<10} {what:<24}{health}", file=sys.stderr, flush=True
-        )
-        volumes = cam.get("volumes") or []
-        if len(volumes) > 1:
-            each = [
-                f"{v['volume']} {v['writer_mb_s']:.0f} MB/s, full in "
-                + ("-" if v["time_to_full_s"] is None else f"{v['time_to_full_s'] / 60:.0f} min")
-                if v["in_stripe"]
-                else f"{v['volume']} out"
-                for v in volumes
-                if v["writer_mb_s"] is not None  # the first second has no rate yet
-            ]
-            if each:
-                print(f"            volumes: {'; '.join(each)}", file=sys.stderr, flush=True)
-        if cam.get("warning"):
-            print(f"            WARNING: {cam['warning']}", file=sys.stderr, flush=True)
-        sync = telemetry.get("sync", {})
-        if sync:
-            parts = [
-                f"{n} {h['residual_ms']:.2f} ms"
-                if h["state"] == SyncState.OK
-                else f"{n} {h['state']}"
-                for n, h in sync.items()
-            ]
-            print(f"            sync: {', '.join(parts)}", file=sys.stderr, flush=True)
-
-    return show
-
-
-def _record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse.Namespace) -> int:
-    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
-    from mmmelab.config import load_lab
-    from mmmelab.participant import check_participant_id
-    from mmmelab.protocol import load_protocol
-
-    lab = load_lab(lab_path)
-    protocol = load_protocol(protocol_path)
-    participant = ParticipantInfo(
-        check_participant_id(args.participant, lab.participant_pattern),
-        args.session,
-        ConsentLevel(args.consent),
-        args.notes,
-    )
-    from mmmelab.storage.session import check_output_root
-
-    check_output_root(out if out is not None else lab.data_root)  # before anything else
-    simulated = lab.simulated_devices()
-    if simulated:
-        print(
-            f"*** SIMULATED DEVICES: {', '.join(simulated)} - this is not a real recording ***",
-            file=sys.stderr,
-            flush=True,
-        )
-    with SessionEngine(lab, protocol, participant, out_root=out) as engine:
-        print(f"connecting devices ({lab.name}) ...", file=sys.stderr, flush=True)
-        engine.connect()
-        with _GracefulStop() as stop_signal:
-            folder = engine.start()
-            print(
-                f"recording {protocol.name!r}: {len(protocol.practice)} practice + "
-                f"{len(protocol.trial_order)} trials into {folder}  (Ctrl-C stops and saves)",
-                file=sys.stderr,
-                flush=True,
-            )
-            engine.run(_progress(time.monotonic(), engine), stop_requested=stop_signal.requested)
-            if stop_signal.name:
-                print(f"{stop_signal.name}: stopping and saving ...", file=sys.stderr, flush=True)
-            stop_signal.saving = True
-            t0 = time.monotonic()
-            engine.stop()
-            stop_s = time.monotonic() - t0
-        if engine.health.fatal is not None:
-            print(f"SESSION FAILED: {engine.health.fatal}", file=sys.stderr, flush=True)
-        if stop_signal.name:
-            print(f"session saved ({_status(folder)}) in {stop_s:.2f} s: {folder}")
-            return 128 + stop_signal.signum
-    from mmmelab.analysis.alignment import align_session, summary_lines
-    from mmmelab.analysis.check import check_session
-
-    report = check_session(folder)
-    _print_summary(report, stop_s)
-    print("alignment (sync.json):")
-    print("\n".join(summary_lines(align_session(folder))))
-    return EXIT_OK if report["ok"] else EXIT_NOT_OK
-
-
-class _GracefulStop:
-    """While recording: SIGINT, SIGTERM and SIGHUP ask the run loop to stop and save.
-
-    The handler only sets a flag (the engine is never interrupted mid-step); a
-    signal while saving is refused with a message - the save finishes first.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self.name = ""
-        self.signum = 0
-        self.saving = False
-        self._old: dict[int, Any] = {}
-
-    def requested(self) -> bool:
-        return bool(self.name)
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.saving or self.name:
-            print(
-                f"{signal.Signals(signum).name}: the session is being saved; "
-                f"this takes a moment - please wait",
-                file=sys.stderr,
-                flush=True,
-            )
-            return
-        self.name, self.signum = signal.Signals(signum).name, signum
-
-    def __enter__(self) -> _GracefulStop:
-        for sig in self.SIGNALS:
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _status(folder: Path) -> str:
-    from mmmelab.storage.manifest import read_manifest
-
-    try:
-        return str(read_manifest(folder)["status"])
-    except LabError:
-        return "unknown"
-
-
-def _print_summary(report: dict[str, Any], stop_s: float) -> None:
-    print(f"session: {report['session']}")
-    print(
-        f"status:  {report['status']} (stopped in {stop_s:.2f} s)"
-        + (f"  SIMULATED: {', '.join(report['simulated'])}" if report["simulated"] else "")
-    )
-    for name, s in report["streams"].items():
-        digital = f" + {s['digital_channels']} digital" if "digital_channels" in s else ""
-        print(
-            f"  {name:<8} {s['kind']:<8} {s['count']:>9} at {s['rate_hz']:>8.2f} Hz  "
-            f"{s['channels']:>3} ch{digital}  gaps {s['gaps']}  dropped {s['dropped']}  "
-            f"trigger edges {s['trigger_edges']}"
-        )
-    m = report["markers"]
-    print(f"  markers: {m['found']}/{m['expected']} of those the protocol implies")
-    st = report.get("stimulus") or {}
-    if st:
-        print(
-            f"  stimulus: {st['presentations']} clip presentations, {st['frames_shown']} frames "
-            f"shown, {st['frames_dropped']} dropped, {st['frames_repeated']} repeated"
-        )
-    for problem in report["problems"]:
-        print(f"  problem: {problem}")
-    for warning in report.get("warnings", []):
-        print(f"  warning: {warning}")
-    print("check:   " + ("ok" if report["ok"] else "NOT OK"))
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from mmmelab.config import shipped
-
-    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if has_display and not args.headless:
-        from mmmelab.config import load_lab
-        from mmmelab.gui.app import run_gui
-        from mmmelab.participant import check_participant_id
-        from mmmelab.protocol import load_protocol
-
-        lab = load_lab(shipped("labs", "simulated"))
-        pid = check_participant_id(args.participant, lab.participant_pattern)
-        print("opening the experimenter console on the simulated lab", file=sys.stderr)
-        return run_gui(lab, load_protocol(shipped("protocols", "quick")), args.out, pid)
-    if not args.headless:
-        print("no display (DISPLAY is not set): recording headless", file=sys.stderr)
-    return _record(shipped("labs", "simulated"), shipped("protocols", "quick"), args.out, args)
-
-
-def _check(args: argparse.Namespace) -> int:
-    from mmmelab.analysis.check import check_session
-
-    report = check_session(args.session)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print_summary(report, float("nan"))
-    return EXIT_OK if report["ok"] else EXIT_NOT_OK
-
-
-def _align(args: argparse.Namespace) -> int:
-    from mmmelab.analysis.alignment import align_session, summary_lines
-
-    cert = align_session(args.session)
-    if args.json:
-        print(json.dumps(cert, indent=2))
-    else:
-        print(f"sync certificate written to {args.session / 'sync.json'}")
-        print("\n".join(summary_lines(cert)))
-    return EXIT_OK
-
-
-def _import(args: argparse.Namespace) -> int:
-    from mmmelab.analysis.importers import import_file
-
-    summary = import_file(args.file).summary()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return EXIT_OK
-    print(f"{summary['path']}: {summary['format']}, start {summary['start']}")
-    for ch in summary["channels"]:
-        print(f"  {ch['name']:<32} {ch['rate_hz']:>10g} Hz {ch['samples']:>9} samples {ch['unit']}")
-    print(f"  {summary['events']} events: {summary['event_labels']}")
-    return EXIT_OK
-
-
 def _bench(args: argparse.Namespace) -> int:
     from mmmelab import bench
 
@@ -607,32 +315,6 @@ def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _eval_spotting(args: argparse.Namespace) -> int:
-    from mmmelab.analysis.spotting import evaluate, read_intervals
-
-    if args.iou > 1:
-        raise LabError(f"--iou {args.iou:g}: an IoU threshold is at most 1")
-    gt, pred = read_intervals(args.gt, args.fps), read_intervals(args.pred, args.fps)
-    result = evaluate(gt, pred, args.iou, args.rule)
-    result["inputs"] = {"gt": str(args.gt), "pred": str(args.pred), "fps": args.fps}
-    if args.json:
-        print(json.dumps(result))
-        return EXIT_OK
-    print(f"rule {args.rule}, IoU >= {args.iou:g}, {result['videos']} video(s)")
-    print(f"{'class':8} {'GT':>5} {'pred':>5} {'TP':>5} {'FP':>5} {'FN':>5} "
-          f"{'P':>6} {'R':>6} {'F1':>6}")  # fmt: skip
-    for name in ("ME", "MaE", "overall"):
-        c = result[name]
-        print(f"{name:8} {c['n_gt']:5d} {c['n_pred']:5d} {c['tp']:5d} {c['fp']:5d} {c['fn']:5d} "
-              f"{c['precision']:6.3f} {c['recall']:6.3f} {c['f1']:6.3f}")  # fmt: skip
-    apex = result["apex"]
-    if apex["pairs"]:
-        err = apex["apex_error_ms_median"]
-        print(f"apex inside the event in {apex['apex_hit_rate']:.1%} of {apex['pairs']} matches"
-              + (f"; median apex error {err:.0f} ms" if err is not None else ""))  # fmt: skip
-    return EXIT_OK
-
-
 def _lab_file(path: Path) -> Path:
     """A lab file, or the name of a shipped lab (``simulated``) when no such file exists."""
     from mmmelab.config import shipped
@@ -687,31 +369,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
+    from mmmelab import analysiscli, recordcli
+
     try:
         if args.command == "demo":
-            return _demo(args)
+            return recordcli.demo(args)
         if args.command == "attach":
             from mmmelab.gui.app import run_attach
 
             return run_attach()
         if args.command == "record":
-            return _record(args.lab, args.protocol, args.out, args)
+            return recordcli.record(args.lab, args.protocol, args.out, args)
         if args.command == "bench":
             return _bench(args)
         if args.command == "import":
-            return _import(args)
+            return analysiscli.import_file(args)
         if args.command == "align":
-            return _align(args)
+            return analysiscli.align(args)
         if args.command == "simulate":
-            return _simulate(args)
+            return analysiscli.simulate(args)
         if args.command == "features":
-            return _features(args)
+            return analysiscli.features(args)
         if args.command == "concordance":
-            return _concordance(args)
+            return analysiscli.concordance(args)
         if args.command == "check-rig":
             return _check_rig(args)
         if args.command == "eval-spotting":
-            return _eval_spotting(args)
+            return analysiscli.eval_spotting(args)
         if args.command in ("dataset", "recognize"):
             from mmmelab import recognitioncli
 
@@ -744,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in [*take_screenshots(args.out, say), *coding_screenshots(args.out, say)]:
                 print(path)
             return EXIT_OK
-        return _check(args)
+        return recordcli.check(args)
     except LabError as exc:
         print(f"mmme {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,0 +1,233 @@
+"""The recording commands: ``mmme record`` (headless), ``mmme demo`` (the GUI when
+there is a display, else headless) and ``mmme check``.
+
+A headless recording runs the engine in this process; SIGINT, SIGTERM and SIGHUP
+stop it and save the session (exit 128 + the signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mmmelab.errors import LabError
+from mmmelab.streams import ConsentLevel, SyncState
+
+EXIT_OK, EXIT_NOT_OK = 0, 1
+
+
+def progress(started: float, engine: Any) -> Any:
+    from mmmelab.acquisition.paradigm import Phase
+
+    def show(phase: Phase, trial: Any) -> None:
+        elapsed = time.monotonic() - started
+        what = ""
+        if trial is not None:
+            block = "practice" if trial.practice else "trial"
+            what = f"{block} {trial.index + 1}  {trial.clip.id}"
+        telemetry = engine.telemetry()
+        cam = telemetry.get("camera", {})
+        health = ""
+        if cam.get("fps"):
+            health = (
+                f"  | camera {cam['fps']:.0f} fps, ring {cam['ring_fill']:.0%}, writer "
+                f"{cam['writer_mb_s']:.0f} MB/s, dropped {cam['dropped']}, disk full in "
+                f"{cam['time_to_full_s'] / 60:.0f} min"
+            )
+        print(
+            f"[{elapsed:7.1f} s] {phase.value:<10} {what:<24}{health}", file=sys.stderr, flush=True
+        )
+        volumes = cam.get("volumes") or []
+        if len(volumes) > 1:
+            each = [
+                f"{v['volume']} {v['writer_mb_s']:.0f} MB/s, full in "
+                + ("-" if v["time_to_full_s"] is None else f"{v['time_to_full_s'] / 60:.0f} min")
+                if v["in_stripe"]
+                else f"{v['volume']} out"
+                for v in volumes
+                if v["writer_mb_s"] is not None  # the first second has no rate yet
+            ]
+            if each:
+                print(f"            volumes: {'; '.join(each)}", file=sys.stderr, flush=True)
+        if cam.get("warning"):
+            print(f"            WARNING: {cam['warning']}", file=sys.stderr, flush=True)
+        sync = telemetry.get("sync", {})
+        if sync:
+            parts = [
+                f"{n} {h['residual_ms']:.2f} ms"
+                if h["state"] == SyncState.OK
+                else f"{n} {h['state']}"
+                for n, h in sync.items()
+            ]
+            print(f"            sync: {', '.join(parts)}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse.Namespace) -> int:
+    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+    from mmmelab.config import load_lab
+    from mmmelab.participant import check_participant_id
+    from mmmelab.protocol import load_protocol
+
+    lab = load_lab(lab_path)
+    protocol = load_protocol(protocol_path)
+    participant = ParticipantInfo(
+        check_participant_id(args.participant, lab.participant_pattern),
+        args.session,
+        ConsentLevel(args.consent),
+        args.notes,
+    )
+    from mmmelab.storage.session import check_output_root
+
+    check_output_root(out if out is not None else lab.data_root)  # before anything else
+    simulated = lab.simulated_devices()
+    if simulated:
+        print(
+            f"*** SIMULATED DEVICES: {', '.join(simulated)} - this is not a real recording ***",
+            file=sys.stderr,
+            flush=True,
+        )
+    with SessionEngine(lab, protocol, participant, out_root=out) as engine:
+        print(f"connecting devices ({lab.name}) ...", file=sys.stderr, flush=True)
+        engine.connect()
+        with GracefulStop() as stop_signal:
+            folder = engine.start()
+            print(
+                f"recording {protocol.name!r}: {len(protocol.practice)} practice + "
+                f"{len(protocol.trial_order)} trials into {folder}  (Ctrl-C stops and saves)",
+                file=sys.stderr,
+                flush=True,
+            )
+            engine.run(progress(time.monotonic(), engine), stop_requested=stop_signal.requested)
+            if stop_signal.name:
+                print(f"{stop_signal.name}: stopping and saving ...", file=sys.stderr, flush=True)
+            stop_signal.saving = True
+            t0 = time.monotonic()
+            engine.stop()
+            stop_s = time.monotonic() - t0
+        if engine.health.fatal is not None:
+            print(f"SESSION FAILED: {engine.health.fatal}", file=sys.stderr, flush=True)
+        if stop_signal.name:
+            print(f"session saved ({status(folder)}) in {stop_s:.2f} s: {folder}")
+            return 128 + stop_signal.signum
+    from mmmelab.analysis.alignment import align_session, summary_lines
+    from mmmelab.analysis.check import check_session
+
+    report = check_session(folder)
+    print_summary(report, stop_s)
+    print("alignment (sync.json):")
+    print("\n".join(summary_lines(align_session(folder))))
+    return EXIT_OK if report["ok"] else EXIT_NOT_OK
+
+
+class GracefulStop:
+    """While recording: SIGINT, SIGTERM and SIGHUP ask the run loop to stop and save.
+
+    The handler only sets a flag (the engine is never interrupted mid-step); a
+    signal while saving is refused with a message - the save finishes first.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.signum = 0
+        self.saving = False
+        self._old: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return bool(self.name)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.saving or self.name:
+            print(
+                f"{signal.Signals(signum).name}: the session is being saved; "
+                f"this takes a moment - please wait",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.name, self.signum = signal.Signals(signum).name, signum
+
+    def __enter__(self) -> GracefulStop:
+        for sig in self.SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def status(folder: Path) -> str:
+    from mmmelab.storage.manifest import read_manifest
+
+    try:
+        return str(read_manifest(folder)["status"])
+    except LabError:
+        return "unknown"
+
+
+def print_summary(report: dict[str, Any], stop_s: float) -> None:
+    print(f"session: {report['session']}")
+    print(
+        f"status:  {report['status']} (stopped in {stop_s:.2f} s)"
+        + (f"  SIMULATED: {', '.join(report['simulated'])}" if report["simulated"] else "")
+    )
+    for name, s in report["streams"].items():
+        digital = f" + {s['digital_channels']} digital" if "digital_channels" in s else ""
+        print(
+            f"  {name:<8} {s['kind']:<8} {s['count']:>9} at {s['rate_hz']:>8.2f} Hz  "
+            f"{s['channels']:>3} ch{digital}  gaps {s['gaps']}  dropped {s['dropped']}  "
+            f"trigger edges {s['trigger_edges']}"
+        )
+    m = report["markers"]
+    print(f"  markers: {m['found']}/{m['expected']} of those the protocol implies")
+    st = report.get("stimulus") or {}
+    if st:
+        print(
+            f"  stimulus: {st['presentations']} clip presentations, {st['frames_shown']} frames "
+            f"shown, {st['frames_dropped']} dropped, {st['frames_repeated']} repeated"
+        )
+    for problem in report["problems"]:
+        print(f"  problem: {problem}")
+    for warning in report.get("warnings", []):
+        print(f"  warning: {warning}")
+    print("check:   " + ("ok" if report["ok"] else "NOT OK"))
+
+
+def demo(args: argparse.Namespace) -> int:
+    from mmmelab.config import shipped
+
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if has_display and not args.headless:
+        from mmmelab.config import load_lab
+        from mmmelab.gui.app import run_gui
+        from mmmelab.participant import check_participant_id
+        from mmmelab.protocol import load_protocol
+
+        lab = load_lab(shipped("labs", "simulated"))
+        pid = check_participant_id(args.participant, lab.participant_pattern)
+        print("opening the experimenter console on the simulated lab", file=sys.stderr)
+        return run_gui(lab, load_protocol(shipped("protocols", "quick")), args.out, pid)
+    if not args.headless:
+        print("no display (DISPLAY is not set): recording headless", file=sys.stderr)
+    return record(shipped("labs", "simulated"), shipped("protocols", "quick"), args.out, args)
+
+
+def check(args: argparse.Namespace) -> int:
+    from mmmelab.analysis.check import check_session
+
+    report = check_session(args.session)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_summary(report, float("nan"))
+    return EXIT_OK if report["ok"] else EXIT_NOT_OK
