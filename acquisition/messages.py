@@ -280,14 +280,18 @@ def run_dir() -> Path:
 
 @dataclass(frozen=True)
 class ServiceInfo:
+    """Where a process listens (a Unix socket), its key and its id, kept in the run
+    folder as ``<name>.json``: ``engine`` (the session service), ``participant``
+    (the participant's windows)."""
+
     address: str
     key: bytes
     pid: int
 
     @classmethod
-    def read(cls, folder: Path | None = None) -> ServiceInfo | None:
-        """The running service's address, or None when there is none."""
-        path = (folder or run_dir()) / "engine.json"
+    def read(cls, folder: Path | None = None, name: str = "engine") -> ServiceInfo | None:
+        """The running process's address, or None when there is none."""
+        path = (folder or run_dir()) / f"{name}.json"
         try:
             raw = json.loads(path.read_text())
             info = cls(str(raw["address"]), bytes.fromhex(raw["key"]), int(raw["pid"]))
@@ -301,8 +305,8 @@ class ServiceInfo:
             pass
         return info
 
-    def write(self, folder: Path) -> None:
-        path = folder / "engine.json"
+    def write(self, folder: Path, name: str = "engine") -> None:
+        path = folder / f"{name}.json"
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

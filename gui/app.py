@@ -11,7 +11,6 @@ participant's window, unless the experimenter is typing in a console field.
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 import traceback
@@ -27,6 +26,7 @@ from mmmelab.config import LabConfig, ScreensConfig
 from mmmelab.errors import LabError
 from mmmelab.gui.console import NOTE_KEY, ConsoleWindow
 from mmmelab.gui.controller import EngineController
+from mmmelab.gui.participant import ParticipantWindows
 from mmmelab.gui.reminder import ReminderWindow
 from mmmelab.gui.stimulus import StimulusWindow
 from mmmelab.protocol import Protocol
@@ -53,7 +53,8 @@ def key_of(name: str) -> int:
 
 
 class LabApp(QObject):
-    """Builds and owns the console, the participant window and the reminder window."""
+    """Builds and owns the console and the participant's windows (the stimulus and the
+    reminder window): here, or in their own process (``participant``)."""
 
     def __init__(
         self,
@@ -63,24 +64,37 @@ class LabApp(QObject):
         run_checks: bool = True,
         participant_id: str = "",
         controller: EngineController | None = None,
+        participant: ParticipantWindows | None = None,
     ) -> None:
-        """``controller``: a console on the session service (else the engine runs here)."""
+        """``controller``: a console on the session service (else the engine runs here);
+        ``participant``: the participant's windows in their own process (else here)."""
         super().__init__()
-        set_realtime_switching()
         self.lab = lab
         self.controller = controller or EngineController(
             lab, protocol, out_root, run_checks=run_checks
         )
-        self.reminder = ReminderWindow(self.controller, lab.reminder)
-        self.stimulus = StimulusWindow(self.controller, lab.screens)
-        self.console = ConsoleWindow(self.controller, self.reminder)
+        self.participant = participant
+        self.stimulus: StimulusWindow | None = None
+        self.reminder: ReminderWindow | None = None
+        if participant is None:
+            self.reminder = ReminderWindow(self.controller, lab.reminder)
+            self.stimulus = StimulusWindow(self.controller, lab.screens)
+        self.console = ConsoleWindow(self.controller, participant or self.reminder)
         self.console.pid.setText(participant_id)
         self.console.closed.connect(self.shutdown)
-        self.console.follow_stimulus(self.stimulus.next_frame_in, self.stimulus.presented)
-        self.console.display_test_requested.connect(
-            lambda: self.stimulus.test_clip(self.controller.test_clip_path())
-        )
-        self.stimulus.display_checked.connect(self.console.display_checked)
+        if self.stimulus is not None:
+            stimulus = self.stimulus
+            self.console.display_test_requested.connect(
+                lambda: stimulus.test_clip(self.controller.test_clip_path())
+            )
+            stimulus.display_checked.connect(self.console.display_checked)
+        else:
+            assert participant is not None
+            self.console.display_test_requested.connect(
+                lambda: participant.test_clip(self.controller.test_clip_path())
+            )
+            participant.display_checked.connect(self.console.display_checked)
+            participant.key_pressed.connect(self._console_key)
         self.layout_warning = ""
         self.reminder_key = key_of(lab.reminder.key)
         self.note_key = key_of(NOTE_KEY)
@@ -113,9 +127,15 @@ class LabApp(QObject):
     def _state(self, state: ControllerState) -> None:
         if state is not ControllerState.RECORDING:
             return
-        freeze_startup_objects()
         if self.layout_warning:  # shown already
             self.controller.fault("display", FaultKind.WARNING, self.layout_warning, log=False)
+
+    def _console_key(self, key: int) -> None:
+        """An experimenter's key typed in a participant window (another process)."""
+        if key == self.reminder_key:
+            self.console.press_reminder()
+        elif key == self.note_key:
+            self.console.press_note()
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
         if event is None or event.type() != QEvent.Type.KeyPress:
@@ -124,18 +144,23 @@ class LabApp(QObject):
         if event.isAutoRepeat():
             return event.key() in (self.reminder_key, self.note_key)
         key = event.key()
-        if key == self.reminder_key:
-            self.console.press_reminder()
-            return True
-        if key == self.note_key:
-            self.console.press_note()
+        if key in (self.reminder_key, self.note_key):
+            self._console_key(key)
             return True
         focus = QApplication.focusWidget()
         typing = isinstance(focus, TEXT_INPUTS) and focus.window() is self.console
-        if key in PARTICIPANT_KEYS and not typing and obj is not self.stimulus:
-            if isinstance(obj, QWidget) and obj.window() is not self.stimulus:
-                self.stimulus.keyPressEvent(event)
+        if key not in PARTICIPANT_KEYS or typing or not isinstance(obj, QWidget):
+            return False
+        if self.participant is not None:  # the participant's keys go to their process
+            if obj.window() is self.console:
+                self.participant.press(key)
                 return True
+            return False
+        stimulus = self.stimulus
+        assert stimulus is not None
+        if obj is not stimulus and obj.window() is not stimulus:
+            stimulus.keyPressEvent(event)
+            return True
         return False
 
     def shutdown(self) -> None:
@@ -143,38 +168,56 @@ class LabApp(QObject):
         app = QApplication.instance()
         if app is not None:
             app.removeEventFilter(self)
-        self.stimulus.shutdown()
+        if self.stimulus is not None:
+            self.stimulus.shutdown()
         self.controller.close()
-        self.stimulus.close()
-        self.reminder.close()
+        for window in (self.stimulus, self.reminder):
+            if window is not None:
+                window.close()
+        if self.participant is not None:
+            self.participant.close()
 
 
 def place_windows(
-    cfg: ScreensConfig, console: QWidget, stimulus: QWidget, reminder: QWidget
+    cfg: ScreensConfig,
+    console: QWidget | None,
+    stimulus: QWidget | None,
+    reminder: QWidget | None,
 ) -> str:
-    """Put each window on its configured screen; returns a warning when falling back."""
+    """Put each window on its configured screen; returns a warning when falling back.
+
+    A window given as None lives in another process, which places it the same way."""
     screens = QGuiApplication.screens()
     wanted = (cfg.console, cfg.stimulus, cfg.reminder)
+    windows = (console, stimulus, reminder)
     if len(set(wanted)) == 3 and max(wanted) < len(screens):
-        for window, index in zip((console, stimulus, reminder), wanted, strict=True):
+        for window, index in zip(windows, wanted, strict=True):
+            if window is None:
+                continue
             screen = screens[index]
             window.setGeometry(screen.geometry())
             window.winId()
             handle = window.windowHandle()
             if handle is not None:
                 handle.setScreen(screen)
-        console.showMaximized()
-        stimulus.showFullScreen()
-        reminder.showFullScreen()
+        if console is not None:
+            console.showMaximized()
+        for window in (stimulus, reminder):
+            if window is not None:
+                window.showFullScreen()
         return ""
     area = screens[0].availableGeometry() if screens else QRect(0, 0, 1600, 900)
     x, y, w, h = area.x(), area.y(), area.width(), area.height()
     cw = int(w * 0.6)
-    console.setGeometry(x, y, cw, h)
-    stimulus.setGeometry(x + cw, y, w - cw, int(h * 0.6))
-    reminder.setGeometry(x + cw, y + int(h * 0.6), w - cw, h - int(h * 0.6))
-    for window in (console, stimulus, reminder):
-        window.show()
+    places = (
+        (x, y, cw, h),
+        (x + cw, y, w - cw, int(h * 0.6)),
+        (x + cw, y + int(h * 0.6), w - cw, h - int(h * 0.6)),
+    )
+    for window, place in zip(windows, places, strict=True):
+        if window is not None:
+            window.setGeometry(*place)
+            window.show()
     return (
         f"screens {wanted} (console, stimulus, reminder) are not all present "
         f"({len(screens)} screen(s)): the three windows are side by side on the first screen"
@@ -190,28 +233,6 @@ def _log_uncaught(
     )
 
 
-def freeze_startup_objects() -> None:
-    """Exempt everything built so far from the cyclic garbage collector.
-
-    A full collection walks every object of the process (Qt wrappers, pyqtgraph
-    items, the engine) and holds the GIL meanwhile: 50-120 ms here, which would
-    drop clip frames. Once the session is set up (the "press Space" screen is up,
-    no clip plays), one collection runs and the survivors are frozen, so later
-    collections only look at what is new.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def set_realtime_switching() -> None:
-    """Let the GUI thread get the GIL back within 1 ms (Python's default is 5 ms).
-
-    Recorder threads share this interpreter; with the default interval a clip frame
-    or the reminder could wait several switch intervals for the GIL.
-    """
-    sys.setswitchinterval(0.0005)
-
-
 def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participant_id: str) -> int:
     """Start the session service on ``lab``, open the console on it and run until the
     console is closed. Returns the exit code."""
@@ -220,7 +241,8 @@ def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participa
 
     app = _application()
     controller = EngineController.attach(start_service(), Setup(lab, protocol, out_root))
-    lab_app = LabApp(lab, protocol, participant_id=participant_id, controller=controller)
+    lab_app = LabApp(lab, protocol, participant_id=participant_id, controller=controller,
+                     participant=ParticipantWindows.open())  # fmt: skip
     lab_app.show()
     lab_app.connect_devices()
     app.exec()
@@ -237,7 +259,9 @@ def run_attach() -> int:
         raise LabError("no session service is running (mmme demo starts one)")
     app = _application()
     controller = EngineController.attach(info)
-    lab_app = LabApp(controller.lab, controller.protocol, controller=controller)
+    participant = ParticipantWindows.open()
+    lab_app = LabApp(controller.lab, controller.protocol, controller=controller,
+                     participant=participant)  # fmt: skip
     lab_app.show()
     lab_app.catch_up()
     app.exec()

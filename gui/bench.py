@@ -142,7 +142,7 @@ def _measure(
     from mmmelab.gui.app import key_of
     from mmmelab.gui.scripted import wait
 
-    console, stim, controller = lab_app.console, lab_app.stimulus, lab_app.controller
+    console, controller = lab_app.console, lab_app.controller
     clock = controller.clock
     progress(f"recording with the GUI for {seconds:g} s")
 
@@ -160,8 +160,8 @@ def _measure(
         lags.append(now - state["last"] - TICK_S)
         state["last"] = now
 
-    def participant() -> None:
-        info = stim.info
+    def participant() -> None:  # keys typed on the console go to the participant's windows
+        info = controller.phase
         phase = info.phase if info is not None else None
         if phase != state["phase"]:
             state["phase"] = phase
@@ -171,10 +171,10 @@ def _measure(
             return
         state["due"] = None
         if phase is Phase.WAIT_SPACE:
-            post(stim, Qt.Key.Key_Space)
+            post(console, Qt.Key.Key_Space)
         elif phase is Phase.RATING:
             for key in (Qt.Key.Key_1, Qt.Key.Key_7, Qt.Key.Key_6, Qt.Key.Key_Return):
-                post(stim, key)
+                post(console, key)
 
     def remind() -> None:
         key_posts.append(clock())
@@ -205,14 +205,14 @@ def _measure(
     for timer in timers:
         timer.stop()
     app.removeEventFilter(paints)
-    latencies = _reminder_latencies(key_posts, lab_app.reminder.changes)
+    shown, changes = _participant_figures(lab_app)
+    latencies = _reminder_latencies(key_posts, changes)
     progress("stopping")
     console.ask = lambda question: True
     console.close()
     wait(app, lambda: not console.isVisible(), 30)
     camera = controller.telemetry().get("camera", {})  # final, after the stop
     lag_ms = np.array(lags[1:]) * 1000.0
-    shown = [s for s in stim.schedules if s.started]
     late_ms = 1000.0 * np.array([x for s in shown for x in s.lateness_s])
     result: dict[str, Any] = {
         "seconds": round(elapsed, 1),
@@ -228,9 +228,9 @@ def _measure(
         "reminder_latency_ms_p95": _pct(latencies, 95),
         "stimulus_presentations": len(shown),
         "stimulus_frames_shown": sum(s.shown for s in shown),
-        "stimulus_frames_dropped": stim.dropped_frames(),
-        "stimulus_frames_repeated": stim.repeated_frames(),
-        "stimulus_late_ms_max": round(1000 * max((s.late_max_s for s in shown), default=0.0), 2),
+        "stimulus_frames_dropped": sum(s.dropped for s in shown),
+        "stimulus_frames_repeated": sum(s.repeated for s in shown),
+        "stimulus_late_ms_max": round(float(late_ms.max()), 2) if len(late_ms) else None,
         "stimulus_frame_lateness_ms_p99": _pct(late_ms, 99),
         "camera_frames": int(camera.get("frames", 0)),
         "dropped": int(camera.get("dropped", -1)),
@@ -261,6 +261,18 @@ class _PaintCounter:
                 return False
 
         return Counter()
+
+
+def _participant_figures(lab_app: Any) -> tuple[list[Any], list[tuple[bool, float, float, str]]]:
+    """Each clip presentation (shown, dropped, repeated, lateness_s) and each reminder
+    change, from the participant's windows - asked of their process when they have one."""
+    if lab_app.participant is not None:
+        stats = lab_app.participant.stats()
+        if stats is None:
+            raise RuntimeError("the participant's windows sent no figures")
+        return list(stats.presentations), list(stats.reminder_changes)
+    shown = [s for s in lab_app.stimulus.schedules if s.started]
+    return shown, list(lab_app.reminder.changes)
 
 
 def _reminder_latencies(

@@ -8,15 +8,13 @@ the note typed beside it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QCloseEvent
 from PyQt6.QtWidgets import (
     QComboBox,
     QFormLayout,
-    QGraphicsView,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -44,7 +42,6 @@ from mmmelab.gui.panels import (
     SetupPanel,
     TrialList,
 )
-from mmmelab.gui.reminder import ReminderWindow
 from mmmelab.gui.reportlaunch import ReportLauncher
 from mmmelab.gui.setupview import SetupTabs
 from mmmelab.participant import participant_id_problem
@@ -56,7 +53,6 @@ logger = logging.getLogger(__name__)
 LIVE_MS = 16  # preview poll (new frames only) - the camera preview comes at about 30 fps
 PLOT_MS = 33  # signal plots
 SLOW_MS = 250  # telemetry, countdown
-PIECE_BUDGET_S = 0.014  # a redraw piece starts only this long before the next clip frame
 NOTE_KEY = "F2"
 CONSENT = {
     ConsentLevel.PUBLIC: "1 - data may be shared; faces may be shown",
@@ -64,11 +60,17 @@ CONSENT = {
 }
 
 
+class Reminder(Protocol):
+    """The reminder display as the console sees it: in this process or another."""
+
+    def toggle(self, t_key: float) -> None: ...
+
+
 class ConsoleWindow(QMainWindow):
     closed = pyqtSignal()
     display_test_requested = pyqtSignal()  # the participant screen plays the test clip
 
-    def __init__(self, controller: EngineController, reminder: ReminderWindow) -> None:
+    def __init__(self, controller: EngineController, reminder: Reminder) -> None:
         super().__init__()
         self.controller = controller
         self.reminder = reminder
@@ -99,57 +101,7 @@ class ConsoleWindow(QMainWindow):
         self.slow_timer.timeout.connect(self._slow)
         self.slow_timer.start()
         self.plots: SignalPlots | None = None
-        self._frame_gate: Callable[[], float | None] | None = None
-        self._deferred: set[str] = set()
-        self._pieces: list[str] = []
         self._state(controller.state)
-
-    def follow_stimulus(self, next_frame_in: Callable[[], float | None], presented: Any) -> None:
-        """Give the participant's clip frames priority over the console's redraws.
-
-        While a clip plays, the preview and plot redraws that fell due wait for the
-        next clip frame to be shown (``presented``) and are then done and painted at
-        once, in the gap before the frame after it, so no redraw can hold up a frame.
-        """
-        self._frame_gate = next_frame_in
-        presented.connect(self._after_frame)
-
-    def _gated(self, what: str) -> bool:
-        if self._frame_gate is not None and self._frame_gate() is not None:
-            self._deferred.add(what)
-            return True
-        return False
-
-    def _after_frame(self) -> None:
-        deferred, self._deferred = self._deferred, set()
-        for piece in ("live", "eeg", "physio"):
-            wanted = "live" if piece == "live" else "plots"
-            if wanted in deferred and piece not in self._pieces:
-                self._pieces.append(piece)
-        self._next_piece()
-
-    def _next_piece(self) -> None:
-        """One piece of redraw, painted at once, if it fits before the next clip frame;
-        input events are handled between pieces. What does not fit waits for the next
-        frame."""
-        if not self._pieces:
-            return
-        left = self._frame_gate() if self._frame_gate is not None else None
-        if left is not None and left < PIECE_BUDGET_S:
-            return
-        piece = self._pieces.pop(0)
-        if piece == "live":
-            if self.preview.refresh():
-                _repaint(self.preview.view)
-        elif self.plots is not None:
-            if piece == "eeg":
-                self.plots.refresh_eeg()
-                _repaint(self.plots.eeg_view)
-            else:
-                self.plots.refresh_physio()
-                _repaint(self.plots.physio_view)
-        if self._pieces:
-            QTimer.singleShot(0, self._next_piece)
 
     # ------------------------------------------------------------ layout
 
@@ -491,12 +443,18 @@ class ConsoleWindow(QMainWindow):
     # ------------------------------------------------------------ timers
 
     def _live(self) -> None:
-        if not self._gated("live"):
-            self.preview.refresh()
+        self.preview.refresh()
 
     def _plots(self) -> None:
-        if self.plots is not None and not self._gated("plots"):
-            self.plots.refresh()
+        """The EEG view now, the physiology view in the next turn of the event loop: no
+        redraw holds the GUI thread long (input and the reminder key come between)."""
+        if self.plots is not None:
+            self.plots.refresh_eeg()
+            QTimer.singleShot(0, self._plots_physio)
+
+    def _plots_physio(self) -> None:
+        if self.plots is not None:
+            self.plots.refresh_physio()
 
     def _slow(self) -> None:
         if self.setup_tabs.isVisible():
@@ -557,12 +515,6 @@ class ConsoleWindow(QMainWindow):
         self.slow_timer.stop()
         self.closed.emit()
         event.accept()
-
-
-def _repaint(view: QGraphicsView) -> None:
-    viewport = view.viewport()
-    if viewport is not None:
-        viewport.repaint()
 
 
 def _group(title: str, widget: QWidget) -> QGroupBox:

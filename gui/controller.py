@@ -40,6 +40,7 @@ from mmmelab.acquisition.messages import (
     PhaseChanged,
     PhaseInfo,
     RigChecked,
+    Role,
     ServiceInfo,
     SessionResult,
     Setup,
@@ -88,13 +89,16 @@ class EngineController(QObject):
         self.clock: Callable[[], float] = self.link.clock
 
     @classmethod
-    def attach(cls, info: ServiceInfo, setup: Setup | None = None) -> EngineController:
-        """A console on the session service at ``info``; ``setup`` for a new service
-        (its session), None to attach to a running one (it says which session)."""
+    def attach(
+        cls, info: ServiceInfo, setup: Setup | None = None, role: Role = Role.CONSOLE
+    ) -> EngineController:
+        """A console (or the participant's windows: ``role``) on the session service at
+        ``info``; ``setup`` for a new service (its session), None to attach to a
+        running one (it says which session)."""
         self = cls.__new__(cls)
         QObject.__init__(self)
         self._runner = None
-        client = ServiceClient(info, self._on_event, self._lost, setup)
+        client = ServiceClient(info, self._on_event, self._lost, setup, role)
         hello = client.hello
         self._fields(hello.lab, hello.protocol)
         self.link, self.clock = client, client.clock

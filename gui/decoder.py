@@ -26,9 +26,13 @@ AUDIO_CHANNELS = 2
 class ClipDecoder:
     """Decode ``path`` ahead of display. ``close()`` stops the thread (idempotent)."""
 
-    def __init__(self, path: Path, ahead: int = 24) -> None:
+    def __init__(self, path: Path, ahead: int = 24, fit: tuple[int, int] | None = None) -> None:
+        """``fit`` (width, height of the screen area): frames are scaled to fill it
+        (aspect kept) here, as BGRA (Qt's RGB32), so that showing one is a plain copy;
+        without it frames are the clip's own size, RGB."""
         self.path = Path(path)
         self.ahead = ahead
+        self.fit = fit
         self.error: str = ""
         self.fps = 30.0
         self.n_frames: int | None = None
@@ -50,7 +54,8 @@ class ClipDecoder:
         return self._newest
 
     def take(self, index: int) -> np.ndarray | None:
-        """Frame ``index`` (RGB, H x W x 3); frames before it are released."""
+        """Frame ``index`` (H x W x 3 RGB, or x 4 BGRA when fitted); frames before it
+        are released."""
         with self._cond:
             image = self._frames.get(index)
             for old in [i for i in self._frames if i <= index]:
@@ -80,10 +85,15 @@ class ClipDecoder:
                     self.pcm = self._audio()
                 self.ready.set()
                 video.thread_type = "AUTO"
+                size = fitted(video.width, video.height, self.fit)
                 for index, frame in enumerate(container.decode(video)):
                     if not self._wait_room(index):
                         return
-                    image = frame.to_ndarray(format="rgb24")
+                    if size is None:
+                        image = frame.to_ndarray(format="rgb24")
+                    else:
+                        scaled = frame.reformat(width=size[0], height=size[1], format="bgra")
+                        image = scaled.to_ndarray()
                     with self._cond:
                         self._frames[index] = image
                         self._newest = index
@@ -112,3 +122,12 @@ class ClipDecoder:
             for out in resampler.resample(None):
                 parts.append(out.to_ndarray().tobytes())
         return b"".join(parts) or None
+
+
+def fitted(width: int, height: int, area: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The size a ``width`` x ``height`` picture has when scaled to fill ``area`` with
+    its aspect kept (even sizes), or None without an area."""
+    if area is None or area[0] < 2 or area[1] < 2 or width < 1 or height < 1:
+        return None
+    scale = min(area[0] / width, area[1] / height)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)

@@ -45,19 +45,22 @@ def scripted_session(
 ) -> Iterator[LabApp]:
     """A recording in the GUI, from Start to saved. Raises LabError when it cannot start.
 
-    ``in_service``: the engine in the session service (a process of its own, as
-    ``mmme demo`` runs it), else in this process (the simulated devices reachable)."""
-    controller = None
+    ``in_service``: the engine in the session service and the participant's windows
+    in their own process (as ``mmme demo`` runs them), else all in this process (the
+    simulated devices and the windows reachable)."""
+    controller = participant = None
     if in_service:
         from mmmelab.acquisition.consolelink import start_service
         from mmmelab.acquisition.messages import Setup
         from mmmelab.gui.controller import EngineController
+        from mmmelab.gui.participant import ParticipantWindows
 
         setup = Setup(lab, protocol, out_root, run_checks=False)
         controller = EngineController.attach(start_service(), setup)
+        participant = ParticipantWindows.open()
     lab_app = LabApp(
         lab, protocol, out_root=out_root, run_checks=False, participant_id=participant_id,
-        controller=controller,
+        controller=controller, participant=participant,
     )  # fmt: skip
     try:
         controller, console = lab_app.controller, lab_app.console

@@ -66,16 +66,18 @@ class Canvas(QWidget):
         self._array: np.ndarray | None = None  # keeps the QImage's memory alive
         self._text: tuple[str, str] = TEXTS["wait"]
 
-    def set_image(self, rgb: np.ndarray) -> None:
-        self._array = np.ascontiguousarray(rgb)
-        h, w = self._array.shape[:2]
+    def set_image(self, image: np.ndarray) -> None:
+        """A frame: H x W x 3 RGB, or x 4 BGRA (already the size it is shown at)."""
+        self._array = np.ascontiguousarray(image)
+        h, w, depth = self._array.shape
+        fmt = QImage.Format.Format_RGB32 if depth == 4 else QImage.Format.Format_RGB888
         # wraps the array's memory (no copy); the stubs do not list memoryview
         self._image = QImage(
             self._array.data,  # type: ignore[call-overload]
             w,
             h,
-            3 * w,
-            QImage.Format.Format_RGB888,
+            depth * w,
+            fmt,
         )
 
     def set_text(self, title: str, body: str) -> None:
@@ -91,7 +93,10 @@ class Canvas(QWidget):
             scale = min(self.width() / w, self.height() / h)
             tw, th = int(w * scale), int(h * scale)
             target = QRect((self.width() - tw) // 2, (self.height() - th) // 2, tw, th)
-            p.drawImage(target, self._image)
+            if abs(tw - w) <= 2 and abs(th - h) <= 2:  # fitted by the decoder: a plain copy
+                p.drawImage(target.topLeft(), self._image)
+            else:
+                p.drawImage(target, self._image)
         else:
             title, body = self._text
             p.setPen(QColor(235, 235, 235))
@@ -141,13 +146,8 @@ class Playback:
 
 
 class StimulusWindow(QWidget):
-    """The participant's screen. Driven by the controller's ``phase_changed``.
+    """The participant's screen. Driven by the controller's ``phase_changed``."""
 
-    ``presented`` is emitted right after each clip frame is shown: the console
-    does its heavier redraws then, in the gap before the next frame.
-    """
-
-    presented = pyqtSignal()
     display_checked = pyqtSignal(object)  # the clip and display check's record (dict)
 
     def __init__(self, controller: EngineController, screens: ScreensConfig) -> None:
@@ -259,7 +259,7 @@ class StimulusWindow(QWidget):
         when something plays already or there is no clip."""
         if self.playback is not None or path is None or self.info is not None:
             return False
-        decoder = ClipDecoder(path)
+        decoder = ClipDecoder(path, fit=(self.canvas.width(), self.canvas.height()))
         schedule = FrameSchedule(
             fps=decoder.fps,
             trial=-1,
@@ -308,7 +308,8 @@ class StimulusWindow(QWidget):
     def _preload(self, path: Path | None) -> None:
         if self._preloaded is not None:
             self._preloaded.close()
-        self._preloaded = ClipDecoder(path) if path is not None else None
+        fit = (self.canvas.width(), self.canvas.height())
+        self._preloaded = ClipDecoder(path, fit=fit) if path is not None else None
 
     def _start(self, kind: int, t_space: float) -> None:
         info = self.info
@@ -391,7 +392,6 @@ class StimulusWindow(QWidget):
             if pb.schedule.kind == StimulusKind.CLIP:
                 self.controller.clip_onset(t_display)
             self._start_audio(pb)
-        self.presented.emit()
 
     def _start_audio(self, pb: Playback) -> None:
         if pb.decoder.pcm is None:
@@ -440,15 +440,6 @@ class StimulusWindow(QWidget):
             y = 0 if "top" in self._corner.value else self.height() - s
             self.patch.move(x, y)
             self.patch.raise_()
-
-    def next_frame_in(self) -> float | None:
-        """Seconds to the next due clip frame while a clip plays, else None."""
-        pb = self.playback
-        if pb is None or not pb.schedule.started:
-            return None
-        now = self.clock()
-        nxt = pb.schedule.next_change(now)
-        return max(0.0, nxt - now) if math.isfinite(nxt) else None
 
     def dropped_frames(self) -> int:
         return sum(s.dropped for s in self.schedules)

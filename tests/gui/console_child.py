@@ -1,8 +1,9 @@
 """A console in a process of its own, for the tests that kill it.
 
 ``python -m tests.gui.console_child LAB PROTOCOL OUT ORPHAN_S`` opens the console
-(offscreen) on a new session service, starts a session (checks overridden) and
-prints ``recording <folder>`` once it records; then it runs until killed.
+(offscreen) on a new session service with the participant's windows in their own
+process, as ``mmme demo`` does; it starts a session (checks overridden) and prints
+``recording <folder>`` once it records; then it runs until killed.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ def main(lab_file: str, protocol_file: str, out: str, orphan_s: str) -> int:
     from mmmelab.config import load_lab
     from mmmelab.gui.app import LabApp
     from mmmelab.gui.controller import EngineController
+    from mmmelab.gui.participant import ParticipantWindows
     from mmmelab.protocol import load_protocol
 
     app = QApplication(sys.argv[:1])
     lab, protocol = load_lab(Path(lab_file)), load_protocol(Path(protocol_file))
     setup = Setup(lab, protocol, Path(out), run_checks=False, orphan_timeout_s=float(orphan_s))
     controller = EngineController.attach(start_service(), setup)
-    lab_app = LabApp(lab, protocol, participant_id="P01", controller=controller)
+    lab_app = LabApp(lab, protocol, participant_id="P01", controller=controller,
+                     participant=ParticipantWindows.open())  # fmt: skip
 
     def state(now: ControllerState) -> None:
         if now is ControllerState.READY:

@@ -18,6 +18,7 @@ from mmmelab.acquisition.paradigm import Phase
 from mmmelab.analysis.check import check_session
 from mmmelab.gui.app import LabApp
 from mmmelab.gui.controller import EngineController
+from mmmelab.gui.participant import ParticipantWindows
 from mmmelab.storage import open_session
 from tests.conftest import write_small_lab_toml
 from tests.helpers import wait_until
@@ -49,8 +50,10 @@ def _console_recording(tmp_path: Path, protocol_file: Path, orphan_s: float):
     assert line.startswith("recording "), f"the console did not start recording: {line!r}"
     folder = Path(line.split(" ", 1)[1].strip())
     info = ServiceInfo.read(run_dir())
+    windows = ServiceInfo.read(run_dir(), "participant")  # the participant's windows
     assert info is not None and info.pid != proc.pid
-    return proc, folder, psutil.Process(info.pid)
+    assert windows is not None and windows.pid not in (proc.pid, info.pid)
+    return proc, folder, psutil.Process(info.pid), psutil.Process(windows.pid)
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -72,15 +75,18 @@ def test_a_killed_console_leaves_the_recording_going_and_then_saved(
     tmp_path, tiny_protocol_file, service_dir
 ):
     """SIGKILL to the console mid-session: the service records on, and with no
-    console for the orphan time it stops the session cleanly, every stream saved."""
-    proc, folder, service = _console_recording(tmp_path, tiny_protocol_file, orphan_s=3.0)
+    console for the orphan time it stops the session cleanly, every stream saved;
+    the participant's windows end with it."""
+    proc, folder, service, windows = _console_recording(tmp_path, tiny_protocol_file, 3.0)
     size = _frames_on_disk(folder)
     wait_until(lambda: _frames_on_disk(folder) > size, 10, "the recording writing")
     _kill(proc)
     size = _frames_on_disk(folder)
     wait_until(lambda: _frames_on_disk(folder) > size, 2, "writing after the console died")
     service.wait(60)  # stopped after 3 s alone, saved, gone (not our child: no exit code)
+    windows.wait(20)
     assert not (service_dir / "engine.json").exists()
+    assert not (service_dir / "participant.json").exists()
     report = check_session(folder)
     assert STREAMS <= set(report["streams"]), report["streams"].keys()
     for name in STREAMS:
@@ -95,8 +101,9 @@ def test_mmme_attach_reopens_the_console_on_the_running_session(
     qtbot, tmp_path, tiny_protocol_file, service_dir
 ):
     """After the console is killed, an attached console shows the recording as it is,
-    its live views read the service's shared memory, and it ends the session."""
-    proc, folder, service = _console_recording(tmp_path, tiny_protocol_file, orphan_s=60.0)
+    its live views read the service's shared memory, it reaches the participant's
+    windows (still up, in their own process), and it ends the session."""
+    proc, folder, service, windows = _console_recording(tmp_path, tiny_protocol_file, 60.0)
     _kill(proc)
     info = ServiceInfo.read()
     assert info is not None
@@ -104,14 +111,18 @@ def test_mmme_attach_reopens_the_console_on_the_running_session(
     assert controller.in_service and controller.state is ControllerState.RECORDING
     assert controller.folder == folder and controller.phase is not None
     assert controller.phase.phase is Phase.WAIT_SPACE  # nobody pressed Space
-    app = LabApp(controller.lab, controller.protocol, controller=controller)
+    participant = ParticipantWindows.open()
+    assert participant.pid == windows.pid  # found again, not a new process
+    app = LabApp(controller.lab, controller.protocol, controller=controller,
+                 participant=participant)  # fmt: skip
     app.show()
     app.catch_up()
     qtbot.waitUntil(app.console.pause_button.isEnabled, timeout=20_000)  # it knows
     qtbot.waitUntil(lambda: app.console.preview.shown > 3, timeout=20_000)  # shared memory
     eeg = controller.snapshot("eeg", 1.0)
     assert len(eeg.data) > 100 and eeg.data.shape[1] == len(controller.streams()["eeg"])
-    qtbot.keyClick(app.stimulus, Qt.Key.Key_Space)  # the participant goes on
+    app.console.pause_button.setFocus()  # not a text field: Space is not typing
+    qtbot.keyClick(app.console, Qt.Key.Key_Space)  # typed on the console: to their window
     qtbot.waitUntil(lambda: controller.phase.phase is Phase.CLIP, timeout=20_000)
     with qtbot.waitSignal(controller.finished, timeout=60_000) as done:
         controller.abort()
@@ -119,8 +130,11 @@ def test_mmme_attach_reopens_the_console_on_the_running_session(
     app.console.close()
     app.shutdown()
     service.wait(60)
+    windows.wait(20)
     with open_session(folder) as session:
         assert session.status.value == "aborted"
+        frames = session.logs["stimulus_frames"]
+        assert len(frames) > 0  # the clip played in the participant's process, logged
     assert os.listdir(service_dir) == []
 
 
