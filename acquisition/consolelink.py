@@ -182,12 +182,18 @@ class ServiceClient:
         return self._last_seq, got[1], got[2]
 
     def snapshot(self, stream: str, seconds: float, channels: list[int] | None = None) -> Snapshot:
+        """The newest ``seconds`` of ``stream`` from the service's shared window; empty
+        once the service has let it go (it ended, or died)."""
         window = self._windows.get(stream)
         if window is None:
             ref = self._refs.get(stream)
             if ref is None:
                 raise KeyError(stream)
-            window = self._windows[stream] = SignalWindow.attach(ref)
+            try:
+                window = self._windows[stream] = SignalWindow.attach(ref)
+            except FileNotFoundError:
+                width = ref.n_channels if channels is None else len(channels)
+                return Snapshot(np.zeros((0, width), np.float32), float("nan"), ref.rate_hz, 0)
         return window.snapshot(seconds, channels)
 
     def _release(self) -> None:

@@ -19,7 +19,8 @@ from mmmelab.config import CameraConfig, LabConfig
 from mmmelab.drivers.base import SignalDriver
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import LslInlet, MarkerOutlet
-from mmmelab.drivers.neuroscan import AcquireClient, make_eeg_driver
+from mmmelab.drivers.neuroscan import make_eeg_driver
+from mmmelab.drivers.neuroscan_acquire import AcquireClient
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import LabError

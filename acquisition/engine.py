@@ -36,7 +36,7 @@ from mmmelab.errors import DeviceTimeoutError, LabError
 from mmmelab.participant import check_participant_id, check_session_number
 from mmmelab.protocol import Protocol
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.storage.session import SessionWriter, check_output_root
+from mmmelab.storage.sessionwriter import SessionWriter, check_output_root
 from mmmelab.streams import ConsentLevel, FaultKind
 from mmmelab.sync.bus import TriggerBus
 from mmmelab.sync.codes import EventCode

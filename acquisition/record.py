@@ -29,7 +29,8 @@ from mmmelab.config import LabConfig
 from mmmelab.protocol import Protocol
 from mmmelab.storage.frames import FrameGeometry
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.storage.session import DISPLAY_DTYPE, SESSION_LOGS, TRIAL_DTYPE, SessionWriter
+from mmmelab.storage.session import DISPLAY_DTYPE, SESSION_LOGS, TRIAL_DTYPE
+from mmmelab.storage.sessionwriter import SessionWriter
 from mmmelab.storage.signals import SignalFile, SignalSpec
 from mmmelab.streams import FaultKind, SyncState
 from mmmelab.sync.bus import MarkerRecord

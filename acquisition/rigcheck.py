@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmmelab.acquisition import rigchecks as rc
+from mmmelab.acquisition import signalchecks as sc
 from mmmelab.acquisition.preview import Preview
 from mmmelab.errors import LabError
 
@@ -141,12 +142,12 @@ def eeg_checks(
     z = getattr(driver, "impedances_kohm", None)
     out = []
     if z is not None and len(z) == len(labels):
-        out.append(rc.impedances(z, labels, threshold_kohm))
+        out.append(sc.impedances(z, labels, threshold_kohm))
     data, _, _ = preview.signal("eeg", seconds)
     out.append(
-        rc.eeg_signal_flags(data, preview.layouts["eeg"].rate_hz, labels, engine.lab.line_hz)
+        sc.eeg_signal_flags(data, preview.layouts["eeg"].rate_hz, labels, engine.lab.line_hz)
     )
-    positions = rc.head_positions(labels)  # for the console's head map
+    positions = sc.head_positions(labels)  # for the console's head map
     for c in out:
         c.figures["positions"] = positions
     return out
@@ -174,13 +175,13 @@ def physio_checks(preview: Preview, seconds: float) -> list[rc.Check]:
 
     ecg, ppg, rsp, skt, eda = (x(n) for n in PHYSIO)
     if ecg is not None and ppg is not None:
-        out.append(rc.heart_rate(ecg, ppg, rate))
+        out.append(sc.heart_rate(ecg, ppg, rate))
     if eda is not None:
-        out.append(rc.eda(eda))
+        out.append(sc.eda(eda))
     if rsp is not None:
-        out.append(rc.breathing(rsp, rate))
+        out.append(sc.breathing(rsp, rate))
     if skt is not None:
-        out.append(rc.skin_temperature(skt))
+        out.append(sc.skin_temperature(skt))
     missing = [n for n in PHYSIO if col[n] is None]
     if missing:
         out.append(

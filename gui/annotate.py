@@ -6,21 +6,7 @@ its frame number and master time, tracks under it on one time axis with a cursor
 at the current frame, the mark in progress and its labels on the right, the
 coder's events in a list. Keys (the window's, whenever no text field has focus):
 
-=================  ==========================================================
-Left / Right       one frame back / on (Shift: ten; Page Up / Down: one second)
-Home / End         first / last frame
-Space              play / pause;  R: play in reverse
-1 2 3 4            speed 1, 1/5, 1/10, 1/30
-L                  loop over the mark in progress (or the event under the cursor)
-O  A  F            mark onset, apex, offset at the current frame
-Enter              save the event;  Esc: cancel the mark (and leave a text field)
-N / Shift+N        next / previous spotter candidate
-M / Shift+M        next / previous session marker
-J / Shift+J        next / previous saved event
-U  T  G            type the AUs / the notes / a frame number to go to (Enter: back)
-Ctrl+1 .. Ctrl+8   emotion: happiness, surprise, sadness, fear, anger, disgust,
-                   contempt, others
-=================  ==========================================================
+(the keys: :mod:`mmmelab.gui.annotatekeys`)
 
 Every mark goes to disk as it is made (the model writes atomically).
 """
@@ -38,53 +24,30 @@ from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QKeyEvent
 from PyQt6.QtWidgets import (
     QApplication,
-    QComboBox,
-    QGridLayout,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from mmmelab.analysis.annotations.coding import (
-    EMOTIONS,
     KINDS,
-    PICKER_AUS,
     SPEEDS,
     CodingSession,
 )
 from mmmelab.errors import LabError
+from mmmelab.gui.annotatekeys import KEYS_HELP, handle_key
+from mmmelab.gui.annotateside import SidePanel
+from mmmelab.gui.annotatetracks import TrackPanel
 
 pg.setConfigOptions(antialias=False, imageAxisOrder="row-major")
 
 WINDOW_S = 6.0  # seconds of tracks on screen
 TICK_MS = 8  # playback clock; frames are shown when their time comes
 NO_SKIP_FPS = 75.0  # up to this rate (every speed but 1) each frame is shown in turn
-OWN, OTHER, CANDIDATE, DRAFT = "#4fc3f7", "#b0bec5", "#ffb74d", "#81c784"
-MARKER_COLOUR = "#ffd54f"
-SPEED_KEYS = (Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_4)
-EMOTION_KEYS = tuple(Qt.Key(Qt.Key.Key_1.value + i) for i in range(len(EMOTIONS)))  # Ctrl+1-8
-KEYS_HELP = (
-    "Left/Right 1 frame (Shift 10, PgUp/PgDn 1 s) · Space play · R reverse · 1-4 speed · "
-    "L loop · O/A/F onset/apex/offset · U type AUs · Ctrl+1-8 emotion · T notes · "
-    "G go to frame · Enter save · Esc cancel · N candidate · M marker · J event"
-)
-
-
-class Field(QLineEdit):
-    """A text field that keeps its Enter: QLineEdit passes Return on to its parent (for
-    dialogs' default buttons), which here would save the event half-typed."""
-
-    def keyPressEvent(self, ev: QKeyEvent | None) -> None:
-        super().keyPressEvent(ev)
-        if ev is not None and ev.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            ev.accept()
+DRAFT = "#81c784"
 
 
 class CodingWindow(QMainWindow):
@@ -106,15 +69,6 @@ class CodingWindow(QMainWindow):
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._tick)
-        self._span = (np.inf, -np.inf)  # master-time window the tracks hold
-        self._y: dict[str, tuple[float, float]] = {}  # each track's y range shown
-        self._event_items: list[Any] = []
-        self._pending_t = 0.0
-        self._tracks_timer = QTimer(self)
-        self._tracks_timer.setSingleShot(True)
-        self._tracks_timer.timeout.connect(lambda: self._tracks_around(self._pending_t))
-        self._labels_shown: list[Any] = []
-        self._spans: dict[int, tuple[np.ndarray, np.ndarray, list[int]]] = {}
         self._build()
         self._draw_events()
         self.show_frame(model.position)
@@ -137,7 +91,7 @@ class CodingWindow(QMainWindow):
             self._hr_poll.stop()
             return
         self._hr_poll.stop()
-        self._span = (np.inf, -np.inf)
+        self.tracks.forget()
         self.show_frame(m.position)
         self._status()
 
@@ -147,57 +101,14 @@ class CodingWindow(QMainWindow):
         m = self.model
         self.view = pg.GraphicsLayoutWidget()
         self.view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.tracks_view = pg.GraphicsLayoutWidget()
-        self.tracks_view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.video = self.view.addViewBox(row=0, col=0, lockAspect=True, invertY=True)
         self.video.setMenuEnabled(False)
         self.image = pg.ImageItem()
         self.video.addItem(self.image)
         self.gap_text = pg.TextItem("", color="#ff8a65", anchor=(0.5, 0.5))
         self.video.addItem(self.gap_text)
-        self.plots: dict[str, pg.PlotItem] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        self.cursors: list[pg.InfiniteLine] = []
-        names = [*m.track_names]
-        if m.spots.curves:
-            names.append("motion")
-        names.append("events")
-        first: pg.PlotItem | None = None
-        for row, name in enumerate(names, start=1):
-            plot = self.tracks_view.addPlot(row=row, col=0)
-            plot.setMenuEnabled(False)
-            plot.setMouseEnabled(x=False, y=False)
-            plot.hideButtons()
-            plot.setLabel("left", name)
-            plot.getAxis("left").setWidth(70)
-            plot.getAxis("left").enableAutoSIPrefix(False)
-            if row < len(names):
-                plot.hideAxis("bottom")  # one time axis, under the last track
-            # ranges are set, never searched: autoranging 11 plots on every seek costs
-            # more than reading the data
-            plot.disableAutoRange()
-            if first is None:
-                first = plot
-            else:
-                plot.setXLink(first)
-            cursor = pg.InfiniteLine(0.0, angle=90, pen=pg.mkPen("#ef5350", width=1))
-            plot.addItem(cursor)
-            self.cursors.append(cursor)
-            self.plots[name] = plot
-            if name not in ("events", "motion"):
-                self.curves[name] = plot.plot(pen=pg.mkPen("#e0e0e0", width=1))
-        self.plots["events"].getAxis("bottom").setLabel("s from the first frame")
-        self.plots["events"].setYRange(0, 3.6, padding=0)
-        self.tracks_view.scene().sigMouseClicked.connect(self._events_clicked)
-        self.plots["events"].getAxis("left").setTicks([[(0.5, "spots"), (1.5, "others"),
-                                                        (2.5, "mine")]])  # fmt: skip
-        if "motion" in self.plots:
-            top = 0.0
-            for label, (t, y) in sorted(self.model.spots.curves.items()):
-                if label.startswith("me:"):
-                    self.plots["motion"].plot(t - m.t0, y, pen=pg.mkPen("#90a4ae", width=1))
-                    top = max(top, float(np.nanmax(y)) if len(y) else 0.0)
-            self.plots["motion"].setYRange(0, top or 1.0, padding=0.05)
+        self.tracks = TrackPanel(m, self.window_s, self._jump)
+        self.tracks_view, self.plots = self.tracks, self.tracks.plots
         self.caption = QLabel()
         self.caption.setStyleSheet("font-family: monospace; font-size: 13px")
         left = QWidget()
@@ -215,88 +126,25 @@ class CodingWindow(QMainWindow):
         lay.addWidget(help_label)
         split = QSplitter()
         split.addWidget(left)
-        split.addWidget(self._side_panel())
+        self.side = side = SidePanel(self)
+        self.keyframes, self.kind_label, self.kind_box = (
+            side.keyframes,
+            side.kind_label,
+            side.kind_box,
+        )
+        self.reason, self.aus, self.side_box = side.reason, side.aus, side.side_box
+        self.intensity_box, self.au_buttons, self.emotion = (
+            side.intensity_box,
+            side.au_buttons,
+            side.emotion,
+        )
+        self.notes, self.goto, self.events = side.notes, side.goto, side.events
+        self.submit_button, self.status = side.submit_button, side.status
+        split.addWidget(side)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
         self.setCentralWidget(split)
         self.resize(1500, 950)
-
-    def _side_panel(self) -> QWidget:
-        side = QWidget()
-        lay = QVBoxLayout(side)
-        self.keyframes = QLabel()
-        self.keyframes.setStyleSheet("font-family: monospace; font-size: 13px")
-        lay.addWidget(self.keyframes)
-        self.kind_label = QLabel()
-        lay.addWidget(self.kind_label)
-        row = QHBoxLayout()
-        self.kind_box = QComboBox()
-        self.kind_box.addItems(["kind by the rule", *KINDS])
-        self.kind_box.activated.connect(lambda _i: self._override())
-        self.reason = Field()
-        self.reason.setPlaceholderText("reason for the override")
-        self.reason.editingFinished.connect(self._override)
-        row.addWidget(self.kind_box)
-        row.addWidget(self.reason, 1)
-        lay.addLayout(row)
-        lay.addWidget(QLabel("Action units (FACS: L12+6B, 4(B/C))"))
-        self.aus = Field()
-        self.aus.editingFinished.connect(self._aus_typed)
-        self.aus.returnPressed.connect(self._aus_entered)
-        lay.addWidget(self.aus)
-        pick = QHBoxLayout()
-        self.side_box = QComboBox()
-        self.side_box.addItems(["both sides", "L", "R"])
-        self.intensity_box = QComboBox()
-        self.intensity_box.addItems(["no intensity", "A", "B", "C", "D", "E"])
-        pick.addWidget(self.side_box)
-        pick.addWidget(self.intensity_box)
-        lay.addLayout(pick)
-        grid = QGridLayout()
-        self.au_buttons: dict[str, QPushButton] = {}
-        for i, au in enumerate(PICKER_AUS):
-            b = QPushButton(str(au))
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            b.setFixedWidth(46)
-            b.clicked.connect(lambda _c=False, au=au: self.pick_au(str(au)))
-            grid.addWidget(b, i // 6, i % 6)
-            self.au_buttons[str(au)] = b
-        lay.addLayout(grid)
-        self.emotion = QComboBox()
-        self.emotion.addItems(list(EMOTIONS))
-        self.emotion.activated.connect(lambda _i: self._labels(emotion=self.emotion.currentText()))
-        lay.addWidget(self.emotion)
-        self.notes = Field()
-        self.notes.setPlaceholderText("notes")
-        self.notes.editingFinished.connect(lambda: self._labels(notes=self.notes.text()))
-        self.notes.returnPressed.connect(self._notes_entered)
-        lay.addWidget(self.notes)
-        self.goto = Field()
-        self.goto.setPlaceholderText("go to frame number (G)")
-        self.goto.returnPressed.connect(self._goto)
-        lay.addWidget(self.goto)
-        buttons = QHBoxLayout()
-        for text, slot in (("Save event (Enter)", self.commit), ("Cancel (Esc)", self.cancel),
-                           ("Delete", self.delete_selected)):  # fmt: skip
-            b = QPushButton(text)
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            b.clicked.connect(slot)
-            buttons.addWidget(b)
-        lay.addLayout(buttons)
-        self.events = QListWidget()
-        self.events.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.events.itemClicked.connect(self._event_clicked)
-        self.events.itemDoubleClicked.connect(self._event_edit)
-        lay.addWidget(self.events, 1)
-        self.submit_button = QPushButton("Submit my pass")
-        self.submit_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.submit_button.clicked.connect(self.submit)
-        lay.addWidget(self.submit_button)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        lay.addWidget(self.status)
-        side.setMinimumWidth(330)
-        return side
 
     # ------------------------------------------------------------ the frame
 
@@ -321,80 +169,16 @@ class CodingWindow(QMainWindow):
                              f"({where})   "
                              f"speed 1/{round(1 / SPEEDS[self.speed_index])}"
                              f"{'   loop' if self.loop else ''}")  # fmt: skip
-        for c in self.cursors:
-            c.setPos(rel)
-        if defer_tracks and not self._inside(shown.t):
-            self._pending_t = shown.t
-            self._tracks_timer.start(0)
-        else:
-            self._tracks_around(shown.t)
+        self.tracks.set_cursor(rel)
+        self.tracks.show_at(shown.t, defer_tracks)
         self._show_draft()
-
-    def _inside(self, t: float) -> bool:
-        a, b = self._span
-        return a + 0.25 * self.window_s <= t <= b - 0.25 * self.window_s
-
-    def _tracks_around(self, t: float) -> None:
-        if self._inside(t) or self.model.closed:  # (a deferred redraw after the close)
-            return
-        w = self.window_s
-        a, b = t - w / 2, t + w / 2
-        self._span = (a, b)
-        m = self.model
-        for name, curve in self.curves.items():
-            tr = m.track(name, a, b, max_points=1200)
-            curve.setData(tr.t - m.t0, tr.y)
-            if len(tr.y):
-                self._fit_y(name, float(np.min(tr.y)), float(np.max(tr.y)))
-        self.plots["events"].setXRange(a - m.t0, b - m.t0, padding=0)
-        self._marker_labels(a, b)
-
-    def _fit_y(self, name: str, lo: float, hi: float) -> None:
-        """Keep a track's y range while the data fit it and fill a good part of it: a
-        steady axis is easier to read, and one that does not move is not redrawn."""
-        old = self._y.get(name)
-        if old is not None:
-            olo, ohi = old
-            span = ohi - olo
-            if olo <= lo and hi <= ohi and (hi - lo) >= 0.4 * span:
-                return
-        pad = 0.08 * (hi - lo) or 1.0
-        self._y[name] = (lo - pad, hi + pad)
-        self.plots[name].setYRange(lo - pad, hi + pad, padding=0)
 
     # ------------------------------------------------------------ events drawn
 
     def _draw_events(self) -> None:
-        """The event row: markers as one item of vertical lines (their labels only in the
-        window shown), events and candidates as bars - one item per kind, so an hour's
-        hundreds of them cost one paint each, not hundreds."""
+        """The event row (the track panel) and the event list beside."""
         m = self.model
-        plot = self.plots["events"]
-        for item in self._event_items:
-            plot.removeItem(item)
-        self._event_items = []
-        if m.markers:
-            ts = np.array([t - m.t0 for t, _ in m.markers])
-            x = np.repeat(ts, 3)
-            x[2::3] = np.nan
-            y = np.tile([0.0, 3.0, np.nan], len(ts))
-            lines = pg.PlotDataItem(x, y, connect="finite", pen=pg.mkPen(MARKER_COLOUR, width=1))
-            self._add(plot, lines)
-        rows = [(src, a) for src, a in m.events_on_screen()]
-        own = [a for src, a in rows if src == m.coder]
-        others = [a for src, a in rows if src != m.coder]
-        self._spans = {}
-        for row, (events, colour) in enumerate(((m.spots.candidates, CANDIDATE), (others, OTHER),
-                                                (own, OWN))):  # fmt: skip
-            if not events:
-                continue
-            on = np.array([m.time_of(a.onset) for a in events]) - m.t0
-            off = np.array([m.time_of(a.offset) for a in events]) - m.t0 + 1.0 / m.fps
-            bars = pg.BarGraphItem(x0=on, x1=off, y0=row + 0.1, height=0.8,
-                                   brush=pg.mkBrush(colour + "b0"), pen=pg.mkPen(None))  # fmt: skip
-            self._add(plot, bars)
-            self._spans[row] = (on, off, [a.apex if a.apex is not None else a.onset
-                                          for a in events])  # fmt: skip
+        rows = self.tracks.draw_events()
         self.events.clear()
         for src, a in rows:
             apex = "-" if a.apex is None else str(a.apex)
@@ -406,39 +190,8 @@ class CodingWindow(QMainWindow):
             self.events.addItem(item)
         self._status()
 
-    def _add(self, plot: pg.PlotItem, item: Any) -> None:
-        plot.addItem(item)
-        self._event_items.append(item)
-
-    def _marker_labels(self, a: float, b: float) -> None:
-        """Labels of the markers inside the window shown (made again when it moves)."""
-        plot, m = self.plots["events"], self.model
-        for item in self._labels_shown:
-            plot.removeItem(item)
-        self._labels_shown = []
-        for t, text in m.markers:
-            if a <= t <= b:
-                label = pg.TextItem(text, color=MARKER_COLOUR, anchor=(0, 0))
-                label.setPos(t - m.t0, 3.0)
-                plot.addItem(label)
-                self._labels_shown.append(label)
-
     def _events_clicked(self, ev: Any) -> None:
-        """A click on a candidate or an event in the event row goes to its apex."""
-        plot = self.plots["events"]
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
-        if not plot.sceneBoundingRect().contains(ev.scenePos()):
-            return
-        p = plot.vb.mapSceneToView(ev.scenePos())
-        row = int(np.floor(p.y()))
-        hit = self._spans.get(row)
-        if hit is None:
-            return
-        on, off, targets = hit
-        inside = np.flatnonzero((on <= p.x()) & (p.x() <= off))
-        if len(inside):
-            self._jump(int(targets[int(inside[0])]))
+        self.tracks.events_clicked(ev)
 
     def _jump(self, number: int, ev: Any = None) -> None:
         if ev is not None:
@@ -624,67 +377,13 @@ class CodingWindow(QMainWindow):
     # ------------------------------------------------------------ keys
 
     def keyPressEvent(self, ev: QKeyEvent | None) -> None:
-        if ev is None:
-            return
-        try:
-            k = Qt.Key(ev.key())
-        except ValueError:  # a key Qt has no name for
-            super().keyPressEvent(ev)
-            return
-        mods = ev.modifiers()
-        shift = bool(mods & Qt.KeyboardModifier.ShiftModifier)
-        m = self.model
-        key = Qt.Key
-        steps = {key.Key_Right: 10 if shift else 1, key.Key_Left: -10 if shift else -1,
-                 key.Key_PageDown: round(m.fps), key.Key_PageUp: -round(m.fps)}  # fmt: skip
-        if k in steps:
-            self.pause()
-            self.show_frame(m.step(steps[k]))
-        elif k in (key.Key_Home, key.Key_End):
-            self._jump(m.first if k == key.Key_Home else m.last)
-        elif k == key.Key_Space:
-            if self.direction:
-                self.pause()
-            else:
-                self.play(1)
-        elif k == key.Key_R:
-            if self.direction == -1:
-                self.pause()
-            else:
-                self.play(-1)
-        elif k in SPEED_KEYS and not mods & Qt.KeyboardModifier.ControlModifier:
-            self.set_speed(SPEED_KEYS.index(k))
-        elif k == key.Key_L:
-            self.loop = not self.loop
-            self.show_frame(m.position)
-        elif k in (key.Key_O, key.Key_A, key.Key_F):
-            self.mark({key.Key_O: "onset", key.Key_A: "apex", key.Key_F: "offset"}[k])
-        elif k in (key.Key_Return, key.Key_Enter):
-            self.commit()
-        elif k == key.Key_Escape:
-            self.cancel()
-        elif mods & Qt.KeyboardModifier.ControlModifier and k in EMOTION_KEYS:
-            self.emotion.setCurrentIndex(EMOTION_KEYS.index(k))
-            self._labels(emotion=self.emotion.currentText())
-        elif k in (key.Key_U, key.Key_T, key.Key_G):
-            field = {key.Key_U: self.aus, key.Key_T: self.notes, key.Key_G: self.goto}[k]
-            field.setFocus()
-            field.selectAll()
-        elif k in (key.Key_N, key.Key_M, key.Key_J):
-            find = {key.Key_N: m.next_candidate, key.Key_M: m.next_marker,
-                    key.Key_J: m.next_annotation}[k]  # fmt: skip
-            target = find(not shift)
-            if target is None:
-                self.say("nothing further that way")
-            else:
-                self._jump(target)
-        else:
+        if ev is not None and not handle_key(self, ev):
             super().keyPressEvent(ev)
 
     def closeEvent(self, ev: Any) -> None:
         self.pause()
         self._hr_poll.stop()
-        self._tracks_timer.stop()
+        self.tracks.timer.stop()
         # the plots leave the scenes before the widgets go: a repaint queued while the
         # window closes must not reach an axis Qt has already deleted
         self.tracks_view.clear()
@@ -705,30 +404,3 @@ def run_annotate(folder: Path, coder: str, spots: Path | None = None,
     finally:
         model.close()
     return 0
-
-
-def shoot(folder: Path, out: Path, spots: Path | None = None, coder: str = "ann") -> list[Path]:
-    """PNGs of the coding window on ``folder`` (for the README): the coder at the apex
-    of their first event with the mark of a second in progress."""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    model = CodingSession(folder, coder, spots)
-    saved = []
-    try:
-        model.start_background()
-        model.wait_background(120)
-        win = CodingWindow(model)
-        win.resize(1600, 1000)
-        win.show()
-        first = model.table.annotations[0] if model.table.annotations else None
-        if first is not None:
-            win._jump(first.apex if first.apex is not None else first.onset)
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            app.processEvents()
-        path = out / "annotate.png"
-        win.grab().save(str(path))
-        saved.append(path)
-        win.close()
-    finally:
-        model.close()
-    return saved

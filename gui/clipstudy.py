@@ -19,9 +19,9 @@ from PyQt6.QtWidgets import QApplication, QStackedLayout, QWidget
 
 from mmmelab.clipstudy import RaterPass
 from mmmelab.gui.audio import ClipAudio, output_available
+from mmmelab.gui.canvas import Canvas
 from mmmelab.gui.decoder import ClipDecoder
 from mmmelab.gui.rating import RatingPanel
-from mmmelab.gui.stimulus import Canvas
 
 TICK_MS = 5
 

@@ -13,17 +13,13 @@ from typing import Any, Protocol
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QCloseEvent
 from PyQt6.QtWidgets import (
-    QComboBox,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QMainWindow,
     QMessageBox,
-    QPlainTextEdit,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -31,21 +27,22 @@ from PyQt6.QtWidgets import (
 
 from mmmelab.acquisition.engine import ParticipantInfo
 from mmmelab.acquisition.messages import ControllerState, PhaseInfo, SessionResult
-from mmmelab.acquisition.paradigm import Phase, TrialResult
+from mmmelab.acquisition.paradigm import TrialResult
 from mmmelab.gui.controller import EngineController
-from mmmelab.gui.liveview import PreviewView, SignalPlots
+from mmmelab.gui.liveview import PreviewView, SignalPlots, paint_now
 from mmmelab.gui.panels import (
     DevicePanel,
     EventLog,
     PanelLogHandler,
+    ParticipantForm,
     RecordingPanel,
-    SetupPanel,
     TrialList,
+    boxed,
+    phase_text,
+    state_text,
 )
 from mmmelab.gui.reportlaunch import ReportLauncher
-from mmmelab.gui.setupview import SetupTabs
-from mmmelab.participant import participant_id_problem
-from mmmelab.streams import ConsentLevel
+from mmmelab.gui.setupview import SetupPanel, SetupTabs
 from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)
@@ -54,10 +51,6 @@ LIVE_MS = 16  # preview poll (new frames only) - the camera preview comes at abo
 PLOT_MS = 33  # signal plots
 SLOW_MS = 250  # telemetry, countdown
 NOTE_KEY = "F2"
-CONSENT = {
-    ConsentLevel.PUBLIC: "1 - data may be shared; faces may be shown",
-    ConsentLevel.RESEARCH_ONLY: "2 - research use only; no face images published",
-}
 
 
 class Reminder(Protocol):
@@ -126,9 +119,9 @@ class ConsoleWindow(QMainWindow):
         split.addWidget(self._left_column())
         self.middle = QSplitter(Qt.Orientation.Vertical)
         self.preview = PreviewView(self.controller)
-        self.middle.addWidget(_group("Camera", self.preview))
+        self.middle.addWidget(boxed("Camera", self.preview, margin=4))
         self.setup_tabs = SetupTabs(self.controller)
-        self.preview.on_face_box = lambda: self.controller.set_face_box(self._sensor_face_box())
+        self.preview.on_face_box = lambda: self.controller.set_face_box(self._face_box())
         self.middle.addWidget(self.setup_tabs)
         self.plot_box = QGroupBox("EEG and physiology")
         QVBoxLayout(self.plot_box)
@@ -136,9 +129,9 @@ class ConsoleWindow(QMainWindow):
         split.addWidget(self.middle)
         right = QSplitter(Qt.Orientation.Vertical)
         self.trials = TrialList(self.controller.protocol)
-        right.addWidget(_group("Trials", self.trials))
+        right.addWidget(boxed("Trials", self.trials, margin=4))
         self.events = EventLog()
-        right.addWidget(_group("Event log", self.events))
+        right.addWidget(boxed("Event log", self.events, margin=4))
         split.addWidget(right)
         split.setSizes([440, 820, 560])  # scaled to the window by the splitter
         self.middle.setSizes([400, 300, 500])
@@ -149,24 +142,9 @@ class ConsoleWindow(QMainWindow):
     def _left_column(self) -> QWidget:
         col = QWidget()
         layout = QVBoxLayout(col)
-        form_box = QGroupBox("Participant")
-        form = QFormLayout(form_box)
-        self.pid = QLineEdit()
-        self.pid.setPlaceholderText("pseudonymous code, e.g. P07 - never a name")
-        self.pid.setMaxLength(16)
-        self.session_no = QSpinBox()
-        self.session_no.setRange(1, 99)
-        self.consent = QComboBox()
-        for level, text in CONSENT.items():
-            self.consent.addItem(text, level)
-        self.consent.setCurrentIndex(1)
-        self.notes = QPlainTextEdit()
-        self.notes.setMaximumHeight(60)
-        form.addRow("Participant id", self.pid)
-        form.addRow("Session", self.session_no)
-        form.addRow("Consent", self.consent)
-        form.addRow("Notes", self.notes)
-        layout.addWidget(form_box)
+        self.form = ParticipantForm(self.controller.lab.participant_pattern)
+        self.pid, self.notes = self.form.pid, self.form.notes
+        layout.addWidget(self.form)
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
         self.pause_button = QPushButton("Pause")
@@ -218,25 +196,17 @@ class ConsoleWindow(QMainWindow):
     # ------------------------------------------------------------ experimenter input
 
     def participant(self) -> ParticipantInfo | None:
-        pid = self.pid.text().strip()
-        problem = participant_id_problem(pid, self.controller.lab.participant_pattern)
-        if problem is not None:
-            self.events.add(f"participant id {problem}", logging.ERROR)
-            self.pid.setFocus()
-            return None
-        return ParticipantInfo(
-            pid,
-            self.session_no.value(),
-            ConsentLevel(self.consent.currentData()),
-            self.notes.toPlainText().strip(),
-        )
+        info, problem = self.form.participant()
+        if problem:
+            self.events.add(problem, logging.ERROR)
+        return info
 
     def press_check(self) -> None:
         """Run the set-up checks on the face box the experimenter placed."""
         if self.controller.state is not ControllerState.READY:
             return
         self.setup.summary.setText("running the set-up checks (about 15 s) ...")
-        self.controller.check_rig(self._sensor_face_box())
+        self.controller.check_rig(self._face_box())
 
     def press_loopback(self) -> None:
         if self.controller.state is ControllerState.READY:
@@ -263,20 +233,8 @@ class ConsoleWindow(QMainWindow):
                 self.events.add(f"{what}: {c['name']}: {c['reason']}", level)
         self._update_start()
 
-    def _sensor_face_box(self) -> tuple[int, int, int, int] | None:
-        """The preview's face box in sensor pixels (even, so the Bayer phase holds)."""
-        x, y, w, h = self.preview.face_region()
-        shown = self.preview.shown_size()
-        cam = self.controller.lab.camera
-        if w <= 0 or h <= 0 or shown is None:
-            return None
-        fx, fy = cam.width / shown[1], cam.height / shown[0]
-
-        def even(v: float, hi: int) -> int:
-            return max(0, min(hi, int(v) // 2 * 2))
-
-        x0, y0 = even(x * fx, cam.width - 2), even(y * fy, cam.height - 2)
-        return x0, y0, even(w * fx, cam.width - x0), even(h * fy, cam.height - y0)
+    def _face_box(self) -> tuple[int, int, int, int] | None:
+        return self.preview.sensor_face_box(self.controller.lab.camera)
 
     def _rig_checked(self, record: dict[str, Any]) -> None:
         self.setup.show_record(record)
@@ -287,9 +245,9 @@ class ConsoleWindow(QMainWindow):
         ready = self.controller.state is ControllerState.READY
         allowed = self.setup.passed() or self.setup.override.isChecked()
         self.start_button.setEnabled(ready and allowed)
-        self.setup.run_button.setEnabled(ready)
-        self.setup.display_button.setEnabled(ready)
-        self.setup.loopback_button.setEnabled(ready)
+        for button in (self.setup.run_button, self.setup.display_button,
+                       self.setup.loopback_button):  # fmt: skip
+            button.setEnabled(ready)
 
     def press_start(self) -> None:
         info = self.participant()
@@ -304,7 +262,7 @@ class ConsoleWindow(QMainWindow):
             if self.setup.display is None:
                 reason += "; clip and display not tested"
             self.controller.override_checks(f"started by the experimenter ({reason})")
-        for w in (self.pid, self.session_no, self.consent, self.notes):
+        for w in (self.form.pid, self.form.session_no, self.form.consent, self.form.notes):
             w.setEnabled(False)
         self.controller.start(info)
 
@@ -347,24 +305,10 @@ class ConsoleWindow(QMainWindow):
     def _state(self, state: ControllerState) -> None:
         recording = state is ControllerState.RECORDING
         self._update_start()
-        self.pause_button.setEnabled(recording)
-        self.abort_button.setEnabled(recording)
-        self.reminder_button.setEnabled(recording)
-        self.note_button.setEnabled(recording)
-        text = {
-            ControllerState.IDLE: "not connected",
-            ControllerState.CONNECTING: "connecting devices ...",
-            ControllerState.READY: "devices live (nothing recorded) - run the set-up checks, "
-            "enter the participant and press Start",
-            ControllerState.CHECKING_RIG: "running the set-up checks ...",
-            ControllerState.STARTING: "starting the recording ...",
-            ControllerState.RECORDING: f"RECORDING into {self.controller.folder}",
-            ControllerState.STOPPING: "stopping and saving ...",
-            ControllerState.CHECKING: "checking the saved session ...",
-            ControllerState.FINISHED: "session saved",
-            ControllerState.FAILED: "FAILED - see the event log",
-        }[state]
-        self.status.setText(text)
+        for button in (self.pause_button, self.abort_button, self.reminder_button,
+                       self.note_button):  # fmt: skip
+            button.setEnabled(recording)
+        self.status.setText(state_text(state, self.controller.folder))
         if state is ControllerState.READY:
             self.devices.set_state("connected")
         live = state in (ControllerState.READY, ControllerState.CHECKING_RIG)
@@ -443,18 +387,22 @@ class ConsoleWindow(QMainWindow):
     # ------------------------------------------------------------ timers
 
     def _live(self) -> None:
-        self.preview.refresh()
+        if self.preview.refresh():
+            paint_now(self.preview.view)
 
     def _plots(self) -> None:
-        """The EEG view now, the physiology view in the next turn of the event loop: no
-        redraw holds the GUI thread long (input and the reminder key come between)."""
+        """The EEG view now, the physiology view half a period later, each painted at
+        once: no redraw holds the GUI thread long (input, the reminder key and the
+        preview come between)."""
         if self.plots is not None:
             self.plots.refresh_eeg()
-            QTimer.singleShot(0, self._plots_physio)
+            paint_now(self.plots.eeg_view)
+            QTimer.singleShot(PLOT_MS // 2, self._plots_physio)
 
     def _plots_physio(self) -> None:
-        if self.plots is not None:
+        if self.plots is not None and self.plot_timer.isActive():  # not stopped meanwhile
             self.plots.refresh_physio()
+            paint_now(self.plots.physio_view)
 
     def _slow(self) -> None:
         if self.setup_tabs.isVisible():
@@ -464,23 +412,8 @@ class ConsoleWindow(QMainWindow):
             self.devices.refresh(tel)
             self.recording.refresh(tel.get("camera", {}))
         info = self.phase
-        if info is None or self.controller.state is not ControllerState.RECORDING:
-            return
-        what = {
-            Phase.WAIT_SPACE: "waiting for Space",
-            Phase.CLIP: f"clip {info.clip_id}",
-            Phase.RATING: "self-report",
-            Phase.NEUTRAL: "neutral clip",
-        }.get(info.phase, info.phase.value)
-        if info.paused:
-            what = "PAUSED (press Resume)"
-        block = "practice" if info.practice else "trial"
-        left = ""
-        if info.deadline is not None:
-            left = f" - {max(0.0, info.deadline - self.controller.clock()):.0f} s left"
-        self.phase_label.setText(
-            f"{block} {info.index + 1} ({info.position + 1}/{info.total}): {what}{left}"
-        )
+        if info is not None and self.controller.state is ControllerState.RECORDING:
+            self.phase_label.setText(phase_text(info, self.controller.clock()))
 
     # ------------------------------------------------------------ closing
 
@@ -515,11 +448,3 @@ class ConsoleWindow(QMainWindow):
         self.slow_timer.stop()
         self.closed.emit()
         event.accept()
-
-
-def _group(title: str, widget: QWidget) -> QGroupBox:
-    box = QGroupBox(title)
-    layout = QVBoxLayout(box)
-    layout.setContentsMargins(4, 4, 4, 4)
-    layout.addWidget(widget)
-    return box

@@ -13,6 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from mmmelab.config import CameraConfig
 from mmmelab.gui.controller import EngineController
 from mmmelab.sync.codes import EventCode
 
@@ -49,6 +50,21 @@ class PreviewView(QWidget):
         self.seq = 0
         self.shown = 0  # preview frames put on screen
         self._stats_every = 6
+
+    def sensor_face_box(self, camera: CameraConfig) -> tuple[int, int, int, int] | None:
+        """The face box in sensor pixels of ``camera`` (its config; even, so the Bayer
+        phase holds), or None before a frame was shown."""
+        x, y, w, h = self.face_region()
+        shown = self.shown_size()
+        if w <= 0 or h <= 0 or shown is None:
+            return None
+        fx, fy = camera.width / shown[1], camera.height / shown[0]
+
+        def even(v: float, hi: int) -> int:
+            return max(0, min(hi, int(v) // 2 * 2))
+
+        x0, y0 = even(x * fx, camera.width - 2), even(y * fy, camera.height - 2)
+        return x0, y0, even(w * fx, camera.width - x0), even(h * fy, camera.height - y0)
 
     def refresh(self) -> bool:
         got = self.controller.preview(self.seq)
@@ -281,3 +297,11 @@ def minmax_decimate(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray
     xout[0::2] = xs[:, 0]
     xout[1::2] = xs[:, -1]
     return xout, out
+
+
+def paint_now(view: pg.GraphicsView) -> None:
+    """Paint ``view`` in this turn of the event loop rather than with every other dirty
+    widget of the window in one long paint later."""
+    viewport = view.viewport()
+    if viewport is not None:
+        viewport.repaint()

@@ -1,4 +1,5 @@
-"""Console panels: devices, recording telemetry, trial list, event log."""
+"""Console panels: the participant form, devices, recording telemetry, trial list,
+event log, set-up checks; the status lines."""
 
 from __future__ import annotations
 
@@ -11,27 +12,110 @@ from typing import Any
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
 from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QProgressBar,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from mmmelab.acquisition.paradigm import TrialResult
+from mmmelab.acquisition.engine import ParticipantInfo
+from mmmelab.acquisition.messages import ControllerState, PhaseInfo
+from mmmelab.acquisition.paradigm import Phase, TrialResult
+from mmmelab.participant import participant_id_problem
 from mmmelab.protocol import Protocol
-from mmmelab.streams import SyncState
+from mmmelab.streams import ConsentLevel, SyncState
 
 GOOD, WARN, BAD = QColor("#2e7d32"), QColor("#ef6c00"), QColor("#c62828")
+CONSENT = {
+    ConsentLevel.PUBLIC: "1 - data may be shared; faces may be shown",
+    ConsentLevel.RESEARCH_ONLY: "2 - research use only; no face images published",
+}
+STATE_TEXT = {
+    ControllerState.IDLE: "not connected",
+    ControllerState.CONNECTING: "connecting devices ...",
+    ControllerState.READY: "devices live (nothing recorded) - run the set-up checks, "
+    "enter the participant and press Start",
+    ControllerState.CHECKING_RIG: "running the set-up checks ...",
+    ControllerState.STARTING: "starting the recording ...",
+    ControllerState.RECORDING: "RECORDING into {folder}",
+    ControllerState.STOPPING: "stopping and saving ...",
+    ControllerState.CHECKING: "checking the saved session ...",
+    ControllerState.FINISHED: "session saved",
+    ControllerState.FAILED: "FAILED - see the event log",
+}
+PHASE_TEXT = {
+    Phase.WAIT_SPACE: "waiting for Space",
+    Phase.RATING: "self-report",
+    Phase.NEUTRAL: "neutral clip",
+}
 
 
-def _item(text: str, colour: QColor | None = None) -> QTableWidgetItem:
+def state_text(state: ControllerState, folder: Path | None) -> str:
+    """The console's status line in ``state``."""
+    return STATE_TEXT[state].format(folder=folder)
+
+
+def phase_text(info: PhaseInfo, now: float) -> str:
+    """Where the session is: block, trial, phase, time left (``now``: master clock)."""
+    what = (
+        f"clip {info.clip_id}"
+        if info.phase is Phase.CLIP
+        else PHASE_TEXT.get(info.phase, info.phase.value)
+    )
+    if info.paused:
+        what = "PAUSED (press Resume)"
+    block = "practice" if info.practice else "trial"
+    left = "" if info.deadline is None else f" - {max(0.0, info.deadline - now):.0f} s left"
+    return f"{block} {info.index + 1} ({info.position + 1}/{info.total}): {what}{left}"
+
+
+class ParticipantForm(QGroupBox):
+    """Pseudonymous id (checked against the lab's pattern), session, consent, notes."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__("Participant")
+        self.pattern = pattern
+        form = QFormLayout(self)
+        self.pid = QLineEdit()
+        self.pid.setPlaceholderText("pseudonymous code, e.g. P07 - never a name")
+        self.pid.setMaxLength(16)
+        self.session_no = QSpinBox()
+        self.session_no.setRange(1, 99)
+        self.consent = QComboBox()
+        for level, text in CONSENT.items():
+            self.consent.addItem(text, level)
+        self.consent.setCurrentIndex(1)
+        self.notes = QPlainTextEdit()
+        self.notes.setMaximumHeight(60)
+        form.addRow("Participant id", self.pid)
+        form.addRow("Session", self.session_no)
+        form.addRow("Consent", self.consent)
+        form.addRow("Notes", self.notes)
+
+    def participant(self) -> tuple[ParticipantInfo | None, str]:
+        """The participant as entered, or None and what is wrong with the id."""
+        pid = self.pid.text().strip()
+        problem = participant_id_problem(pid, self.pattern)
+        if problem is not None:
+            self.pid.setFocus()
+            return None, f"participant id {problem}"
+        info = ParticipantInfo(pid, self.session_no.value(),
+                               ConsentLevel(self.consent.currentData()),
+                               self.notes.toPlainText().strip())  # fmt: skip
+        return info, ""
+
+
+def table_item(text: str, colour: QColor | None = None) -> QTableWidgetItem:
     item = QTableWidgetItem(text)
     item.setFlags(Qt.ItemFlag.ItemIsEnabled)
     if colour is not None:
@@ -50,20 +134,20 @@ class DevicePanel(QGroupBox):
         self.simulated = set(simulated)
         self.table = QTableWidget(len(devices), len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
-        _vheader(self.table).setVisible(False)
-        _hheader(self.table).setStretchLastSection(True)
+        vheader(self.table).setVisible(False)
+        hheader(self.table).setStretchLastSection(True)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setWordWrap(False)
         self.table.resizeRowsToContents()
         rows = sum(self.table.rowHeight(r) for r in range(len(devices)))
-        header = _hheader(self.table).sizeHint().height()
+        header = hheader(self.table).sizeHint().height()
         self.table.setFixedHeight(rows + header + 2 * self.table.frameWidth())
         for row, name in enumerate(devices):
             label = f"{name} (SIM)" if name in self.simulated else name
-            self.table.setItem(row, 0, _item(label, BAD if name in self.simulated else None))
+            self.table.setItem(row, 0, table_item(label, BAD if name in self.simulated else None))
             for col in range(1, len(self.COLUMNS)):
-                self.table.setItem(row, col, _item("-"))
+                self.table.setItem(row, col, table_item("-"))
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         self._last: dict[str, tuple[float, int]] = {}
@@ -71,7 +155,7 @@ class DevicePanel(QGroupBox):
 
     def set_state(self, text: str) -> None:
         for row in range(len(self.devices)):
-            self.table.setItem(row, 1, _item(text))
+            self.table.setItem(row, 1, table_item(text))
 
     def refresh(self, tel: dict[str, Any]) -> None:
         sync = tel.get("sync", {})
@@ -98,7 +182,7 @@ class DevicePanel(QGroupBox):
         """Change a cell in place, only when it changed (no relayout of the table)."""
         item = self.table.item(row, col)
         if item is None:
-            self.table.setItem(row, col, _item(text, colour))
+            self.table.setItem(row, col, table_item(text, colour))
             return
         if item.text() != text:
             item.setText(text)
@@ -118,13 +202,13 @@ class DevicePanel(QGroupBox):
         return f"{(samples - s0) / (now - t0):.0f} Hz"
 
 
-def _hheader(table: QTableWidget) -> QHeaderView:
+def hheader(table: QTableWidget) -> QHeaderView:
     header = table.horizontalHeader()
     assert header is not None  # a QTableWidget always has one
     return header
 
 
-def _vheader(table: QTableWidget) -> QHeaderView:
+def vheader(table: QTableWidget) -> QHeaderView:
     header = table.verticalHeader()
     assert header is not None
     return header
@@ -205,9 +289,9 @@ class TrialList(QTableWidget):
         schedule = [(True, c) for c in protocol.practice] + [(False, c) for c in protocol.trials()]
         super().__init__(len(schedule), len(self.COLUMNS))
         self.setHorizontalHeaderLabels(self.COLUMNS)
-        _vheader(self).setVisible(False)
-        _hheader(self).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        _hheader(self).setStretchLastSection(True)
+        vheader(self).setVisible(False)
+        hheader(self).setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hheader(self).setStretchLastSection(True)
         n_practice = len(protocol.practice)
         for row, (practice, clip) in enumerate(schedule):
             number = row + 1 if practice else row - n_practice + 1
@@ -220,7 +304,7 @@ class TrialList(QTableWidget):
                 "",
             )
             for col, text in enumerate(cells):
-                self.setItem(row, col, _item(text))
+                self.setItem(row, col, table_item(text))
 
     def current(self, position: int) -> None:
         if 0 <= position < self.rowCount():
@@ -228,11 +312,11 @@ class TrialList(QTableWidget):
 
     def done(self, position: int, trial: TrialResult) -> None:
         if trial.rating is None:
-            self.setItem(position, 4, _item("missed", BAD))
+            self.setItem(position, 4, table_item("missed", BAD))
             return
         r = trial.rating
-        self.setItem(position, 4, _item(f"{r.emotion.value} v{r.valence} a{r.arousal}", GOOD))
-        self.setItem(position, 5, _item(f"{trial.response_time_s:.1f} s"))
+        self.setItem(position, 4, table_item(f"{r.emotion.value} v{r.valence} a{r.arousal}", GOOD))
+        self.setItem(position, 5, table_item(f"{trial.response_time_s:.1f} s"))
 
 
 class LogBridge(QObject):
@@ -278,90 +362,13 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def boxed(title: str, widget: QWidget) -> QGroupBox:
+def boxed(title: str, widget: QWidget, margin: int | None = None) -> QGroupBox:
     box = QGroupBox(title)
     layout = QVBoxLayout(box)
+    if margin is not None:
+        layout.setContentsMargins(margin, margin, margin, margin)
     layout.addWidget(widget)
     return box
 
 
 VERDICT_COLOUR = {"green": GOOD, "amber": WARN, "red": BAD}
-
-
-class SetupPanel(QGroupBox):
-    """The set-up checks before Start: a button, one coloured line per check with its
-    reason, and the override (kept in the session with its reason)."""
-
-    def __init__(self) -> None:
-        from PyQt6.QtWidgets import QCheckBox, QPushButton
-
-        super().__init__("Set-up checks")
-        layout = QVBoxLayout(self)
-        self.run_button = QPushButton("Run checks")
-        layout.addWidget(self.run_button)
-        row = QHBoxLayout()
-        self.loopback_button = QPushButton("Trigger loop-back")
-        self.loopback_button.setToolTip("one test code through the trigger bus: per stream, "
-                                        "whether its edge arrived and its latency")  # fmt: skip
-        row.addWidget(self.loopback_button)
-        self.display_button = QPushButton("Test clip and display")
-        self.display_button.setToolTip("a few seconds of a clip with its sound on the "
-                                       "participant's screen")  # fmt: skip
-        row.addWidget(self.display_button)
-        layout.addLayout(row)
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(("check", "verdict and reason"))
-        _vheader(self.table).setVisible(False)
-        _hheader(self.table).setStretchLastSection(True)
-        self.table.setWordWrap(True)
-        self.table.setMinimumHeight(120)
-        layout.addWidget(self.table)
-        self.summary = QLabel("not run yet: run them before Start")
-        self.summary.setWordWrap(True)
-        layout.addWidget(self.summary)
-        self.override = QCheckBox("Start without passing checks (recorded in the session)")
-        layout.addWidget(self.override)
-        self.record: dict[str, Any] | None = None
-        self.display: dict[str, Any] | None = None  # the clip and display check
-
-    def show_display(self, record: dict[str, Any]) -> None:
-        self.display = record
-        if self.record is not None:
-            self.show_record(self.record)
-        else:
-            self._fill(record.get("checks", []))
-            self.summary.setText("display checked; now run the set-up checks")
-
-    def _fill(self, checks: list[dict[str, Any]]) -> None:
-        checks = checks + (self.display or {}).get("checks", [])
-        self.table.setRowCount(len(checks))
-        for row, c in enumerate(checks):
-            colour = VERDICT_COLOUR.get(c["verdict"], BAD)
-            self.table.setItem(row, 0, _item(c["name"], colour))
-            self.table.setItem(row, 1, _item(f"{c['verdict'].upper()}: {c['reason']}", colour))
-        self.table.resizeRowsToContents()
-
-    def show_record(self, record: dict[str, Any]) -> None:
-        self.record = record
-        checks = record.get("checks", [])
-        self._fill(checks)
-        verdict = record.get("verdict", "red")
-        reds = [c["name"] for c in checks if c["verdict"] == "red"]
-        text = record.get("error") or (
-            f"{len(reds)} check(s) red: {', '.join(reds)} - fix and run again"
-            if reds
-            else f"all checks passed ({verdict}) in {record.get('duration_s', 0):g} s"
-            + ("" if self.display is not None else " - now test the clip and display")
-        )
-        if record.get("loopback_only"):
-            seen = f"red: {', '.join(reds)}" if reds else "every stream saw the test code"
-            text = f"trigger loop-back: {seen} - run the set-up checks before Start"
-        self.summary.setText(text)
-        self.summary.setStyleSheet(f"color: {VERDICT_COLOUR.get(verdict, BAD).name()};")
-
-    def passed(self) -> bool:
-        """The set-up checks passed (the loop-back alone is not enough) and the clip
-        and display check has been run."""
-        rec = self.record
-        ok = rec is not None and rec.get("verdict") in ("green", "amber")
-        return ok and rec is not None and not rec.get("loopback_only") and self.display is not None

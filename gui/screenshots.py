@@ -1,4 +1,5 @@
-"""``mmme screenshots``: pictures of the three windows during a simulated session.
+"""``mmme screenshots``: pictures of the three windows during a simulated session,
+and of the coding window (:func:`shoot_coding`).
 
 Runs the 2-trial demo protocol on the simulated lab, drives it like a participant
 and an experimenter would, and saves PNGs of the console (recording, with the
@@ -139,3 +140,39 @@ def _pause(app: Any, seconds: float) -> None:
     from mmmelab.gui.scripted import wait
 
     wait(app, lambda: False, seconds)
+
+
+def shoot_coding(
+    folder: Path, out: Path, spots: Path | None = None, coder: str = "ann"
+) -> list[Path]:
+    """PNGs of the coding window on ``folder`` (for the README): the coder at the apex
+    of their first event with the mark of a second in progress."""
+    import time
+
+    from PyQt6.QtWidgets import QApplication
+
+    from mmmelab.analysis.annotations.coding import CodingSession
+    from mmmelab.gui.annotate import CodingWindow
+
+    app = QApplication.instance() or QApplication(["mmme-screenshots"])
+    model = CodingSession(folder, coder, spots)
+    saved = []
+    try:
+        model.start_background()
+        model.wait_background(120)
+        win = CodingWindow(model)
+        win.resize(1600, 1000)
+        win.show()
+        first = model.table.annotations[0] if model.table.annotations else None
+        if first is not None:
+            win._jump(first.apex if first.apex is not None else first.onset)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            app.processEvents()
+        path = out / "annotate.png"
+        win.grab().save(str(path))
+        saved.append(path)
+        win.close()
+    finally:
+        model.close()
+    return saved

@@ -1,5 +1,6 @@
-"""The set-up views shown before Start: the camera's settings with its live focus,
-exposure and flicker figures (histogram and spectrum), and the EEG impedance head map.
+"""The set-up views shown before Start: the checks' panel (one coloured line per
+check, the override), the camera's settings with its live focus, exposure and
+flicker figures (histogram and spectrum), and the EEG impedance head map.
 
 Both read what the controller offers (``camera_limits``, ``camera_live()``, the
 set-up record) and send changes through it; nothing here touches a device.
@@ -12,13 +13,16 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import Qt
-from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import (
+    QCheckBox,
     QDoubleSpinBox,
     QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QTableWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -26,9 +30,9 @@ from PyQt6.QtWidgets import (
 
 from mmmelab.config import EegProtocol
 from mmmelab.gui.controller import EngineController
-from mmmelab.gui.panels import VERDICT_COLOUR
+from mmmelab.gui.panels import VERDICT_COLOUR, hheader, table_item, vheader
 
-BAD = QColor("#c62828")
+BAD = VERDICT_COLOUR["red"]
 
 #: console field -> (xiAPI limit name, label, unit, decimals, step)
 SETTINGS = {
@@ -278,3 +282,82 @@ class SetupTabs(QTabWidget):
 
     def refresh(self) -> bool:
         return self.camera.refresh()
+
+
+class SetupPanel(QGroupBox):
+    """The set-up checks before Start: a button, one coloured line per check with its
+    reason, and the override (kept in the session with its reason)."""
+
+    def __init__(self) -> None:
+        from PyQt6.QtWidgets import QPushButton
+
+        super().__init__("Set-up checks")
+        layout = QVBoxLayout(self)
+        self.run_button = QPushButton("Run checks")
+        layout.addWidget(self.run_button)
+        row = QHBoxLayout()
+        self.loopback_button = QPushButton("Trigger loop-back")
+        self.loopback_button.setToolTip("one test code through the trigger bus: per stream, "
+                                        "whether its edge arrived and its latency")  # fmt: skip
+        row.addWidget(self.loopback_button)
+        self.display_button = QPushButton("Test clip and display")
+        self.display_button.setToolTip("a few seconds of a clip with its sound on the "
+                                       "participant's screen")  # fmt: skip
+        row.addWidget(self.display_button)
+        layout.addLayout(row)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(("check", "verdict and reason"))
+        vheader(self.table).setVisible(False)
+        hheader(self.table).setStretchLastSection(True)
+        self.table.setWordWrap(True)
+        self.table.setMinimumHeight(120)
+        layout.addWidget(self.table)
+        self.summary = QLabel("not run yet: run them before Start")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        self.override = QCheckBox("Start without passing checks (recorded in the session)")
+        layout.addWidget(self.override)
+        self.record: dict[str, Any] | None = None
+        self.display: dict[str, Any] | None = None  # the clip and display check
+
+    def show_display(self, record: dict[str, Any]) -> None:
+        self.display = record
+        if self.record is not None:
+            self.show_record(self.record)
+        else:
+            self._fill(record.get("checks", []))
+            self.summary.setText("display checked; now run the set-up checks")
+
+    def _fill(self, checks: list[dict[str, Any]]) -> None:
+        checks = checks + (self.display or {}).get("checks", [])
+        self.table.setRowCount(len(checks))
+        for row, c in enumerate(checks):
+            colour = VERDICT_COLOUR.get(c["verdict"], BAD)
+            self.table.setItem(row, 0, table_item(c["name"], colour))
+            self.table.setItem(row, 1, table_item(f"{c['verdict'].upper()}: {c['reason']}", colour))
+        self.table.resizeRowsToContents()
+
+    def show_record(self, record: dict[str, Any]) -> None:
+        self.record = record
+        checks = record.get("checks", [])
+        self._fill(checks)
+        verdict = record.get("verdict", "red")
+        reds = [c["name"] for c in checks if c["verdict"] == "red"]
+        text = record.get("error") or (
+            f"{len(reds)} check(s) red: {', '.join(reds)} - fix and run again"
+            if reds
+            else f"all checks passed ({verdict}) in {record.get('duration_s', 0):g} s"
+            + ("" if self.display is not None else " - now test the clip and display")
+        )
+        if record.get("loopback_only"):
+            seen = f"red: {', '.join(reds)}" if reds else "every stream saw the test code"
+            text = f"trigger loop-back: {seen} - run the set-up checks before Start"
+        self.summary.setText(text)
+        self.summary.setStyleSheet(f"color: {VERDICT_COLOUR.get(verdict, BAD).name()};")
+
+    def passed(self) -> bool:
+        """The set-up checks passed (the loop-back alone is not enough) and the clip
+        and display check has been run."""
+        rec = self.record
+        ok = rec is not None and rec.get("verdict") in ("green", "amber")
+        return ok and rec is not None and not rec.get("loopback_only") and self.display is not None

@@ -95,7 +95,7 @@ def check_rater(name: str) -> str:
 
 
 def _atomic(path: Path, text: str) -> None:
-    from mmmelab.analysis.annotations.table import atomic_write
+    from mmmelab.analysis.annotations.writing import atomic_write
 
     atomic_write(path, text)
 

@@ -84,7 +84,7 @@ def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse
         ConsentLevel(args.consent),
         args.notes,
     )
-    from mmmelab.storage.session import check_output_root
+    from mmmelab.storage.sessionwriter import check_output_root
 
     check_output_root(out if out is not None else lab.data_root)  # before anything else
     simulated = lab.simulated_devices()

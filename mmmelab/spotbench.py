@@ -81,7 +81,7 @@ def _spot_and_read(folder: Path, out: Path) -> dict[str, Any]:
     spot_s = passes[-1]
     result = apply_ccf(folder, result)  # then the heart-rate filter (timed on its own)
     write_outputs(result, out, params, folder)
-    from mmmelab.analysis.annotations.table import write_table
+    from mmmelab.analysis.annotations.writing import write_table
 
     write_table(result.unfiltered, out / "unfiltered_spots.tsv", result.camera, folder.name)
     frames = result.info["frames"]

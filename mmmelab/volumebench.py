@@ -155,7 +155,7 @@ def _settle(pause_s: float = 3.0) -> None:
 
 
 def _fill_run(first: Path, mnt: Path, seconds: float, progress: Progress) -> dict[str, Any]:
-    from mmmelab.faultbench import mount_small_disk, unmount
+    from mmmelab.faultcases import mount_small_disk, unmount
 
     refused = mount_small_disk(mnt, FILL_TMPFS)
     if refused:

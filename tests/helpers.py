@@ -60,7 +60,7 @@ def simulate_short_session(root: Any, seed: int = 5, minutes: float = 0.6) -> An
 def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``mnt``: a disk that really fills up (the test is
     skipped where mounting is not allowed); unmounted afterwards."""
-    from mmmelab.faultbench import mount_small_disk, unmount
+    from mmmelab.faultcases import mount_small_disk, unmount
 
     refused = mount_small_disk(mnt, size)
     if refused:

@@ -16,8 +16,8 @@ from mmmelab.analysis.annotations.table import (
     read_table,
     table_from_rows,
     times_table,
-    write_table,
 )
+from mmmelab.analysis.annotations.writing import write_table
 
 __all__ = [
     "CONSENSUS",

@@ -38,11 +38,10 @@ from mmmelab.analysis.annotations.table import (
     Emotion,
     Kind,
     annotation_path,
-    atomic_write,
     file_sha256,
     read_table,
-    write_table,
 )
+from mmmelab.analysis.annotations.writing import atomic_write, write_table
 from mmmelab.errors import LabError
 
 FILE = "adjudication.json"

@@ -20,15 +20,15 @@ does goes through here, and every test of the coding logic runs without a window
   nothing: reopening restores the events, the draft and the position.
 * **Blind coding**: a coder sees other coders' marks only after submitting their
   own pass, and then only passes that were submitted.
+
+The frames and tracks are read by :mod:`mmmelab.analysis.annotations.codingdata`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from mmmelab.analysis.annotations.codingdata import FrameSource, Shown, TrackData, TrackSource
 from mmmelab.analysis.annotations.facs import DFME_AUS, DFME_MISC, MMME_AUS, parse_aus
 from mmmelab.analysis.annotations.table import (
     FOLDER,
@@ -46,52 +47,18 @@ from mmmelab.analysis.annotations.table import (
     Kind,
     MeRule,
     annotation_path,
-    atomic_write,
-    event_times,
     read_table,
-    write_table,
 )
-from mmmelab.analysis.face.cv import opencv
+from mmmelab.analysis.annotations.writing import atomic_write, write_table
 from mmmelab.errors import LabError
-from mmmelab.storage import CameraStream, SignalStream, open_session
-from mmmelab.storage.frames import BAYER_OFFSETS
-from mmmelab.sync.codes import EventCode
+from mmmelab.storage import CameraStream, open_session
 
-PHYSIO_TRACKS = ("ECG", "PPG", "EDA", "RSP", "SKT")
 #: what the AU picker offers: MMME Table 2's 21 AUs, DFME's others, its head codes
 PICKER_AUS = (*sorted({*MMME_AUS, *DFME_AUS}), *DFME_MISC)
 EMOTIONS = tuple(e.value for e in Emotion)
 KINDS = tuple(k.value for k in Kind)
 SPEEDS = (1.0, 1 / 5, 1 / 10, 1 / 30)
-READ_AHEAD = 12  # frames either side kept ready
-CACHE_FRAMES = 64
 _CODER_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
-
-
-def display_rgb(raw: np.ndarray, pattern: str, luts: np.ndarray) -> np.ndarray:
-    """The mosaic at half size for the screen, uint8 RGB: per 2x2 cell R, the mean of
-    both G, B (as ``analysis.face.frames`` reduces it, to within rounding), each through
-    its channel's white-balance table (``white_balance_luts``); OpenCV's table lookups,
-    about 1.7 ms for a 2040x1080 frame, and nothing to compile at start."""
-    cv2 = opencv()
-    (ry, rx), (g1y, g1x), (g2y, g2x), (by, bx) = BAYER_OFFSETS[pattern]
-    h, w = raw.shape[0] // 2 * 2, raw.shape[1] // 2 * 2
-
-    def plane(y: int, x: int) -> np.ndarray:
-        return np.ascontiguousarray(raw[y:h:2, x:w:2])
-
-    out = np.empty((h // 2, w // 2, 3), np.uint8)
-    out[:, :, 0] = cv2.LUT(plane(ry, rx), luts[0])
-    # the mean of both greens, rounded (OpenCV's saturating arithmetic, SIMD)
-    out[:, :, 1] = cv2.LUT(cv2.addWeighted(plane(g1y, g1x), 0.5, plane(g2y, g2x), 0.5, 0.0),
-                           luts[1])  # fmt: skip
-    out[:, :, 2] = cv2.LUT(plane(by, bx), luts[2])
-    return out
-
-
-def white_balance_luts(gains: tuple[float, float, float]) -> np.ndarray:
-    levels = np.arange(256, dtype=np.float64)
-    return np.stack([np.minimum(255.0, levels * k + 0.5) for k in gains]).astype(np.uint8)
 
 
 def check_coder(name: str) -> str:
@@ -150,23 +117,6 @@ class Draft:
 
 
 @dataclass
-class Shown:
-    number: int  # the frame number asked for
-    index: int | None  # stored index; None when that frame was dropped
-    t: float  # master time (interpolated for a dropped frame)
-    image: np.ndarray | None  # (h, w, 3) uint8 at half the sensor's size
-    gap: bool = False
-
-
-@dataclass
-class TrackData:
-    name: str
-    unit: str
-    t: np.ndarray
-    y: np.ndarray
-
-
-@dataclass
 class Spots:
     candidates: list[Annotation] = field(default_factory=list)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -186,30 +136,19 @@ class CodingSession:
             self.session.close()
             raise LabError(f"{self.folder}: no camera frames to code")
         self.camera = cam
-        self.store = cam.frames
-        self.numbers = cam.journal["acq_nframe"].astype(np.int64)
-        self.times = np.asarray(cam.master_time, dtype=np.float64)
+        self.frames = FrameSource(cam)
+        self.store, self.numbers, self.times = (
+            self.frames.store,
+            self.frames.numbers,
+            self.frames.times,
+        )
         self.fps = float(cam.rate_hz)
-        self.first, self.last = int(self.numbers[0]), int(self.numbers[-1])
+        self.first, self.last = self.frames.first, self.frames.last
         self.rule = MeRule()
         self.t0 = float(self.times[0])  # the tracks' zero
-        self._reader = self.store.row_reader(0, self.store.height)
-        self._luts = white_balance_luts(self.store.white_balance)
-        self._cache_lock = threading.Lock()
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._ahead: threading.Thread | None = None
-        self._ahead_cond = threading.Condition()
-        self._ahead_gen = 0
-        self._ahead_center = 0
         self._closing = False
-        self.markers = self._markers()
-        self._signals: dict[str, tuple[SignalStream, int, str]] = {}
-        self._signal_times: dict[str, np.ndarray] = {}
-        self._window: dict[str, tuple[tuple[str, int, int], np.ndarray]] = {}
-        self._find_tracks(eeg_channels)
-        self.heart_rate: TrackData | None = None
-        self.heart_rate_note = "computing ..."
-        self._hr_thread: threading.Thread | None = None
+        self.tracks = TrackSource(self.session, eeg_channels)
+        self.markers = self.tracks.markers
         self.spots = self._load_spots(spots)
         self.table = self._load_table()
         state = read_state(self.folder, self.coder)
@@ -226,30 +165,20 @@ class CodingSession:
 
     @property
     def background_busy(self) -> bool:
-        return self._hr_thread is not None and self._hr_thread.is_alive()
+        return self.tracks.background_busy
 
     def start_background(self) -> None:
         """The heart rate from the ECG, in a thread (the tool opens without waiting)."""
-        if self._closing:
-            return
-        if self._hr_thread is None and "ECG" in self._signals:
-            self._hr_thread = threading.Thread(target=self._compute_heart_rate, daemon=True,
-                                               name="coding-heart-rate")  # fmt: skip
-            self._hr_thread.start()
-        elif "ECG" not in self._signals:
-            self.heart_rate_note = "no ECG in this session"
+        if not self._closing:
+            self.tracks.start_background()
 
     def wait_background(self, timeout: float = 60.0) -> None:
-        if self._hr_thread is not None:
-            self._hr_thread.join(timeout)
+        self.tracks.wait_background(timeout)
 
     def close(self) -> None:
-        with self._ahead_cond:
-            self._closing = True
-            self._ahead_cond.notify_all()
-        for th in (self._ahead, self._hr_thread):
-            if th is not None:
-                th.join(30)
+        self._closing = True
+        self.frames.close()
+        self.tracks.close()
         self.session.close()
 
     def __enter__(self) -> CodingSession:
@@ -261,32 +190,14 @@ class CodingSession:
     # ------------------------------------------------------------ frames
 
     def index_of(self, number: int) -> int | None:
-        i = int(np.searchsorted(self.numbers, number))
-        return i if i < len(self.numbers) and self.numbers[i] == number else None
+        return self.frames.index_of(number)
 
     def time_of(self, number: float) -> float:
-        return float(event_times(self.numbers, self.times, np.array([number]))[0])
+        return self.frames.time_of(number)
 
     def number_at(self, t: float) -> int:
         """The stored frame nearest to master time ``t``."""
-        i = int(np.clip(np.searchsorted(self.times, t), 1, len(self.times) - 1))
-        if abs(self.times[i - 1] - t) <= abs(self.times[i] - t):
-            i -= 1
-        return int(self.numbers[i])
-
-    def _image(self, index: int, reader: Any = None) -> np.ndarray:
-        with self._cache_lock:
-            hit = self._cache.get(index)
-            if hit is not None:
-                self._cache.move_to_end(index)
-                return hit
-        raw = (reader or self._reader).read(index)  # each thread its own reader
-        out = display_rgb(raw, self.store.bayer_pattern, self._luts)
-        with self._cache_lock:
-            self._cache[index] = out
-            while len(self._cache) > CACHE_FRAMES:
-                self._cache.popitem(last=False)
-        return out
+        return self.frames.number_at(t)
 
     def frame(self, number: int) -> Shown:
         """The frame numbered ``number`` (clamped to the recording); a dropped frame
@@ -297,42 +208,10 @@ class CodingSession:
         t = self.time_of(number)
         if i is None:
             return Shown(number, None, t, None, gap=True)
-        img = self._image(i)
-        self._read_ahead(i)
+        img = self.frames.image(i)
+        if not self._closing:
+            self.frames.read_ahead(i)
         return Shown(number, i, t, img)
-
-    def _read_ahead(self, i: int) -> None:
-        """Frames around ``i`` read in a background thread, nearest (and forward) first;
-        a new position abandons the old one's list at once, so a seek never waits."""
-        if self._closing:
-            return
-        with self._ahead_cond:
-            self._ahead_center = i
-            self._ahead_gen += 1
-            self._ahead_cond.notify()
-        if self._ahead is None:
-            self._ahead = threading.Thread(target=self._ahead_loop, daemon=True,
-                                           name="coding-read-ahead")  # fmt: skip
-            self._ahead.start()
-
-    def _ahead_loop(self) -> None:
-        reader = self.store.row_reader(0, self.store.height)
-        done_gen = 0
-        while True:
-            with self._ahead_cond:
-                while not self._closing and self._ahead_gen == done_gen:
-                    self._ahead_cond.wait(1.0)
-                if self._closing:
-                    return
-                gen, i = self._ahead_gen, self._ahead_center
-            lo, hi = max(0, i - READ_AHEAD), min(len(self.numbers), i + READ_AHEAD + 1)
-            order = sorted(range(lo, hi), key=lambda j: (abs(j - i), j < i))
-            for j in order:
-                if self._closing or self._ahead_gen != gen:
-                    break
-                self._image(j, reader)
-            else:
-                done_gen = gen
 
     def step(self, frames: int) -> int:
         """The frame number ``frames`` away from the current one (gaps count as frames:
@@ -341,111 +220,25 @@ class CodingSession:
 
     def missing(self) -> np.ndarray:
         """Frame numbers the recording does not hold (dropped), in order."""
-        jumps = np.flatnonzero(np.diff(self.numbers) > 1)
-        parts = [np.arange(self.numbers[k] + 1, self.numbers[k + 1]) for k in jumps]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return self.frames.missing()
 
     # ------------------------------------------------------------ tracks
 
-    def _markers(self) -> list[tuple[float, str]]:
-        m = self.session.markers
-        if not len(m):
-            return []
-        out = []
-        for code, label, t in zip(m["code"], m["label"], m["t_on"], strict=True):
-            if int(code) == EventCode.SYNC:  # the clock's pulses: nothing a coder looks for
-                continue
-            try:
-                name = EventCode(int(code)).name.lower()
-            except ValueError:
-                name = f"code {int(code)}"
-            text = label.decode(errors="replace") if isinstance(label, bytes) else str(label)
-            out.append((float(t), f"{name} {text}".strip()))
-        return out
-
-    def _find_tracks(self, eeg_channels: tuple[str, ...]) -> None:
-        for name, stream in self.session.streams.items():
-            if not isinstance(stream, SignalStream):
-                continue
-            low = [c.lower() for c in stream.channels]
-            if stream.kind == "eeg" or name == "eeg":
-                for ch in eeg_channels:
-                    if ch.lower() in low:
-                        self._signals[f"EEG {ch}"] = (stream, low.index(ch.lower()), stream.units)
-            else:
-                for mod in PHYSIO_TRACKS:
-                    hits = [i for i, c in enumerate(low) if c == mod.lower()
-                            or c.startswith(mod.lower() + " ")]  # fmt: skip
-                    if hits:
-                        unit = stream.attrs.get("units", {}) if stream.attrs else {}
-                        self._signals[mod] = (stream, hits[0], str(unit.get(mod, "")) if
-                                              isinstance(unit, dict) else "")  # fmt: skip
-
     @property
     def track_names(self) -> list[str]:
-        order = [*PHYSIO_TRACKS[:1], "HR", *PHYSIO_TRACKS[1:]]
-        names = [n for n in order if n in self._signals or (n == "HR" and "ECG" in self._signals)]
-        return names + [n for n in self._signals if n.startswith("EEG ")]  # as asked
-
-    def _times_of(self, stream: SignalStream) -> np.ndarray:
-        t = self._signal_times.get(stream.name)
-        if t is None:
-            t = self._signal_times[stream.name] = np.asarray(stream.master_time, np.float64)
-        return t
+        return self.tracks.track_names
 
     def track(self, name: str, t0: float, t1: float, max_points: int = 4000) -> TrackData:
-        """Track ``name`` over master times [t0, t1], at most ``max_points`` points
-        (min-max pairs per bin when the window holds more samples, so a spike shows)."""
-        if name == "HR":
-            hr = self.heart_rate
-            if hr is None:
-                return TrackData(name, "bpm", np.zeros(0), np.zeros(0))
-            a, b = np.searchsorted(hr.t, [t0, t1])
-            return TrackData(name, "bpm", hr.t[a:b], hr.y[a:b])
-        stream, col, unit = self._signals[name]
-        t = self._times_of(stream)
-        a, b = (int(v) for v in np.searchsorted(t, [t0, t1]))
-        if b <= a:
-            return TrackData(name, unit, np.zeros(0), np.zeros(0))
-        y = np.asarray(self._rows(stream, a, b)[:, col], dtype=np.float64)
-        tt = t[a:b]
-        if len(y) > max_points:
-            bins = max_points // 2
-            edges = np.linspace(0, len(y), bins + 1).astype(np.int64)
-            lo = np.minimum.reduceat(y, edges[:-1])
-            hi = np.maximum.reduceat(y, edges[:-1])
-            y = np.column_stack([lo, hi]).ravel()
-            tt = np.repeat(tt[edges[:-1]], 2)
-        return TrackData(name, unit, tt, y)
+        """Track ``name`` over master times [t0, t1], at most ``max_points`` points."""
+        return self.tracks.track(name, t0, t1, max_points)
 
-    def _rows(self, stream: SignalStream, a: int, b: int) -> np.ndarray:
-        """Samples [a, b) of every channel of ``stream``, read once for all its tracks
-        (HDF5 stores the channels of a sample together: one read, not one per track)."""
-        key = (stream.name, a, b)
-        hit = self._window.get(stream.name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        rows = np.asarray(stream.data[a:b])
-        self._window[stream.name] = (key, rows)
-        return rows
+    @property
+    def heart_rate(self) -> TrackData | None:
+        return self.tracks.heart_rate
 
-    def _compute_heart_rate(self) -> None:
-        from mmmelab.analysis.physio.preprocess import PhysioParams, from_arrays
-
-        stream, col, _ = self._signals["ECG"]
-        try:
-            x = np.asarray(stream.data[:, col], dtype=np.float64)
-            t = self._times_of(stream)
-            data = from_arrays({"ECG": x}, stream.rate_hz, params=PhysioParams(), t=t)
-        except (OSError, ValueError) as exc:
-            self.heart_rate_note = f"heart rate not computed: {exc}"
-            return
-        if data.heart_rate is None:
-            self.heart_rate_note = data.problems.get("ECG", "no heart rate")
-            return
-        step = max(1, int(data.rate_hz // 20))  # 20 points a second is plenty to draw
-        self.heart_rate = TrackData("HR", "bpm", data.t[::step], data.heart_rate[::step])
-        self.heart_rate_note = f"{len(data.rpeaks)} R peaks (NeuroKit2)"
+    @property
+    def heart_rate_note(self) -> str:
+        return self.tracks.heart_rate_note
 
     # ------------------------------------------------------------ spotter output
 

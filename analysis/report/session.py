@@ -23,56 +23,9 @@ from typing import Any
 import numpy as np
 
 from mmmelab.analysis.report.html import _png
+from mmmelab.analysis.report.page import CSS, EMOTION_COLOURS, img, pyplot, table
+from mmmelab.analysis.report.streams import eeg, physio, sync
 from mmmelab.errors import LabError
-
-EMOTION_COLOURS = {"happiness": "#f4b400", "surprise": "#ab47bc", "sadness": "#4285f4",
-                   "fear": "#546e7a", "anger": "#db4437", "disgust": "#0f9d58",
-                   "contempt": "#8d6e63", "neutral": "#bdbdbd"}  # fmt: skip
-CSS = """
-body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;
-color:#222;line-height:1.4}
-h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;border-bottom:1px solid #ddd;
-padding-bottom:3px;margin-top:28px}
-table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ddd;
-padding:3px 7px;text-align:left}th{background:#f5f5f5}
-.ok{color:#0b7a3b;font-weight:600}.warn{color:#b26a00;font-weight:600}
-.bad{color:#c62828;font-weight:600}.muted{color:#777}
-.g{background:#e6f4ea}.a{background:#fff4e0}.r{background:#fde7e9}
-img{max-width:100%}code{background:#f5f5f5;padding:0 3px}
-"""
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _table(head: list[str], rows: list[list[Any]], classes: list[list[str]] | None = None) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    for i, r in enumerate(rows):
-        cells = []
-        for j, v in enumerate(r):
-            cls = classes[i][j] if classes else ""
-            cells.append(f"<td class='{cls}'>{html.escape(_fmt(v))}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return "".join(out) + "</table>"
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float | np.floating):
-        return f"{float(v):.4g}"
-    return str(v)
-
-
-def _img(uri: str, alt: str) -> str:
-    return f"<img alt='{html.escape(alt)}' src='{uri}'>"
-
 
 # --------------------------------------------------------------------- sections
 
@@ -95,7 +48,7 @@ def _devices(s: Any) -> str:
                          f"{gaps} gaps, {missing} frames", st.aligned,
                          str((s.manifest.get("streams", {}).get(name) or {}).get("model", "")),
                          ])  # fmt: skip
-    out = _table(["stream", "kind", "rate", "channels / size", "samples", "lost", "aligned",
+    out = table(["stream", "kind", "rate", "channels / size", "samples", "lost", "aligned",
                   "device"], rows)  # fmt: skip
     settings = []
     for dev in ("camera", "eeg", "physio"):
@@ -103,14 +56,14 @@ def _devices(s: Any) -> str:
             settings.append([dev, k, json.dumps(v) if isinstance(v, list | dict) else v])
     if settings:
         out += "<details><summary>settings (lab config at recording)</summary>"
-        out += _table(["device", "setting", "value"], settings) + "</details>"
+        out += table(["device", "setting", "value"], settings) + "</details>"
     return out
 
 
 def _timeline(s: Any) -> tuple[str, dict[str, Any]]:
     from mmmelab.sync.codes import EventCode
 
-    plt = _plt()
+    plt = pyplot()
     m = s.markers
     t0 = float(m["t_on"][0]) if len(m) else 0.0
     fig, ax = plt.subplots(figsize=(11, 2.3))
@@ -147,10 +100,10 @@ def _timeline(s: Any) -> tuple[str, dict[str, Any]]:
                     ""])  # fmt: skip
     stats = {"trials": len(trials), "missed": int(sum(bool(t["missed"]) for t in trials)),
              "reminders": int(len(rem)), "notes": int(len(notes))}  # fmt: skip
-    out = _img(uri, "paradigm timeline")
+    out = img(uri, "paradigm timeline")
     out += (f"<p>{stats['trials']} trials, {stats['missed']} ratings missed, "
             f"{stats['reminders']} reminders, {stats['notes']} notes.</p>")  # fmt: skip
-    out += "<details><summary>trials</summary>" + _table(
+    out += "<details><summary>trials</summary>" + table(
         ["trial", "clip", "target", "reported", "valence", "arousal", "RT s"], rows, cls
     )
     return out + "</details>", stats
@@ -162,7 +115,7 @@ def _camera(s: Any) -> tuple[str, dict[str, Any]]:
     cam = s.streams.get("camera")
     if not isinstance(cam, CameraStream) or cam.count < 2:
         return "<p class='muted'>no camera stream</p>", {}
-    plt = _plt()
+    plt = pyplot()
     ts = cam.journal["ts_us"].astype(np.float64)
     nf = cam.journal["acq_nframe"].astype(np.int64)
     step = np.diff(nf)
@@ -192,152 +145,7 @@ def _camera(s: Any) -> tuple[str, dict[str, Any]]:
            f"(nominal {cam.rate_hz:g}); {missing} frames dropped in {gaps} gaps; device "
            f"timestamp jitter SD {stats['jitter_us_sd']:.2f} us, max "
            f"{stats['jitter_us_max']:.1f} us.</p>")  # fmt: skip
-    return out + _img(uri, "frame intervals") + _img(uri2, "delivery latency"), stats
-
-
-def edge_residuals(s: Any) -> dict[str, np.ndarray]:
-    """Per stream, the certificate's residual (ms) at every trigger edge it recorded: the
-    edge's master time (through the alignment) minus its marker's time."""
-    from mmmelab.storage import CameraStream, SignalStream
-    from mmmelab.sync.align import camera_edges, coded_edges
-    from mmmelab.sync.codes import trigger_levels
-
-    out: dict[str, np.ndarray] = {}
-    m = s.markers
-    if not len(m) or not s.sync:
-        return out
-    latency = float(s.sync.get("box_latency_ms", 0.0)) / 1e3
-    mt, mc = m["t_on"].astype(np.float64) + latency, m["code"].astype(np.int64)
-    lab = s.manifest.get("lab", {})
-    for name, st in s.streams.items():
-        if not st.aligned:
-            continue
-        dev_lat = float((lab.get(name) or {}).get("trigger_latency_ms", 0.0)) / 1e3
-        if isinstance(st, SignalStream):
-            codes = trigger_levels(st.aux)
-            if codes is None:
-                continue
-            t, code = coded_edges(np.asarray(st.master_time), codes, 1 / st.rate_hz, dev_lat)
-        elif isinstance(st, CameraStream):
-            mast = np.asarray(st.master_time)
-            gpi = st.journal["gpi_level"].astype(np.int64)
-            mid, _, rising, _, _ = camera_edges(mast, gpi, mast, dev_lat)
-            t, code = mid[rising], None
-        else:
-            continue
-        res = []
-        for i, te in enumerate(t):
-            cand = np.flatnonzero(np.abs(mt - te) < 0.05)
-            if code is not None:
-                cand = cand[mc[cand] == code[i]]
-            if len(cand):
-                j = cand[np.argmin(np.abs(mt[cand] - te))]
-                res.append((te - mt[j]) * 1e3)
-        out[name] = np.asarray(res)
-    return out
-
-
-def _sync(s: Any) -> tuple[str, dict[str, Any]]:
-    cert = s.sync
-    if not cert:
-        return "<p class='bad'>not aligned: run <code>mmme align</code></p>", {}
-    plt = _plt()
-    rows, cls = [], []
-    for name, st in cert.get("streams", {}).items():
-        segs = st.get("segments", [])
-        drift = [g.get("drift_ppm") for g in segs if g.get("drift_ppm") is not None]
-        rms, mx = st.get("residual_rms_ms"), st.get("residual_max_ms")
-        rows.append([name, st.get("method"), f"{st.get('edges_used')}/{st.get('edges_expected')}",
-                     len(segs), drift[0] if len(drift) == 1 else drift, rms, mx,
-                     "; ".join(st.get("warnings", [])) or None])  # fmt: skip
-        # a camera sees an edge only at its next exposure: up to half a frame either way
-        fps = (s.streams.get(name).rate_hz if name in s.streams else 0.0) or 0.0
-        limit = 2.0 + (500.0 / fps if getattr(s.streams.get(name), "kind", "") == "camera"
-                       else 0.0)  # fmt: skip
-        bad = mx is None or mx > limit or st.get("warnings")
-        cls.append([""] * 5 + ["", "r" if bad else "g", "a" if st.get("warnings") else ""])
-    out = _table(["stream", "method", "edges used", "segments", "drift ppm", "RMS ms",
-                  "max ms", "warnings"], rows, cls)  # fmt: skip
-    res = edge_residuals(s)
-    if res:
-        fig, axes = plt.subplots(
-            1, len(res), figsize=(3.6 * len(res), 2.4), squeeze=False, layout="constrained"
-        )
-        for ax, (name, r) in zip(axes[0], res.items(), strict=True):
-            ax.plot(r, ".", ms=2)
-            ax.axhline(0, color="#999", lw=0.6)
-            ax.set_title(f"{name}: {len(r)} edges", fontsize=9)
-            ax.set_xlabel("edge")
-            ax.set_ylabel("residual (ms)")
-        out += _img(_png(fig), "residuals per edge")
-        plt.close(fig)
-    return out, {n: {"edges": len(r), "max_ms": float(np.abs(r).max()) if len(r) else None}
-                 for n, r in res.items()}  # fmt: skip
-
-
-def _physio(s: Any) -> tuple[str, dict[str, Any]]:
-    """Per trial (clip onset to rating onset) and channel: flat and saturated share."""
-    from mmmelab.storage import SignalStream
-
-    st = s.streams.get("physio")
-    if not isinstance(st, SignalStream) or not st.count:
-        return "<p class='muted'>no physiology stream</p>", {}
-    t = np.asarray(st.master_time)
-    data = np.asarray(st.data[:], dtype=np.float64)
-    lo, hi = np.nanmin(data, axis=0), np.nanmax(data, axis=0)
-    rows, cls = [], []
-    worst = {c: "g" for c in st.channels}
-    for k, tr in enumerate(s.trials):
-        a, b = np.searchsorted(t, [float(tr["clip_onset"]), float(tr["rating_onset"])])
-        if b - a < 10:
-            continue
-        row: list[Any] = [k]
-        c_row = [""]
-        for j, ch in enumerate(st.channels):
-            x = data[a:b, j]
-            flat = float(np.mean(np.diff(x) == 0))
-            sat = float(np.mean((x <= lo[j]) | (x >= hi[j]))) if hi[j] > lo[j] else 1.0
-            grade = "r" if flat > 0.5 or sat > 0.05 else "a" if flat > 0.2 or sat > 0.01 else "g"
-            row.append(f"flat {flat:.0%}, sat {sat:.1%}, range {np.ptp(x):.3g}")
-            c_row.append(grade)
-            if grade == "r" or (grade == "a" and worst[ch] == "g"):
-                worst[ch] = grade
-        rows.append(row)
-        cls.append(c_row)
-    out = "<p>Worst trial per channel: " + ", ".join(
-        f"<span class='{ {'g': 'ok', 'a': 'warn', 'r': 'bad'}[g]}'>{html.escape(c)}</span>"
-        for c, g in worst.items()) + ".</p>"  # fmt: skip
-    out += "<details><summary>per trial</summary>" + _table(["trial", *st.channels], rows, cls)
-    return out + "</details>", {"worst": worst}
-
-
-def _eeg(s: Any, folder: Path, ica: bool) -> tuple[str, dict[str, Any]]:
-    from mmmelab.storage import SignalStream
-
-    st = s.streams.get("eeg")
-    if not isinstance(st, SignalStream) or not st.count:
-        return "<p class='muted'>no EEG stream</p>", {}
-    from mmmelab.analysis.eeg import EegParams, from_stream
-
-    # the bad channels as Analysis I finds them; their repair is not needed to list them
-    res = from_stream(st, EegParams(ica=ica), clean=ica)
-    summ = res.summary()
-    bad = summ["bad_channels"]
-    why = ", ".join(f"{c} ({summ['bad_reasons'].get(c, '')})" for c in bad)
-    out = (f"<p class='{'ok' if not bad else 'warn'}'>{summ['channels']} channels, "
-           f"{len(bad)} bad" + (f": {why}" if bad else "") + ".</p>")  # fmt: skip
-    if ica:
-        rej = summ["ica_rejected"]
-        out += (f"<p>ICA: {summ['ica_components']} components, {len(rej)} removed"
-                + (": " + ", ".join(f"IC{r['component']} {r.get('label', '')} "
-                                    f"({r.get('probability', 0):.2f})" for r in rej)
-                   if rej else "") + ".</p>")  # fmt: skip
-    else:
-        out += "<p class='muted'>ICA not run (<code>mmme report --ica</code> runs it).</p>"
-    for n in summ["notes"]:
-        out += f"<p class='muted'>{html.escape(str(n))}</p>"
-    return out, {"bad_channels": bad, "ica_components": summ["ica_components"],
-                 "ica_rejected": len(summ["ica_rejected"])}  # fmt: skip
+    return out + img(uri, "frame intervals") + img(uri2, "delivery latency"), stats
 
 
 def _annotations(folder: Path) -> tuple[str, dict[str, Any]]:
@@ -380,7 +188,7 @@ def _faults(s: Any) -> tuple[str, int]:
         return "<p class='ok'>no fault, no warning</p>", 0
     out = "".join(f"<p class='warn'>{html.escape(str(i))}</p>" for i in items)
     if rows:
-        out += _table(["master time", "stream", "kind", "count", "detail"], rows,
+        out += table(["master time", "stream", "kind", "count", "detail"], rows,
                       [["", "", "r", "", ""] for _ in rows])  # fmt: skip
     return out, n
 
@@ -431,11 +239,11 @@ def write_report(folder: Path, out: Path | None = None, ica: bool = False,
         tick(2, len(steps), steps[2])
         parts["Camera"], stats["camera"] = _camera(s)
         tick(3, len(steps), steps[3])
-        parts["Synchronisation"], stats["sync"] = _sync(s)
+        parts["Synchronisation"], stats["sync"] = sync(s)
         tick(4, len(steps), steps[4])
-        parts["Physiology quality"], stats["physio"] = _physio(s)
+        parts["Physiology quality"], stats["physio"] = physio(s)
         tick(5, len(steps), steps[5])
-        parts["EEG"], stats["eeg"] = _eeg(s, folder, ica)
+        parts["EEG"], stats["eeg"] = eeg(s, folder, ica)
         tick(6, len(steps), steps[6])
         parts["Annotations"], stats["annotations"] = _annotations(folder)
         faults, n_faults = _faults(s)
@@ -460,7 +268,7 @@ def write_report(folder: Path, out: Path | None = None, ica: bool = False,
     body.append("<h2>Provenance</h2><p class='muted'>"
                 + html.escape(", ".join(f"{k} {v}" for k, v in prov["versions"].items()))
                 + f"; made {time.strftime('%Y-%m-%d %H:%M')}</p>"
-                + _table(["input", "sha256"], [[k, v] for k, v in prov["inputs"].items()])
+                + table(["input", "sha256"], [[k, v] for k, v in prov["inputs"].items()])
                 + "<script type='application/json' id='provenance'>"
                 + json.dumps(prov).replace("</", "<\\/") + "</script>")  # fmt: skip
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Session "

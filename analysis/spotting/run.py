@@ -28,13 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from mmmelab.analysis.annotations.table import (
-    Annotation,
-    AnnotationTable,
-    Kind,
-    MeRule,
-    write_table,
-)
+from mmmelab.analysis.annotations.table import Annotation, AnnotationTable, Kind, MeRule
+from mmmelab.analysis.annotations.writing import write_table
 from mmmelab.analysis.face.cv import opencv
 from mmmelab.analysis.face.detect import trial_box
 from mmmelab.analysis.face.frames import SessionFrames, VideoFrames

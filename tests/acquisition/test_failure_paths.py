@@ -17,7 +17,7 @@ import pytest
 
 from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
 from mmmelab.analysis.check import check_session
-from mmmelab.faultbench import SMALL_DISK
+from mmmelab.faultcases import SMALL_DISK
 from mmmelab.storage import open_session
 from mmmelab.storage.manifest import SessionStatus
 from tests.helpers import tmpfs

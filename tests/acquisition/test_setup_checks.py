@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mmmelab.acquisition import rigchecks as rc
+from mmmelab.acquisition import signalchecks as sc
 from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
 from mmmelab.acquisition.rigcheck import run_rig_check
 from mmmelab.hardware_mocks.ximea.scene import Rig, Scene
@@ -99,10 +100,10 @@ def test_exposure_check_flags_saturation_and_darkness():
 
 def test_impedance_check_names_the_bad_electrodes():
     labels = ["Fp1", "Fp2", "Cz", "O1"]
-    check = rc.impedances([3.0, 25.0, 8.0, 4.0], labels, threshold_kohm=10.0)
+    check = sc.impedances([3.0, 25.0, 8.0, 4.0], labels, threshold_kohm=10.0)
     assert check.verdict is rc.Verdict.RED and "Fp2" in check.reason
     assert check.figures["near"] == ["Cz"]
-    assert rc.impedances([3.0, 2.0, 4.0, 5.0], labels).verdict is rc.Verdict.GREEN
+    assert sc.impedances([3.0, 2.0, 4.0, 5.0], labels).verdict is rc.Verdict.GREEN
 
 
 def test_eeg_signal_flags_flat_noisy_and_line_noise():
@@ -113,7 +114,7 @@ def test_eeg_signal_flags_flat_noisy_and_line_noise():
     eeg[:, 1] = 0.01 * rng.normal(size=n)  # flat
     eeg[:, 2] = rng.normal(0, 400, n)  # noisy
     eeg[:, 3] = 2 * rng.normal(size=n) + 60 * np.sin(2 * np.pi * 50 * t)  # mains
-    check = rc.eeg_signal_flags(eeg, rate, ["a", "b", "c", "d"])
+    check = sc.eeg_signal_flags(eeg, rate, ["a", "b", "c", "d"])
     assert check.figures["flat"] == ["b"] and check.figures["noisy"] == ["c"]
     assert check.figures["line_noise"] == ["d"]
     assert check.verdict is rc.Verdict.RED
@@ -125,10 +126,10 @@ def test_heart_rate_from_ecg_and_ppg_agree_with_neurokit():
     rate = 500
     ecg = nk.ecg_simulate(duration=10, sampling_rate=rate, heart_rate=72, random_state=1)
     ppg = nk.ppg_simulate(duration=10, sampling_rate=rate, heart_rate=72, random_state=1)
-    check = rc.heart_rate(ecg, ppg, rate)
+    check = sc.heart_rate(ecg, ppg, rate)
     assert check.verdict is rc.Verdict.GREEN, check.reason
     assert check.figures["ecg_bpm"] == pytest.approx(72, abs=3)
-    flat = rc.heart_rate(ecg, np.zeros_like(ppg), rate)
+    flat = sc.heart_rate(ecg, np.zeros_like(ppg), rate)
     assert flat.verdict is rc.Verdict.RED and "PPG" in flat.reason
 
 
@@ -139,15 +140,15 @@ def test_breathing_rate_from_12_s_agrees_with_neurokit_peaks(per_min):
     x = nk.rsp_simulate(duration=60, sampling_rate=1000, respiratory_rate=per_min, random_state=1)
     _, info = nk.rsp_peaks(nk.rsp_clean(x, sampling_rate=1000), sampling_rate=1000)
     reference = 60 / np.median(np.diff(info["RSP_Peaks"]) / 1000)
-    assert rc.breathing_rate(x[:12000], 1000) == pytest.approx(reference, rel=0.1)
-    assert np.isnan(rc.breathing_rate(np.zeros(12000), 1000))
+    assert sc.breathing_rate(x[:12000], 1000) == pytest.approx(reference, rel=0.1)
+    assert np.isnan(sc.breathing_rate(np.zeros(12000), 1000))
 
 
 def test_physiology_ranges():
-    assert rc.eda(np.full(1000, 0.001)).verdict is rc.Verdict.RED
-    assert rc.eda(4 + 0.1 * np.sin(np.arange(1000) / 50)).verdict is rc.Verdict.GREEN
-    assert rc.skin_temperature(np.full(100, 33.0)).verdict is rc.Verdict.GREEN
-    assert rc.skin_temperature(np.full(100, 22.0)).verdict is rc.Verdict.AMBER
+    assert sc.eda(np.full(1000, 0.001)).verdict is rc.Verdict.RED
+    assert sc.eda(4 + 0.1 * np.sin(np.arange(1000) / 50)).verdict is rc.Verdict.GREEN
+    assert sc.skin_temperature(np.full(100, 33.0)).verdict is rc.Verdict.GREEN
+    assert sc.skin_temperature(np.full(100, 22.0)).verdict is rc.Verdict.AMBER
 
 
 @pytest.mark.slow
@@ -222,12 +223,12 @@ def test_check_rig_cli_fails_with_the_trigger_cable_out(tmp_path, monkeypatch, c
 
 
 def test_head_positions_put_the_electrodes_where_they_sit():
-    pos = rc.head_positions(["Fpz", "Oz", "T7", "T8", "Cz", "HEO", "VEO"])
+    pos = sc.head_positions(["Fpz", "Oz", "T7", "T8", "Cz", "HEO", "VEO"])
     assert pos["Fpz"][1] > 0.9 and pos["Oz"][1] < -0.8  # nose up
     assert pos["T7"][0] < -0.9 and pos["T8"][0] > 0.9  # left is left, seen from above
     assert np.hypot(*pos["Cz"]) < 0.1
     assert np.hypot(*pos["HEO"]) > 1.1 and pos["HEO"] != pos["VEO"]  # EOG: off the head
-    numbered = rc.head_positions([f"E{i}" for i in range(1, 65)])  # Acquire: rings, in order
+    numbered = sc.head_positions([f"E{i}" for i in range(1, 65)])  # Acquire: rings, in order
     assert np.hypot(*numbered["E1"]) == pytest.approx(0.25, abs=1e-3)
     assert len({tuple(p) for p in numbered.values()}) == 64
 

@@ -189,7 +189,7 @@ def test_adjudication_decides_the_disputes_and_writes_the_consensus(fresh):
 
 
 def test_the_screen_shows_the_cells_the_analysis_measures():
-    from mmmelab.analysis.annotations.coding import display_rgb, white_balance_luts
+    from mmmelab.analysis.annotations.codingdata import display_rgb, white_balance_luts
     from mmmelab.analysis.face.frames import debayer_region
 
     raw = np.random.default_rng(3).integers(0, 256, (48, 64), np.uint8)

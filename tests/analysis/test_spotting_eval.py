@@ -9,7 +9,8 @@ import sys
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from mmmelab.analysis.annotations.table import MeRule, table_from_rows, write_table
+from mmmelab.analysis.annotations.table import MeRule, table_from_rows
+from mmmelab.analysis.annotations.writing import write_table
 from mmmelab.analysis.spotting import Interval, SpottingInputError, evaluate, iou, read_intervals
 
 FPS = 150.0

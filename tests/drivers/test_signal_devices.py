@@ -11,7 +11,7 @@ import pytest
 from mmmelab.config import EegConfig, PhysioConfig, TriggerBoxConfig, TriggerBoxKind
 from mmmelab.drivers.biopac import BiopacNdt
 from mmmelab.drivers.lsl import local_clock
-from mmmelab.drivers.neuroscan import CurryClient
+from mmmelab.drivers.neuroscan_curry import CurryClient
 from mmmelab.drivers.triggerbox import TriggerBox
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 from mmmelab.hardware_mocks.acqknowledge import AcqKnowledgeServer

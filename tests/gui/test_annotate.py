@@ -262,7 +262,7 @@ def test_spotter_candidates_are_a_track_and_a_key_away(qtbot, session, tmp_path)
         key(qtbot, win, K.Key_N, shift=True)
         assert model.position == f0 + 409
         win._jump(f0 + 1200)  # the second bar is on screen: click its middle
-        qtbot.waitUntil(lambda: not win._tracks_timer.isActive(), timeout=5000)
+        qtbot.waitUntil(lambda: not win.tracks.timer.isActive(), timeout=5000)
         plot = win.plots["events"]
         x = model.time_of(f0 + 1215) - model.t0
         scene = plot.vb.mapViewToScene(pg.Point(x, 0.5))

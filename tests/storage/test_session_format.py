@@ -18,7 +18,8 @@ from mmmelab.storage.frames import (
 )
 from mmmelab.storage.framestore import FrameStore
 from mmmelab.storage.manifest import SessionStatus
-from mmmelab.storage.session import TRIAL_DTYPE, SessionWriter
+from mmmelab.storage.session import TRIAL_DTYPE
+from mmmelab.storage.sessionwriter import SessionWriter
 from mmmelab.storage.signals import SignalSpec
 from mmmelab.streams import AuxSpec, StreamKind
 

@@ -105,7 +105,7 @@ def test_bench_soak_counts_every_frame_and_cleans_up(monkeypatch):
 def test_bench_fault_gui_process_sigkilled_leaves_a_readable_session(tmp_path):
     """The whole GUI process (console, engine, simulators) killed mid-recording: the
     writer processes finish their files alone and the session reads back."""
-    from mmmelab.faultbench import _gui_case
+    from mmmelab.faultcases import _gui_case
 
     row = _gui_case(tmp_path)
     assert row["session_readable"] and row["status"] == "recording", row

@@ -176,3 +176,14 @@ def test_package_layout_maps_the_fixed_folders():
         mod = importlib.import_module(f"mmmelab.{layer}")
         assert Path(mod.__file__).resolve().parent == ROOT / layer
     assert Path(mmmelab.__file__).resolve().parent == ROOT / "mmmelab"
+
+
+MAX_LINES = 450
+
+
+def test_no_module_of_the_product_is_over_450_lines():
+    """A module a newcomer reads in one sitting: past 450 lines it holds more than one
+    job and is split by job (the names say which is too long)."""
+    long = {name: n for name, path in product_modules()
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}  # fmt: skip
+    assert not long, f"over {MAX_LINES} lines: {long}"
