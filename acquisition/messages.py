@@ -24,8 +24,6 @@ from mmmelab.acquisition.paradigm import Phase, TrialResult
 from mmmelab.config import LabConfig
 from mmmelab.protocol import Clip, Protocol
 
-ORPHAN_TIMEOUT_S = 120.0  # a recording with no console this long is stopped (saved)
-
 
 class ControllerState(enum.StrEnum):
     IDLE = "idle"
@@ -198,7 +196,7 @@ class Setup:
     out_root: Path | None = None
     run_checks: bool = True
     seed: int = 0
-    orphan_timeout_s: float = ORPHAN_TIMEOUT_S
+    orphan_timeout_s: float | None = None  # None: the lab's [screens] console_lost_stop_s
 
 
 class Role(enum.StrEnum):

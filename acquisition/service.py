@@ -14,9 +14,10 @@ samples never cross as messages: the preview and the live signal windows are in
 shared memory, and the events say where.
 
 The console may die without harm: the recording goes on, and a console that
-attaches (``mmme attach``) takes over where it was. With no console for
-``orphan_timeout_s`` the service stops a recording cleanly (saved, status
-aborted, the reason in the faults), or closes the devices before or after one,
+attaches (``mmme attach``) takes over where it was. With no console for the lab's
+``[screens] console_lost_stop_s`` (120 s unless set) the service stops a recording
+cleanly (saved, status aborted, the reason in the faults), or closes the devices
+before or after one,
 and exits. If the service dies, the console's connection ends and it says so at
 once; the session on disk is readable (every file is journalled as it goes).
 
@@ -51,7 +52,6 @@ from typing import Any
 
 from mmmelab.acquisition.control import EngineRunner
 from mmmelab.acquisition.messages import (
-    ORPHAN_TIMEOUT_S,
     Bye,
     Call,
     ControllerState,
@@ -266,7 +266,7 @@ class EngineService:
             with self.lock:
                 console = Role.CONSOLE in self.clients
                 alone = None if console else time.monotonic() - self.alone_since
-            limit = self.setup.orphan_timeout_s if self.setup else ORPHAN_TIMEOUT_S
+            limit = self.orphan_limit_s()
             if alone is None or alone < limit:
                 continue
             if runner.state is ControllerState.RECORDING:
@@ -277,6 +277,16 @@ class EngineService:
             logger.warning("service: no console for %.0f s; closing", alone)
             self._close_runner()
             self.ended.set()
+
+    def orphan_limit_s(self) -> float:
+        """How long a recording may go on with no console (the lab's setting, unless
+        the session's set-up gives its own)."""
+        setup = self.setup
+        if setup is None:
+            return SETUP_TIMEOUT_S
+        if setup.orphan_timeout_s is not None:
+            return setup.orphan_timeout_s
+        return setup.lab.screens.console_lost_stop_s
 
     def _close_runner(self) -> None:
         if self.runner is not None:

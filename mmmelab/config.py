@@ -139,6 +139,7 @@ class ScreensConfig:
     photodiode: bool = False  # a patch that flips black/white at every stimulus onset
     photodiode_corner: Corner = Corner.BOTTOM_LEFT
     photodiode_size_px: int = 60
+    console_lost_stop_s: float = 120.0  # no console this long: the recording stops (saved)
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,7 @@ def _screens(t: Table) -> ScreensConfig:
             )
         ),
         photodiode_size_px=t.integer("photodiode_size_px", d.photodiode_size_px, lo=10, hi=400),
+        console_lost_stop_s=t.number("console_lost_stop_s", d.console_lost_stop_s, lo=5, hi=86400),
     )
     t.done()
     return cfg

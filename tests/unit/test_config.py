@@ -52,6 +52,11 @@ LAB = shipped("labs", "simulated").read_text()
         (('key = "F1"', 'key = "Ctrl+Q"'), "reminder.key", "use F1-F12, one capital letter"),
         (("hide_after_s = 3.0", "hide_after_s = -1"), "reminder.hide_after_s", "allowed: 0 to 600"),
         (
+            ("photodiode_size_px = 60", "photodiode_size_px = 60\nconsole_lost_stop_s = 1"),
+            "screens.console_lost_stop_s",
+            "allowed: 5 to 86400",
+        ),
+        (
             ('photodiode_corner = "bottom-left"', 'photodiode_corner = "middle"'),
             "screens.photodiode_corner",
             "allowed: top-left, top-right, bottom-left, bottom-right",
@@ -216,3 +221,21 @@ def test_a_shipped_lab_can_be_named_instead_of_a_path(tmp_path, monkeypatch):
     (tmp_path / "simulated").write_text("")  # a file of that name wins
     assert _lab_file(Path("simulated")) == Path("simulated")
     assert _lab_file(Path("nolab")) == Path("nolab")  # and a missing one stays missing
+
+
+def test_the_console_lost_limit_is_the_labs_unless_the_session_sets_one(tmp_path):
+    """How long the session service records on with no console: the lab's
+    ``[screens] console_lost_stop_s`` (two minutes), or the session's own."""
+    from mmmelab.acquisition.messages import Setup
+    from mmmelab.acquisition.service import EngineService
+
+    lab, protocol = load_lab(shipped("labs", "rig")), load_protocol(shipped("protocols", "quick"))
+    assert lab.screens.console_lost_stop_s == 120.0
+    service = EngineService(tmp_path)
+    try:
+        service.setup = Setup(lab, protocol)
+        assert service.orphan_limit_s() == 120.0
+        service.setup = Setup(lab, protocol, orphan_timeout_s=3.0)
+        assert service.orphan_limit_s() == 3.0
+    finally:
+        service.listener.close()
