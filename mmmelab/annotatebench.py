@@ -30,7 +30,7 @@ TARGETS = {"open_s": 2.0, "seek_ms_p95": 30.0, "step_ms_p95": 15.0, "peak_rss_mb
 def _child(which: str, folder: str, queue: Any) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     try:
-        from mmmelab.gui import annotatebench
+        from mmmelab.gui.devtools import annotatebench
 
         fn = annotatebench.measure_open if which == "open" else annotatebench.measure_frames
         queue.put(fn(Path(folder)))

@@ -262,7 +262,7 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.bench == "sync":
         result = bench.bench_sync(args.minutes, bench.progress_to_stderr)
     elif args.bench == "gui":
-        from mmmelab.gui.bench import bench_gui
+        from mmmelab.gui.devtools.bench import bench_gui
 
         result = bench_gui(args.seconds, bench.progress_to_stderr)
     elif args.bench == "analysis":
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_spot(args)
         if args.command == "screenshots":
             from mmmelab.codingcli import coding_screenshots
-            from mmmelab.gui.screenshots import take_screenshots
+            from mmmelab.gui.devtools.screenshots import take_screenshots
 
             say = lambda m: print(m, file=sys.stderr)  # noqa: E731
             for path in [*take_screenshots(args.out, say), *coding_screenshots(args.out, say)]:

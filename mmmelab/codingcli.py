@@ -175,7 +175,7 @@ def coding_screenshots(out: Path, say: Any = print) -> list[Path]:
     from mmmelab.analysis.annotations.coding import CodingSession
     from mmmelab.analysis.spotting.run import spot_session, write_outputs
     from mmmelab.analysis.spotting.spotter import SpotParams
-    from mmmelab.gui.screenshots import shoot_coding as shoot
+    from mmmelab.gui.devtools.screenshots import shoot_coding as shoot
 
     work = Path(tempfile.mkdtemp(prefix="mmme-coding-shots-"))
     try:

@@ -234,7 +234,7 @@ def _gui_case(root: Path) -> dict[str, Any]:
     proto_path, _ = _protocol(root)
     lab_path = _small_lab_file(root)
     out = root / "sessions"
-    proc = _spawn(["-m", "mmmelab.gui.bench", "--lab", str(lab_path), "--protocol",
+    proc = _spawn(["-m", "mmmelab.gui.devtools.bench", "--lab", str(lab_path), "--protocol",
                    str(proto_path), "--out", str(out), "--seconds", "120"])  # fmt: skip
     try:
         _wait_for(proc, "recording ", 90)

@@ -187,3 +187,15 @@ def test_no_module_of_the_product_is_over_450_lines():
     long = {name: n for name, path in product_modules()
             if (n := len(path.read_text().splitlines())) > MAX_LINES}  # fmt: skip
     assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_the_developer_tools_stay_out_of_the_product():
+    """``gui/devtools`` (benchmarks, the scripted session, screenshots) drives the GUI;
+    only the CLI's top reaches it, and no window or layer imports it."""
+    users = {
+        mod
+        for mod, path in product_modules()
+        if not mod.startswith("mmmelab.gui.devtools")
+        and any(n.startswith("mmmelab.gui.devtools") for n in imported_names(path))
+    }
+    assert users and all(m.count(".") == 1 for m in users), users  # mmmelab.<top module>

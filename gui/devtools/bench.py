@@ -86,7 +86,7 @@ def bench_gui(seconds: float = 60.0, progress: Progress = _quiet) -> dict[str, A
 def _run(
     app: Any, lab: Any, protocol: Any, work: Path, seconds: float, progress: Progress
 ) -> dict[str, Any]:
-    from mmmelab.gui.scripted import scripted_session
+    from mmmelab.gui.devtools.scripted import scripted_session
 
     setup: dict[str, Any] = {}
 
@@ -109,7 +109,7 @@ SETUP_TARGETS = {"preview_phase_fps": (">=", 25.0), "check_rig_s": ("<=", 15.0)}
 
 def _preview_phase(app: Any, lab_app: Any, progress: Progress) -> dict[str, Any]:
     """Before Start: the camera preview's rate, then every set-up check from the console."""
-    from mmmelab.gui.scripted import wait
+    from mmmelab.gui.devtools.scripted import wait
 
     console, controller = lab_app.console, lab_app.controller
     progress(f"preview phase: {PREVIEW_S:g} s of live preview, then the set-up checks")
@@ -140,7 +140,7 @@ def _measure(
 
     from mmmelab.acquisition.paradigm import Phase
     from mmmelab.gui.app import key_of
-    from mmmelab.gui.scripted import wait
+    from mmmelab.gui.devtools.scripted import wait
 
     console, controller = lab_app.console, lab_app.controller
     clock = controller.clock
@@ -314,7 +314,7 @@ def hold_recording(lab_path: Path, protocol_path: Path, out: Path, seconds: floa
     from PyQt6.QtWidgets import QApplication
 
     from mmmelab.config import load_lab
-    from mmmelab.gui.scripted import scripted_session
+    from mmmelab.gui.devtools.scripted import scripted_session
     from mmmelab.protocol import load_protocol
 
     app = QApplication.instance() or QApplication(["mmme-hold-recording"])

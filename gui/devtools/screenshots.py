@@ -28,7 +28,7 @@ def take_screenshots(out: Path, progress: Progress = _quiet) -> list[Path]:
     from PyQt6.QtWidgets import QApplication
 
     from mmmelab.config import load_lab, shipped
-    from mmmelab.gui.scripted import scripted_session
+    from mmmelab.gui.devtools.scripted import scripted_session
     from mmmelab.protocol import load_protocol
 
     app = QApplication.instance() or QApplication(["mmme-screenshots"])
@@ -54,7 +54,7 @@ def take_screenshots(out: Path, progress: Progress = _quiet) -> list[Path]:
 def _shoot_setup(app: Any, lab_app: Any, out: Path, progress: Progress) -> list[Path]:
     """The console before Start: the checks run (a lamp flickering at mains rate and a
     badly gelled electrode, as found on a first morning), then the display check."""
-    from mmmelab.gui.scripted import wait
+    from mmmelab.gui.devtools.scripted import wait
 
     console, controller = lab_app.console, lab_app.controller
     sim = controller.engine.devices.simlab
@@ -86,7 +86,7 @@ def _shoot(app: Any, lab_app: Any, out: Path, progress: Progress) -> list[Path]:
     from PyQt6.QtCore import Qt
 
     from mmmelab.acquisition.paradigm import Phase
-    from mmmelab.gui.scripted import wait
+    from mmmelab.gui.devtools.scripted import wait
 
     console, stim, reminder = lab_app.console, lab_app.stimulus, lab_app.reminder
     phase = lambda: stim.info.phase if stim.info is not None else None  # noqa: E731
@@ -137,7 +137,7 @@ def _key(widget: Any, key: Any) -> None:
 
 
 def _pause(app: Any, seconds: float) -> None:
-    from mmmelab.gui.scripted import wait
+    from mmmelab.gui.devtools.scripted import wait
 
     wait(app, lambda: False, seconds)
 
