@@ -11,6 +11,7 @@ hung device call cannot hold the save.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 LAST_PULSE_WAIT_S = 0.6  # at the stop: how long the last trigger pulse may take to show
 RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is left behind
+#: how soon a waiting thread of the engine's process gets the interpreter back (Python's
+#: default is 5 ms): the recorders, the trigger bus and, in the simulated lab, the
+#: devices' simulators are threads of one interpreter, and a serial write to the trigger
+#: box or a device's socket must not wait on the others for tens of milliseconds
+SWITCH_INTERVAL_S = 0.0005
 
 
 def frame_geometry(lab: LabConfig) -> FrameGeometry:
@@ -44,6 +50,7 @@ class Recording:
     pipeline's grabber)."""
 
     def __init__(self, clock: Callable[[], float], live: LiveSync) -> None:
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.clock = clock
         self.live = live
         self.recorders: dict[str, Recorder] = {}
