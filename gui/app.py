@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -243,11 +244,7 @@ def run_gui(lab: LabConfig, protocol: Protocol, out_root: Path | None, participa
     controller = EngineController.attach(start_service(), Setup(lab, protocol, out_root))
     lab_app = LabApp(lab, protocol, participant_id=participant_id, controller=controller,
                      participant=ParticipantWindows.open())  # fmt: skip
-    lab_app.show()
-    lab_app.connect_devices()
-    app.exec()
-    result = lab_app.controller.result
-    return 0 if result is None or result.check.get("ok", True) else 1
+    return _run_console(app, lab_app, lab_app.connect_devices)
 
 
 def run_attach() -> int:
@@ -262,8 +259,14 @@ def run_attach() -> int:
     participant = ParticipantWindows.open()
     lab_app = LabApp(controller.lab, controller.protocol, controller=controller,
                      participant=participant)  # fmt: skip
+    return _run_console(app, lab_app, lab_app.catch_up)
+
+
+def _run_console(app: QApplication, lab_app: LabApp, first: Callable[[], None]) -> int:
+    """Show the windows, do ``first``, run until the console is closed; the exit code
+    (1 when the session's check is not ok)."""
     lab_app.show()
-    lab_app.catch_up()
+    first()
     app.exec()
     result = lab_app.controller.result
     return 0 if result is None or result.check.get("ok", True) else 1
