@@ -118,7 +118,8 @@ class ServiceClient:
         """End the session (a recording is aborted and saved) and the service."""
         self._closing = True
         self._send(Put(Command.CLOSE))
-        self._thread.join(timeout_s) if self._thread.is_alive() else None
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
         self._release()
 
     # ---------------------------------------------------------------- in
@@ -205,7 +206,7 @@ class ServiceClient:
             self._preview = None
 
 
-#: services this process started (kept so that they are reaped when they end, not warned of)
+#: processes this one started (kept so that they are reaped when they end, not warned of)
 _spawned: list[subprocess.Popen[bytes]] = []
 
 
@@ -244,8 +245,16 @@ def start_service(timeout_s: float = CONNECT_TIMEOUT_S) -> ServiceInfo:
             f"a session service is running already (process {running.pid}): "
             f"mmme attach opens its console"
         )
+    return start_listener("mmmelab.acquisition.service", "engine", "the session service",
+                          timeout_s)  # fmt: skip
+
+
+def start_listener(module: str, name: str, what: str, timeout_s: float) -> ServiceInfo:
+    """Start ``python -m module`` in a session of its own (it outlives its starter) and
+    return where it listens once its ``<name>.json`` in the run folder says so."""
+    folder = run_dir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmmelab.acquisition.service"],
+        [sys.executable, "-m", module],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         env={**os.environ, "MMME_RUN_DIR": str(folder)},
@@ -253,11 +262,11 @@ def start_service(timeout_s: float = CONNECT_TIMEOUT_S) -> ServiceInfo:
     _spawned[:] = [p for p in _spawned if p.poll() is None] + [proc]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        info = ServiceInfo.read(folder)
+        info = ServiceInfo.read(folder, name)
         if info is not None and info.pid == proc.pid:
             return info
         if proc.poll() is not None:
-            raise LabError(f"the session service exited at start (code {proc.returncode})")
+            raise LabError(f"{what} exited at start (code {proc.returncode})")
         time.sleep(0.05)
     proc.kill()
-    raise LabError(f"the session service did not start within {timeout_s:.0f} s")
+    raise LabError(f"{what} did not start within {timeout_s:.0f} s")

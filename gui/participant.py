@@ -22,10 +22,8 @@ import logging
 import os
 import queue
 import secrets
-import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
@@ -36,6 +34,7 @@ from PyQt6.QtCore import QEvent, QObject, Qt, pyqtSignal
 from PyQt6.QtGui import QKeyEvent
 from PyQt6.QtWidgets import QApplication
 
+from mmmelab.acquisition.consolelink import start_listener
 from mmmelab.acquisition.messages import Role, ServiceInfo, run_dir
 from mmmelab.errors import LabError
 
@@ -255,8 +254,6 @@ def main() -> int:
 
 # ------------------------------------------------------------ the console's side
 
-_spawned: list[subprocess.Popen[bytes]] = []
-
 
 class ParticipantWindows(QObject):
     """The console's handle on the participant's process: what the in-process windows
@@ -284,23 +281,8 @@ class ParticipantWindows(QObject):
         info = ServiceInfo.read(folder, NAME)
         if info is not None:
             return cls(info)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mmmelab.gui.participant"],
-            start_new_session=True,  # it outlives the console
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "MMME_RUN_DIR": str(folder)},
-        )
-        _spawned[:] = [p for p in _spawned if p.poll() is None] + [proc]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            info = ServiceInfo.read(folder, NAME)
-            if info is not None and info.pid == proc.pid:
-                return cls(info)
-            if proc.poll() is not None:
-                raise LabError(f"the participant's windows did not open (code {proc.returncode})")
-            time.sleep(0.05)
-        proc.kill()
-        raise LabError(f"the participant's windows did not open within {timeout_s:.0f} s")
+        what = "the participant's windows"
+        return cls(start_listener("mmmelab.gui.participant", NAME, what, timeout_s))
 
     def _read(self) -> None:
         while True:
