@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
+from mmmelab.acquisition import beats
 from mmmelab.acquisition.rigchecks import Check, Verdict
 
 
@@ -187,29 +188,11 @@ def _rate_check(
 def heart_rate(
     ecg: np.ndarray, ppg: np.ndarray, rate_hz: float, max_diff_bpm: float = 5.0
 ) -> Check:
-    """Heart rate from the ECG's R-peaks and from the PPG's beats (NeuroKit2), and
-    whether they agree within ``max_diff_bpm``."""
-    import neurokit2 as nk
-
-    def bpm(peaks: np.ndarray) -> float:
-        if len(peaks) < 3:
-            return float("nan")
-        return float(60.0 / np.median(np.diff(peaks) / rate_hz))
-
-    try:
-        _, info = nk.ecg_peaks(
-            nk.ecg_clean(ecg, sampling_rate=int(rate_hz)), sampling_rate=int(rate_hz)
-        )
-        hr_ecg = bpm(np.asarray(info["ECG_R_Peaks"]))
-    except (ValueError, IndexError, ZeroDivisionError):
-        hr_ecg = float("nan")
-    try:
-        _, pinfo = nk.ppg_peaks(
-            nk.ppg_clean(ppg, sampling_rate=int(rate_hz)), sampling_rate=int(rate_hz)
-        )
-        hr_ppg = bpm(np.asarray(pinfo["PPG_Peaks"]))
-    except (ValueError, IndexError, ZeroDivisionError):
-        hr_ppg = float("nan")
+    """Heart rate from the ECG's R-peaks and from the PPG's beats
+    (:mod:`~mmmelab.acquisition.beats`), and whether they agree within
+    ``max_diff_bpm``."""
+    hr_ecg = beats.median_bpm(beats.ecg_r_peaks(ecg, rate_hz), rate_hz)
+    hr_ppg = beats.median_bpm(beats.ppg_beats(ppg, rate_hz), rate_hz)
     figures = {"ecg_bpm": round(hr_ecg, 1), "ppg_bpm": round(hr_ppg, 1)}
     check = _rate_check("heart rate", hr_ecg, "bpm", (45, 120), (35, 180), figures)
     if check.verdict is Verdict.RED:
@@ -254,16 +237,15 @@ def eda(eda_us: np.ndarray) -> Check:
 
 def breathing_rate(rsp: np.ndarray, rate_hz: float) -> float:
     """Breaths per minute from the first autocorrelation peak of the cleaned belt
-    signal (NeuroKit2's RSP cleaning), between 1.5 and 15 s of lag. Peak counting
+    signal (NeuroKit2's default RSP cleaning, :func:`~mmmelab.acquisition.beats.rsp_clean`),
+    between 1.5 and 15 s of lag. Peak counting
     needs three breaths inside the window; this needs about two periods, so 12 s
     of data serve down to 8 breaths a minute (within about 10 % of the peak count
     over a minute: breathing varies from breath to breath)."""
-    import neurokit2 as nk
-
     x = np.asarray(rsp, dtype=np.float64)
     if len(x) < 3 * rate_hz or not np.ptp(x) > 0:
         return float("nan")
-    clean = nk.rsp_clean(x, sampling_rate=int(rate_hz))
+    clean = beats.rsp_clean(x, rate_hz)
     step = max(1, int(rate_hz // 20))  # 20 Hz is plenty for breathing
     y = np.asarray(clean[::step]) - float(np.mean(clean[::step]))
     fs = rate_hz / step

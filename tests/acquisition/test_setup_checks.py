@@ -120,17 +120,24 @@ def test_eeg_signal_flags_flat_noisy_and_line_noise():
     assert check.verdict is rc.Verdict.RED
 
 
-def test_heart_rate_from_ecg_and_ppg_agree_with_neurokit():
+def test_heart_rate_from_ecg_and_ppg():
     import neurokit2 as nk
 
     rate = 500
     ecg = nk.ecg_simulate(duration=10, sampling_rate=rate, heart_rate=72, random_state=1)
-    ppg = nk.ppg_simulate(duration=10, sampling_rate=rate, heart_rate=72, random_state=1)
+    # without NeuroKit2's rate modulation the pulse beats at the ECG's rate
+    ppg = nk.ppg_simulate(duration=10, sampling_rate=rate, heart_rate=72, random_state=1,
+                          frequency_modulation=0.0, ibi_randomness=0.0)  # fmt: skip
     check = sc.heart_rate(ecg, ppg, rate)
     assert check.verdict is rc.Verdict.GREEN, check.reason
     assert check.figures["ecg_bpm"] == pytest.approx(72, abs=3)
+    assert check.figures["diff_bpm"] <= 2
     flat = sc.heart_rate(ecg, np.zeros_like(ppg), rate)
     assert flat.verdict is rc.Verdict.RED and "PPG" in flat.reason
+    other = nk.ppg_simulate(duration=10, sampling_rate=rate, heart_rate=95, random_state=1,
+                            frequency_modulation=0.0, ibi_randomness=0.0)  # fmt: skip
+    apart = sc.heart_rate(ecg, other, rate)  # a PPG clip on someone else's finger
+    assert apart.verdict is rc.Verdict.AMBER and "disagree" in apart.reason
 
 
 @pytest.mark.parametrize("per_min", [10, 12, 20])
