@@ -25,8 +25,10 @@ def start_simulated_lab(
     faster than its sensor's readout allows, so that the pipeline's limit is measured.
 
     Returns a ``SimulatedLab`` (context manager with ``configured(lab)``,
-    ``ground_truth()`` and ``close()``).
+    ``ground_truth()`` and ``close()``). Raises
+    :class:`~mmmelab.extras.MissingExtraError` without the ``[sim]`` extra.
     """
+    require_sim()
     from mmmelab.hardware_mocks.lab import ClockModel, SimulatedLab
 
     models = {
@@ -35,6 +37,14 @@ def start_simulated_lab(
     return SimulatedLab(
         lab, clock, clocks=models, seed=seed, camera_sensor_limited=camera_sensor_limited
     )
+
+
+def require_sim(purpose: str = "the simulated lab") -> None:
+    """Say, as one :class:`~mmmelab.errors.LabError`, that the simulators need the
+    ``[sim]`` extra when it is not installed (a recording PC has no need of it)."""
+    from mmmelab.extras import require
+
+    require("sim", purpose)
 
 
 def synthetic_physio(
@@ -55,6 +65,7 @@ def synthetic_physio(
     whose heart rate rises after each time in ``me_onsets`` (s from the start), by
     ``response`` = (rise bpm, delay s, width s) (default: ``hr_response_model()``).
     """
+    require_sim("the simulated physiology")
     from mmmelab.hardware_mocks import synth
 
     return synth.make_physio(

@@ -12,9 +12,11 @@ EXIT_OK = 0
 
 
 def simulate(args: argparse.Namespace) -> int:
+    from mmmelab.acquisition.simulation import require_sim
     from mmmelab.acquisition.study import StudyPlan
     from mmmelab.study import simulate
 
+    require_sim("mmme simulate")
     try:
         width, height = (int(v) for v in args.camera_size.lower().split("x"))
     except ValueError:

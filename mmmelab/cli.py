@@ -315,46 +315,6 @@ def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _lab_file(path: Path) -> Path:
-    """A lab file, or the name of a shipped lab (``simulated``) when no such file exists."""
-    from mmmelab.config import shipped
-
-    if not path.exists() and path.suffix == "" and shipped("labs", path.name).exists():
-        return shipped("labs", path.name)
-    return path
-
-
-def _check_rig(args: argparse.Namespace) -> int:
-    """Connect the lab, run every set-up check, disconnect; exit 0 only when no check
-    is red (amber ones are shown and passed)."""
-    import tempfile
-
-    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
-    from mmmelab.acquisition.rigcheck import run_rig_check
-    from mmmelab.config import load_lab, shipped
-    from mmmelab.protocol import load_protocol
-
-    lab = load_lab(_lab_file(args.lab))
-    protocol = load_protocol(shipped("protocols", "quick"))
-    say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
-    with (
-        tempfile.TemporaryDirectory(prefix="mmme-check-rig-") as tmp,
-        SessionEngine(lab, protocol, ParticipantInfo("P0"), out_root=Path(tmp)) as engine,
-    ):
-        say(f"connecting devices ({lab.name}) ...")
-        engine.connect()
-        record = run_rig_check(engine, args.seconds, args.impedance_max, say)
-    passed = record["verdict"] != "red"  # amber: passed, with a caution shown
-    if args.json:
-        print(json.dumps(record | {"passed": passed}))
-    else:
-        colour = {"green": "ok  ", "amber": "WARN", "red": "FAIL"}
-        for c in record["checks"]:
-            print(f"{colour[c['verdict']]} {c['name']:<18} {c['reason']}")
-        print(f"set-up check: {record['verdict']} ({record['duration_s']:g} s)")
-    return EXIT_OK if passed else EXIT_NOT_OK
-
-
 def main(argv: list[str] | None = None) -> int:
     # liblsl reads its configuration when pylsl is first imported (below, lazily).
     from importlib import resources
@@ -393,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "concordance":
             return analysiscli.concordance(args)
         if args.command == "check-rig":
-            return _check_rig(args)
+            return recordcli.check_rig(args)
         if args.command == "eval-spotting":
             return analysiscli.eval_spotting(args)
         if args.command in ("dataset", "recognize"):
@@ -435,14 +395,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # one line, never a traceback (-v shows it)
-        logger.debug("unexpected error", exc_info=True)
-        print(
-            f"mmme {args.command}: error: unexpected {type(exc).__name__}: "
-            f"{_one_line(str(exc))} (run with -v for details; please report it)",
-            file=sys.stderr,
-        )
+    except ModuleNotFoundError as exc:
+        from mmmelab.extras import missing_error
+
+        error = missing_error(exc.name, f"mmme {args.command}")
+        if error is None:
+            return _unexpected(args.command, exc)
+        print(f"mmme {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - one line for any error, never a traceback
+        return _unexpected(args.command, exc)
+
+
+def _unexpected(command: str, exc: Exception) -> int:
+    """One line, never a traceback (-v shows it)."""
+    logger.debug("unexpected error", exc_info=exc)
+    print(
+        f"mmme {command}: error: unexpected {type(exc).__name__}: "
+        f"{_one_line(str(exc))} (run with -v for details; please report it)",
+        file=sys.stderr,
+    )
+    return EXIT_ERROR
 
 
 def _one_line(text: str) -> str:

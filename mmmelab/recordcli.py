@@ -89,6 +89,9 @@ def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse
     check_output_root(out if out is not None else lab.data_root)  # before anything else
     simulated = lab.simulated_devices()
     if simulated:
+        from mmmelab.acquisition.simulation import require_sim
+
+        require_sim(f"the simulated lab ({', '.join(simulated)})")
         print(
             f"*** SIMULATED DEVICES: {', '.join(simulated)} - this is not a real recording ***",
             file=sys.stderr,
@@ -208,6 +211,7 @@ def demo(args: argparse.Namespace) -> int:
 
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if has_display and not args.headless:
+        from mmmelab.acquisition.simulation import require_sim
         from mmmelab.config import load_lab
         from mmmelab.gui.app import run_gui
         from mmmelab.participant import check_participant_id
@@ -215,6 +219,7 @@ def demo(args: argparse.Namespace) -> int:
 
         lab = load_lab(shipped("labs", "simulated"))
         pid = check_participant_id(args.participant, lab.participant_pattern)
+        require_sim("the demo's simulated lab")
         print("opening the experimenter console on the simulated lab", file=sys.stderr)
         return run_gui(lab, load_protocol(shipped("protocols", "quick")), args.out, pid)
     if not args.headless:
@@ -231,3 +236,43 @@ def check(args: argparse.Namespace) -> int:
     else:
         print_summary(report, float("nan"))
     return EXIT_OK if report["ok"] else EXIT_NOT_OK
+
+
+def lab_file(path: Path) -> Path:
+    """A lab file, or the name of a shipped lab (``simulated``) when no such file exists."""
+    from mmmelab.config import shipped
+
+    if not path.exists() and path.suffix == "" and shipped("labs", path.name).exists():
+        return shipped("labs", path.name)
+    return path
+
+
+def check_rig(args: argparse.Namespace) -> int:
+    """Connect the lab, run every set-up check, disconnect; exit 0 only when no check
+    is red (amber ones are shown and passed)."""
+    import tempfile
+
+    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+    from mmmelab.acquisition.rigcheck import run_rig_check
+    from mmmelab.config import load_lab, shipped
+    from mmmelab.protocol import load_protocol
+
+    lab = load_lab(lab_file(args.lab))
+    protocol = load_protocol(shipped("protocols", "quick"))
+    say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    with (
+        tempfile.TemporaryDirectory(prefix="mmme-check-rig-") as tmp,
+        SessionEngine(lab, protocol, ParticipantInfo("P0"), out_root=Path(tmp)) as engine,
+    ):
+        say(f"connecting devices ({lab.name}) ...")
+        engine.connect()
+        record = run_rig_check(engine, args.seconds, args.impedance_max, say)
+    passed = record["verdict"] != "red"  # amber: passed, with a caution shown
+    if args.json:
+        print(json.dumps(record | {"passed": passed}))
+    else:
+        colour = {"green": "ok  ", "amber": "WARN", "red": "FAIL"}
+        for c in record["checks"]:
+            print(f"{colour[c['verdict']]} {c['name']:<18} {c['reason']}")
+        print(f"set-up check: {record['verdict']} ({record['duration_s']:g} s)")
+    return EXIT_OK if passed else EXIT_NOT_OK

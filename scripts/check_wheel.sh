@@ -39,3 +39,5 @@ assert not (pathlib.Path(mmmelab.__file__).parent / "tests").exists(), "tests in
 print("wheel ok:", pathlib.Path(sys.argv[1]).name, mmmelab.__version__)
 PY
 PYTHONPATH="$tmp/site" "$here/.venv/bin/python" -m mmmelab --version
+# the extras: the base install records nothing simulated and says so; [sim] does
+"$here/.venv/bin/python" "$here/scripts/extras_check.py" "$wheel" "$tmp"

@@ -3,6 +3,6 @@
 # Extra arguments go to `mmme demo` (e.g. --out DIR, --headless).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$here/scripts/setup.sh"
+"$here/scripts/setup.sh" --analysis  # the simulated lab, and the QC report's analyses
 cd "$here"
 exec .venv/bin/mmme demo "$@"

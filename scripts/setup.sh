@@ -2,18 +2,28 @@
 # Set up mmme-lab on a fresh Debian/Ubuntu machine: the system libraries Qt needs,
 # a virtual environment in .venv, and the package with its dependencies.
 # Idempotent: re-running only installs what is missing or changed.
-#   scripts/setup.sh          runtime dependencies
-#   scripts/setup.sh --models the deep recognisers too (PyTorch: about 6 GB installed)
-#   scripts/setup.sh --dev    plus the test and lint tools (and the models, which the
-#                             tests train on CPU, and Debian's chromium, in which the
-#                             tests open the QC report)
+#   scripts/setup.sh            a recording PC: the engine, drivers, console, rig checks
+#   scripts/setup.sh --sim      plus the simulated lab ([sim])
+#   scripts/setup.sh --analysis plus the simulated lab and the analyses ([sim,analysis]):
+#                               an analyst's or coder's machine, and the demo
+#   scripts/setup.sh --models   plus the deep recognisers (PyTorch: about 6 GB installed)
+#   scripts/setup.sh --dev      everything, and the test and lint tools (the tests train
+#                               the models on CPU and open the QC report in Debian's
+#                               chromium)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 extras="" lock="requirements/rig.txt"
-[[ "${1:-}" == "--models" ]] && extras="[models]" lock="requirements/models.txt"
-[[ "${1:-}" == "--dev" ]] && extras="[dev,models]" lock="requirements/dev.txt"
+case "${1:-}" in
+    "") ;;
+    --sim) extras="[sim]" lock="requirements/sim.txt" ;;
+    --analysis) extras="[sim,analysis]" lock="requirements/analysis.txt" ;;
+    --models) extras="[sim,analysis,models]" lock="requirements/models.txt" ;;
+    --dev) extras="[dev,sim,analysis,models]" lock="requirements/dev.txt" ;;
+    *) printf '[setup] ERROR: unknown option %s (use --sim, --analysis, --models or --dev)\n' "$1" >&2
+       exit 2 ;;
+esac
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -59,7 +69,7 @@ have_lib 'libxcb-shape.so.0'     || missing+=(libxcb-shape0)
 have_lib 'libpulse.so.0'         || missing+=(libpulse0)       # Qt Multimedia (clip sound)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3-venv")
 # the tests open the QC report in a real headless browser
-if [[ "$extras" == "[dev,models]" ]]; then
+if [[ "$extras" == "[dev,sim,analysis,models]" ]]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi

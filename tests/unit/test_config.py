@@ -213,14 +213,14 @@ def test_cli_rejects_a_name_as_participant_id(tmp_path):
 
 
 def test_a_shipped_lab_can_be_named_instead_of_a_path(tmp_path, monkeypatch):
-    from mmmelab.cli import _lab_file
     from mmmelab.config import shipped
+    from mmmelab.recordcli import lab_file
 
     monkeypatch.chdir(tmp_path)
-    assert _lab_file(Path("simulated")) == shipped("labs", "simulated")
+    assert lab_file(Path("simulated")) == shipped("labs", "simulated")
     (tmp_path / "simulated").write_text("")  # a file of that name wins
-    assert _lab_file(Path("simulated")) == Path("simulated")
-    assert _lab_file(Path("nolab")) == Path("nolab")  # and a missing one stays missing
+    assert lab_file(Path("simulated")) == Path("simulated")
+    assert lab_file(Path("nolab")) == Path("nolab")  # and a missing one stays missing
 
 
 def test_the_console_lost_limit_is_the_labs_unless_the_session_sets_one(tmp_path):
