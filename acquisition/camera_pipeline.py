@@ -19,17 +19,18 @@ and high-water mark, drops, free disk and time until full), hands it to the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmmelab.acquisition.recorders import FaultSink, Recorder
+from mmmelab.acquisition.telemetry import CameraTelemetry, VolumeTelemetry
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.storage.directio import aligned_buffer
 from mmmelab.storage.frames import FLAG_CLOCK_RESET, JOURNAL_DTYPE, FrameGeometry
@@ -58,25 +59,6 @@ TELEMETRY_DTYPE = np.dtype(
 RING_WARN_FRAC = 0.5
 RING_MAX_BYTES = 1 << 30  # at most 1 GiB of shared memory for the frame ring
 DISK_WARN_S = 60.0  # warn when the disk would fill less than this after the planned end
-
-
-@dataclass
-class CameraTelemetry:
-    fps: float = 0.0
-    writer_mb_s: float = 0.0
-    ring_fill: float = 0.0
-    ring_high_water: float = 0.0
-    frames: int = 0
-    written: int = 0
-    dropped: int = 0
-    ring_overflow: int = 0
-    api_skipped: int = 0
-    transport_skipped: int = 0
-    free_disk_bytes: int = 0
-    time_to_full_s: float = float("inf")
-    warning: str = ""
-    #: a striped recording: per volume its folder, MB/s, free bytes, time to full, state
-    volumes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class CameraGrabber(Recorder):
@@ -233,12 +215,15 @@ class CameraPipeline:
         return (w.failed, w.disk_full, w.error_text)
 
     def _final_stats(self) -> None:
-        if self.writer is not None:
-            self.tel.written = self.writer.stats()["frames"]
-        self.tel.frames = self.camera.frames
-        self.tel.ring_overflow = self.ring.overflow
-        self.tel.ring_high_water = self._ring_high_water()
-        self.tel.dropped = self.camera.dropped + self.tel.ring_overflow
+        written = self.writer.stats()["frames"] if self.writer is not None else self.tel.written
+        self.tel = dataclasses.replace(
+            self.tel,
+            written=written,
+            frames=self.camera.frames,
+            ring_overflow=self.ring.overflow,
+            ring_high_water=self._ring_high_water(),
+            dropped=self.camera.dropped + self.ring.overflow,
+        )
 
     def _release(self) -> None:
         if self.preview is not None:
@@ -250,28 +235,35 @@ class CameraPipeline:
     # ------------------------------------------------------------ telemetry
 
     def tick(self, now: float, grabber: CameraGrabber) -> None:
-        """Once a second on the grabber thread: counters, telemetry, warnings."""
-        tel = self.tel
+        """Once a second on the grabber thread: counters, telemetry, warnings. The
+        figures are made anew and published in one assignment (``self.tel``)."""
         assert self.writer is not None and self._last is not None
-        tel.api_skipped, tel.transport_skipped = self.camera.skipped_counters()
+        api_skipped, transport_skipped = self.camera.skipped_counters()
         stats = self.writer.stats()
         t0, frames0, bytes0 = self._last
         dt = max(now - t0, 1e-6)
-        tel.frames = self.camera.frames
-        tel.written = stats["frames"]
-        tel.fps = (tel.frames - frames0) / dt
-        tel.writer_mb_s = (stats["bytes"] - bytes0) / dt / 1e6
-        self._last = (now, tel.frames, stats["bytes"])
-        tel.ring_fill = self._ring_fill()
-        tel.ring_high_water = self._ring_high_water()
-        tel.ring_overflow = self.ring.overflow
-        tel.dropped = self.camera.dropped + tel.ring_overflow
+        frames = self.camera.frames
+        self._last = (now, frames, stats["bytes"])
         need = self.geometry.stride * self.fps
-        self._volume_telemetry(stats["volumes"], dt, need)
-        in_stripe = [v for v in tel.volumes if v["in_stripe"]] or tel.volumes[:1]
-        tel.free_disk_bytes = sum(v["free_bytes"] for v in in_stripe)
-        tel.time_to_full_s = tel.free_disk_bytes / need if need else float("inf")
-        self._warn(now, grabber)
+        volumes = self._volume_telemetry(stats["volumes"], dt, need)
+        in_stripe = [v for v in volumes if v.in_stripe] or list(volumes[:1])
+        free = sum(v.free_bytes for v in in_stripe)
+        tel = CameraTelemetry(
+            fps=(frames - frames0) / dt,
+            writer_mb_s=(stats["bytes"] - bytes0) / dt / 1e6,
+            ring_fill=self._ring_fill(),
+            ring_high_water=self._ring_high_water(),
+            frames=frames,
+            written=stats["frames"],
+            dropped=self.camera.dropped + self.ring.overflow,
+            ring_overflow=self.ring.overflow,
+            api_skipped=api_skipped,
+            transport_skipped=transport_skipped,
+            free_disk_bytes=free,
+            time_to_full_s=free / need if need else float("inf"),
+            volumes=volumes,
+        )
+        self.tel = dataclasses.replace(tel, warning=self._warn(now, grabber, tel))
         if self.telemetry_sink is not None:
             row = np.array(
                 [
@@ -303,11 +295,13 @@ class CameraPipeline:
     def _ring_high_water(self) -> float:
         return max(self.ring.high_water_frac(c) for c in range(len(self.volume_folders)))
 
-    def _volume_telemetry(self, stats: list[dict[str, Any]], dt: float, need: float) -> None:
+    def _volume_telemetry(
+        self, stats: list[dict[str, Any]], dt: float, need: float
+    ) -> tuple[VolumeTelemetry, ...]:
         """Per volume: MB/s written, free space and how long its share of the frames takes
         to fill it (a striped recording shares the frames among the volumes in the stripe)."""
         share = need / max(1, sum(1 for v in stats if v["in_stripe"]))
-        last = {v["volume"]: v["bytes"] for v in self.tel.volumes}
+        last = {v.volume: v.bytes for v in self.tel.volumes}
         rows = []
         for v in stats:
             try:
@@ -315,23 +309,24 @@ class CameraPipeline:
             except OSError:  # the volume is gone
                 free = 0
             rows.append(
-                {
-                    "volume": v["volume"],
-                    "folder": v["folder"],
-                    "bytes": v["bytes"],
-                    "writer_mb_s": (v["bytes"] - last[v["volume"]]) / dt / 1e6
+                VolumeTelemetry(
+                    volume=v["volume"],
+                    folder=v["folder"],
+                    bytes=v["bytes"],
+                    writer_mb_s=(v["bytes"] - last[v["volume"]]) / dt / 1e6
                     if v["volume"] in last
                     else None,  # the first second: no rate yet
-                    "free_bytes": free,
-                    "time_to_full_s": free / share if v["in_stripe"] and share else None,
-                    "in_stripe": v["in_stripe"],
-                    "error": v["error"],
-                }
+                    free_bytes=free,
+                    time_to_full_s=free / share if v["in_stripe"] and share else None,
+                    in_stripe=v["in_stripe"],
+                    error=v["error"],
+                )
             )
-        self.tel.volumes = rows
+        return tuple(rows)
 
-    def _warn(self, now: float, grabber: CameraGrabber) -> None:
-        tel = self.tel
+    def _warn(self, now: float, grabber: CameraGrabber, tel: CameraTelemetry) -> str:
+        """The warnings these figures call for, as one line; each new problem is
+        also recorded as a fault once."""
         warnings = []
         if tel.ring_fill >= RING_WARN_FRAC:
             warnings.append(
@@ -356,7 +351,7 @@ class CameraPipeline:
         if self.writer is not None and self.writer.lost_volumes:
             k, why = self.writer.lost_volumes[-1]
             warnings.append(f"volume {k} left the stripe ({why})")
-        tel.warning = "; ".join(warnings)
+        return "; ".join(warnings)
 
     def ring_half_full(self, now: float, grabber: CameraGrabber) -> None:
         """The ring just crossed half full (grabber thread): warn before anything is lost."""
@@ -389,8 +384,9 @@ class CameraPipeline:
             )
         self.last_gpi = gpi
 
-    def telemetry(self) -> dict[str, Any]:
-        return asdict(self.tel)
+    def telemetry(self) -> CameraTelemetry:
+        """The newest figures (made once a second on the grabber thread; frozen)."""
+        return self.tel
 
     def preview_seq(self) -> int:
         """Number of the newest preview frame (0 before the first)."""

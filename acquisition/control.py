@@ -21,9 +21,9 @@ process (``python -m mmmelab check/align``), as an analyst would run them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import math
 import queue
 import subprocess
 import sys
@@ -58,6 +58,7 @@ from mmmelab.acquisition.messages import (
     clip_file,
 )
 from mmmelab.acquisition.paradigm import ParadigmError, Phase, TrialResult
+from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
 from mmmelab.protocol import Protocol
@@ -101,7 +102,7 @@ class EngineRunner:
         self.result: SessionResult | None = None
         self.connected: Connected | None = None
         self.phase: PhaseInfo | None = None
-        self.telemetry: dict[str, Any] = {}
+        self.telemetry = EngineTelemetry()
         self.camera_live: dict[str, Any] = {}
         self.preview_lock = threading.Lock()  # held while the recording's preview goes away
         self._camera_live_due = 0.0
@@ -218,7 +219,7 @@ class EngineRunner:
     def _live_figures(self) -> None:
         live = self.engine.preview_state
         assert live is not None
-        self.telemetry = {**live.telemetry(), "_t": 0.0}
+        self.telemetry = EngineTelemetry(live.telemetry())
         self.emit(Telemetry(self.telemetry))
         if time.monotonic() >= self._camera_live_due:
             self.camera_live = live.camera_figures()
@@ -333,13 +334,13 @@ class EngineRunner:
 
     def _refresh_telemetry(self, force: bool = False) -> None:
         now = self.clock()
-        if not force and now - self.telemetry.get("_t", -math.inf) < TELEMETRY_PERIOD_S:
+        if not force and now - self.telemetry.t < TELEMETRY_PERIOD_S:
             return
-        tel = self.engine.telemetry()
-        tel["_t"] = now
-        tel["paused"] = self.engine.paradigm.paused or self.engine.paradigm.pause_pending
-        self.telemetry = tel
-        self.emit(Telemetry(tel))
+        paradigm = self.engine.paradigm
+        self.telemetry = dataclasses.replace(
+            self.engine.telemetry(), t=now, paused=paradigm.paused or paradigm.pause_pending
+        )
+        self.emit(Telemetry(self.telemetry))
 
     def _on_phase(self, phase: Phase, trial: TrialResult | None) -> None:
         paradigm = self.engine.paradigm
@@ -369,7 +370,7 @@ class EngineRunner:
         with self.preview_lock:
             self.emit(PreviewAt(None))
             folder = self.engine.stop()
-        self.telemetry = {**self.engine.telemetry(), "_t": self.clock()}  # final counts
+        self.telemetry = dataclasses.replace(self.engine.telemetry(), t=self.clock())  # final
         self.emit(Telemetry(self.telemetry))
         writer = self.engine.record.writer
         result = SessionResult(folder, str(writer.manifest["status"] if writer else "unknown"))

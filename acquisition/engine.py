@@ -30,6 +30,7 @@ from mmmelab.acquisition.preview import Preview
 from mmmelab.acquisition.record import SessionRecord, manifest_fields
 from mmmelab.acquisition.recording import Recording, frame_geometry
 from mmmelab.acquisition.supervision import Supervisor
+from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
 from mmmelab.drivers.lsl import local_clock
 from mmmelab.errors import DeviceTimeoutError, LabError
@@ -367,12 +368,18 @@ class SessionEngine:
         names = [n for n in ("camera", *self.devices.signal_drivers) if not n.startswith("lsl")]
         return self.live.status(self.clock(), names)
 
-    def telemetry(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": self.state.value, "phase": self.paradigm.phase.value}
-        out |= self.recording.telemetry(float(self.disk.get("write_mb_s", float("nan"))))
-        if self.state is EngineState.RECORDING:
-            out["sync"] = {n: dataclasses.asdict(h) for n, h in self.sync_health().items()}
-        return out
+    def telemetry(self) -> EngineTelemetry:
+        """Every stream's figures, and the live sync health while recording (frozen;
+        taken on the calling thread, the control thread in a session)."""
+        streams = self.recording.telemetry(float(self.disk.get("write_mb_s", float("nan"))))
+        recording = self.state is EngineState.RECORDING
+        return EngineTelemetry(
+            streams,
+            state=self.state.value,
+            phase=self.paradigm.phase.value,
+            sync=self.sync_health() if recording else {},
+            t=self.clock(),
+        )
 
     # ------------------------------------------------------------ stop
 
@@ -414,7 +421,8 @@ class SessionEngine:
         """Write the manifest's last fields and the status (the session's last write)."""
         extra = {
             "problems": self.health.problems,
-            "telemetry": self.health.safely("final telemetry", self.telemetry) or {},
+            "telemetry": self.health.safely("final telemetry", lambda: self.telemetry().as_dict())
+            or {},
             "markers_emitted": len(self.bus.records) if self.bus else 0,
             "duration_s": self.clock() - self.t_start,
         }

@@ -21,6 +21,7 @@ from typing import Any
 
 from mmmelab.acquisition.livewindow import WindowRef
 from mmmelab.acquisition.paradigm import Phase, TrialResult
+from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
 from mmmelab.protocol import Clip, Protocol
 
@@ -146,7 +147,7 @@ class ImpedanceChanged:
 
 @dataclass(frozen=True)
 class Telemetry:
-    values: dict[str, Any]  # device telemetry; "_t" master clock, "paused"
+    values: EngineTelemetry  # every stream's figures, twice a second
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ class Hello:
     folder: Path | None
     connected: Connected | None
     phase: PhaseInfo | None
-    telemetry: dict[str, Any]
+    telemetry: EngineTelemetry
     camera_live: dict[str, Any]
     preview: str | None
     result: SessionResult | None

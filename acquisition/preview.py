@@ -25,6 +25,7 @@ import numpy as np
 
 from mmmelab.acquisition import rigchecks as rc
 from mmmelab.acquisition.livewindow import SignalWindow
+from mmmelab.acquisition.telemetry import StreamTelemetry
 from mmmelab.drivers.base import SampleBlock, SignalDriver
 from mmmelab.drivers.ximea import XimeaCamera
 from mmmelab.errors import LabError
@@ -140,21 +141,21 @@ class Preview:
         for w in self.workers.values():
             w.stop(1.0)
 
-    def telemetry(self) -> dict[str, dict[str, Any]]:
+    def telemetry(self) -> dict[str, StreamTelemetry]:
         """Per device, as the recording's telemetry names it: state ``live`` (or
         ``failed``), the camera's measured fps, the signals' sample counts."""
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, StreamTelemetry] = {}
         errors = self.errors()
         with self._lock:
             times = [f.host_time for f in list(self.frames)[-int(self.fps) - 1 :]]
             samples = dict(self.samples)
         if self.camera is not None:
             fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
-            out["camera"] = {"state": "failed" if "camera" in errors else "live",
-                             "fps": fps, "frames": self.frame_count, "dropped": 0}  # fmt: skip
+            state = "failed" if "camera" in errors else "live"
+            out["camera"] = StreamTelemetry(state, fps=fps, frames=self.frame_count, dropped=0)
         for name, n in samples.items():
-            out[name] = {"state": "failed" if name in errors else "live", "samples": n,
-                         "rate_hz": self.layouts[name].rate_hz, "dropped": 0}  # fmt: skip
+            out[name] = StreamTelemetry("failed" if name in errors else "live", samples=n,
+                                        rate_hz=self.layouts[name].rate_hz, dropped=0)  # fmt: skip
         return out
 
     def errors(self) -> dict[str, str]:

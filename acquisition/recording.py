@@ -15,11 +15,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from mmmelab.acquisition.camera_pipeline import CameraPipeline
 from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.acquisition.recorders import Recorder, RecorderState, SignalRecorder
+from mmmelab.acquisition.telemetry import StreamTelemetry
 from mmmelab.config import LabConfig
 from mmmelab.drivers.base import SignalDriver
 from mmmelab.drivers.ximea import XimeaCamera
@@ -150,19 +150,26 @@ class Recording:
         finished cleanly (None without a pipeline)."""
         return self.pipeline.stop() if self.pipeline is not None else None
 
-    def telemetry(self, disk_probe_mb_s: float) -> dict[str, Any]:
+    def telemetry(self, disk_probe_mb_s: float) -> dict[str, StreamTelemetry]:
         """Per stream: its recorder's state and faults; samples, rate and how far behind
         live (ms) for a signal; the pipeline's figures for the camera."""
-        out: dict[str, Any] = {}
+        out: dict[str, StreamTelemetry] = {}
         for name, rec in self.recorders.items():
-            entry: dict[str, Any] = {"state": rec.state.value, "faults": rec.faults_recorded}
+            state, faults = rec.state.value, rec.faults_recorded
             if isinstance(rec, SignalRecorder):
-                entry["samples"] = rec.samples
-                entry["rate_hz"] = rec.driver_rate_hz
-                # age of the newest block: how far behind live the stream is
-                entry["latency_ms"] = (self.clock() - rec.last_block_time) * 1000.0
+                out[name] = StreamTelemetry(
+                    state,
+                    faults,
+                    samples=rec.samples,
+                    rate_hz=rec.driver_rate_hz,
+                    # age of the newest block: how far behind live the stream is
+                    latency_ms=(self.clock() - rec.last_block_time) * 1000.0,
+                )
             elif self.pipeline is not None:
-                entry.update(self.pipeline.telemetry())
-                entry["disk_probe_mb_s"] = disk_probe_mb_s
-            out[name] = entry
+                out[name] = StreamTelemetry(
+                    state, faults, camera=self.pipeline.telemetry(),
+                    disk_probe_mb_s=disk_probe_mb_s,
+                )  # fmt: skip
+            else:
+                out[name] = StreamTelemetry(state, faults)
         return out

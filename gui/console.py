@@ -269,7 +269,7 @@ class ConsoleWindow(QMainWindow):
     def press_pause(self) -> None:
         if self.controller.state is not ControllerState.RECORDING:
             return
-        if self.controller.telemetry().get("paused") or (self.phase and self.phase.paused):
+        if self.controller.telemetry().paused or (self.phase and self.phase.paused):
             self.controller.resume()
             self.pause_button.setText("Pause")
         else:
@@ -408,9 +408,8 @@ class ConsoleWindow(QMainWindow):
         if self.setup_tabs.isVisible():
             self.setup_tabs.refresh()
         tel = self.controller.telemetry()
-        if tel:
-            self.devices.refresh(tel)
-            self.recording.refresh(tel.get("camera", {}))
+        self.devices.refresh(tel)
+        self.recording.refresh(tel.stream("camera"))
         info = self.phase
         if info is not None and self.controller.state is ControllerState.RECORDING:
             self.phase_label.setText(phase_text(info, self.controller.clock()))

@@ -51,6 +51,7 @@ from mmmelab.acquisition.messages import (
 )
 from mmmelab.acquisition.paradigm import Rating
 from mmmelab.acquisition.presentation import FrameSchedule
+from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
 from mmmelab.protocol import Clip, Protocol
 from mmmelab.streams import FaultKind
@@ -122,7 +123,7 @@ class EngineController(QObject):
         self.camera_limits: dict[str, tuple[float, float]] = {}  # known once connected
         self._streams: dict[str, list[str]] = {}
         self._stimuli_dir: Path | None = None
-        self._telemetry: dict[str, Any] = {}
+        self._telemetry = EngineTelemetry()
         self._camera_live: dict[str, Any] = {}
 
     @property
@@ -224,8 +225,9 @@ class EngineController(QObject):
 
     # ------------------------------------------------------------ data (GUI thread)
 
-    def telemetry(self) -> dict[str, Any]:
-        """The newest device telemetry (refreshed twice a second by the control thread)."""
+    def telemetry(self) -> EngineTelemetry:
+        """The newest device telemetry (refreshed twice a second by the control thread;
+        empty before the first)."""
         return self._telemetry
 
     def preview(self, after_seq: int) -> tuple[int, int, np.ndarray] | None:

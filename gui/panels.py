@@ -7,7 +7,6 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
 from PyQt6.QtGui import QColor
@@ -31,9 +30,11 @@ from PyQt6.QtWidgets import (
 from mmmelab.acquisition.engine import ParticipantInfo
 from mmmelab.acquisition.messages import ControllerState, PhaseInfo
 from mmmelab.acquisition.paradigm import Phase, TrialResult
+from mmmelab.acquisition.telemetry import EngineTelemetry, StreamTelemetry, VolumeTelemetry
 from mmmelab.participant import participant_id_problem
 from mmmelab.protocol import Protocol
 from mmmelab.streams import ConsentLevel, SyncState
+from mmmelab.sync.live import StreamHealth
 
 GOOD, WARN, BAD = QColor("#2e7d32"), QColor("#ef6c00"), QColor("#c62828")
 CONSENT = {
@@ -157,21 +158,20 @@ class DevicePanel(QGroupBox):
         for row in range(len(self.devices)):
             self.table.setItem(row, 1, table_item(text))
 
-    def refresh(self, tel: dict[str, Any]) -> None:
-        sync = tel.get("sync", {})
+    def refresh(self, tel: EngineTelemetry) -> None:
+        sync = tel.sync
         for row, name in enumerate(self.devices):
-            entry = tel.get(name)
+            entry = tel.stream(name)
             if entry is None:
                 continue
-            state = entry.get("state", "?")
+            state = entry.state
             good = state in ("running", "live")  # live: the preview before Start
             colour = GOOD if good else (BAD if state == "failed" else WARN)
             self._set(row, 1, state, colour)
             self._set(row, 2, self._rate(name, entry))
-            drops = int(entry.get("dropped", 0))
-            faults = int(entry.get("faults", 0))
+            drops, faults = entry.lost, entry.faults or 0
             self._set(row, 3, f"{drops} / {faults}", BAD if drops else (WARN if faults else GOOD))
-            lat = entry.get("latency_ms")
+            lat = entry.latency_ms
             self._set(row, 4, "-" if lat is None else f"{lat:.0f} ms")
             self._set(row, 5, *_sync_text(sync.get(name)))
         self._refreshes += 1
@@ -189,16 +189,17 @@ class DevicePanel(QGroupBox):
         if colour is not None and item.foreground().color() != colour:
             item.setForeground(colour)
 
-    def _rate(self, name: str, entry: dict[str, Any]) -> str:
-        if "fps" in entry:
-            return f"{entry['fps']:.1f} fps"
+    def _rate(self, name: str, entry: StreamTelemetry) -> str:
+        fps = entry.camera.fps if entry.camera is not None else entry.fps
+        if fps is not None:
+            return f"{fps:.1f} fps"
         # the average since the first reading (blocks arrive in bursts, so short windows
         # jitter); the nominal rate for the first seconds
-        samples = int(entry.get("samples", 0))
+        samples = entry.samples or 0
         now = time.monotonic()
         t0, s0 = self._last.setdefault(name, (now, samples))
         if now - t0 < 3.0:
-            return f"{entry.get('rate_hz', 0):.0f} Hz"
+            return f"{entry.rate_hz or 0:.0f} Hz"
         return f"{(samples - s0) / (now - t0):.0f} Hz"
 
 
@@ -214,12 +215,12 @@ def vheader(table: QTableWidget) -> QHeaderView:
     return header
 
 
-def _sync_text(health: dict[str, Any] | None) -> tuple[str, QColor | None]:
-    if not health:
+def _sync_text(health: StreamHealth | None) -> tuple[str, QColor | None]:
+    if health is None:
         return "-", None
-    state = SyncState(health.get("state", SyncState.WAITING))
+    state = SyncState(health.state)
     if state is SyncState.OK:
-        return f"{health.get('residual_ms', math.nan):.2f} ms", GOOD
+        return f"{health.residual_ms:.2f} ms", GOOD
     return state.replace("_", " "), WARN if state is SyncState.WAITING else BAD
 
 
@@ -246,36 +247,38 @@ class RecordingPanel(QGroupBox):
         grid.addWidget(self.volumes, 3, 0, 1, 2)
         grid.addWidget(self.warning, 4, 0, 1, 2)
 
-    def refresh(self, camera: dict[str, Any]) -> None:
-        if not camera or "ring_fill" not in camera:
-            return
-        self.ring.setValue(int(round(100 * camera["ring_fill"])))
-        probe = camera.get("disk_probe_mb_s", float("nan"))
+    def refresh(self, entry: StreamTelemetry | None) -> None:
+        """Show the camera stream's figures (nothing before the recording's first)."""
+        camera = entry.camera if entry is not None else None
+        if entry is None or camera is None:
+            return  # the preview's camera has no pipeline figures
+        self.ring.setValue(int(round(100 * camera.ring_fill)))
+        probe = entry.disk_probe_mb_s if entry.disk_probe_mb_s is not None else math.nan
         of = f" of {probe:.0f} measured" if math.isfinite(probe) else ""
-        self.writer.setText(f"writer {camera['writer_mb_s']:.0f} MB/s{of}")
-        ttf = camera["time_to_full_s"]
+        self.writer.setText(f"writer {camera.writer_mb_s:.0f} MB/s{of}")
+        ttf = camera.time_to_full_s
         self.disk.setText(
             "disk full in " + ("-" if not math.isfinite(ttf) else f"{ttf / 60:.0f} min")
         )
         self.frames.setText(
-            f"frames {camera['frames']}  written {camera['written']}  dropped {camera['dropped']}"
+            f"frames {camera.frames}  written {camera.written}  dropped {camera.dropped}"
         )
-        volumes = camera.get("volumes") or []
+        volumes = camera.volumes
         self.volumes.setVisible(len(volumes) > 1)
         if len(volumes) > 1:
             self.volumes.setText("\n".join(volume_line(v) for v in volumes))
-        self.warning.setText(camera.get("warning", ""))
+        self.warning.setText(camera.warning)
 
 
-def volume_line(v: dict[str, Any]) -> str:
+def volume_line(v: VolumeTelemetry) -> str:
     """One volume of a striped recording: its MB/s and time to full, or why it left."""
-    folder = Path(v["folder"])
+    folder = Path(v.folder)
     if folder.name == "camera" and folder.parent.name.startswith("sub-"):
         folder = folder.parent.parent  # <volume>/<session>/camera: name the volume
-    name = f"volume {v['volume']} ({folder})"
-    if not v["in_stripe"]:
+    name = f"volume {v.volume} ({folder})"
+    if not v.in_stripe:
         return f"{name}: out of the stripe"
-    ttf, rate = v["time_to_full_s"], v["writer_mb_s"]  # None: not known (yet)
+    ttf, rate = v.time_to_full_s, v.writer_mb_s  # None: not known (yet)
     full = "full in -" if ttf is None else f"full in {ttf / 60:.0f} min"
     return f"{name}: -, {full}" if rate is None else f"{name}: {rate:.0f} MB/s, {full}"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,11 @@ RESIDUAL_LIMIT_MS = 2.0  # live residual above this is reported (USB latency jit
 SETTLE_S = 0.05  # an edge is matched once markers up to this much later are known
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamHealth:
+    """One stream's live alignment against the markers sent (frozen; part of the
+    recording's telemetry)."""
+
     state: SyncState = SyncState.WAITING
     edges: int = 0
     offset_ms: float = float("nan")  # master minus device time now, ms
@@ -159,42 +163,42 @@ class LiveSync:
         with self._lock:
             sent_recently = any(now - m[0] < self.lost_after_s for m in self._markers)
             for name in streams:
-                h = StreamHealth()
-                pairs = self._pairs.get(name)
-                if pairs:
-                    h.edges = len(pairs)
-                    h.last_edge_age_s = now - self._last_edge.get(name, now)
-                model = self._model(name)
-                if model and pairs:
-                    a, b = model
-                    x, y = np.array(pairs).T
-                    r = y - (a + b * x)
-                    _, _, inliers = robust_line(x, y, floor_s=0.002)
-                    h.residual_ms = float(np.sqrt(np.mean(r[inliers] ** 2)) * 1e3)
-                    h.drift_ppm = (1.0 / b - 1.0) * 1e6
-                    h.offset_ms = (a + (b - 1.0) * self._last_device[name]) * 1e3
-                    h.state = SyncState.OK
-                    limit = self.residual_limit_ms.get(name, RESIDUAL_LIMIT_MS)
-                    if h.residual_ms > limit:
-                        h.state = SyncState.RESIDUAL_HIGH
-                        h.message = (
-                            f"{name}: sync residual {h.residual_ms:.2f} ms (limit {limit:g} ms)"
-                        )
-                first = self._markers[0][0] if self._markers else now
-                silent = (
-                    h.last_edge_age_s > self.lost_after_s
-                    if pairs
-                    else now - first > self.lost_after_s
-                )
-                if sent_recently and silent:
-                    h.state = SyncState.NO_TRIGGERS
-                    h.message = (
-                        f"{name}: no trigger edge matched for "
-                        f"{self.lost_after_s:g} s while markers were sent - check the "
-                        f"trigger cable"
-                    )
-                out[name] = h
+                out[name] = self._health(name, now, sent_recently)
         return out
+
+    def _health(self, name: str, now: float, sent_recently: bool) -> StreamHealth:
+        """One stream's health now (with the lock held)."""
+        h: dict[str, Any] = {}
+        pairs = self._pairs.get(name)
+        if pairs:
+            h["edges"] = len(pairs)
+            h["last_edge_age_s"] = now - self._last_edge.get(name, now)
+        model = self._model(name)
+        if model and pairs:
+            a, b = model
+            x, y = np.array(pairs).T
+            r = y - (a + b * x)
+            _, _, inliers = robust_line(x, y, floor_s=0.002)
+            residual = float(np.sqrt(np.mean(r[inliers] ** 2)) * 1e3)
+            h["residual_ms"] = residual
+            h["drift_ppm"] = (1.0 / b - 1.0) * 1e6
+            h["offset_ms"] = (a + (b - 1.0) * self._last_device[name]) * 1e3
+            h["state"] = SyncState.OK
+            limit = self.residual_limit_ms.get(name, RESIDUAL_LIMIT_MS)
+            if residual > limit:
+                h["state"] = SyncState.RESIDUAL_HIGH
+                h["message"] = f"{name}: sync residual {residual:.2f} ms (limit {limit:g} ms)"
+        first = self._markers[0][0] if self._markers else now
+        silent = (
+            h["last_edge_age_s"] > self.lost_after_s if pairs else now - first > self.lost_after_s
+        )
+        if sent_recently and silent:
+            h["state"] = SyncState.NO_TRIGGERS
+            h["message"] = (
+                f"{name}: no trigger edge matched for {self.lost_after_s:g} s while markers "
+                f"were sent - check the trigger cable"
+            )
+        return StreamHealth(**h)
 
 
 def new_edges(prev_level: int, levels: np.ndarray) -> tuple[np.ndarray, int]:

@@ -38,7 +38,8 @@ def wait_until(cond: Any, timeout_s: float = 10.0, what: str = "the condition") 
 
 def camera_frames(engine: Any) -> int:
     """Frames the engine's camera recorder has grabbed so far."""
-    return int(engine.telemetry().get("camera", {}).get("frames", 0))
+    camera = engine.telemetry().camera
+    return camera.frames if camera is not None else 0
 
 
 def simulate_short_session(root: Any, seed: int = 5, minutes: float = 0.6) -> Any:

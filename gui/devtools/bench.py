@@ -211,7 +211,7 @@ def _measure(
     console.ask = lambda question: True
     console.close()
     wait(app, lambda: not console.isVisible(), 30)
-    camera = controller.telemetry().get("camera", {})  # final, after the stop
+    camera = controller.telemetry().camera  # final, after the stop
     lag_ms = np.array(lags[1:]) * 1000.0
     late_ms = 1000.0 * np.array([x for s in shown for x in s.lateness_s])
     result: dict[str, Any] = {
@@ -232,8 +232,8 @@ def _measure(
         "stimulus_frames_repeated": sum(s.repeated for s in shown),
         "stimulus_late_ms_max": round(float(late_ms.max()), 2) if len(late_ms) else None,
         "stimulus_frame_lateness_ms_p99": _pct(late_ms, 99),
-        "camera_frames": int(camera.get("frames", 0)),
-        "dropped": int(camera.get("dropped", -1)),
+        "camera_frames": camera.frames if camera is not None else 0,
+        "dropped": camera.dropped if camera is not None else -1,
     }
     result["targets_met"] = {name: _meets(result[name], *rule) for name, rule in TARGETS.items()}
     return result

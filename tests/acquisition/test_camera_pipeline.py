@@ -62,8 +62,8 @@ def test_frames_preview_and_telemetry(camera, tmp_path):
     corner = image[:3, :3].reshape(-1, 3).mean(axis=0)
     assert corner[1] > 120 and corner[0] < 80 and corner[2] < 100  # green backdrop
     tel = pipe.telemetry()
-    assert 140 < tel["fps"] < 160 and tel["writer_mb_s"] > 1.0 and tel["dropped"] == 0
-    assert tel["free_disk_bytes"] > 0 and tel["time_to_full_s"] > 0
+    assert 140 < tel.fps < 160 and tel.writer_mb_s > 1.0 and tel.dropped == 0
+    assert tel.free_disk_bytes > 0 and tel.time_to_full_s > 0
     assert pipe.stop()
     store = FrameStore(tmp_path / "camera")
     assert len(store) == camera.frames and store.meta["direct_io"] in (True, False)

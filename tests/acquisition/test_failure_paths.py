@@ -51,7 +51,9 @@ def timed_stop(engine: SessionEngine) -> tuple[Path, float]:
 
 
 def camera_frames(engine: SessionEngine) -> int:
-    return int(engine.telemetry()["camera"]["frames"])
+    camera = engine.telemetry().camera
+    assert camera is not None
+    return camera.frames
 
 
 def test_killed_frame_writer_is_replaced_and_loses_at_most_a_second(

@@ -58,10 +58,11 @@ def test_a_striped_session_puts_every_other_chunk_on_the_second_volume(
     lab = striped(small_lab, tmp_path / "vol1")
     with recording(lab, tiny_protocol, tmp_path / "out") as engine:
         assert run_until(engine, lambda: camera_frames(engine) > 400, 15)
-        tel = engine.telemetry()["camera"]
+        tel = engine.telemetry().camera
+        assert tel is not None
         folder, stop_s = timed_stop(engine)
-    assert [v["volume"] for v in tel["volumes"]] == [0, 1]
-    assert all(v["in_stripe"] and v["free_bytes"] > 0 for v in tel["volumes"])
+    assert [v.volume for v in tel.volumes] == [0, 1]
+    assert all(v.in_stripe and v.free_bytes > 0 for v in tel.volumes)
     assert stop_s < 2.0
     volumes = assert_every_frame_in_order(folder)
     chunks = np.arange(len(volumes)) // 30
@@ -101,10 +102,11 @@ def test_a_second_volume_that_fills_leaves_the_stripe_and_loses_no_frame(
         grabbed = camera_frames(engine)
         assert run_until(engine, lambda: camera_frames(engine) > grabbed + 300, 10)
         assert engine.health.fatal is None  # the session goes on
-        tel = engine.telemetry()["camera"]
+        tel = engine.telemetry().camera
+        assert tel is not None
         folder, _ = timed_stop(engine)
-    assert "left the stripe (disk full)" in tel["warning"]
-    assert [v["in_stripe"] for v in tel["volumes"]] == [True, False]
+    assert "left the stripe (disk full)" in tel.warning
+    assert [v.in_stripe for v in tel.volumes] == [True, False]
     [fault] = volume_faults(folder)
     assert fault.startswith("volume 1 (") and "disk full" in fault
     volumes = assert_every_frame_in_order(folder)
