@@ -24,11 +24,11 @@ from typing import Any
 from mmmelab.acquisition.devices import DeviceSet
 from mmmelab.acquisition.livewindow import SignalWindow
 from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating, TrialResult
-from mmmelab.acquisition.participant import SimulatedParticipant
 from mmmelab.acquisition.preflight import SetupRecord, check_disks, prepare_stimuli
 from mmmelab.acquisition.preview import Preview
 from mmmelab.acquisition.record import SessionRecord, manifest_fields
 from mmmelab.acquisition.recording import Recording, frame_geometry
+from mmmelab.acquisition.simulation import simulated_participant
 from mmmelab.acquisition.supervision import Supervisor
 from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
@@ -38,10 +38,10 @@ from mmmelab.participant import check_participant_id, check_session_number
 from mmmelab.protocol import Protocol
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.sessionwriter import SessionWriter, check_output_root
-from mmmelab.streams import ConsentLevel, FaultKind
+from mmmelab.streams import ConsentLevel, FaultKind, StreamHealth
 from mmmelab.sync.bus import TriggerBus
 from mmmelab.sync.codes import EventCode
-from mmmelab.sync.live import LiveSync, StreamHealth
+from mmmelab.sync.live import LiveSync
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class SessionEngine:
         self.recording = Recording(clock, self.live)
         self.record = SessionRecord(clock, self.live)
         self.paradigm = Paradigm(protocol, self._emit)
-        self.participant_sim: SimulatedParticipant | None = None
+        self.participant_sim: Any = None  # a simulated participant (headless sessions)
         self.health = Supervisor(self.record.fault, self._abort_paradigm)
         self.disk: dict[str, Any] = {}  # the pre-flight's disk figures (free, rate, speed)
         self.disk_warning = ""  # the pre-flight's disk-speed warning, a fault row at the start
@@ -257,7 +257,7 @@ class SessionEngine:
         self.bus.start()
         self.paradigm.on_trial_done.append(self.record.trial_done)
         if simulate_participant:
-            self.participant_sim = SimulatedParticipant(self.paradigm, seed=self.seed)
+            self.participant_sim = simulated_participant(self.paradigm, seed=self.seed)
         self.t_start = self.clock()
         self.paradigm.start(self.t_start)
 
@@ -372,14 +372,9 @@ class SessionEngine:
         """Every stream's figures, and the live sync health while recording (frozen;
         taken on the calling thread, the control thread in a session)."""
         streams = self.recording.telemetry(float(self.disk.get("write_mb_s", float("nan"))))
-        recording = self.state is EngineState.RECORDING
-        return EngineTelemetry(
-            streams,
-            state=self.state.value,
-            phase=self.paradigm.phase.value,
-            sync=self.sync_health() if recording else {},
-            t=self.clock(),
-        )
+        sync = self.sync_health() if self.state is EngineState.RECORDING else {}
+        return EngineTelemetry(streams, self.state.value, self.paradigm.phase.value, sync,
+                               t=self.clock())  # fmt: skip
 
     # ------------------------------------------------------------ stop
 
@@ -419,10 +414,10 @@ class SessionEngine:
 
     def _finalize(self, status: SessionStatus, truth: Any) -> Path | None:
         """Write the manifest's last fields and the status (the session's last write)."""
+        final = self.health.safely("final telemetry", lambda: self.telemetry().as_dict())
         extra = {
             "problems": self.health.problems,
-            "telemetry": self.health.safely("final telemetry", lambda: self.telemetry().as_dict())
-            or {},
+            "telemetry": final or {},
             "markers_emitted": len(self.bus.records) if self.bus else 0,
             "duration_s": self.clock() - self.t_start,
         }
@@ -434,11 +429,8 @@ class SessionEngine:
         """Close every device in bounded time (``DeviceSet.close``); a device that hangs
         is named as a problem, and so is one whose close fails during a stop."""
         hung, failed = self.devices.close()
-        for message in hung:
+        for message in [*hung, *(failed if self.state is EngineState.STOPPING else [])]:
             self.health.problem(message)
-        if self.state is EngineState.STOPPING:
-            for message in failed:
-                self.health.problem(message)
 
     def close(self) -> None:
         self.end_preview()

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mmmelab.acquisition.diskcheck import DiskCheck, check_volumes
-from mmmelab.acquisition.stimuli import ensure_demo_clips, missing_clips, stimuli_folder
+from mmmelab.acquisition.simulation import make_demo_clips
+from mmmelab.acquisition.stimuli import missing_clips, stimuli_folder
 from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
 from mmmelab.protocol import DEMO_STIMULI, Protocol
@@ -29,7 +30,7 @@ def prepare_stimuli(protocol: Protocol, lab: LabConfig) -> Path:
     LabError naming the missing clips otherwise."""
     folder = stimuli_folder(protocol, lab)
     if protocol.stimuli_dir == DEMO_STIMULI:
-        ensure_demo_clips(protocol, folder)
+        make_demo_clips(protocol, folder)
     missing = missing_clips(protocol, folder)
     if missing:
         shown = ", ".join(str(m) for m in missing[:3])

@@ -32,10 +32,10 @@ from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.session import DISPLAY_DTYPE, SESSION_LOGS, TRIAL_DTYPE
 from mmmelab.storage.sessionwriter import SessionWriter
 from mmmelab.storage.signals import SignalFile, SignalSpec
-from mmmelab.streams import FaultKind, SyncState
+from mmmelab.streams import FaultKind, StreamHealth, SyncState
 from mmmelab.sync.bus import MarkerRecord
 from mmmelab.sync.codes import EventCode
-from mmmelab.sync.live import LiveSync, StreamHealth
+from mmmelab.sync.live import LiveSync
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,12 @@ know whether they talk to a simulator.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from mmmelab.acquisition.paradigm import Paradigm, Rating
 from mmmelab.config import LabConfig
+from mmmelab.protocol import Emotion, Protocol
 
 
 def start_simulated_lab(
@@ -37,6 +40,31 @@ def start_simulated_lab(
     return SimulatedLab(
         lab, clock, clocks=models, seed=seed, camera_sensor_limited=camera_sensor_limited
     )
+
+
+def simulated_participant(paradigm: Paradigm, seed: int = 0, **behaviour: Any) -> Any:
+    """A simulated participant (:class:`~mmmelab.hardware_mocks.participant.SimulatedParticipant`)
+    wired to ``paradigm``: it sees the phase and the clip just watched, presses Space
+    and answers the ratings through the paradigm's own inputs. ``behaviour``: its
+    reaction times, ``accuracy`` and ``miss_rate``."""
+    from mmmelab.hardware_mocks.participant import SimulatedParticipant
+
+    def screen() -> tuple[str, Emotion | None]:
+        trial = paradigm.results[-1] if paradigm.results else None
+        return paradigm.phase.value, trial.clip.emotion if trial is not None else None
+
+    def answer(emotion: Emotion, valence: int, arousal: int, now: float) -> None:
+        paradigm.rate(Rating(emotion, valence, arousal), now)
+
+    return SimulatedParticipant(screen, paradigm.space, answer, seed=seed, **behaviour)
+
+
+def make_demo_clips(protocol: Protocol, folder: Path) -> list[Path]:
+    """Make the synthetic clips of a ``@demo`` protocol that ``folder`` lacks (the
+    clip simulator, :mod:`mmmelab.hardware_mocks.clips`); returns the new files."""
+    from mmmelab.hardware_mocks.clips import ensure_demo_clips
+
+    return ensure_demo_clips(protocol, folder)
 
 
 def require_sim(purpose: str = "the simulated lab") -> None:

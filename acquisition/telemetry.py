@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmmelab.sync.live import StreamHealth
+from mmmelab.streams import StreamHealth
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,7 @@ from mmmelab.acquisition.paradigm import Phase, TrialResult
 from mmmelab.acquisition.telemetry import EngineTelemetry, StreamTelemetry, VolumeTelemetry
 from mmmelab.participant import participant_id_problem
 from mmmelab.protocol import Protocol
-from mmmelab.streams import ConsentLevel, SyncState
-from mmmelab.sync.live import StreamHealth
+from mmmelab.streams import ConsentLevel, StreamHealth, SyncState
 
 GOOD, WARN, BAD = QColor("#2e7d32"), QColor("#ef6c00"), QColor("#c62828")
 CONSENT = {

@@ -84,6 +84,10 @@ class Protocol:
         ]
         return sum(per_trial) + 5.0 * len(per_trial) + 10.0
 
+    def all_clips(self) -> list[Clip]:
+        """Every clip the protocol plays: practice, main block, the neutral clip."""
+        return [*self.practice, *self.clips, self.neutral]
+
     def stimuli_path(self, stimuli_root: Path, demo_dir: Path) -> Path:
         if self.stimuli_dir == DEMO_STIMULI:
             return demo_dir

@@ -103,7 +103,7 @@ _INFORMATIONAL = frozenset(
 
 
 class SyncState(enum.StrEnum):
-    """A stream's live sync health while recording (``telemetry["sync"][name]["state"]``)."""
+    """A stream's live sync health while recording (:attr:`StreamHealth.state`)."""
 
     WAITING = "waiting"  # no trigger edge matched yet
     OK = "ok"
@@ -114,6 +114,20 @@ class SyncState(enum.StrEnum):
     def bad(self) -> bool:
         """Recorded as a fault when a stream enters it (and again when it leaves)."""
         return self in (SyncState.NO_TRIGGERS, SyncState.RESIDUAL_HIGH)
+
+
+@dataclass(frozen=True)
+class StreamHealth:
+    """One stream's live alignment against the markers sent (frozen; part of the
+    recording's telemetry)."""
+
+    state: SyncState = SyncState.WAITING
+    edges: int = 0
+    offset_ms: float = float("nan")  # master minus device time now, ms
+    drift_ppm: float = float("nan")
+    residual_ms: float = float("nan")
+    last_edge_age_s: float = float("nan")
+    message: str = ""
 
 
 class ConsentLevel(enum.IntEnum):

@@ -17,32 +17,17 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mmmelab.streams import SyncState
+from mmmelab.streams import StreamHealth, SyncState
 from mmmelab.sync.align import robust_line
 from mmmelab.sync.codes import code_onsets
 
 MATCH_WINDOW_S = 0.015  # rough master time vs marker time, when the clock map misses
 RESIDUAL_LIMIT_MS = 2.0  # live residual above this is reported (USB latency jitter ~1 ms)
 SETTLE_S = 0.05  # an edge is matched once markers up to this much later are known
-
-
-@dataclass(frozen=True)
-class StreamHealth:
-    """One stream's live alignment against the markers sent (frozen; part of the
-    recording's telemetry)."""
-
-    state: SyncState = SyncState.WAITING
-    edges: int = 0
-    offset_ms: float = float("nan")  # master minus device time now, ms
-    drift_ppm: float = float("nan")
-    residual_ms: float = float("nan")
-    last_edge_age_s: float = float("nan")
-    message: str = ""
 
 
 class LiveSync:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmmelab.acquisition.paradigm import Paradigm, ParadigmError, Phase, Rating
-from mmmelab.acquisition.participant import SimulatedParticipant
+from mmmelab.acquisition.simulation import simulated_participant
 from mmmelab.protocol import Emotion, Protocol
 from mmmelab.sync.codes import EventCode, match_plan, session_plan
 
@@ -65,7 +65,7 @@ def test_missed_rating_is_recorded_as_missed(tiny_protocol):
 
 def test_a_whole_session_emits_exactly_the_plan(tiny_protocol):
     p, out = make(tiny_protocol)
-    sim = SimulatedParticipant(p, seed=1, miss_rate=0.5)
+    sim = simulated_participant(p, seed=1, miss_rate=0.5)
     t = 0.0
     p.start(t)
     while p.phase is not Phase.DONE:

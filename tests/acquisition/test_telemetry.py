@@ -14,8 +14,7 @@ from mmmelab.acquisition.telemetry import (
     StreamTelemetry,
     VolumeTelemetry,
 )
-from mmmelab.streams import SyncState
-from mmmelab.sync.live import StreamHealth
+from mmmelab.streams import StreamHealth, SyncState
 
 # the manifest's "telemetry" keys as sessions written before these types hold them
 CAMERA_KEYS = {

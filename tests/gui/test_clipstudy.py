@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from PyQt6.QtCore import Qt
 
-from mmmelab.acquisition.stimuli import write_synthetic_clip
 from mmmelab.clipstudy import RaterPass, read_ratings, summarise
 from mmmelab.errors import LabError
 from mmmelab.gui.clipstudy import ClipStudyWindow
+from mmmelab.hardware_mocks.clips import write_synthetic_clip
 from mmmelab.protocol import Clip, Emotion, load_protocol
 from tests.conftest import write_small_lab_toml
 

@@ -1,5 +1,10 @@
 """A simulated participant for headless sessions: presses Space, answers the ratings.
 
+It sees what a participant sees - which screen is up (``wait_space``, ``rating``,
+...) and the clip just watched - and acts as one does: a Space press or an answer
+(emotion, valence 1-9, arousal 1-9), through callbacks the simulated lab wires to
+the paradigm (:func:`mmmelab.acquisition.simulation.simulated_participant`).
+
 Deterministic for a given seed. Reaction times are drawn per trial; the answer
 names the clip's target emotion with ``accuracy`` probability, otherwise another
 emotion; ``miss_rate`` of ratings are left unanswered (recorded as missed).
@@ -8,9 +13,12 @@ emotion; ``miss_rate`` of ratings are left unanswered (recorded as missed).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-from mmmelab.acquisition.paradigm import Paradigm, Phase, Rating
 from mmmelab.protocol import Emotion
+
+WAIT_SPACE, RATING = "wait_space", "rating"  # the screens it acts on (the paradigm's phases)
+Screen = Callable[[], tuple[str, Emotion | None]]  # (phase, the last clip's target emotion)
 
 _VALENCE = {
     Emotion.HAPPINESS: 8,
@@ -24,35 +32,38 @@ _VALENCE = {
 
 
 class SimulatedParticipant:
-    """Acts on a :class:`Paradigm` when ``act(now)`` is called; ``next_action()`` says when."""
+    """Acts when ``act(now)`` is called (s, master clock; on the engine's control
+    thread); ``next_action(now)`` says when it next will."""
 
     def __init__(
         self,
-        paradigm: Paradigm,
+        screen: Screen,
+        press_space: Callable[[float], None],
+        answer: Callable[[Emotion, int, int, float], None],
         seed: int = 0,
         space_delay_s: tuple[float, float] = (0.3, 0.8),
         rating_delay_s: tuple[float, float] = (0.8, 1.6),
         accuracy: float = 0.7,
         miss_rate: float = 0.0,
     ) -> None:
-        self.paradigm = paradigm
+        self.screen, self.press_space, self.answer = screen, press_space, answer
         self._rng = random.Random(seed)
         self.space_delay_s = space_delay_s
         self.rating_delay_s = rating_delay_s
         self.accuracy = accuracy
         self.miss_rate = miss_rate
         self._due: float | None = None
-        self._phase: Phase | None = None
+        self._phase: str | None = None
         self._will_miss = False
 
     def next_action(self, now: float) -> float | None:
-        phase = self.paradigm.phase
+        phase, _ = self.screen()
         if phase != self._phase:
             self._phase = phase
             self._due = None
-            if phase is Phase.WAIT_SPACE:
+            if phase == WAIT_SPACE:
                 self._due = now + self._rng.uniform(*self.space_delay_s)
-            elif phase is Phase.RATING:
+            elif phase == RATING:
                 self._will_miss = self._rng.random() < self.miss_rate
                 self._due = (
                     None if self._will_miss else now + self._rng.uniform(*self.rating_delay_s)
@@ -64,18 +75,18 @@ class SimulatedParticipant:
         if due is None or now < due:
             return
         self._due = None
-        if self.paradigm.phase is Phase.WAIT_SPACE:
-            self.paradigm.space(now)
-        elif self.paradigm.phase is Phase.RATING:
-            self.paradigm.rate(self._answer(), now)
+        phase, target = self.screen()
+        if phase == WAIT_SPACE:
+            self.press_space(now)
+        elif phase == RATING:
+            emotion, valence, arousal = self._rating(target)
+            self.answer(emotion, valence, arousal, now)
 
-    def _answer(self) -> Rating:
-        trial = self.paradigm.results[-1]
-        target = trial.clip.emotion
+    def _rating(self, target: Emotion | None) -> tuple[Emotion, int, int]:
         if target is None or self._rng.random() > self.accuracy:
             emotion = self._rng.choice(list(Emotion))
         else:
             emotion = target
         valence = min(9, max(1, _VALENCE[emotion] + self._rng.randint(-1, 1)))
         arousal = self._rng.randint(3, 8)
-        return Rating(emotion, valence, arousal)
+        return emotion, valence, arousal
