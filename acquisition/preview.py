@@ -270,7 +270,8 @@ class Preview:
             [b.host_time - (len(b.data) - 1 - np.arange(len(b.data))) / rate for b in blocks]
         )
         levels = [trigger_levels(b.aux) for b in blocks]
-        level = np.concatenate(levels) if all(v is not None for v in levels) else None
+        present = [v for v in levels if v is not None]
+        level = np.concatenate(present) if len(present) == len(levels) else None
         n = int(seconds * rate)
         return data[-n:], times[-n:], None if level is None else level[-n:]
 

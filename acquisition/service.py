@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     folder = run_dir()
     if ServiceInfo.read(folder) is not None:
-        print("a session service is running already", file=sys.stderr)
+        print("a session service is running already", file=sys.stderr)  # noqa: T201 - main
         return 2
     service = EngineService(folder)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -21,6 +21,7 @@ Runs in the caller's thread; the signal writer is its usual child process.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,5 +135,5 @@ def simulate_study(
     report = progress or (lambda _k, _f: None)
     for k in range(plan.participants):
         sim = SessionSimulator(plan, lab, protocol, k, out)
-        folders.append(sim.write(lambda f, k=k: report(k, f)))
+        folders.append(sim.write(functools.partial(report, k)))
     return folders

@@ -306,7 +306,9 @@ class SessionSimulator:
             src[lo:hi, 14] *= 1.0 + scale * gain_a * bump
             src[lo:hi, 14] += scale * beta * bump * np.sin(2 * np.pi * 20.0 * t[lo:hi])
 
-    def _write_eeg(self, writer: SessionWriter, labels: list[str], progress: Callable) -> None:
+    def _write_eeg(
+        self, writer: SessionWriter, labels: list[str], progress: Callable[[float], None]
+    ) -> None:
         plan, clock = self.plan, self.clocks["eeg"]
         first = 1_000_000 + int(self.rng.integers(0, 100_000))
         clock.offset_s += first / plan.rate_hz  # Curry counts samples from its own start

@@ -53,7 +53,7 @@ class Timeline:
 
 def place(
     rng: np.random.Generator, lo: float, hi: float, n: int, taken: list[float], gap: float = 6.0
-) -> list:
+) -> list[float]:
     out: list[float] = []
     for _ in range(50 * max(n, 1)):
         if len(out) >= n:

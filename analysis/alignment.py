@@ -73,9 +73,9 @@ def _align_signal(
     box_latency_s: float,
     latency_s: float,
     breaks: list[int],
-) -> tuple[StreamAlignment, list[dict]]:
+) -> tuple[StreamAlignment, list[dict[str, Any]]]:
     alignment = StreamAlignment(name)
-    ranges: list[dict] = []
+    ranges: list[dict[str, Any]] = []
     index = stream.sample_index
     device_t = index / stream.rate_hz
     codes = trigger_levels(stream.aux)
@@ -144,9 +144,9 @@ def _align_camera(
     latency_s: float,
     readout_us: float,
     fps: float,
-) -> tuple[StreamAlignment, list[dict], list[dict]]:
+) -> tuple[StreamAlignment, list[dict[str, Any]], list[dict[str, Any]]]:
     alignment = StreamAlignment("camera")
-    ranges: list[dict] = []
+    ranges: list[dict[str, Any]] = []
     journal = stream.journal
     exp_t = camera_exposure_device_s(journal, readout_us)
     gpi = (journal["gpi_level"] & 1).astype(np.int64)

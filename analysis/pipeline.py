@@ -137,7 +137,7 @@ _json = jsonable  # the one JSON default for analysis outputs
 # ---------------------------------------------------------------- concordance
 
 
-def _session_concordance(item: tuple[Path, Path | None, tuple[float, ...], int]) -> dict:
+def _session_concordance(item: tuple[Path, Path | None, tuple[float, ...], int]) -> dict[str, Any]:
     path, annotations, windows, seed = item
     return conc.analyse_session(path, annotations, windows, seed)
 

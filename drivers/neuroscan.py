@@ -27,14 +27,12 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from mmmelab.config import EegConfig, EegProtocol
-from mmmelab.drivers.base import (
-    DeviceFault,
-    recv_exact,
-)
+from mmmelab.drivers.base import DeviceFault, SignalDriver, recv_exact
 from mmmelab.errors import DeviceError, DeviceLostError, DeviceTimeoutError
 from mmmelab.streams import FaultKind, SignalLayout
 
@@ -94,7 +92,7 @@ class NeuroscanClient:
         except OSError as exc:
             raise DeviceLostError(self.name, f"send failed ({exc})") from None
 
-    def _read_packet(self) -> tuple[tuple, bytes]:
+    def _read_packet(self) -> tuple[tuple[Any, ...], bytes]:
         """One packet (header fields, body), skipping garbage until a valid header."""
         if self._sock is None:
             raise DeviceLostError(self.name, "not connected")
@@ -186,7 +184,7 @@ class NeuroscanClient:
         }
 
 
-def make_eeg_driver(config: EegConfig, clock: Callable[[], float]) -> NeuroscanClient:
+def make_eeg_driver(config: EegConfig, clock: Callable[[], float]) -> SignalDriver:
     """The client for the configured framing (each in its module; they build on
     :class:`NeuroscanClient`)."""
     from mmmelab.drivers.neuroscan_acquire import AcquireClient

@@ -50,7 +50,8 @@ class CurryClient(NeuroscanClient):
         for _ in range(100):
             (_, code, request, _, _, _), body = self._read_packet()
             if code == CurryData.INFO and request == info_type:
-                return body
+                data: bytes = body
+                return data
         raise DeviceError(self.name, f"no info packet of type {info_type} in the answer")
 
     def connect(self) -> SignalLayout:

@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import QAbstractSpinBox, QApplication, QLineEdit, QPlainTex
 from mmmelab.acquisition.messages import ControllerState
 from mmmelab.config import LabConfig, ScreensConfig
 from mmmelab.errors import LabError
-from mmmelab.gui.console import NOTE_KEY, ConsoleWindow
+from mmmelab.gui.console import NOTE_KEY, ConsoleWindow, Reminder
 from mmmelab.gui.controller import EngineController
 from mmmelab.gui.participant import ParticipantWindows
 from mmmelab.gui.reminder import ReminderWindow
@@ -77,10 +77,13 @@ class LabApp(QObject):
         self.participant = participant
         self.stimulus: StimulusWindow | None = None
         self.reminder: ReminderWindow | None = None
+        reminder: Reminder
         if participant is None:
-            self.reminder = ReminderWindow(self.controller, lab.reminder)
+            self.reminder = reminder = ReminderWindow(self.controller, lab.reminder)
             self.stimulus = StimulusWindow(self.controller, lab.screens)
-        self.console = ConsoleWindow(self.controller, participant or self.reminder)
+        else:
+            reminder = participant
+        self.console = ConsoleWindow(self.controller, reminder)
         self.console.pid.setText(participant_id)
         self.console.closed.connect(self.shutdown)
         if self.stimulus is not None:

@@ -243,7 +243,7 @@ def main() -> int:
     try:
         process = ParticipantProcess(run_dir())
     except LabError as exc:
-        print(f"participant windows: {exc}", file=sys.stderr)
+        print(f"participant windows: {exc}", file=sys.stderr)  # noqa: T201 - main
         return 2
     try:
         app.exec()

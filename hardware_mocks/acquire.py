@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class AcquireServer(StreamingServer):
         self._signal = eeg_background(n_channels, rate_hz, 10.0, seed)
         super().__init__(wire, clock, rate_hz, block_samples, device_clock, latency_s, faults, seed)
 
-    def handle(self, conn: socket.socket, state: dict, data: bytes) -> bytes:
+    def handle(self, conn: socket.socket, state: dict[str, Any], data: bytes) -> bytes:
         while len(data) >= HEADER.size:
             ident, code, request, size = HEADER.unpack_from(data)
             if len(data) < HEADER.size + size:

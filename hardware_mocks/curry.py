@@ -19,6 +19,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class CurryServer(StreamingServer):
     def drop_blocks(self, blocks: set[int]) -> None:
         self.faults.drop_blocks = blocks
 
-    def handle(self, conn: socket.socket, state: dict, data: bytes) -> bytes:
+    def handle(self, conn: socket.socket, state: dict[str, Any], data: bytes) -> bytes:
         while len(data) >= HEADER.size:
             chan, code, request, _, size, _ = HEADER.unpack_from(data)
             if len(data) < HEADER.size + size:

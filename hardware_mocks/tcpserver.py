@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class StreamingServer:
 
     # ------------------------------------------------------------ for subclasses
 
-    def handle(self, conn: socket.socket, state: dict, data: bytes) -> bytes:
+    def handle(self, conn: socket.socket, state: dict[str, Any], data: bytes) -> bytes:
         """Consume requests from ``data``; return the unconsumed rest. May start/stop
         streaming through ``start_stream``/``stop_stream``; raise ClientGone to close."""
         raise NotImplementedError
@@ -162,7 +163,7 @@ class StreamingServer:
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(0.05)
-        state: dict = {"streaming": threading.Event(), "streamer": None}
+        state: dict[str, Any] = {"streaming": threading.Event(), "streamer": None}
         buf = b""
         try:
             while not self._stop.is_set():
@@ -181,7 +182,7 @@ class StreamingServer:
             self.stop_stream(state)
             conn.close()
 
-    def start_stream(self, conn: socket.socket, state: dict) -> None:
+    def start_stream(self, conn: socket.socket, state: dict[str, Any]) -> None:
         if state["streamer"] is not None:
             return
         state["streaming"].set()
@@ -194,7 +195,7 @@ class StreamingServer:
         state["streamer"] = th
         th.start()
 
-    def stop_stream(self, state: dict) -> None:
+    def stop_stream(self, state: dict[str, Any]) -> None:
         state["streaming"].clear()
         th = state["streamer"]
         if th is not None and th is not threading.current_thread():

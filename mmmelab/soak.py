@@ -99,6 +99,7 @@ def bench_soak(
             cleaner.start()
 
             def pids() -> list[int]:
+                assert pipeline.writer is not None
                 out = [os.getpid(), pipeline.writer.process.pid]
                 if engine.record.writer is not None and engine.record.writer.signals is not None:
                     out.append(engine.record.writer.signals._proc.pid)
@@ -115,12 +116,12 @@ def bench_soak(
                 if base is None and now - t_start >= min(WARMUP_S, minutes * 30.0):
                     base = (_rss_mb(pids()), _fds())
                 if now >= next_note:
-                    tel = engine.telemetry()["camera"]
+                    tel = pipeline.telemetry()
                     rss = _rss_mb(pids())
                     peak = max(peak, rss)
                     progress(
-                        f"{(now - t_start) / 60:5.1f} min: {tel['fps']:.0f} fps, dropped "
-                        f"{tel['dropped']}, ring {tel['ring_fill']:.0%}, rss {rss:.0f} MB"
+                        f"{(now - t_start) / 60:5.1f} min: {tel.fps:.0f} fps, dropped "
+                        f"{tel.dropped}, ring {tel.ring_fill:.0%}, rss {rss:.0f} MB"
                     )
                     next_note = now + 30.0
             rss_end, fds_end = _rss_mb(pids()), _fds()
@@ -129,7 +130,7 @@ def bench_soak(
             stop_s = time.monotonic() - t0
             cleaner.stop()
             cleaner.sweep(final=True)
-            tel = engine.telemetry()["camera"]
+            tel = pipeline.telemetry()
             journal = (session / "camera" / "journal.bin").stat().st_size
             journalled = journal // JOURNAL_DTYPE.itemsize
             assert base is not None
@@ -137,10 +138,10 @@ def bench_soak(
                 "benchmark": "soak",
                 "minutes": minutes,
                 "camera": f"{lab.camera.width}x{lab.camera.height} at {lab.camera.fps:g} fps",
-                "frames": int(tel["frames"]),
+                "frames": tel.frames,
                 "journalled": int(journalled),
-                "dropped": int(tel["dropped"]) + max(0, int(tel["frames"]) - journalled),
-                "ring_high_water": round(float(tel["ring_high_water"]), 3),
+                "dropped": tel.dropped + max(0, tel.frames - journalled),
+                "ring_high_water": round(tel.ring_high_water, 3),
                 "rss_growth_mb": round(rss_end - base[0], 1),
                 "rss_peak_mb": round(max(peak, rss_end), 1),
                 "open_fds_growth": fds_end - base[1],

@@ -12,7 +12,7 @@ echo "== ruff"
 $py -m ruff check .
 $py -m ruff format --check .
 echo "== mypy"
-$py -m mypy mmmelab acquisition drivers sync storage gui analysis hardware_mocks
+scripts/typecheck.sh
 echo "== wheel"
 scripts/check_wheel.sh
 echo "== pytest"

@@ -46,7 +46,8 @@ class RowReader:
         key, pos = st.locate(index)
         fd = st.direct_fd(key)
         if fd is None:
-            return st.read_rows(index, self.y0, self.y1, self._rows)
+            rows: np.ndarray = st.read_rows(index, self.y0, self.y1, self._rows)
+            return rows
         n = os.preadv(fd, [self._map], pos * st.stride + self.lo)
         if n != self.hi - self.lo:
             raise SessionFormatError(f"{st.chunk_path(key)}: frame {index} is cut short")

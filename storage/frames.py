@@ -61,7 +61,7 @@ FLAG_CLOCK_RESET = 1  # the first frame after a camera timestamp reset (a new ti
 def frame_stride(width: int, height: int, bytes_per_pixel: int = 1) -> int:
     """Bytes one frame occupies on disk: its pixels rounded up to a page multiple."""
     size = width * height * bytes_per_pixel
-    return -(-size // PAGE) * PAGE
+    return int(-(-size // PAGE) * PAGE)
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,8 @@ class FrameWriter:
         n = min(flat.nbytes, stride)
         self._bounce[:n] = flat[:n]
         self._bounce[n:] = 0
-        return self._bounce
+        bounce: np.ndarray = self._bounce
+        return bounce
 
     def append(self, frame: np.ndarray, record: np.ndarray) -> None:
         """Write one frame (``height x width`` uint8, or a full-stride buffer) and its record.

@@ -153,7 +153,8 @@ class FrameStore:
 
     def chunk_path(self, key: tuple[int, int]) -> Path:
         """The file of chunk ``(volume, chunk)``."""
-        return self.volumes[key[0]] / chunk_name(key[1])
+        path: Path = self.volumes[key[0]] / chunk_name(key[1])
+        return path
 
     @property
     def frames_missing(self) -> int:
@@ -237,7 +238,8 @@ class FrameStore:
     def rgb(self, index: int) -> np.ndarray:
         """The frame debayered to RGB at half resolution (one pixel per 2x2 cell), with
         the white balance set at recording."""
-        return debayer_half(self[index], self.bayer_pattern, self.white_balance)
+        image: np.ndarray = debayer_half(self[index], self.bayer_pattern, self.white_balance)
+        return image
 
     def close(self) -> None:
         # The maps close when the last view into them is released.

@@ -287,7 +287,7 @@ def _attach_untracked(name: str) -> shared_memory.SharedMemory:
 
 
 def _round_up(n: int) -> int:
-    return -(-n // PAGE) * PAGE
+    return int(-(-n // PAGE) * PAGE)
 
 
 def _has_dev_shm() -> bool:

@@ -171,7 +171,10 @@ class SignalStream:
         """Each sample's time on the master clock: from the alignment (``mmme align``) when
         the session has been aligned, else the host receive times (``aligned`` says which)."""
         if self.sync and self.sync.get("method") == "lsl" and "lsl_time" in self.aux:
-            return self.aux["lsl_time"][()].reshape(-1) + self.aux["lsl_offset"][()].reshape(-1)
+            times: np.ndarray = self.aux["lsl_time"][()].reshape(-1) + self.aux["lsl_offset"][
+                ()
+            ].reshape(-1)
+            return times
         aligned = _apply_segments(self.sync, self.sample_index / self.rate_hz)
         return aligned if aligned is not None else self.host_time
 
@@ -196,7 +199,8 @@ class CameraStream:
 
     @property
     def journal(self) -> np.ndarray:
-        return self.frames.journal
+        journal: np.ndarray = self.frames.journal
+        return journal
 
     @property
     def count(self) -> int:
@@ -322,7 +326,8 @@ def _read_log(h5: h5py.File, name: str, problems: list[str]) -> np.ndarray:
     written = int(ds.attrs.get(WRITTEN_ATTR, len(rows)))
     if written > len(rows):
         problems.append(f"{name}: {written - len(rows)} row(s) lay past the end of signals.h5")
-    return rows
+    out: np.ndarray = rows
+    return out
 
 
 def _open_signals(path: Path, problems: list[str]) -> tuple[h5py.File | None, Any]:

@@ -30,9 +30,9 @@ def main() -> int:
         _, path, specs, logs = pickle.load(source)
         writer = H5Writer(Path(path), specs, logs)
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        print(f"error: {exc}", flush=True)
+        print(f"error: {exc}", flush=True)  # noqa: T201 - stdout is the pipe to the parent
         return 1
-    print("ready", flush=True)
+    print("ready", flush=True)  # noqa: T201
     code = 0
     try:
         while True:

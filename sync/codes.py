@@ -202,7 +202,8 @@ def trigger_levels(aux: Mapping[str, Any]) -> np.ndarray | None:
         return np.asarray(aux["trigger"][()]).reshape(-1).astype(np.int64) & 0xFF
     if "digital" in aux:
         bits = np.asarray(aux["digital"][()]).astype(np.int64)
-        return (bits << np.arange(bits.shape[1])).sum(axis=1)
+        codes: np.ndarray = (bits << np.arange(bits.shape[1])).sum(axis=1)
+        return codes
     return None
 
 

@@ -338,7 +338,10 @@ def band_raw(result: EegResult, band: str) -> Any:
 
 
 def band_power(
-    x_uv: np.ndarray, rate_hz: float, segment_s: float = 2.0, bands: dict | None = None
+    x_uv: np.ndarray,
+    rate_hz: float,
+    segment_s: float = 2.0,
+    bands: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Absolute band power (uV^2) per channel of ``x_uv`` (samples x channels): Welch with
     Hann segments of ``segment_s`` (50 % overlap), integrated over each band (trapezoid)."""

@@ -122,7 +122,9 @@ def _peaks_in(d: PhysioData, peaks: np.ndarray, t0: float, t1: float) -> np.ndar
     return peaks[(peaks >= a) & (peaks < b)]
 
 
-def hrv_time_window(peaks: np.ndarray, rate_hz: float, min_beats: int = 3) -> tuple[dict, str]:
+def hrv_time_window(
+    peaks: np.ndarray, rate_hz: float, min_beats: int = 3
+) -> tuple[dict[str, float], str]:
     """NeuroKit2's ``hrv_time`` on these R peaks, guarded: ({} , reason) when impossible."""
     import neurokit2 as nk
 

@@ -165,7 +165,9 @@ def me_windows(se: SessionEvents, d_s: float) -> list[dict[str, Any]]:
     return out
 
 
-def surrogate_apexes(se: SessionEvents, d_s: float, rng: np.random.Generator) -> list[dict]:
+def surrogate_apexes(
+    se: SessionEvents, d_s: float, rng: np.random.Generator
+) -> list[dict[str, Any]]:
     """As many surrogate apexes per trial as the trial has MEs, inside the clip, whose epoch
     overlaps no ME epoch [apex - D, apex + D) and no MaE. Up to 1000 draws each; a trial
     too crowded gives fewer (the count is in the output)."""

@@ -165,7 +165,8 @@ def _measure(
         phase = info.phase if info is not None else None
         if phase != state["phase"]:
             state["phase"] = phase
-            delay = {Phase.WAIT_SPACE: (0.3, 0.8), Phase.RATING: (0.8, 1.6)}.get(phase)
+            delays = {Phase.WAIT_SPACE: (0.3, 0.8), Phase.RATING: (0.8, 1.6)}
+            delay = delays.get(phase) if phase is not None else None
             state["due"] = clock() + rng.uniform(*delay) if delay else None
         if state["due"] is None or clock() < state["due"]:
             return

@@ -79,13 +79,14 @@ def scripted_session(
         console.press_start()
         recording = ControllerState.RECORDING
         wait(app, lambda: controller.state in (recording, failed), 30)
-        if controller.state is not ControllerState.RECORDING:
+        state: ControllerState = controller.state  # (changed by the wait, not narrowed)
+        if state is not ControllerState.RECORDING:
             raise LabError(f"the recording did not start: {controller.error or 'timeout'}")
         yield lab_app
     finally:
         console = lab_app.console
         if console.isVisible():
-            console.ask = lambda question: True
+            console.ask = lambda question: True  # type: ignore[method-assign]  # no dialog
             console.close()
             wait(app, lambda: not console.isVisible(), 30)
         lab_app.shutdown()

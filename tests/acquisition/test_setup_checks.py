@@ -28,7 +28,7 @@ def lamp_brightness(rig: Rig, seconds: float = 3.0, exposure_s: float = 0.002) -
     return 120.0 * np.array([rig.light(ti, exposure_s) for ti in t])
 
 
-@pytest.mark.parametrize("lamp_hz, alias", [(100.0, 50.0), (120.0, 30.0)])
+@pytest.mark.parametrize(("lamp_hz", "alias"), [(100.0, 50.0), (120.0, 30.0)])
 def test_mains_flicker_is_found_at_its_alias(lamp_hz, alias):
     check = rc.flicker(lamp_brightness(Rig(flicker_hz=lamp_hz, flicker_depth=0.2)), FPS)
     assert check.verdict is rc.Verdict.RED

@@ -31,7 +31,7 @@ def test_aus_in_facs_notation():
     assert [a.code for a in parse_aus("AU1+AU2+M57")] == ["1", "2", "M57"]
     assert parse_aus("") == [] and parse_aus("-") == []
     for bad in ("12++14", "L12x", "AU", "12+foo"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="an empty AU|not an AU in FACS notation"):
             parse_aus(bad)
 
 

@@ -89,7 +89,7 @@ def test_degenerate_ratings_are_nan_with_a_reason():
 
 
 @pytest.mark.parametrize(
-    "a,b",
+    ("a", "b"),
     [
         (["hap", "sad", "sad", "ang", "hap", "sur"], ["hap", "sad", "ang", "ang", "sur", "sur"]),
         (["hap"] * 5 + ["sad"], ["hap"] * 6),  # one rater used one label only

@@ -193,7 +193,7 @@ def test_rows_are_read_without_mapping(session):
         store = cam.frames
         rows = store.read_rows(5, 10, 30)
         assert np.array_equal(rows, store[5][10:30])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="outside the frame"):
             store.read_rows(5, 30, 10)
 
 

@@ -95,7 +95,7 @@ def test_classes_absent_from_one_side_and_pooled_overall():
     assert cross["MaE"]["fn"] == 1 and cross["ME"]["fp"] == 1
 
 
-@pytest.mark.parametrize("tp, fp, fn", [(3, 2, 4), (0, 5, 2), (4, 0, 0), (0, 0, 3)])
+@pytest.mark.parametrize(("tp", "fp", "fn"), [(3, 2, 4), (0, 5, 2), (4, 0, 0), (0, 0, 3)])
 def test_precision_recall_f1_equal_scikit_learn(tp, fp, fn):
     gt = [me(1000 * i, 1000 * i + 49) for i in range(tp + fn)]
     pred = [me(1000 * i, 1000 * i + 49) for i in range(tp)]

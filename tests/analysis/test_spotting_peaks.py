@@ -42,7 +42,7 @@ def test_edges_flat_curves_and_bad_parameters():
     assert edge[0].onset == 0  # clipped to the video
     assert find_candidates(np.zeros(100), FPS)[0] == []
     assert find_candidates(np.zeros(0), FPS)[0] == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="peak parameters out of range"):
         find_candidates(bumps(), FPS, PeakParams(p=1.5))
 
 

@@ -57,10 +57,14 @@ def test_trigger_box_that_vanishes_raises_device_lost():
     driver = TriggerBox(TriggerBoxConfig(port=sim.port), local_clock)
     driver.open()
     sim.vanish()
-    with pytest.raises(DeviceLostError):
+
+    def toggle_until_lost() -> None:
         for _ in range(50):
             driver.set_level(1)
             driver.set_level(0)
+
+    with pytest.raises(DeviceLostError):
+        toggle_until_lost()
     driver.close()
 
 

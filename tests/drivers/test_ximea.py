@@ -102,7 +102,7 @@ def test_a_slow_consumer_loses_frames_and_every_loss_is_counted(sim):
 
 
 @pytest.mark.parametrize(
-    "change, words",
+    ("change", "words"),
     [
         (
             {"width": 250},

@@ -255,8 +255,8 @@ def test_me_dataset_layout(study, tmp_path):
     from mmmelab.storage.consent import ConsentError
 
     _, folders = study
+    mmme_export = __import__("mmmelab.medataset", fromlist=["x"]).export_me_dataset
     with pytest.raises(ConsentError, match="sub-S01: consent level 2"):
-        mmme_export = __import__("mmmelab.medataset", fromlist=["x"]).export_me_dataset
         mmme_export(folders, tmp_path / "refused")
     out, restricted = tmp_path / "me", tmp_path / "me-restricted"
     res = mmme("export", "me-dataset", *folders, "--out", out, "--restricted", restricted,

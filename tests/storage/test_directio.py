@@ -69,12 +69,17 @@ def test_direct_writer_raises_a_write_error_of_its_thread(tmp_path: Path, monkey
         real(fd, data, offset)
 
     monkeypatch.setattr(dio, "write_all", failing)
-    with pytest.raises(OSError, match="No space left"), \
-            DirectWriter(tmp_path / "full.bin", block=1 << 16) as f:  # fmt: skip
-        for _ in range(20):
-            f.write(b"x" * 50_000)
-    assert f.closed  # and its thread and descriptors are gone
-    f.close()  # closing again does nothing
+    writer = DirectWriter(tmp_path / "full.bin", block=1 << 16)
+
+    def fill() -> None:  # the error surfaces on a write or on the close
+        with writer as f:
+            for _ in range(20):
+                f.write(b"x" * 50_000)
+
+    with pytest.raises(OSError, match="No space left"):
+        fill()
+    assert writer.closed  # and its thread and descriptors are gone
+    writer.close()  # closing again does nothing
 
 
 def _store(tmp_path: Path, n: int, per_chunk: int, skip: set[int] = frozenset()) -> FrameStore:

@@ -143,7 +143,7 @@ def test_torn_journal_record_is_ignored(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, words",
+    ("content", "words"),
     [
         (None, "session.json is missing"),
         ("{not json", "is not valid JSON (line 1"),
@@ -181,7 +181,7 @@ def test_row_reader_reads_rows_directly_or_says_why_not(tmp_path, monkeypatch):
             reader = store.row_reader(y0, y1)
             for i in (0, 9, 10, 24):
                 np.testing.assert_array_equal(reader.read(i), _frame(i)[y0:y1])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="outside the frame"):
             store.row_reader(30, 10)
         with pytest.raises(IndexError):
             store.row_reader(0, H).read(25)

@@ -84,7 +84,7 @@ def _camera(pulse_jitter_s: float, seed: int = 2):
 
 
 @pytest.mark.parametrize(
-    "jitter_ms, tol_ms, fit", [(0.0, 0.4, "interval"), (1.0, 1.0, "least squares")]
+    ("jitter_ms", "tol_ms", "fit"), [(0.0, 0.4, "interval"), (1.0, 1.0, "least squares")]
 )
 def test_camera_edges_between_two_exposures(jitter_ms, tol_ms, fit):
     t, exp_dev, gpi, host = _camera(jitter_ms / 1000)

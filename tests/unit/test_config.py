@@ -44,7 +44,7 @@ LAB = shipped("labs", "simulated").read_text()
 
 
 @pytest.mark.parametrize(
-    "edit, key, words",
+    ("edit", "key", "words"),
     [
         (("fps = 150.0", 'fps = "fast"'), "devices.camera.fps", "must be a number"),
         (("fps = 150.0", "fps = 0.5"), "devices.camera.fps", "allowed: 1 to 10000"),
@@ -126,7 +126,7 @@ PROTO = shipped("protocols", "quick").read_text()
 
 
 @pytest.mark.parametrize(
-    "edit, key, words",
+    ("edit", "key", "words"),
     [
         (
             ('emotion = "disgust"', 'emotion = "boredom"'),
