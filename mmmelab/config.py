@@ -20,7 +20,7 @@ from typing import Any
 
 from mmmelab.errors import ConfigError
 from mmmelab.participant import DEFAULT_PARTICIPANT_PATTERN
-from mmmelab.tomlcheck import Table, jsonable, load_toml, resolve_dir
+from mmmelab.tomlcheck import Table, jsonable, load_toml, read_settings, resolve_dir, setting
 
 
 class TriggerBoxKind(enum.StrEnum):
@@ -39,24 +39,25 @@ class EegProtocol(enum.StrEnum):
 class CameraConfig:
     simulate: bool = True
     serial: str = ""
-    index: int = 0
-    width: int = 2040
-    height: int = 1080
-    offset_x: int = 0
-    offset_y: int = 0
-    fps: float = 150.0
-    exposure_us: float = 5000.0
-    gain_db: float = 0.0
-    queue_frames: int = 300
+    index: int = setting(0, lo=0)
+    width: int = setting(2040, lo=16, hi=8192)
+    height: int = setting(1080, lo=16, hi=8192)
+    offset_x: int = setting(0, lo=0)
+    offset_y: int = setting(0, lo=0)
+    fps: float = setting(150.0, lo=1.0, hi=10000.0)
+    exposure_us: float = setting(5000.0, lo=1.0, hi=10_000_000.0)
+    gain_db: float = setting(0.0, lo=-10.0, hi=48.0)
+    queue_frames: int = setting(300, lo=4, hi=10_000)
     gpo_strobe: bool = True
     timestamp_reset_on_trigger: bool = False
-    timeout_ms: int = 200
-    trigger_latency_ms: float = 0.0  # TTL edge to the GPI level the camera reports
+    timeout_ms: int = setting(200, lo=10, hi=10_000)
+    # TTL edge to the GPI level the camera reports
+    trigger_latency_ms: float = setting(0.0, lo=0.0, hi=100.0)
     # White balance gains (xiAPI's wb_kr/kg/kb). RAW8 frames are stored as the sensor
     # gave them; the gains are recorded with the frames and applied when they are shown.
-    wb_kr: float = 1.0
-    wb_kg: float = 1.0
-    wb_kb: float = 1.0
+    wb_kr: float = setting(1.0, lo=0.0, hi=8.0)
+    wb_kg: float = setting(1.0, lo=0.0, hi=8.0)
+    wb_kb: float = setting(1.0, lo=0.0, hi=8.0)
 
     @property
     def white_balance(self) -> tuple[float, float, float]:
@@ -73,28 +74,30 @@ class EegConfig:
     simulate: bool = True
     protocol: EegProtocol = EegProtocol.CURRY
     host: str = "127.0.0.1"
-    port: int = 4455
-    channels: int = 64
-    rate_hz: float = 1000.0
-    timeout_s: float = 3.0
-    trigger_latency_ms: float = 0.5  # TTL edge to the sample that shows it
+    port: int = setting(4455, lo=1, hi=65535)
+    channels: int = setting(64, lo=1, hi=299)
+    rate_hz: float = setting(1000.0, lo=1.0, hi=100_000.0)
+    timeout_s: float = setting(3.0, lo=0.1, hi=60.0)
+    # TTL edge to the sample that shows it
+    trigger_latency_ms: float = setting(0.5, lo=0.0, hi=100.0)
 
 
 @dataclass(frozen=True)
 class PhysioConfig:
     simulate: bool = True
     host: str = "127.0.0.1"
-    control_port: int = 15010
-    data_port: int = 15020
-    rate_hz: float = 1000.0
-    channels: tuple[str, ...] = ("ECG", "PPG", "RSP", "SKT", "EDA")
-    digital_channels: int = 8
-    timeout_s: float = 3.0
-    data_type: str = "double"  # NDT sample type: double | float
+    control_port: int = setting(15010, lo=1, hi=65535)
+    data_port: int = setting(15020, lo=0, hi=65535)
+    rate_hz: float = setting(1000.0, lo=1.0, hi=100_000.0)
+    channels: tuple[str, ...] = setting(("ECG", "PPG", "RSP", "SKT", "EDA"))
+    digital_channels: int = setting(8, lo=0, hi=16)
+    timeout_s: float = setting(3.0, lo=0.1, hi=60.0)
+    data_type: str = setting("double", choices=("double", "float"))  # NDT's sample type
     discover: bool = False  # find AcqKnowledge by UDP instead of host/port
     discovery_address: str = "255.255.255.255"
-    discovery_port: int = 15012
-    trigger_latency_ms: float = 0.5  # TTL edge to the sample that shows it
+    discovery_port: int = setting(15012, lo=1, hi=65535)
+    # TTL edge to the sample that shows it
+    trigger_latency_ms: float = setting(0.5, lo=0.0, hi=100.0)
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,11 @@ class TriggerBoxConfig:
     simulate: bool = True
     box: TriggerBoxKind = TriggerBoxKind.BRAINPRODUCTS
     port: str = "/dev/ttyUSB0"
-    baudrate: int = 115200
-    pulse_ms: float = 20.0
-    gap_ms: float = 20.0
-    latency_ms: float = 1.0  # host write to the lines changing (USB serial)
+    baudrate: int = setting(115200, lo=300, hi=4_000_000)
+    pulse_ms: float = setting(20.0, lo=1.0, hi=1000.0)
+    gap_ms: float = setting(20.0, lo=0.0, hi=1000.0)
+    # host write to the lines changing (USB serial)
+    latency_ms: float = setting(1.0, lo=0.0, hi=100.0)
 
 
 @dataclass(frozen=True)
@@ -133,13 +137,14 @@ class ScreensConfig:
     open side by side on the first screen and the console says so.
     """
 
-    console: int = 0
-    stimulus: int = 1
-    reminder: int = 2
+    console: int = setting(0, lo=0, hi=16)
+    stimulus: int = setting(1, lo=0, hi=16)
+    reminder: int = setting(2, lo=0, hi=16)
     photodiode: bool = False  # a patch that flips black/white at every stimulus onset
     photodiode_corner: Corner = Corner.BOTTOM_LEFT
-    photodiode_size_px: int = 60
-    console_lost_stop_s: float = 120.0  # no console this long: the recording stops (saved)
+    photodiode_size_px: int = setting(60, lo=10, hi=400)
+    # no console this long: the recording stops (saved)
+    console_lost_stop_s: float = setting(120.0, lo=5, hi=86400)
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,8 @@ class ReminderConfig:
 
     text: str = "Please keep a neutral face"
     symbol: str = "\u26a0"  # WARNING SIGN
-    hide_after_s: float = 3.0  # 0 = until the experimenter presses the key again
+    # 0 = until the experimenter presses the key again
+    hide_after_s: float = setting(3.0, lo=0.0, hi=600.0)
     key: str = "F1"  # a Qt key name: F1-F12, a letter or a digit
 
 
@@ -192,29 +198,7 @@ class LabConfig:
 
 
 def _camera(t: Table) -> CameraConfig:
-    d = CameraConfig()
-    cfg = CameraConfig(
-        simulate=t.flag("simulate", d.simulate),
-        serial=t.text("serial", d.serial),
-        index=t.integer("index", d.index, lo=0),
-        width=t.integer("width", d.width, lo=16, hi=8192),
-        height=t.integer("height", d.height, lo=16, hi=8192),
-        offset_x=t.integer("offset_x", d.offset_x, lo=0),
-        offset_y=t.integer("offset_y", d.offset_y, lo=0),
-        fps=t.number("fps", d.fps, lo=1.0, hi=10000.0),
-        exposure_us=t.number("exposure_us", d.exposure_us, lo=1.0, hi=10_000_000.0),
-        gain_db=t.number("gain_db", d.gain_db, lo=-10.0, hi=48.0),
-        queue_frames=t.integer("queue_frames", d.queue_frames, lo=4, hi=10_000),
-        gpo_strobe=t.flag("gpo_strobe", d.gpo_strobe),
-        timestamp_reset_on_trigger=t.flag(
-            "timestamp_reset_on_trigger", d.timestamp_reset_on_trigger
-        ),
-        timeout_ms=t.integer("timeout_ms", d.timeout_ms, lo=10, hi=10_000),
-        trigger_latency_ms=t.number("trigger_latency_ms", d.trigger_latency_ms, lo=0.0, hi=100.0),
-        wb_kr=t.number("wb_kr", d.wb_kr, lo=0.0, hi=8.0),
-        wb_kg=t.number("wb_kg", d.wb_kg, lo=0.0, hi=8.0),
-        wb_kb=t.number("wb_kb", d.wb_kb, lo=0.0, hi=8.0),
-    )
+    cfg = read_settings(CameraConfig, t)
     period_us = 1e6 / cfg.fps
     if cfg.exposure_us >= period_us:
         raise t.error(
@@ -223,85 +207,15 @@ def _camera(t: Table) -> CameraConfig:
             f"exposure must be shorter than the frame period "
             f"({period_us:.0f} us)",
         )
-    t.done()
-    return cfg
-
-
-def _eeg(t: Table) -> EegConfig:
-    d = EegConfig()
-    cfg = EegConfig(
-        simulate=t.flag("simulate", d.simulate),
-        protocol=EegProtocol(
-            t.text("protocol", d.protocol.value, choices=[p.value for p in EegProtocol])
-        ),
-        host=t.text("host", d.host),
-        port=t.integer("port", d.port, lo=1, hi=65535),
-        channels=t.integer("channels", d.channels, lo=1, hi=299),
-        rate_hz=t.number("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
-        timeout_s=t.number("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
-        trigger_latency_ms=t.number("trigger_latency_ms", d.trigger_latency_ms, lo=0.0, hi=100.0),
-    )
-    t.done()
     return cfg
 
 
 def _physio(t: Table) -> PhysioConfig:
-    d = PhysioConfig()
-    channels = t.str_list("channels", list(d.channels))
-    if not channels:
+    cfg = read_settings(PhysioConfig, t)
+    if not cfg.channels:
         raise t.error("channels", "must name at least one analog channel")
-    if len(set(channels)) != len(channels):
-        raise t.error("channels", f"has duplicate names: {channels}")
-    cfg = PhysioConfig(
-        simulate=t.flag("simulate", d.simulate),
-        host=t.text("host", d.host),
-        control_port=t.integer("control_port", d.control_port, lo=1, hi=65535),
-        data_port=t.integer("data_port", d.data_port, lo=0, hi=65535),
-        rate_hz=t.number("rate_hz", d.rate_hz, lo=1.0, hi=100_000.0),
-        channels=tuple(channels),
-        digital_channels=t.integer("digital_channels", d.digital_channels, lo=0, hi=16),
-        timeout_s=t.number("timeout_s", d.timeout_s, lo=0.1, hi=60.0),
-        data_type=t.text("data_type", d.data_type, choices=["double", "float"]),
-        discover=t.flag("discover", d.discover),
-        discovery_address=t.text("discovery_address", d.discovery_address),
-        discovery_port=t.integer("discovery_port", d.discovery_port, lo=1, hi=65535),
-        trigger_latency_ms=t.number("trigger_latency_ms", d.trigger_latency_ms, lo=0.0, hi=100.0),
-    )
-    t.done()
-    return cfg
-
-
-def _triggerbox(t: Table) -> TriggerBoxConfig:
-    d = TriggerBoxConfig()
-    cfg = TriggerBoxConfig(
-        simulate=t.flag("simulate", d.simulate),
-        box=TriggerBoxKind(t.text("box", d.box.value, choices=[k.value for k in TriggerBoxKind])),
-        port=t.text("port", d.port),
-        baudrate=t.integer("baudrate", d.baudrate, lo=300, hi=4_000_000),
-        pulse_ms=t.number("pulse_ms", d.pulse_ms, lo=1.0, hi=1000.0),
-        gap_ms=t.number("gap_ms", d.gap_ms, lo=0.0, hi=1000.0),
-        latency_ms=t.number("latency_ms", d.latency_ms, lo=0.0, hi=100.0),
-    )
-    t.done()
-    return cfg
-
-
-def _screens(t: Table) -> ScreensConfig:
-    d = ScreensConfig()
-    cfg = ScreensConfig(
-        console=t.integer("console", d.console, lo=0, hi=16),
-        stimulus=t.integer("stimulus", d.stimulus, lo=0, hi=16),
-        reminder=t.integer("reminder", d.reminder, lo=0, hi=16),
-        photodiode=t.flag("photodiode", d.photodiode),
-        photodiode_corner=Corner(
-            t.text(
-                "photodiode_corner", d.photodiode_corner.value, choices=[c.value for c in Corner]
-            )
-        ),
-        photodiode_size_px=t.integer("photodiode_size_px", d.photodiode_size_px, lo=10, hi=400),
-        console_lost_stop_s=t.number("console_lost_stop_s", d.console_lost_stop_s, lo=5, hi=86400),
-    )
-    t.done()
+    if len(set(cfg.channels)) != len(cfg.channels):
+        raise t.error("channels", f"has duplicate names: {list(cfg.channels)}")
     return cfg
 
 
@@ -309,19 +223,11 @@ REMINDER_KEY = re.compile(r"F([1-9]|1[0-2])|[A-Z0-9]")
 
 
 def _reminder(t: Table) -> ReminderConfig:
-    d = ReminderConfig()
-    key = t.text("key", d.key)
-    if not REMINDER_KEY.fullmatch(key):
-        raise t.error("key", f"is {key!r}; use F1-F12, one capital letter or one digit")
-    cfg = ReminderConfig(
-        text=t.text("text", d.text),
-        symbol=t.text("symbol", d.symbol),
-        hide_after_s=t.number("hide_after_s", d.hide_after_s, lo=0.0, hi=600.0),
-        key=key,
-    )
+    cfg = read_settings(ReminderConfig, t)
+    if not REMINDER_KEY.fullmatch(cfg.key):
+        raise t.error("key", f"is {cfg.key!r}; use F1-F12, one capital letter or one digit")
     if not (cfg.text or cfg.symbol):
         raise t.error("text", "and symbol are both empty; the reminder would show nothing")
-    t.done()
     return cfg
 
 
@@ -365,11 +271,11 @@ def load_lab(path: Path | str) -> LabConfig:
     lab.done()
     devices = top.table("devices", required=True)
     camera = _camera(devices.table("camera", required=True))
-    eeg = _eeg(devices.table("eeg", required=True))
+    eeg = read_settings(EegConfig, devices.table("eeg", required=True))
     physio = _physio(devices.table("physio", required=True))
-    triggerbox = _triggerbox(devices.table("triggerbox", required=True))
+    triggerbox = read_settings(TriggerBoxConfig, devices.table("triggerbox", required=True))
     devices.done()
-    screens = _screens(top.table("screens"))
+    screens = read_settings(ScreensConfig, top.table("screens"))
     reminder = _reminder(top.table("reminder"))
     sync = top.table("sync")
     sync_interval_s = sync.number("pulse_interval_s", 5.0, lo=0.5, hi=600.0)

@@ -5,19 +5,28 @@ table; each accessor checks the type and range of one key and raises
 :class:`~mmmelab.errors.ConfigError` naming the dotted key. ``Table.done()``
 rejects keys nobody asked for, so a typo (``fsp = 150``) is an error, not a
 silently ignored setting.
+
+The settings' dataclasses are declarative: each field is named once, with its
+default and what is allowed in :func:`setting`; :func:`read_settings` reads a table
+into one by the fields' types (bool, int, float, str, a string enum, a tuple of
+strings) and then rejects unknown keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import math
 import tomllib
+import typing
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mmmelab.errors import ConfigError
+
+T = TypeVar("T")
 
 _MISSING: Any = object()
 
@@ -163,6 +172,55 @@ class Table:
             raise ConfigError(
                 self.path, self.key(unknown[0]), f"unknown key; allowed here: {allowed}"
             )
+
+
+def setting(
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field read from TOML: its default, for numbers the allowed range
+    (``lo_open``: strictly above ``lo``), for text the allowed values (an enum field
+    allows its values without this); nothing else is needed to read the field
+    (:func:`read_settings`)."""
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices}
+    if isinstance(default, list | tuple):
+        return dataclasses.field(default=tuple(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def read_settings(cls: type[T], t: Table, done: bool = True) -> T:
+    """An instance of the dataclass ``cls`` from ``t``: every field read by its type
+    with the limits of its :func:`setting` (default: the field's default), then, with
+    ``done``, unknown keys refused. Checks between fields are the caller's."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        kind, meta = hints[f.name], f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else _MISSING
+        if kind is bool:
+            values[f.name] = t.flag(f.name, default)
+        elif kind is int:
+            values[f.name] = t.integer(f.name, default, lo=meta.get("lo"), hi=meta.get("hi"))
+        elif kind is float:
+            values[f.name] = t.number(f.name, default, lo=meta.get("lo"), hi=meta.get("hi"),
+                                      lo_open=meta.get("lo_open", False))  # fmt: skip
+        elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+            allowed = [k.value for k in kind]
+            plain = default.value if isinstance(default, enum.Enum) else default
+            values[f.name] = kind(t.text(f.name, plain, choices=allowed))
+        elif kind is str:
+            values[f.name] = t.text(f.name, default, choices=meta.get("choices"))
+        elif kind == tuple[str, ...]:
+            plain = list(default) if default is not _MISSING else default
+            values[f.name] = tuple(t.str_list(f.name, plain))
+        else:  # a field of a kind this reader does not know is the caller's to read
+            raise TypeError(f"{cls.__name__}.{f.name}: no TOML reading for {kind!r}")
+    if done:
+        t.done()
+    return cls(**values)
 
 
 def resolve_dir(base: Path, value: str) -> Path:

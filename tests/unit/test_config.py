@@ -239,3 +239,32 @@ def test_the_console_lost_limit_is_the_labs_unless_the_session_sets_one(tmp_path
         assert service.orphan_limit_s() == 3.0
     finally:
         service.listener.close()
+
+
+def test_settings_are_declared_once_and_read_by_their_fields():
+    from dataclasses import dataclass
+
+    from mmmelab import config as cfg
+    from mmmelab.errors import ConfigError
+    from mmmelab.tomlcheck import Table, read_settings, setting
+
+    kinds = (cfg.CameraConfig, cfg.EegConfig, cfg.PhysioConfig, cfg.TriggerBoxConfig,
+             cfg.ScreensConfig, cfg.ReminderConfig)  # fmt: skip
+    for kind in kinds:  # an empty table gives the declared defaults
+        assert read_settings(kind, Table("lab.toml", {}, "x")) == kind()
+    eeg = read_settings(cfg.EegConfig, Table("lab.toml", {"protocol": "acquire", "port": 4000}))
+    assert eeg.protocol is cfg.EegProtocol.ACQUIRE and eeg.port == 4000
+    with pytest.raises(ConfigError, match=r"devices.physio.data_type: is 'int16'; allowed: "
+                                          r"double, float"):  # fmt: skip
+        read_settings(cfg.PhysioConfig, Table("lab.toml", {"data_type": "int16"}, "devices.physio"))
+    with pytest.raises(ConfigError, match=r"lab.toml: s.fps: is 0; allowed: 1 to 10000"):
+        read_settings(cfg.CameraConfig, Table("lab.toml", {"fps": 0}, "s"))
+    with pytest.raises(ConfigError, match=r"s.fsp: unknown key; allowed here: .*fps"):
+        read_settings(cfg.CameraConfig, Table("lab.toml", {"fsp": 150}, "s"))
+
+    @dataclass(frozen=True)
+    class Odd:
+        where: Path = setting(Path("."))
+
+    with pytest.raises(TypeError, match=r"Odd.where: no TOML reading"):
+        read_settings(Odd, Table("lab.toml", {}))
