@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 
 class EngineState(enum.StrEnum):
+    """Where the engine is: idle, connected (devices open, preview), recording, stopping,
+    finished, failed."""
+
     IDLE = "idle"
     CONNECTED = "connected"
     RECORDING = "recording"
@@ -57,6 +60,9 @@ class EngineState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ParticipantInfo:
+    """Who is recorded: the pseudonymous id, the session number (1-99), the consent level
+    and the experimenter's notes (stored in the manifest)."""
+
     id: str
     session: int = 1
     consent_level: ConsentLevel = ConsentLevel.RESEARCH_ONLY

@@ -27,6 +27,9 @@ from mmmelab.protocol import Clip, Protocol
 
 
 class ControllerState(enum.StrEnum):
+    """Where the session is as the console shows it (the control thread sets it; events
+    carry it)."""
+
     IDLE = "idle"
     CONNECTING = "connecting"
     READY = "ready"  # devices connected and live (preview), not recording
@@ -79,6 +82,9 @@ class PhaseInfo:
 
 @dataclass
 class SessionResult:
+    """A finished session: its folder, its status, the integrity check and the alignment
+    summary (made in a separate process after the stop)."""
+
     folder: Path | None
     status: str
     check: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +97,8 @@ class SessionResult:
 
 @dataclass(frozen=True)
 class StateChanged:
+    """Event: the controller's state changed (with the session's folder once it exists)."""
+
     state: ControllerState
     folder: Path | None = None  # the session's folder, once started
 
@@ -107,51 +115,75 @@ class Connected:
 
 @dataclass(frozen=True)
 class PhaseChanged:
+    """Event: the paradigm entered a phase (what the participant's screens show next)."""
+
     info: PhaseInfo
 
 
 @dataclass(frozen=True)
 class TrialDone:
+    """Event: a trial ended (its clip onset, rating and timing)."""
+
     trial: TrialResult
 
 
 @dataclass(frozen=True)
 class MarkerMade:
+    """Event: the trigger bus sent a marker (its code, label and master-clock times)."""
+
     record: Any  # MarkerRecord
 
 
 @dataclass(frozen=True)
 class Failed:
+    """Event: the session or the connection failed; ``message`` says what, for the
+    experimenter."""
+
     message: str
 
 
 @dataclass(frozen=True)
 class Finished:
+    """Event: the session is saved, checked and aligned."""
+
     result: SessionResult
 
 
 @dataclass(frozen=True)
 class RigChecked:
+    """Event: the set-up checks ran; ``record`` holds every check's verdict, reason and
+    figures."""
+
     record: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class CameraAdjusted:
+    """Event: camera settings were changed from the console (or why they could not be)."""
+
     settings: dict[str, Any]  # the settings in force, or {"error": ...}
 
 
 @dataclass(frozen=True)
 class ImpedanceChanged:
+    """Event: the amplifier entered (``on``) or left impedance mode."""
+
     on: bool
 
 
 @dataclass(frozen=True)
 class Telemetry:
+    """Event: every stream's figures
+    (:class:`~mmmelab.acquisition.telemetry.EngineTelemetry`), twice a second."""
+
     values: EngineTelemetry  # every stream's figures, twice a second
 
 
 @dataclass(frozen=True)
 class CameraLive:
+    """Event: the camera's live checks before Start (focus, exposure, flicker in the face
+    box), for the set-up view."""
+
     values: dict[str, Any]  # the live camera figures in preview
 
 
@@ -218,12 +250,17 @@ class Join:
 
 @dataclass(frozen=True)
 class Put:
+    """Wire message: a console's command for the control thread (queued, answered by
+    events)."""
+
     command: Command
     args: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
 class Call:
+    """Wire message: a console's direct call of one of the runner's methods (``CALLS``)."""
+
     method: str  # one of CALLS
     args: tuple[Any, ...] = ()
 

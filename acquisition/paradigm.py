@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 
 class Phase(enum.StrEnum):
+    """The paradigm's phases, in the order a trial runs through them."""
+
     IDLE = "idle"
     WAIT_SPACE = "wait_space"
     CLIP = "clip"
@@ -43,6 +45,9 @@ class Phase(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Rating:
+    """The participant's self-report after a clip: the emotion, valence and arousal (1-9
+    each)."""
+
     emotion: Emotion
     valence: int
     arousal: int
@@ -50,6 +55,9 @@ class Rating:
 
 @dataclass
 class TrialResult:
+    """One trial as it ran: its clip, the onsets on the master clock (s) and the rating (or
+    that it was missed)."""
+
     index: int
     practice: bool
     clip: Clip

@@ -47,6 +47,9 @@ def default_face_box(width: int, height: int) -> Box:
 
 @dataclass
 class FrameSample:
+    """One preview frame's figures: receive time (master clock, s), mean brightness, trigger
+    level."""
+
     host_time: float
     mean: float
     gpi_level: int

@@ -29,6 +29,8 @@ STALL_S = 0.5  # a device silent this long is noted in the session, even if noth
 
 
 class RecorderState(enum.StrEnum):
+    """A recorder thread's state (shown per stream in the console and the telemetry)."""
+
     IDLE = "idle"
     RUNNING = "running"
     STOPPED = "stopped"

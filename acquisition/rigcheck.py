@@ -106,6 +106,8 @@ def run_loopback(engine: SessionEngine) -> dict[str, Any]:
 
 
 def camera_checks(preview: Preview, seconds: float) -> list[rc.Check]:
+    """The camera's checks on the face box of the preview: exposure, focus, and lamp
+    flicker over the last ``seconds``."""
     latest = preview.latest_frame()
     if latest is None:
         return [rc.Check("camera", rc.Verdict.RED, "no frame from the camera")]
@@ -135,6 +137,8 @@ def camera_checks(preview: Preview, seconds: float) -> list[rc.Check]:
 def eeg_checks(
     engine: SessionEngine, preview: Preview, seconds: float, threshold_kohm: float
 ) -> list[rc.Check]:
+    """The EEG's checks: impedances against ``threshold_kohm`` when the amplifier gives
+    them, else the signal itself over ``seconds`` (flat, noisy, line noise)."""
     driver = engine.devices.signal_drivers.get("eeg")
     if driver is None:
         return []
@@ -161,6 +165,8 @@ def _column(labels: tuple[str, ...], name: str) -> int | None:
 
 
 def physio_checks(preview: Preview, seconds: float) -> list[rc.Check]:
+    """The physiology's checks on ``seconds`` of the MP160's channels: heart rate (ECG
+    against PPG), breathing, EDA, skin temperature."""
     if "physio" not in preview.layouts:
         return []
     layout = preview.layouts["physio"]
@@ -198,6 +204,8 @@ WHERE = {
 
 
 def loopback_checks(loop: dict[str, Any]) -> list[rc.Check]:
+    """One check per stream of the trigger loopback: did the test pulses arrive, and with
+    what latency."""
     out = []
     for name, res in loop["streams"].items():
         where = WHERE.get(name, name)

@@ -25,6 +25,8 @@ from scipy import ndimage
 
 
 class Verdict(enum.StrEnum):
+    """A check's outcome: green (fine), amber (shown, passed), red (fix before Start)."""
+
     GREEN = "green"
     AMBER = "amber"
     RED = "red"
@@ -32,6 +34,8 @@ class Verdict(enum.StrEnum):
 
 @dataclass
 class Check:
+    """One set-up check: its verdict, the reason in a line and the figures behind it."""
+
     name: str
     verdict: Verdict
     reason: str
@@ -47,6 +51,7 @@ class Check:
 
 
 def worst(checks: Sequence[Check]) -> Verdict:
+    """The worst verdict of ``checks`` (green when there are none)."""
     order = [Verdict.GREEN, Verdict.AMBER, Verdict.RED]
     return max((c.verdict for c in checks), key=order.index, default=Verdict.GREEN)
 

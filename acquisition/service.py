@@ -308,6 +308,8 @@ class EngineService:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m mmmelab.acquisition.service``: run the session service until its session
+    ends (exit code 2 when one is running already)."""
     parser = argparse.ArgumentParser(prog="python -m mmmelab.acquisition.service")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)

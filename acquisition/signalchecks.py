@@ -272,6 +272,7 @@ def breathing(rsp: np.ndarray, rate_hz: float) -> Check:
 
 
 def skin_temperature(skt_c: np.ndarray) -> Check:
+    """Skin temperature (degC, median): green 28-37.5, amber 20-40, red outside."""
     t = float(np.median(np.asarray(skt_c, dtype=np.float64)))
     return _rate_check(
         "skin temperature", t, "degC", (28.0, 37.5), (20.0, 40.0), {"degC": round(t, 2)}

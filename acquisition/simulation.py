@@ -129,6 +129,8 @@ def emotion_eeg(emotion: str) -> tuple[float, float]:
 
 
 def synthetic_eeg_labels(n_channels: int) -> list[str]:
+    """The simulated amplifier's channel labels: the Quik-Cap 64 names, or E1, E2, ...
+    for more channels than that."""
     from mmmelab.hardware_mocks import synth
 
     return synth.eeg_labels(n_channels)

@@ -22,10 +22,13 @@ def demo_stimuli_dir() -> Path:
 
 
 def stimuli_folder(protocol: Protocol, lab: LabConfig) -> Path:
+    """Where the protocol's clips are: under the lab's ``stimuli_root``, or the demo clips'
+    cache."""
     return protocol.stimuli_path(lab.stimuli_root, demo_stimuli_dir())
 
 
 def missing_clips(protocol: Protocol, folder: Path) -> list[Path]:
+    """The protocol's clip files that are not in ``folder``."""
     return [folder / c.file for c in protocol.all_clips() if not (folder / c.file).is_file()]
 
 

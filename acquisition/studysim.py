@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 
 class SessionSimulator:
+    """Writes participant ``k`` of a simulated study: a complete session folder with every
+    stream on its own skewed clock, and the truth."""
+
     def __init__(self, plan: StudyPlan, lab: LabConfig, protocol: Protocol, k: int, out: Path):
         self.plan, self.lab, self.protocol, self.k, self.out = plan, lab, protocol, k, out
         self.seed = plan.seed * 1000 + k

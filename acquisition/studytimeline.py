@@ -45,6 +45,8 @@ class Clock:
 
 @dataclass
 class Timeline:
+    """A simulated session's plan: markers, trials and expressions on the master clock (s)."""
+
     markers: list[tuple[int, float, str]]  # (code, t_on master, label)
     trials: list[dict[str, Any]]
     expressions: list[dict[str, Any]]  # kind, onset, apex, offset (master s), emotion, trial
@@ -54,6 +56,8 @@ class Timeline:
 def place(
     rng: np.random.Generator, lo: float, hi: float, n: int, taken: list[float], gap: float = 6.0
 ) -> list[float]:
+    """Up to ``n`` times in [``lo``, ``hi``) at least ``gap`` s from each other and from
+    ``taken`` (which they are added to), in order."""
     out: list[float] = []
     for _ in range(50 * max(n, 1)):
         if len(out) >= n:

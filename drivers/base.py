@@ -31,6 +31,9 @@ class SampleBlock:
 
 @dataclass(frozen=True)
 class DeviceFault:
+    """Something a driver noticed (a gap, a malformed packet, ...): when (master clock, s),
+    what kind, how many, in a line."""
+
     host_time: float
     kind: FaultKind
     count: int
@@ -38,6 +41,9 @@ class DeviceFault:
 
 
 class SignalDriver(Protocol):
+    """What the recorders need from a signal device: connect (its layout), start, read
+    blocks (on the recorder's thread), info, close."""
+
     name: str
     faults: list[DeviceFault]
 

@@ -51,12 +51,16 @@ class AcquireCode(enum.IntEnum):
 
 
 class AcquireGeneral(enum.IntEnum):
+    """Acquire's general control codes (``CTRL`` packets, code 1)."""
+
     REQUEST_FOR_VERSION = 1
     CLOSING_UP = 2
     SERVER_DISCONNECTED = 3
 
 
 class AcquireServer(enum.IntEnum):
+    """Acquire's server control codes (``CTRL`` packets, code 2)."""
+
     START_ACQUISITION = 1
     STOP_ACQUISITION = 2
     START_IMPEDANCE = 3
@@ -65,6 +69,8 @@ class AcquireServer(enum.IntEnum):
 
 
 class AcquireClientRequest(enum.IntEnum):
+    """Acquire's client requests (``CTRL`` packets, code 3)."""
+
     REQUEST_EDF_HEADER = 1
     REQUEST_AST_FILE = 2
     REQUEST_START_DATA = 3

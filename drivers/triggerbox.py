@@ -38,6 +38,9 @@ REOPEN_INTERVAL_S = 1.0
 
 @dataclass(frozen=True)
 class Codec:
+    """How a trigger box is spoken to: its baud rate, its boot time, the bytes sent on
+    opening, and how a code is encoded (one byte by default)."""
+
     baudrate: int | None
     boot_s: float = 0.0
     open_bytes: bytes = b""
@@ -47,6 +50,8 @@ class Codec:
 
 
 class HexCodec(Codec):
+    """A box that takes each code as two ASCII hex digits."""
+
     def encode(self, code: int) -> bytes:
         return f"{code:02X}".encode("ascii")
 

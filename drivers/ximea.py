@@ -43,6 +43,9 @@ WRAP_WINDOW_US = 1_000_000  # a backward jump from within 1 s of 2^32 us is a wr
 
 @dataclass(frozen=True)
 class FrameInfo:
+    """One grabbed frame's metadata: frame numbers, camera time (us), trigger input level,
+    exposure, gain and receive time (master clock, s)."""
+
     acq_nframe: int
     nframe: int
     ts_us: int  # unwrapped camera timestamp

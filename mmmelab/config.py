@@ -24,6 +24,8 @@ from mmmelab.tomlcheck import Table, jsonable, load_toml, read_settings, resolve
 
 
 class TriggerBoxKind(enum.StrEnum):
+    """The trigger boxes the driver speaks to."""
+
     BRAINPRODUCTS = "brainproducts"
     MMBTS = "mmbts"
     BBTK = "bbtk"
@@ -31,12 +33,17 @@ class TriggerBoxKind(enum.StrEnum):
 
 
 class EegProtocol(enum.StrEnum):
+    """The EEG server's framing: Curry NetStreaming or Acquire."""
+
     CURRY = "curry"
     ACQUIRE = "acquire"
 
 
 @dataclass(frozen=True)
 class CameraConfig:
+    """The XIMEA camera: which one, the region (px), fps, exposure (us), gain (dB), trigger
+    output and white balance."""
+
     simulate: bool = True
     serial: str = ""
     index: int = setting(0, lo=0)
@@ -71,6 +78,8 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class EegConfig:
+    """The EEG server (Curry or Acquire) on the EEG PC: address, channels, rate (Hz)."""
+
     simulate: bool = True
     protocol: EegProtocol = EegProtocol.CURRY
     host: str = "127.0.0.1"
@@ -84,6 +93,9 @@ class EegConfig:
 
 @dataclass(frozen=True)
 class PhysioConfig:
+    """AcqKnowledge's Network Data Transfer on the physiology PC: ports, channels, rate
+    (Hz)."""
+
     simulate: bool = True
     host: str = "127.0.0.1"
     control_port: int = setting(15010, lo=1, hi=65535)
@@ -102,6 +114,8 @@ class PhysioConfig:
 
 @dataclass(frozen=True)
 class TriggerBoxConfig:
+    """The serial trigger box: which kind, its port, pulse and gap lengths (ms)."""
+
     simulate: bool = True
     box: TriggerBoxKind = TriggerBoxKind.BRAINPRODUCTS
     port: str = "/dev/ttyUSB0"
@@ -123,6 +137,8 @@ class LslStreamConfig:
 
 
 class Corner(enum.StrEnum):
+    """Where the photodiode patch sits on the stimulus screen."""
+
     TOP_LEFT = "top-left"
     TOP_RIGHT = "top-right"
     BOTTOM_LEFT = "bottom-left"

@@ -48,6 +48,7 @@ MAX_SESSION = 99  # the folder name holds two digits
 
 
 def check_session_number(value: int) -> int:
+    """``value`` when it is a session number (1 to ``MAX_SESSION``), else a ConfigError."""
     if not 1 <= value <= MAX_SESSION:
         raise ConfigError(
             "(command line)", "session", f"is {value}; use a session number from 1 to {MAX_SESSION}"

@@ -47,6 +47,8 @@ class Clip:
 
 @dataclass(frozen=True)
 class Timing:
+    """The paradigm's time limits (s): for the rating, and for pressing Space (0: none)."""
+
     rating_limit_s: float = 25.0
     wait_space_limit_s: float = 0.0  # 0 = wait for the participant indefinitely
 

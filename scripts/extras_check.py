@@ -68,6 +68,7 @@ def make_env(root: Path, lock: Path, wheel: Path) -> Path:
 
 
 def run(py: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m mmmelab ARGS`` in that environment, without a display."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "PYTHONPATH")}
     return subprocess.run(
         [py, "-m", "mmmelab", *args], cwd=cwd, env=env, capture_output=True, text=True,
@@ -76,6 +77,7 @@ def run(py: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def expect_refusal(proc: subprocess.CompletedProcess[str], extra: str, what: str) -> None:
+    """Exit code 2 and one line naming ``[extra]``, or this check fails."""
     lines = proc.stderr.strip().splitlines()
     if proc.returncode != 2 or len(lines) != 1 or f"[{extra}]" not in lines[0]:
         sys.exit(
@@ -86,6 +88,7 @@ def expect_refusal(proc: subprocess.CompletedProcess[str], extra: str, what: str
 
 
 def main() -> None:
+    """The base environment refuses the simulated lab and an analysis; [sim] records."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     wheel, work = Path(sys.argv[1]), Path(sys.argv[2])
     print("== base install (requirements/rig.txt), no extras")

@@ -57,10 +57,13 @@ def label(text: str) -> str:
 
 
 def prefix(sub: str, ses: str, task: str = TASK) -> str:
+    """The BIDS file-name prefix of one recording."""
     return f"sub-{sub}_ses-{ses}_task-{task}"
 
 
 def write_json(path: Path, obj: dict[str, Any]) -> Path:
+    """Write ``obj`` as an indented JSON sidecar at ``path`` (folders made); returns the
+    path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, default=_plain) + "\n")
     return path

@@ -42,6 +42,8 @@ MUXERS = {"avi": "avi", "mkv": "matroska"}
 
 @dataclass(frozen=True)
 class Codec:
+    """A video encoding for the export: the encoder, container, pixel format and options."""
+
     name: str  # PyAV/FFmpeg encoder
     container: str
     pix_fmt: str

@@ -66,6 +66,8 @@ def frame_stride(width: int, height: int, bytes_per_pixel: int = 1) -> int:
 
 @dataclass(frozen=True)
 class FrameGeometry:
+    """The stored frames' shape: size (px), pixel format, Bayer pattern and chunking."""
+
     width: int
     height: int
     pixel_format: str = "RAW8"
@@ -103,6 +105,7 @@ def _whole_records(journal: Path) -> int:
 
 
 def chunk_name(chunk: int) -> str:
+    """The file name of frame chunk number ``chunk``."""
     return f"frames-{chunk:05d}.raw"
 
 

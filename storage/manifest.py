@@ -24,6 +24,8 @@ MANIFEST = "session.json"
 
 
 class SessionStatus(enum.StrEnum):
+    """How a session ended, as its manifest says."""
+
     RECORDING = "recording"  # written at start; still there after a crash
     COMPLETE = "complete"  # the protocol ran to its end and the session was finalised
     ABORTED = "aborted"  # the experimenter stopped early; data finalised

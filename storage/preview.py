@@ -57,6 +57,8 @@ def debayer_downscale(
 
 
 def preview_shape(height: int, width: int, factor: int) -> tuple[int, int]:
+    """(height, width) of a preview that halves the RAW frame (debayer) and shrinks it
+    ``factor`` times."""
     return height // (2 * factor), width // (2 * factor)
 
 
@@ -70,6 +72,8 @@ def render(
     pattern: str = "RGGB",
     white_balance: tuple[float, float, float] = WB_UNITY,
 ) -> None:
+    """Debayer and shrink the RAW8 frame ``raw`` into the RGB image ``out``, with the white
+    balance applied (numba; on the calling thread)."""
     (ry, rx), _, _, (by, bx) = BAYER_OFFSETS[pattern]
     kr, kg, kb = (int(round(k * 256)) for k in white_balance)
     debayer_downscale(raw, out, factor, ry, rx, by, bx, kr, kg, kb)

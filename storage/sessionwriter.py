@@ -78,6 +78,7 @@ def check_output_root(root: Path) -> None:
 
 
 def session_folder_name(participant: str, session: int, when: dt.datetime) -> str:
+    """``sub-<id>_ses-<nn>_<start time>``: the session's folder name."""
     return f"sub-{participant}_ses-{session:02d}_{when.strftime('%Y%m%dT%H%M%S')}"
 
 

@@ -22,6 +22,8 @@ logger = logging.getLogger("mmmelab.storage.signal_writer")
 
 
 def main() -> int:
+    """The signal writer's process: read the specs from stdin, say ready, then write the
+    rows it is sent until the pipe closes."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)  # the recorder ends it by closing the pipe
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -59,6 +59,9 @@ WRITER = 0  # the (first) writer is consumer 0 of the ring (lossless)
 
 @dataclass(frozen=True)
 class WriterSpec:
+    """What a frame-writer process needs: the ring, its folder, the frame geometry and its
+    options."""
+
     ring_name: str
     folder: str  # where this writer's chunk files go
     geometry: dict[str, Any]

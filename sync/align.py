@@ -85,6 +85,9 @@ class Segment:
 
 @dataclass
 class StreamAlignment:
+    """One stream's alignment to the master clock: its segments (a clock map each) and what
+    was noticed."""
+
     name: str
     segments: list[Segment] = field(default_factory=list)
     edges_expected: int = 0

@@ -42,6 +42,8 @@ import numpy as np
 
 
 class EventCode(enum.IntEnum):
+    """The trigger codes every stream receives (the session's event-code table)."""
+
     SESSION_START = 1
     SESSION_END = 2
     PRACTICE_START = 3
