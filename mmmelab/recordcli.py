@@ -13,61 +13,69 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmmelab.errors import LabError
 from mmmelab.streams import ConsentLevel, SyncState
 
+if TYPE_CHECKING:
+    from mmmelab.acquisition.paradigm import Phase, TrialResult
+    from mmmelab.acquisition.telemetry import EngineTelemetry
+
 EXIT_OK, EXIT_NOT_OK = 0, 1
 
 
-def progress(started: float, engine: Any) -> Any:
-    from mmmelab.acquisition.paradigm import Phase
+def progress(
+    started: float, telemetry: Callable[[], EngineTelemetry]
+) -> Callable[[Phase, TrialResult | None], None]:
+    """A paradigm phase listener printing a line per phase: the elapsed time, the
+    trial, the camera's health and each stream's live sync (stderr)."""
 
-    def show(phase: Phase, trial: Any) -> None:
+    def show(phase: Phase, trial: TrialResult | None) -> None:
         elapsed = time.monotonic() - started
         what = ""
         if trial is not None:
             block = "practice" if trial.practice else "trial"
             what = f"{block} {trial.index + 1}  {trial.clip.id}"
-        telemetry = engine.telemetry()
-        cam = telemetry.get("camera", {})
+        tel = telemetry()
+        cam = tel.camera
         health = ""
-        if cam.get("fps"):
+        if cam is not None and cam.fps:
             health = (
-                f"  | camera {cam['fps']:.0f} fps, ring {cam['ring_fill']:.0%}, writer "
-                f"{cam['writer_mb_s']:.0f} MB/s, dropped {cam['dropped']}, disk full in "
-                f"{cam['time_to_full_s'] / 60:.0f} min"
+                f"  | camera {cam.fps:.0f} fps, ring {cam.ring_fill:.0%}, writer "
+                f"{cam.writer_mb_s:.0f} MB/s, dropped {cam.dropped}, disk full in "
+                f"{cam.time_to_full_s / 60:.0f} min"
             )
-        print(
-            f"[{elapsed:7.1f} s] {phase.value:<10} {what:<24}{health}", file=sys.stderr, flush=True
-        )
-        volumes = cam.get("volumes") or []
+        say(f"[{elapsed:7.1f} s] {phase.value:<10} {what:<24}{health}")
+        volumes = cam.volumes if cam is not None else ()
         if len(volumes) > 1:
             each = [
-                f"{v['volume']} {v['writer_mb_s']:.0f} MB/s, full in "
-                + ("-" if v["time_to_full_s"] is None else f"{v['time_to_full_s'] / 60:.0f} min")
-                if v["in_stripe"]
-                else f"{v['volume']} out"
+                f"{v.volume} {v.writer_mb_s:.0f} MB/s, full in "
+                + ("-" if v.time_to_full_s is None else f"{v.time_to_full_s / 60:.0f} min")
+                if v.in_stripe
+                else f"{v.volume} out"
                 for v in volumes
-                if v["writer_mb_s"] is not None  # the first second has no rate yet
+                if v.writer_mb_s is not None  # the first second has no rate yet
             ]
             if each:
-                print(f"            volumes: {'; '.join(each)}", file=sys.stderr, flush=True)
-        if cam.get("warning"):
-            print(f"            WARNING: {cam['warning']}", file=sys.stderr, flush=True)
-        sync = telemetry.get("sync", {})
-        if sync:
+                say(f"            volumes: {'; '.join(each)}")
+        if cam is not None and cam.warning:
+            say(f"            WARNING: {cam.warning}")
+        if tel.sync:
             parts = [
-                f"{n} {h['residual_ms']:.2f} ms"
-                if h["state"] == SyncState.OK
-                else f"{n} {h['state']}"
-                for n, h in sync.items()
+                f"{n} {h.residual_ms:.2f} ms" if h.state == SyncState.OK else f"{n} {h.state}"
+                for n, h in tel.sync.items()
             ]
-            print(f"            sync: {', '.join(parts)}", file=sys.stderr, flush=True)
+            say(f"            sync: {', '.join(parts)}")
 
     return show
+
+
+def say(line: str) -> None:
+    """A progress line on stderr (stdout keeps the summary)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse.Namespace) -> int:
@@ -108,7 +116,9 @@ def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse
                 file=sys.stderr,
                 flush=True,
             )
-            engine.run(progress(time.monotonic(), engine), stop_requested=stop_signal.requested)
+            engine.run(
+                progress(time.monotonic(), engine.telemetry), stop_requested=stop_signal.requested
+            )
             if stop_signal.name:
                 print(f"{stop_signal.name}: stopping and saving ...", file=sys.stderr, flush=True)
             stop_signal.saving = True

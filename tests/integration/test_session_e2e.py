@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,10 @@ def test_cli_demo_then_check_json(tmp_path):
     )
     assert rec.returncode == 0, rec.stderr[-2000:]
     assert "SIMULATED DEVICES" in rec.stderr and "check:   ok" in rec.stdout
+    # a line per phase with the camera's health and each stream's live sync
+    assert re.search(r"\] rating .*\| camera \d+ fps, ring \d+%", rec.stderr), rec.stderr
+    assert re.search(r"sync: camera [\d.]+ ms, eeg [\d.]+ ms", rec.stderr), rec.stderr
+    assert "Traceback" not in rec.stderr
     folder = next((tmp_path / "out").iterdir())
     chk = subprocess.run(
         [sys.executable, "-m", "mmmelab", "check", str(folder), "--json"],
