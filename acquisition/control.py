@@ -1,8 +1,7 @@
-"""The session's control loop, and the messages it exchanges with a console.
-
-:class:`EngineRunner` owns a :class:`~mmmelab.acquisition.engine.SessionEngine` and
-one control thread (``engine-control``) that does every blocking engine call
-(connect, check, start, stop) and runs the paradigm's timers. Commands come in
+"""The session's control loop: :class:`EngineRunner` owns a
+:class:`~mmmelab.acquisition.engine.SessionEngine` and one control thread
+(``engine-control``) that does every blocking engine call (connect, check, start,
+stop) and runs the paradigm's timers. Commands come in
 through ``put`` (queued, any thread) or the immediate calls (logs, face box; any
 thread); what happens goes out as events (:mod:`mmmelab.acquisition.messages`)
 through one ``emit`` callback, called on the control thread.
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from mmmelab.acquisition.engine import EngineState, ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import EngineState, SessionEngine
 from mmmelab.acquisition.messages import (
     LIVE_STATES,
     CameraAdjusted,
@@ -61,6 +60,7 @@ from mmmelab.acquisition.paradigm import ParadigmError, Phase, TrialResult
 from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
+from mmmelab.participant import ParticipantInfo
 from mmmelab.protocol import Protocol
 from mmmelab.storage.preview import PreviewBuffer
 from mmmelab.streams import FaultKind

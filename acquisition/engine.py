@@ -17,7 +17,6 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,11 @@ from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
 from mmmelab.drivers.lsl import local_clock
 from mmmelab.errors import DeviceTimeoutError, LabError
-from mmmelab.participant import check_participant_id, check_session_number
+from mmmelab.participant import ParticipantInfo, check_participant_id, check_session_number
 from mmmelab.protocol import Protocol
 from mmmelab.storage.manifest import SessionStatus
 from mmmelab.storage.sessionwriter import SessionWriter, check_output_root
-from mmmelab.streams import ConsentLevel, FaultKind, StreamHealth
+from mmmelab.streams import FaultKind, StreamHealth
 from mmmelab.sync.bus import TriggerBus
 from mmmelab.sync.codes import EventCode
 from mmmelab.sync.live import LiveSync
@@ -56,17 +55,6 @@ class EngineState(enum.StrEnum):
     STOPPING = "stopping"
     FINISHED = "finished"
     FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class ParticipantInfo:
-    """Who is recorded: the pseudonymous id, the session number (1-99), the consent level
-    and the experimenter's notes (stored in the manifest)."""
-
-    id: str
-    session: int = 1
-    consent_level: ConsentLevel = ConsentLevel.RESEARCH_ONLY
-    notes: str = ""
 
 
 class SessionEngine:

@@ -25,7 +25,6 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from mmmelab.acquisition.engine import ParticipantInfo
 from mmmelab.acquisition.messages import ControllerState, PhaseInfo, SessionResult
 from mmmelab.acquisition.paradigm import TrialResult
 from mmmelab.gui.controller import EngineController
@@ -43,6 +42,7 @@ from mmmelab.gui.panels import (
 )
 from mmmelab.gui.reportlaunch import ReportLauncher
 from mmmelab.gui.setupview import SetupPanel, SetupTabs
+from mmmelab.participant import ParticipantInfo
 from mmmelab.sync.codes import EventCode
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 
 from mmmelab.acquisition.consolelink import LocalLink, ServiceClient
 from mmmelab.acquisition.control import EngineRunner
-from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import SessionEngine
 from mmmelab.acquisition.livewindow import Snapshot
 from mmmelab.acquisition.messages import (
     CameraAdjusted,
@@ -53,6 +53,7 @@ from mmmelab.acquisition.paradigm import Rating
 from mmmelab.acquisition.presentation import FrameSchedule
 from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
+from mmmelab.participant import ParticipantInfo
 from mmmelab.protocol import Clip, Protocol
 from mmmelab.streams import FaultKind
 

@@ -27,11 +27,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from mmmelab.acquisition.engine import ParticipantInfo
 from mmmelab.acquisition.messages import ControllerState, PhaseInfo
 from mmmelab.acquisition.paradigm import Phase, TrialResult
 from mmmelab.acquisition.telemetry import EngineTelemetry, StreamTelemetry, VolumeTelemetry
-from mmmelab.participant import participant_id_problem
+from mmmelab.participant import ParticipantInfo, participant_id_problem
 from mmmelab.protocol import Protocol
 from mmmelab.streams import ConsentLevel, StreamHealth, SyncState
 

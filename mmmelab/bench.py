@@ -339,9 +339,10 @@ def bench_sync(minutes: float = 5.0, progress: Progress = _quiet) -> dict[str, A
     """Record a simulated session with skewed clocks, align it, compare with the truth."""
     import random
 
-    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+    from mmmelab.acquisition.engine import SessionEngine
     from mmmelab.acquisition.study import repeated_clip_protocol
     from mmmelab.analysis.alignment import align_session
+    from mmmelab.participant import ParticipantInfo
     from mmmelab.protocol import load_protocol
     from mmmelab.storage import CameraStream, SignalStream, open_session
 

@@ -35,10 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import SessionEngine
 from mmmelab.analysis.check import check_session
 from mmmelab.config import LabConfig, load_lab, shipped
 from mmmelab.errors import LabError
+from mmmelab.participant import ParticipantInfo
 from mmmelab.protocol import Protocol, load_protocol
 from mmmelab.storage import open_session
 

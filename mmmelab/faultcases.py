@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import SessionEngine
 from mmmelab.analysis.check import check_session
 from mmmelab.errors import LabError
 from mmmelab.faultbench import PRE_S, TARGET_LOST_S, TARGET_STOP_S, _lab, _protocol, _row, _spin
+from mmmelab.participant import ParticipantInfo
 
 SMALL_DISK = "24m"
 

@@ -8,8 +8,10 @@ is created.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from mmmelab.errors import ConfigError
+from mmmelab.streams import ConsentLevel
 
 PARTICIPANT_ID_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")  # what a folder name can hold
 #: The lab's pseudonym pattern unless ``[lab] participant_pattern`` says otherwise.
@@ -54,3 +56,14 @@ def check_session_number(value: int) -> int:
             "(command line)", "session", f"is {value}; use a session number from 1 to {MAX_SESSION}"
         )
     return value
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    """Who is recorded: the pseudonymous id, the session number (1-99), the consent level
+    and the experimenter's notes (stored in the manifest)."""
+
+    id: str
+    session: int = 1
+    consent_level: ConsentLevel = ConsentLevel.RESEARCH_ONLY
+    notes: str = ""

@@ -79,9 +79,9 @@ def say(line: str) -> None:
 
 
 def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse.Namespace) -> int:
-    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+    from mmmelab.acquisition.engine import SessionEngine
     from mmmelab.config import load_lab
-    from mmmelab.participant import check_participant_id
+    from mmmelab.participant import ParticipantInfo, check_participant_id
     from mmmelab.protocol import load_protocol
 
     lab = load_lab(lab_path)
@@ -262,9 +262,10 @@ def check_rig(args: argparse.Namespace) -> int:
     is red (amber ones are shown and passed)."""
     import tempfile
 
-    from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+    from mmmelab.acquisition.engine import SessionEngine
     from mmmelab.acquisition.rigcheck import run_rig_check
     from mmmelab.config import load_lab, shipped
+    from mmmelab.participant import ParticipantInfo
     from mmmelab.protocol import load_protocol
 
     lab = load_lab(lab_file(args.lab))

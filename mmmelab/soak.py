@@ -19,9 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import SessionEngine
 from mmmelab.config import load_lab, shipped
 from mmmelab.faultbench import LONG_PROTOCOL
+from mmmelab.participant import ParticipantInfo
 from mmmelab.protocol import load_protocol
 from mmmelab.storage.frames import JOURNAL_DTYPE, chunk_name
 

@@ -27,10 +27,7 @@ import numpy as np
 from mmmelab.errors import SessionFormatError
 from mmmelab.storage.framestore import FrameStore
 from mmmelab.storage.h5salvage import WRITTEN_ATTR, probe_open, salvage, superblock
-from mmmelab.storage.manifest import (
-    SessionStatus,
-    read_manifest,
-)
+from mmmelab.storage.manifest import SessionStatus, read_manifest
 from mmmelab.storage.signals import open_signals
 
 logger = logging.getLogger(__name__)
@@ -51,8 +48,6 @@ TRIAL_DTYPE = np.dtype(
         ("rating_onset", "<f8"),
     ]
 )
-
-#: Stimulus kinds in the presentation logs.
 
 #: One row per stimulus frame put on the participant's screen (GUI sessions).
 STIMULUS_FRAME_DTYPE = np.dtype(
@@ -199,8 +194,7 @@ class CameraStream:
 
     @property
     def journal(self) -> np.ndarray:
-        journal: np.ndarray = self.frames.journal
-        return journal
+        return self.frames.journal
 
     @property
     def count(self) -> int:
@@ -322,12 +316,11 @@ def _signal_stream(name: str, grp: h5py.Group) -> SignalStream:
 
 def _read_log(h5: h5py.File, name: str, problems: list[str]) -> np.ndarray:
     ds = h5[name]["log"]
-    rows = ds[()]
+    rows: np.ndarray = ds[()]
     written = int(ds.attrs.get(WRITTEN_ATTR, len(rows)))
     if written > len(rows):
         problems.append(f"{name}: {written - len(rows)} row(s) lay past the end of signals.h5")
-    out: np.ndarray = rows
-    return out
+    return rows
 
 
 def _open_signals(path: Path, problems: list[str]) -> tuple[h5py.File | None, Any]:

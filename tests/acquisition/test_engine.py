@@ -10,9 +10,10 @@ from collections import namedtuple
 import numpy as np
 import pytest
 
-from mmmelab.acquisition.engine import EngineState, ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import EngineState, SessionEngine
 from mmmelab.analysis.check import check_session
 from mmmelab.errors import LabError
+from mmmelab.participant import ParticipantInfo
 from mmmelab.storage import open_session
 from mmmelab.storage.manifest import SessionStatus
 from tests.helpers import camera_frames, wait_until

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import SessionEngine
 from mmmelab.analysis.check import check_session
 from mmmelab.faultcases import SMALL_DISK
+from mmmelab.participant import ParticipantInfo
 from mmmelab.storage import open_session
 from mmmelab.storage.manifest import SessionStatus
 from tests.helpers import tmpfs

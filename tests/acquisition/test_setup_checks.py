@@ -13,9 +13,10 @@ import pytest
 
 from mmmelab.acquisition import rigchecks as rc
 from mmmelab.acquisition import signalchecks as sc
-from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import SessionEngine
 from mmmelab.acquisition.rigcheck import run_rig_check
 from mmmelab.hardware_mocks.ximea.scene import Rig, Scene
+from mmmelab.participant import ParticipantInfo
 from mmmelab.storage import open_session
 from tests.conftest import write_small_lab_toml
 

@@ -18,12 +18,12 @@ def main(lab_file: str, protocol_file: str, out: str, orphan_s: str) -> int:
     from PyQt6.QtWidgets import QApplication
 
     from mmmelab.acquisition.consolelink import start_service
-    from mmmelab.acquisition.engine import ParticipantInfo
     from mmmelab.acquisition.messages import ControllerState, Setup
     from mmmelab.config import load_lab
     from mmmelab.gui.app import LabApp
     from mmmelab.gui.controller import EngineController
     from mmmelab.gui.participant import ParticipantWindows
+    from mmmelab.participant import ParticipantInfo
     from mmmelab.protocol import load_protocol
 
     app = QApplication(sys.argv[:1])

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmmelab.acquisition.engine import EngineState, ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import EngineState, SessionEngine
 from mmmelab.analysis.check import check_session
+from mmmelab.participant import ParticipantInfo
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from mmmelab.storage.frames import JOURNAL_DTYPE
 from mmmelab.storage.manifest import SessionStatus

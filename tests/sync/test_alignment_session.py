@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from mmmelab.acquisition.engine import ParticipantInfo, SessionEngine
+from mmmelab.acquisition.engine import SessionEngine
 from mmmelab.drivers.lsl import local_clock
+from mmmelab.participant import ParticipantInfo
 from mmmelab.storage import CameraStream, SignalStream, open_session
 from tests.helpers import camera_frames, wait_until
 
