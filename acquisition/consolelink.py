@@ -235,9 +235,10 @@ class LocalLink:
         self.runner.close(timeout_s)
 
 
-def start_service(timeout_s: float = CONNECT_TIMEOUT_S) -> ServiceInfo:
+def start_service(timeout_s: float = CONNECT_TIMEOUT_S, quiet: bool = False) -> ServiceInfo:
     """Start a service process (its own session, so a console's end does not end it)
-    and return its address once it listens. Refuses when one is running already."""
+    and return its address once it listens. Refuses when one is running already.
+    ``quiet``: it logs warnings and errors only (the headless CLI)."""
     folder = run_dir()
     running = ServiceInfo.read(folder)
     if running is not None:
@@ -246,15 +247,17 @@ def start_service(timeout_s: float = CONNECT_TIMEOUT_S) -> ServiceInfo:
             f"mmme attach opens its console"
         )
     return start_listener("mmmelab.acquisition.service", "engine", "the session service",
-                          timeout_s)  # fmt: skip
+                          timeout_s, ["--quiet"] if quiet else [])  # fmt: skip
 
 
-def start_listener(module: str, name: str, what: str, timeout_s: float) -> ServiceInfo:
+def start_listener(
+    module: str, name: str, what: str, timeout_s: float, args: list[str] | None = None
+) -> ServiceInfo:
     """Start ``python -m module`` in a session of its own (it outlives its starter) and
     return where it listens once its ``<name>.json`` in the run folder says so."""
     folder = run_dir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *(args or [])],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         env={**os.environ, "MMME_RUN_DIR": str(folder)},
@@ -270,3 +273,23 @@ def start_listener(module: str, name: str, what: str, timeout_s: float) -> Servi
         time.sleep(0.05)
     proc.kill()
     raise LabError(f"{what} did not start within {timeout_s:.0f} s")
+
+
+def wait_ended(info: ServiceInfo, timeout_s: float) -> bool:
+    """Wait until the process behind ``info`` has ended (reaped, when this process
+    started it); True when it did within ``timeout_s``."""
+    for proc in _spawned:
+        if proc.pid == info.pid:
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(info.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False

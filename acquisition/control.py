@@ -21,11 +21,8 @@ process (``python -m mmmelab check/align``), as an analyst would run them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import queue
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -57,6 +54,7 @@ from mmmelab.acquisition.messages import (
     clip_file,
 )
 from mmmelab.acquisition.paradigm import ParadigmError, Phase, TrialResult
+from mmmelab.acquisition.postcheck import check_and_align
 from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.config import LabConfig
 from mmmelab.errors import LabError
@@ -71,7 +69,6 @@ IDLE_POLL_S = 0.2
 CAMERA_LIVE_S = 0.5  # how often the live camera figures are recomputed in preview
 RECORDING_POLL_S = 0.02
 TELEMETRY_PERIOD_S = 0.5
-CHECK_TIMEOUT_S = 300.0
 SHARED_PREVIEW_HZ = 30.0  # the set-up preview published to shared memory
 
 
@@ -251,9 +248,9 @@ class EngineRunner:
             record = dict(engine.setup.checks or {"checks_run": False})
             engine.setup.checks = record | {"overridden": True, "override_reason": args[0]}
             logger.warning("set-up checks overridden: %s", args[0])
-        elif command is Command.START:
+        elif command is Command.START:  # (participant, simulate_participant=False)
             if self.state is ControllerState.READY:
-                self._start(args[0])
+                self._start(args[0], bool(args[1]) if len(args) > 1 else False)
         elif self.state is not ControllerState.RECORDING:
             logger.info("ignored %s: not recording", command.name.lower())
         else:
@@ -279,11 +276,11 @@ class EngineRunner:
             self._publisher.start()
         self._set_state(ControllerState.READY)
 
-    def _start(self, participant: ParticipantInfo) -> None:
+    def _start(self, participant: ParticipantInfo, simulate_participant: bool) -> None:
         self.engine.participant = participant
         self._set_state(ControllerState.STARTING)
         self.camera_live = {}
-        self.folder = self.engine.start(simulate_participant=False)
+        self.folder = self.engine.start(simulate_participant=simulate_participant)
         pipe = self.engine.recording.pipeline
         if self.share and pipe is not None and pipe.preview is not None:
             self.emit(PreviewAt(pipe.preview.name))
@@ -367,20 +364,19 @@ class EngineRunner:
     def _finish(self) -> None:
         """Stop (under 2 s), then check and align the session in a separate process."""
         self._set_state(ControllerState.STOPPING)
+        t0 = time.monotonic()
         with self.preview_lock:
             self.emit(PreviewAt(None))
             folder = self.engine.stop()
+        stop_s = time.monotonic() - t0
         self.telemetry = dataclasses.replace(self.engine.telemetry(), t=self.clock())  # final
         self.emit(Telemetry(self.telemetry))
         writer = self.engine.record.writer
-        result = SessionResult(folder, str(writer.manifest["status"] if writer else "unknown"))
+        status = str(writer.manifest["status"] if writer else "unknown")
+        result = SessionResult(folder, status, stop_s=stop_s, failure=self.engine.health.fatal)
         if folder is not None and self.run_checks:
             self._set_state(ControllerState.CHECKING)
-            result.alignment = _run_cli("align", folder).splitlines()
-            try:
-                result.check = json.loads(_run_cli("check", folder, "--json") or "{}")
-            except ValueError as exc:
-                result.error = f"the session check gave no readable report ({exc})"
+            check_and_align(result, folder)
         self.result = result
         self.emit(Finished(result))  # before the state: a console that sees FINISHED has it
         self._set_state(ControllerState.FINISHED)
@@ -431,20 +427,3 @@ class EngineRunner:
                 self._shared_preview = PreviewBuffer.create(rgb.shape[0], rgb.shape[1])
                 self.emit(PreviewAt(self._shared_preview.name))
             self._shared_preview.put(rgb, 0)
-
-
-def _run_cli(command: str, folder: Path, *extra: str) -> str:
-    """Run ``mmme <command> <folder>`` in its own process; its stdout (problems are logged)."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "mmmelab", command, str(folder), *extra],
-            capture_output=True,
-            text=True,
-            timeout=CHECK_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        logger.error("mmme %s did not finish within %.0f s", command, CHECK_TIMEOUT_S)
-        return ""
-    if done.returncode not in (0, 1):
-        logger.error("mmme %s failed: %s", command, done.stderr.strip()[-500:])
-    return done.stdout

@@ -90,6 +90,8 @@ class SessionResult:
     check: dict[str, Any] = field(default_factory=dict)
     alignment: list[str] = field(default_factory=list)
     error: str = ""
+    stop_s: float = float("nan")  # how long the stop and save took
+    failure: str | None = None  # the fault that ended the session, if one did
 
 
 # ------------------------------------------------------------ events (runner -> console)

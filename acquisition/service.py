@@ -312,9 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     ends (exit code 2 when one is running already)."""
     parser = argparse.ArgumentParser(prog="python -m mmmelab.acquisition.service")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s engine-service %(levelname)s %(name)s: %(message)s",
     )
     folder = run_dir()

@@ -158,6 +158,26 @@ def _sigkill(proc: subprocess.Popen[bytes]) -> None:
             p.kill()
 
 
+def _sigkill_service() -> None:
+    """SIGKILL the session service (the process that records), then wait (bounded) for
+    the writer processes it left, which must finish their files by themselves."""
+    import psutil
+
+    from mmmelab.acquisition.messages import ServiceInfo
+
+    info = ServiceInfo.read()
+    if info is None:
+        raise LabError("no session service to kill")
+    service = psutil.Process(info.pid)
+    left = service.children(recursive=True)
+    service.kill()
+    service.wait(10)
+    _, alive = psutil.wait_procs(left, timeout=10)
+    for p in alive:  # a writer that never finished: the session shows it
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
 def _reap(proc: subprocess.Popen[bytes]) -> None:
     """The child and its pipe gone, whatever happened."""
     if proc.poll() is None:
@@ -199,8 +219,8 @@ def _cli_case(name: str, signals: list[int], root: Path) -> dict[str, Any]:
     try:
         seen = _wait_for(proc, "recording 'faults'", 60)
         time.sleep(PRE_S)
-        if signals == [signal.SIGKILL]:
-            _sigkill(proc)
+        if signals == [signal.SIGKILL]:  # the recorder: the session service
+            _sigkill_service()
             return _killed_row(name, out)
         t0 = time.monotonic()
         for sig in signals:

@@ -1,8 +1,9 @@
 """The recording commands: ``mmme record`` (headless), ``mmme demo`` (the GUI when
 there is a display, else headless) and ``mmme check``.
 
-A headless recording runs the engine in this process; SIGINT, SIGTERM and SIGHUP
-stop it and save the session (exit 128 + the signal).
+A headless recording runs in the session service, as the GUI's does
+(:mod:`mmmelab.acquisition.headless`); SIGINT, SIGTERM and SIGHUP stop it and save
+the session (exit 128 + the signal).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mmmelab.errors import LabError
 from mmmelab.streams import ConsentLevel, SyncState
 
 if TYPE_CHECKING:
-    from mmmelab.acquisition.paradigm import Phase, TrialResult
+    from mmmelab.acquisition.messages import PhaseInfo
     from mmmelab.acquisition.telemetry import EngineTelemetry
 
 EXIT_OK, EXIT_NOT_OK = 0, 1
@@ -29,16 +30,17 @@ EXIT_OK, EXIT_NOT_OK = 0, 1
 
 def progress(
     started: float, telemetry: Callable[[], EngineTelemetry]
-) -> Callable[[Phase, TrialResult | None], None]:
-    """A paradigm phase listener printing a line per phase: the elapsed time, the
-    trial, the camera's health and each stream's live sync (stderr)."""
+) -> Callable[[PhaseInfo], None]:
+    """A phase listener printing a line per phase: the elapsed time, the trial, the
+    camera's health and each stream's live sync (stderr)."""
 
-    def show(phase: Phase, trial: TrialResult | None) -> None:
+    def show(info: PhaseInfo) -> None:
         elapsed = time.monotonic() - started
+        phase = info.phase
         what = ""
-        if trial is not None:
-            block = "practice" if trial.practice else "trial"
-            what = f"{block} {trial.index + 1}  {trial.clip.id}"
+        if info.index >= 0:
+            block = "practice" if info.practice else "trial"
+            what = f"{block} {info.index + 1}  {info.clip_id}"
         tel = telemetry()
         cam = tel.camera
         health = ""
@@ -79,7 +81,6 @@ def say(line: str) -> None:
 
 
 def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse.Namespace) -> int:
-    from mmmelab.acquisition.engine import SessionEngine
     from mmmelab.config import load_lab
     from mmmelab.participant import ParticipantInfo, check_participant_id
     from mmmelab.protocol import load_protocol
@@ -105,31 +106,39 @@ def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse
             file=sys.stderr,
             flush=True,
         )
-    with SessionEngine(lab, protocol, participant, out_root=out) as engine:
-        print(f"connecting devices ({lab.name}) ...", file=sys.stderr, flush=True)
-        engine.connect()
+    from mmmelab.acquisition.headless import HEADLESS_ORPHAN_S, HeadlessConsole
+    from mmmelab.acquisition.messages import Setup
+
+    setup = Setup(lab, protocol, out_root=out, run_checks=False,
+                  orphan_timeout_s=HEADLESS_ORPHAN_S)  # fmt: skip
+    console = HeadlessConsole(setup)  # the session service, in a process of its own
+    try:
+        say(f"connecting devices ({lab.name}) ...")
+        console.connect()
         with GracefulStop() as stop_signal:
-            folder = engine.start()
-            print(
+            console.start(participant, simulate_participant=True)
+            folder = console.folder
+            say(
                 f"recording {protocol.name!r}: {len(protocol.practice)} practice + "
-                f"{len(protocol.trial_order)} trials into {folder}  (Ctrl-C stops and saves)",
-                file=sys.stderr,
-                flush=True,
+                f"{len(protocol.trial_order)} trials into {folder}  (Ctrl-C stops and saves)"
             )
-            engine.run(
-                progress(time.monotonic(), engine.telemetry), stop_requested=stop_signal.requested
-            )
-            if stop_signal.name:
-                print(f"{stop_signal.name}: stopping and saving ...", file=sys.stderr, flush=True)
-            stop_signal.saving = True
-            t0 = time.monotonic()
-            engine.stop()
-            stop_s = time.monotonic() - t0
-        if engine.health.fatal is not None:
-            print(f"SESSION FAILED: {engine.health.fatal}", file=sys.stderr, flush=True)
-        if stop_signal.name:
-            print(f"session saved ({status(folder)}) in {stop_s:.2f} s: {folder}")
-            return 128 + stop_signal.signum
+
+            def stopping() -> None:
+                stop_signal.saving = True
+                say(f"{stop_signal.name}: stopping and saving ...")
+
+            show = progress(time.monotonic(), console.current_telemetry)
+            result = console.follow(show, stop_signal.requested, stopping)
+    finally:
+        console.close()
+    folder, stop_s = result.folder, result.stop_s
+    if result.failure is not None:
+        say(f"SESSION FAILED: {result.failure}")
+    if folder is None:
+        raise LabError(f"the session was not saved ({result.status})")
+    if stop_signal.name:
+        print(f"session saved ({result.status}) in {stop_s:.2f} s: {folder}")
+        return 128 + stop_signal.signum
     from mmmelab.analysis.alignment import align_session, summary_lines
     from mmmelab.analysis.check import check_session
 

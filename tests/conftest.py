@@ -197,6 +197,43 @@ def no_leftover_windows_or_timers():
 
 
 @pytest.fixture(autouse=True)
+def isolated_run_dir(monkeypatch):
+    """Each test's session service has a run folder of its own (a short path: it holds a
+    Unix socket), and must have ended when the test does."""
+    import shutil
+    import signal
+    import tempfile
+
+    from mmmelab.acquisition.messages import ServiceInfo
+
+    folder = Path(tempfile.mkdtemp(prefix="mmme-run-", dir="/tmp"))
+    monkeypatch.setenv("MMME_RUN_DIR", str(folder))
+    yield folder
+    left = []
+    for name in ("engine", "participant"):
+        info = ServiceInfo.read(folder, name)
+        if info is None:
+            continue
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and _alive(info.pid):
+            time.sleep(0.05)
+        if _alive(info.pid):
+            left.append(f"{name} (process {info.pid})")
+            os.kill(info.pid, signal.SIGKILL)  # do not poison the next test
+    shutil.rmtree(folder, ignore_errors=True)
+    assert not left, f"session service left running: {left}"
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Demo clips go to a per-session temporary cache, not the user's."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))

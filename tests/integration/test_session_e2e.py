@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -159,9 +158,79 @@ def _shm_segments() -> set[str]:
     return {p.name for p in Path("/dev/shm").glob("psm_*")} if Path("/dev/shm").is_dir() else set()
 
 
-def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
+def _record(lab: Path, proto: Path, out: Path, participant: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmmelab", "record", "--lab", str(lab), "--protocol", str(proto),
+         "--participant", participant, "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _recording_folder(out: Path) -> Path:
+    """The session folder once its camera has 300 frames and 1.5 s more after them (so
+    signals.h5 has flushed at least once more)."""
+    deadline = time.monotonic() + 60
+    folder = None
+    while time.monotonic() < deadline:
+        folders = list(out.iterdir()) if out.exists() else []
+        if folders and _journal_frames(folders[0]) > 300:
+            folder = folders[0]
+            break
+        time.sleep(0.05)
+    assert folder is not None, "the recorder never got going"
+    seen = _journal_frames(folder)
+    wait_until(lambda: _journal_frames(folder) > seen + 225, 20, "1.5 s more frames")
+    return folder
+
+
+def test_a_killed_headless_cli_leaves_the_recording_to_the_service(tmp_path):
+    """``mmme record`` SIGKILLed: the service records on, then stops and saves the
+    session once it has had no console for HEADLESS_ORPHAN_S."""
     import psutil
 
+    from mmmelab.acquisition.headless import HEADLESS_ORPHAN_S
+    from mmmelab.acquisition.messages import ServiceInfo
+
+    lab = write_small_lab_toml(tmp_path / "lab.toml", tmp_path / "data")
+    proto = tmp_path / "p.toml"
+    proto.write_text(TINY_PROTOCOL.replace("duration_s = 0.8", "duration_s = 60.0"))
+    out = tmp_path / "out"
+    proc = _record(lab, proto, out, "P05")
+    try:
+        folder = _recording_folder(out)
+        info = ServiceInfo.read()
+        assert info is not None
+        proc.kill()
+        proc.wait(10)  # (its stderr stays open: the service writes its log there)
+        t_kill = time.monotonic()
+        grabbed = _journal_frames(folder)
+        wait_until(lambda: _journal_frames(folder) > grabbed + 300, 10, "recording on")
+        psutil.Process(info.pid).wait(HEADLESS_ORPHAN_S + 30)
+        ended_s = time.monotonic() - t_kill
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert HEADLESS_ORPHAN_S - 1 <= ended_s <= HEADLESS_ORPHAN_S + 20
+    with open_session(folder) as s:
+        assert s.status is SessionStatus.ABORTED
+        details = " | ".join(
+            d.decode() if isinstance(d, bytes) else str(d) for d in s.faults["detail"]
+        )
+        assert "the console was lost" in details and "no console for" in details
+    report = check_session(folder)
+    assert report["streams"]["camera"]["dropped"] == 0
+    assert {"camera", "eeg", "physio"} <= set(report["streams"])
+
+
+def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
+    """The session service (the process that records) is SIGKILLed: what it wrote is
+    readable, and the CLI says in one line that it is gone."""
+    import psutil
+
+    from mmmelab.acquisition.messages import ServiceInfo
     from mmmelab.drivers.lsl import local_clock
 
     lab = write_small_lab_toml(tmp_path / "lab.toml", tmp_path / "data")
@@ -169,46 +238,27 @@ def test_a_killed_recorder_leaves_a_readable_session(tmp_path):
     proto.write_text(TINY_PROTOCOL.replace("duration_s = 0.8", "duration_s = 30.0"))
     out = tmp_path / "out"
     shm_before = _shm_segments()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mmmelab",
-            "record",
-            "--lab",
-            str(lab),
-            "--protocol",
-            str(proto),
-            "--participant",
-            "P03",
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _record(lab, proto, out, "P03")
     try:
-        deadline = time.monotonic() + 60
-        folder = None
-        while time.monotonic() < deadline:
-            folders = list(out.iterdir()) if out.exists() else []
-            if folders and _journal_frames(folders[0]) > 300:
-                folder = folders[0]
-                break
-            time.sleep(0.05)
-        assert folder is not None, "the recorder never got going"
-        seen = _journal_frames(folder)  # 1.5 s more: signals.h5 flushes at least once more
-        wait_until(lambda: _journal_frames(folder) > seen + 225, 20, "1.5 s more frames")
-        children = psutil.Process(proc.pid).children()
+        folder = _recording_folder(out)
+        info = ServiceInfo.read()
+        assert info is not None, "no session service"
+        service = psutil.Process(info.pid)
+        children = service.children()
         writers = [c for c in children if "mmmelab.storage.writer" in " ".join(c.cmdline())]
         assert len(writers) == 1
         t_kill = local_clock()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        service.kill()
+        service.wait(10)
+        _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait(10)
+            proc.communicate()
+    assert proc.returncode == 2
+    assert "Traceback" not in err
+    [said] = [line for line in err.splitlines() if line.startswith("mmme record: error:")]
+    assert "the session service stopped" in said and f"readable: {folder}" in said
     # the orphaned writer drains the ring and exits by itself
     gone, alive = psutil.wait_procs(writers, timeout=10)
     assert not alive, "the frame writer outlived its recorder"
