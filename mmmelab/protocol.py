@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mmmelab.errors import ConfigError
-from mmmelab.tomlcheck import Table, jsonable, load_toml, resolve_dir
+from mmmelab.tomlcheck import Table, jsonable, load_toml, read_settings, resolve_dir, setting
 
 DEMO_STIMULI = "@demo"  # stimuli_dir of the protocols that play the generated demo clips
 
@@ -49,8 +49,9 @@ class Clip:
 class Timing:
     """The paradigm's time limits (s): for the rating, and for pressing Space (0: none)."""
 
-    rating_limit_s: float = 25.0
-    wait_space_limit_s: float = 0.0  # 0 = wait for the participant indefinitely
+    rating_limit_s: float = setting(25.0, lo=1.0, hi=600.0)
+    # 0 = wait for the participant indefinitely
+    wait_space_limit_s: float = setting(0.0, lo=0.0, hi=3600.0)
 
 
 @dataclass(frozen=True)
@@ -124,13 +125,7 @@ def load_protocol(path: Path | str) -> Protocol:
     order_mode = head.text("order", "random", choices=["random", "fixed"])
     n_trials = head.integer("trials", 0, lo=0, hi=10_000)
     head.done()
-    tt = top.table("timing")
-    d = Timing()
-    timing = Timing(
-        rating_limit_s=tt.number("rating_limit_s", d.rating_limit_s, lo=1.0, hi=600.0),
-        wait_space_limit_s=tt.number("wait_space_limit_s", d.wait_space_limit_s, lo=0.0, hi=3600.0),
-    )
-    tt.done()
+    timing = read_settings(Timing, top.table("timing"))
     clips = tuple(_clip(t, emotion_required=True) for t in top.tables("clips", required=True))
     if not clips:
         raise ConfigError(str(path), "clips", "must list at least one clip ([[clips]])")

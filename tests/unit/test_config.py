@@ -246,10 +246,11 @@ def test_settings_are_declared_once_and_read_by_their_fields():
 
     from mmmelab import config as cfg
     from mmmelab.errors import ConfigError
+    from mmmelab.protocol import Timing
     from mmmelab.tomlcheck import Table, read_settings, setting
 
     kinds = (cfg.CameraConfig, cfg.EegConfig, cfg.PhysioConfig, cfg.TriggerBoxConfig,
-             cfg.ScreensConfig, cfg.ReminderConfig)  # fmt: skip
+             cfg.ScreensConfig, cfg.ReminderConfig, Timing)  # fmt: skip
     for kind in kinds:  # an empty table gives the declared defaults
         assert read_settings(kind, Table("lab.toml", {}, "x")) == kind()
     eeg = read_settings(cfg.EegConfig, Table("lab.toml", {"protocol": "acquire", "port": 4000}))
