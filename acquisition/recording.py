@@ -34,8 +34,10 @@ RECORDER_STOP_S = 0.6  # all recorder threads together; a hung device call is le
 #: how soon a waiting thread of the engine's process gets the interpreter back (Python's
 #: default is 5 ms): the recorders, the trigger bus and, in the simulated lab, the
 #: devices' simulators are threads of one interpreter, and a serial write to the trigger
-#: box or a device's socket must not wait on the others for tens of milliseconds
-SWITCH_INTERVAL_S = 0.0005
+#: box or a device's socket must not wait on the others for tens of milliseconds. 1 ms,
+#: not less: each switch costs CPU the console's process needs on a two-core PC (at
+#: 0.5 ms two of five 60 s GUI benchmark runs missed their event-loop targets)
+SWITCH_INTERVAL_S = 0.001
 
 
 def frame_geometry(lab: LabConfig) -> FrameGeometry:
