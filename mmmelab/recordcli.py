@@ -188,15 +188,6 @@ class GracefulStop:
             signal.signal(sig, old)
 
 
-def status(folder: Path) -> str:
-    from mmmelab.storage.manifest import read_manifest
-
-    try:
-        return str(read_manifest(folder)["status"])
-    except LabError:
-        return "unknown"
-
-
 def print_summary(report: dict[str, Any], stop_s: float) -> None:
     print(f"session: {report['session']}")
     print(
