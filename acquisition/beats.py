@@ -58,7 +58,7 @@ def ecg_r_peaks(ecg: np.ndarray, rate_hz: float) -> np.ndarray:
     qrs = _bandpass(x - np.median(x), rate_hz, QRS_BAND_HZ, 3)
     width = max(1, round(0.1 * rate_hz))
     energy = np.convolve(qrs * qrs, np.ones(width) / width, mode="same")
-    cand, props = signal.find_peaks(energy, distance=max(1, round(REFRACTORY_S * rate_hz)))
+    cand, _ = signal.find_peaks(energy, distance=max(1, round(REFRACTORY_S * rate_hz)))
     if len(cand) < 2:
         return np.zeros(0, dtype=np.int64)
     heights = energy[cand]
