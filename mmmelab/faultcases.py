@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,38 +143,39 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
 
 
 def _sigkill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL ``proc`` alone, then wait (bounded) for the writer processes it left,
-    which must finish their files by themselves."""
-    import psutil
-
-    try:
-        left = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        left = []
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
-    _, alive = psutil.wait_procs(left, timeout=10)
-    for p in alive:  # a writer that never finished: the session shows it
-        with contextlib.suppress(psutil.Error):
-            p.kill()
+    """SIGKILL ``proc`` alone (reaped), then wait for the writers it left."""
+    _sigkill_recorder(proc.pid, lambda: proc.wait(10))
 
 
 def _sigkill_service() -> None:
-    """SIGKILL the session service (the process that records), then wait (bounded) for
-    the writer processes it left, which must finish their files by themselves."""
-    import psutil
-
+    """SIGKILL the session service (the process that records), then wait for the
+    writers it left."""
     from mmmelab.acquisition.messages import ServiceInfo
 
     info = ServiceInfo.read()
     if info is None:
         raise LabError("no session service to kill")
-    service = psutil.Process(info.pid)
-    left = service.children(recursive=True)
-    service.kill()
-    service.wait(10)
+    _sigkill_recorder(info.pid, None)
+
+
+def _sigkill_recorder(pid: int, reap: Callable[[], object] | None) -> None:
+    """SIGKILL process ``pid`` alone and wait for it (``reap``: its starter's wait),
+    then wait (bounded) for the writer processes it left, which must finish their
+    files by themselves; one that never does is killed (the session shows it)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    try:
+        left = process.children(recursive=True)
+    except psutil.Error:
+        left = []
+    process.kill()
+    if reap is not None:
+        reap()
+    else:
+        process.wait(10)
     _, alive = psutil.wait_procs(left, timeout=10)
-    for p in alive:  # a writer that never finished: the session shows it
+    for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
 

@@ -101,11 +101,7 @@ def record(lab_path: Path, protocol_path: Path, out: Path | None, args: argparse
         from mmmelab.acquisition.simulation import require_sim
 
         require_sim(f"the simulated lab ({', '.join(simulated)})")
-        print(
-            f"*** SIMULATED DEVICES: {', '.join(simulated)} - this is not a real recording ***",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"*** SIMULATED DEVICES: {', '.join(simulated)} - this is not a real recording ***")
     from mmmelab.acquisition.headless import HEADLESS_ORPHAN_S, HeadlessConsole
     from mmmelab.acquisition.messages import Setup
 
