@@ -248,9 +248,9 @@ class EngineRunner:
             record = dict(engine.setup.checks or {"checks_run": False})
             engine.setup.checks = record | {"overridden": True, "override_reason": args[0]}
             logger.warning("set-up checks overridden: %s", args[0])
-        elif command is Command.START:  # (participant, simulate_participant=False)
+        elif command is Command.START:  # (participant, simulate the participant?)
             if self.state is ControllerState.READY:
-                self._start(args[0], bool(args[1]) if len(args) > 1 else False)
+                self._start(args[0], bool(args[1]))
         elif self.state is not ControllerState.RECORDING:
             logger.info("ignored %s: not recording", command.name.lower())
         else:

@@ -179,7 +179,7 @@ class EngineController(QObject):
 
     def start(self, participant: ParticipantInfo) -> None:
         self._camera_live = {}
-        self.link.put(Command.START, participant)
+        self.link.put(Command.START, participant, False)  # the participant is a person
 
     def clip_onset(self, t_display: float) -> None:
         """The first frame of the emotional clip was shown at ``t_display``."""
