@@ -275,6 +275,23 @@ def start_listener(
     raise LabError(f"{what} did not start within {timeout_s:.0f} s")
 
 
+def wait_released(info: ServiceInfo, timeout_s: float) -> bool:
+    """Wait until the service behind ``info`` has given up its run folder (its session
+    saved, its devices closed: a new service may start), without waiting for its
+    interpreter to finish exiting (a killed one, started here, is reaped); True when it
+    did within ``timeout_s``."""
+    ours = next((p for p in _spawned if p.pid == info.pid), None)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ours is not None and ours.poll() is not None:
+            return True
+        running = ServiceInfo.read(run_dir())
+        if running is None or running.pid != info.pid:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def wait_ended(info: ServiceInfo, timeout_s: float) -> bool:
     """Wait until the process behind ``info`` has ended (reaped, when this process
     started it); True when it did within ``timeout_s``."""

@@ -13,13 +13,19 @@ in the faults); ``mmme attach`` can take it over before that.
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mmmelab.acquisition.consolelink import ServiceClient, start_service, wait_ended
+from mmmelab.acquisition.consolelink import (
+    ServiceClient,
+    start_service,
+    wait_ended,
+    wait_released,
+)
 from mmmelab.acquisition.messages import (
     Command,
     ControllerState,
@@ -36,6 +42,8 @@ from mmmelab.acquisition.messages import (
 from mmmelab.acquisition.telemetry import EngineTelemetry
 from mmmelab.errors import LabError
 from mmmelab.participant import ParticipantInfo
+
+logger = logging.getLogger(__name__)
 
 HEADLESS_ORPHAN_S = 10.0  # a killed CLI: the service saves the recording this long after
 CONNECT_TIMEOUT_S = 120.0  # the devices' opening and the pre-flight checks
@@ -102,9 +110,11 @@ class HeadlessConsole:
 
     def close(self) -> None:
         """End the service (a recording still running is aborted and saved) and wait
-        for its process to end."""
+        until it has released the run folder. Its interpreter's own exit (about 0.9 s
+        here) is not waited for: the session and the devices are done with by then."""
         self.client.close()
-        wait_ended(self.info, 30.0)
+        if not wait_released(self.info, 30.0):  # (called in a finally: says, never raises)
+            logger.error("the session service (process %d) did not end", self.info.pid)
 
     def current_telemetry(self) -> EngineTelemetry:
         """The newest figures the service sent (twice a second while recording)."""

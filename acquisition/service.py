@@ -72,6 +72,7 @@ logger = logging.getLogger(__name__)
 
 SETUP_TIMEOUT_S = 30.0  # a service that was given no session this long exits
 SEND_QUEUE_MAX = 2000  # events queued for a console that does not read: it is dropped
+WATCH_S = 0.05  # how soon a closed runner ends the service (and the orphan rule is checked)
 CALLS = frozenset({"log", "log_display", "fault", "record_display_check", "set_face_box"})
 
 
@@ -253,7 +254,7 @@ class EngineService:
     # ---------------------------------------------------------------- the orphan rule
 
     def _watchdog(self) -> None:
-        while not self.ended.wait(0.25):
+        while not self.ended.wait(WATCH_S):
             runner = self.runner
             if runner is None:
                 if time.monotonic() - self.alone_since > SETUP_TIMEOUT_S:
